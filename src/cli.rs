@@ -1,0 +1,85 @@
+//! Command-line definitions (clap). No behaviour lives here.
+
+use crate::diag::Format;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Turns SOC 2 / ISO 27001 evidence into Git history that anyone can verify.
+///
+/// Exit codes: 0 ok; 1 findings that fail the run (verify failures);
+/// 2 usage or configuration error; 3 runtime error (I/O, git, network, a
+/// concurrent writer that could not be rebased on).
+#[derive(Debug, Parser)]
+#[command(
+    name = "cleartrail",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The evidence repository (created by `sync` and `run` when missing).
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// Configuration file [default: <repo>/cleartrail.yml].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format for data on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// More log output on stderr (-vv for more still).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter configuration into a new or existing
+    /// evidence repository.
+    Init(InitArgs),
+    /// The scheduled job: sync, then a summary of what changed.
+    Run(SyncArgs),
+    /// Collect from every source, normalize and commit what changed to the
+    /// evidence branch.
+    Sync(SyncArgs),
+    /// Re-hash every artifact, captured document and collection record of
+    /// the evidence branch, offline. Exits 1 on any finding.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder of the evidence repository [default: --repo].
+    pub dir: Option<PathBuf>,
+    /// Overwrite an existing cleartrail.yml.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Reporting period: 2026, 2026-Q3, 2026-09 or 2026-07-01..2026-09-30
+    /// [default: `period` from the configuration, else the current year].
+    #[arg(long, value_name = "PERIOD")]
+    pub period: Option<String>,
+    /// Collect only the named sources (repeatable).
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Revision to verify [default: the evidence branch, else HEAD].
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+}

@@ -1,0 +1,170 @@
+//! `cleartrail.yml`: parsed in two phases.
+//!
+//! 1. [`raw`]: serde_yaml into structs that reject unknown keys; a syntax or
+//!    shape error carries serde_yaml's line and column.
+//! 2. [`validate`]: raw values into a [`Config`] that cannot be invalid
+//!    (periods parsed, paths resolved against the config file's folder and
+//!    checked to exist). Every problem is reported, each with
+//!    `file:line:column` found through [`locate`], and a hint.
+
+pub mod locate;
+pub mod raw;
+mod validate;
+
+use crate::period::Period;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use validate::validate;
+
+/// The file name looked for in the evidence repository.
+pub const CONFIG_FILE: &str = "cleartrail.yml";
+/// The branch evidence is committed to unless configured otherwise.
+pub const DEFAULT_BRANCH: &str = "cleartrail/evidence";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The folder relative paths are resolved against.
+    pub dir: PathBuf,
+    /// The configured period, if any (the command line overrides it).
+    pub period: Option<Period>,
+    /// The evidence branch.
+    pub branch: String,
+    /// Sources, in name order.
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// Unique name; qualifies object ids of local sources.
+    pub name: String,
+    pub spec: SourceSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A local git repository.
+    Git {
+        path: PathBuf,
+        /// Branch to read commits from (default: the repository's HEAD).
+        branch: Option<String>,
+    },
+    /// A folder of documents.
+    Files {
+        path: PathBuf,
+        /// Relative paths (files or folders) to leave out.
+        exclude: Vec<String>,
+    },
+}
+
+impl SourceSpec {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceSpec::Git { .. } => "git",
+            SourceSpec::Files { .. } => "files",
+        }
+    }
+}
+
+/// One problem in a configuration file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "configuration {path} not found\n  hint: run `cleartrail init` to write a starter, or pass --config FILE"
+    )]
+    NotFound { path: String },
+    #[error("{}", render_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    let mut s = if problems.len() == 1 {
+        "invalid configuration:".to_string()
+    } else {
+        format!("invalid configuration ({} problems):", problems.len())
+    };
+    for p in problems {
+        s.push('\n');
+        s.push_str(&p.to_string());
+    }
+    s
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid(p) => p,
+            _ => &[],
+        }
+    }
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::NotFound {
+                path: path.display().to_string(),
+            });
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    load_str(path, &text)
+}
+
+/// Parses and validates configuration text said to come from `path`.
+pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let display = path.display().to_string();
+    let raw = raw::parse(&display, text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    let locs = locate::Locations::parse(text);
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    validate(raw, &display, &dir, &locs).map_err(ConfigError::Invalid)
+}

@@ -1,0 +1,313 @@
+//! Connectors: one trait for every evidence source, and the plumbing they
+//! share (paging, cursors, rate limits).
+//!
+//! A connector declares its [`Query`]s; the driver ([`collect`]) asks for
+//! pages until a query is exhausted, waits out rate limits the source
+//! reports, and keeps each query's cursor for the next run. Local sources
+//! answer in one page; API sources (GitHub, Jira, Drive) page, send
+//! conditional requests and report their limits through the same types.
+
+pub mod files;
+pub mod git;
+
+use crate::artifact::Artifact;
+use crate::config::{SourceConfig, SourceSpec};
+use crate::period::Period;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One question a connector asks its source, yielding one or more kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// Stable identifier within the connector (`history`, `tags`).
+    pub id: String,
+    /// Kinds of artifact this query yields.
+    pub kinds: Vec<String>,
+    /// Human-readable description, recorded in collections.
+    pub description: String,
+    /// Filters applied, recorded in collections.
+    pub filters: BTreeMap<String, String>,
+    /// True when the query only covers objects dated in the run's period:
+    /// a held artifact dated outside the period was not asked about, so its
+    /// absence from the answer is not a removal.
+    pub period_scoped: bool,
+}
+
+/// Where the driver is in a query's pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Opaque cursor from the previous page (`None` for the first page).
+    pub cursor: Option<String>,
+    /// Validator from the last run, for a conditional request.
+    pub etag: Option<String>,
+}
+
+/// Rate-limit state reported by a source with a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub remaining: u64,
+    pub reset_at: DateTime<Utc>,
+}
+
+/// One page of answers.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub items: Vec<Artifact>,
+    /// Cursor of the next page, `None` on the last.
+    pub next: Option<String>,
+    /// Validator to send next run.
+    pub etag: Option<String>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("git repository {path}: {context}")]
+    Git {
+        path: String,
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{endpoint}: HTTP {status}: {message}")]
+    Http {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "{endpoint}: rate limit exhausted until {reset_at}, longer than the {max_wait_secs} s this run may wait"
+    )]
+    RateLimited {
+        endpoint: String,
+        reset_at: DateTime<Utc>,
+        max_wait_secs: u64,
+    },
+    #[error("query `{query}` is not known to source `{source_name}`")]
+    UnknownQuery { source_name: String, query: String },
+    #[error("collection task failed: {0}")]
+    Task(String),
+}
+
+/// The contract every evidence source implements.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The connector type (`git`, `files`, `github`, ...): the `source` of
+    /// every artifact it yields.
+    fn source_type(&self) -> &'static str;
+    /// The configured source name.
+    fn name(&self) -> &str;
+    /// The queries this source answers for the run.
+    fn queries(&self) -> Vec<Query>;
+    /// Fetches one page of one query.
+    async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError>;
+}
+
+/// How the driver treats rate limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest wait for a rate-limit reset before failing the run.
+    pub max_wait: Duration,
+    /// A page-count safety net against a source that never ends.
+    pub max_pages: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_wait: Duration::from_secs(15 * 60),
+            max_pages: 100_000,
+        }
+    }
+}
+
+/// What one query returned.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub source_type: &'static str,
+    pub source_name: String,
+    pub query: Query,
+    pub pages: u64,
+    pub items: Vec<Artifact>,
+    /// Validator of the last page, for the next run's state.
+    pub etag: Option<String>,
+}
+
+/// Runs every query of one connector to the end.
+pub async fn collect(
+    connector: &dyn Connector,
+    limits: Limits,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<Vec<QueryResult>, ConnectorError> {
+    let mut out = Vec::new();
+    for query in connector.queries() {
+        let mut req = PageRequest::default();
+        let mut items = Vec::new();
+        let mut pages = 0u64;
+        let mut etag = None;
+        loop {
+            let page = connector.fetch(&query, req.clone()).await?;
+            pages += 1;
+            items.extend(page.items);
+            etag = page.etag.or(etag);
+            if let Some(rl) = page.rate_limit
+                && rl.remaining == 0
+                && page.next.is_some()
+            {
+                let wait = (rl.reset_at - now()).to_std().unwrap_or_default();
+                if wait > limits.max_wait {
+                    return Err(ConnectorError::RateLimited {
+                        endpoint: format!("{}:{}", connector.name(), query.id),
+                        reset_at: rl.reset_at,
+                        max_wait_secs: limits.max_wait.as_secs(),
+                    });
+                }
+                tracing::info!(
+                    source = connector.name(),
+                    "rate limit reached; waiting {} s for the reset",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            match page.next {
+                Some(next) if pages < limits.max_pages => {
+                    req = PageRequest {
+                        cursor: Some(next),
+                        etag: None,
+                    };
+                }
+                _ => break,
+            }
+        }
+        out.push(QueryResult {
+            source_type: connector.source_type(),
+            source_name: connector.name().to_string(),
+            query,
+            pages,
+            items,
+            etag,
+        });
+    }
+    Ok(out)
+}
+
+/// Builds the connector for a configured source.
+pub fn from_config(src: &SourceConfig, period: &Period) -> Arc<dyn Connector> {
+    match &src.spec {
+        SourceSpec::Git { path, branch } => Arc::new(git::GitSource::new(
+            src.name.clone(),
+            path.clone(),
+            branch.clone(),
+            period.clone(),
+        )),
+        SourceSpec::Files { path, exclude } => Arc::new(files::FilesSource::new(
+            src.name.clone(),
+            path.clone(),
+            exclude.clone(),
+        )),
+    }
+}
+
+/// Runs blocking work (git, file system) off the async executor.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ConnectorError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A source that pages through numbers and reports a spent rate limit
+    /// on the first page.
+    struct Paged {
+        calls: Mutex<Vec<PageRequest>>,
+        reset_in: chrono::Duration,
+    }
+
+    #[async_trait]
+    impl Connector for Paged {
+        fn source_type(&self) -> &'static str {
+            "test"
+        }
+        fn name(&self) -> &str {
+            "paged"
+        }
+        fn queries(&self) -> Vec<Query> {
+            vec![Query {
+                id: "all".into(),
+                kinds: vec!["n".into()],
+                description: "numbers".into(),
+                filters: BTreeMap::new(),
+                period_scoped: false,
+            }]
+        }
+        async fn fetch(&self, _q: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
+            self.calls.lock().unwrap().push(page.clone());
+            let n: u32 = page
+                .cursor
+                .as_deref()
+                .map(|c| c.parse().unwrap())
+                .unwrap_or(0);
+            Ok(Page {
+                items: Vec::new(),
+                next: (n < 2).then(|| (n + 1).to_string()),
+                etag: Some(format!("e{n}")),
+                rate_limit: (n == 0).then(|| RateLimit {
+                    remaining: 0,
+                    reset_at: DateTime::from_timestamp(1000, 0).unwrap() + self.reset_in,
+                }),
+            })
+        }
+    }
+
+    fn at_1000() -> DateTime<Utc> {
+        DateTime::from_timestamp(1000, 0).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follows_cursors_and_waits_for_a_short_reset() {
+        let c = Paged {
+            calls: Mutex::new(Vec::new()),
+            reset_in: chrono::Duration::seconds(30),
+        };
+        let res = collect(&c, Limits::default(), at_1000).await.unwrap();
+        assert_eq!(res[0].pages, 3);
+        assert_eq!(res[0].etag.as_deref(), Some("e2"));
+        let cursors: Vec<Option<String>> = c
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.cursor.clone())
+            .collect();
+        assert_eq!(cursors, [None, Some("1".into()), Some("2".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_reset_beyond_the_wait_limit_fails_with_the_endpoint() {
+        let c = Paged {
+            calls: Mutex::new(Vec::new()),
+            reset_in: chrono::Duration::hours(2),
+        };
+        let err = collect(&c, Limits::default(), at_1000).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("paged:all: rate limit exhausted"),
+            "{err}"
+        );
+    }
+}
