@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(l.value("version"), Pos { line: 1, col: 10 });
         assert_eq!(l.key("sources.app"), Pos { line: 3, col: 3 });
         assert_eq!(l.value("sources.app.path"), Pos { line: 5, col: 11 });
-        assert_eq!(l.value("sources.docs.exclude[1]"), Pos { line: 7, col: 17 });
+        assert_eq!(l.value("sources.docs.exclude[1]"), Pos { line: 7, col: 18 });
         // Unknown paths fall back to the nearest known parent.
         assert_eq!(l.value("sources.app.branch"), Pos { line: 3, col: 3 });
         assert_eq!(l.value("nothing.here"), Pos { line: 1, col: 1 });

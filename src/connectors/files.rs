@@ -5,7 +5,7 @@
 //! comes from the history (file system times are not evidence: a checkout
 //! resets them).
 
-use super::git::{UrlBase, last_changes, time_utc};
+use super::git::{UrlBase, last_changes};
 use super::{Connector, ConnectorError, Page, PageRequest, Query, blocking};
 use crate::artifact::{Artifact, Captured, DateSpan};
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use yaml_rust2::Yaml;
 
 pub struct FilesSource {
     name: String,
@@ -105,24 +106,43 @@ pub fn front_matter(text: &str) -> FrontMatter {
             "line 1: front matter opened with `---` is never closed".into(),
         );
     }
-    match serde_yaml::from_str::<serde_yaml::Value>(&yaml) {
-        Ok(serde_yaml::Value::Mapping(m)) => match serde_json::to_value(&m) {
-            Ok(v) => FrontMatter::Parsed(v),
-            Err(e) => {
-                FrontMatter::Invalid(format!("front matter cannot be represented as JSON: {e}"))
-            }
+    match yaml_rust2::YamlLoader::load_from_str(&yaml) {
+        Ok(docs) => match docs.into_iter().next() {
+            None | Some(Yaml::Null) => FrontMatter::Parsed(json!({})),
+            Some(h @ Yaml::Hash(_)) => FrontMatter::Parsed(yaml_to_json(h)),
+            Some(_) => FrontMatter::Invalid(
+                "line 2: front matter must be a mapping of keys to values".into(),
+            ),
         },
-        Ok(serde_yaml::Value::Null) => FrontMatter::Parsed(json!({})),
-        Ok(_) => {
-            FrontMatter::Invalid("line 2: front matter must be a mapping of keys to values".into())
-        }
         Err(e) => {
             // The front matter starts on line 2 of the file.
-            let line = e.location().map(|l| l.line() + 1).unwrap_or(2);
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            FrontMatter::Invalid(format!("line {line}: {msg}"))
+            FrontMatter::Invalid(format!("line {}: {}", e.marker().line() + 1, e.info()))
         }
+    }
+}
+
+/// YAML to JSON, keeping every scalar as written where JSON would change
+/// it: a version `2.10` stays the string "2.10", never the number 2.1.
+fn yaml_to_json(y: Yaml) -> Value {
+    match y {
+        Yaml::Real(s) | Yaml::String(s) => Value::String(s),
+        Yaml::Integer(i) => json!(i),
+        Yaml::Boolean(b) => json!(b),
+        Yaml::Array(a) => Value::Array(a.into_iter().map(yaml_to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) | Yaml::Real(s) => s,
+                        Yaml::Integer(i) => i.to_string(),
+                        Yaml::Boolean(b) => b.to_string(),
+                        _ => "?".to_string(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Yaml::Null | Yaml::Alias(_) | Yaml::BadValue => Value::Null,
     }
 }
 
@@ -261,8 +281,6 @@ impl FilesSource {
                 captured: Some(Captured { bytes }),
             });
         }
-        // Keep `time_utc` the single conversion for git times.
-        let _ = time_utc;
         Ok(out)
     }
 }
@@ -321,6 +339,16 @@ mod tests {
             date_field(&v, "last_reviewed"),
             NaiveDate::from_ymd_opt(2026, 3, 14)
         );
+    }
+
+    #[test]
+    fn scalars_keep_their_written_form() {
+        let FrontMatter::Parsed(v) =
+            front_matter("---\nversion: 2.10\nrev: 3\ndraft: false\n---\n")
+        else {
+            panic!()
+        };
+        assert_eq!(v, json!({"version": "2.10", "rev": 3, "draft": false}));
     }
 
     #[test]
