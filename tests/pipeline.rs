@@ -1,0 +1,418 @@
+//! End to end through the binary: sync into a fresh evidence repository,
+//! idempotence and byte-identical output, verify catching tampering,
+//! removals recorded as tombstones, and clean failures that write nothing.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const BRANCH: &str = "cleartrail/evidence";
+
+fn run_sync(f: &Fixture, cfg: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "sync",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repo",
+        f.evidence().to_str().unwrap().to_owned().leak(),
+    ];
+    args.extend_from_slice(extra);
+    cleartrail(&args)
+}
+
+fn json_at(repo: &std::path::Path, path: &str) -> Value {
+    let files = tree_files(repo, BRANCH);
+    serde_json::from_slice(files.get(path).unwrap_or_else(|| panic!("{path} missing"))).unwrap()
+}
+
+#[test]
+fn first_sync_makes_one_commit_and_a_second_changes_nothing() {
+    let f = Fixture::new();
+    let cfg = f.default_config();
+    let out = run_sync(&f, &cfg, &["--period", "2026-Q1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(commit_count(&f.evidence(), BRANCH), 1);
+    let first = tree_files(&f.evidence(), BRANCH);
+    let tip = git2::Repository::open(f.evidence())
+        .unwrap()
+        .refname_to_id("refs/heads/cleartrail/evidence")
+        .unwrap();
+
+    // Both sources and their collection records are in the one commit.
+    for p in [
+        "collections/git/commit.json",
+        "collections/git/merge.json",
+        "collections/git/tag.json",
+        "collections/git/codeowners.json",
+        "collections/files/document.json",
+        "evidence/files/document/policies/access-control-policy.md",
+        "evidence/files/document/policies/access-control-policy.md.json",
+        "evidence/git/codeowners/app/.github/CODEOWNERS.json",
+    ] {
+        let p = p.replace("/.github/", "/%2Egithub/");
+        assert!(
+            first.contains_key(&p),
+            "{p} missing from {:#?}",
+            first.keys().collect::<Vec<_>>()
+        );
+    }
+    // Q1 has 5 plain commits (the July one is outside) and 2 merges.
+    assert_eq!(
+        json_at(&f.evidence(), "collections/git/commit.json")["count"],
+        5
+    );
+    assert_eq!(
+        json_at(&f.evidence(), "collections/git/merge.json")["count"],
+        2
+    );
+    assert_eq!(
+        json_at(&f.evidence(), "collections/git/tag.json")["count"],
+        2
+    );
+    assert_eq!(
+        json_at(&f.evidence(), "collections/files/document.json")["count"],
+        3
+    );
+
+    let again = run_sync(&f, &cfg, &["--period", "2026-Q1"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing new: no commit"),
+        "{}",
+        stdout(&again)
+    );
+    let tip2 = git2::Repository::open(f.evidence())
+        .unwrap()
+        .refname_to_id("refs/heads/cleartrail/evidence")
+        .unwrap();
+    assert_eq!(tip, tip2);
+    assert_eq!(first, tree_files(&f.evidence(), BRANCH));
+}
+
+#[test]
+fn two_evidence_repositories_from_the_same_sources_are_byte_identical() {
+    let f = Fixture::new();
+    let cfg = f.default_config();
+    let a = f.root.path().join("a");
+    let b = f.root.path().join("b");
+    for repo in [&a, &b] {
+        let out = cleartrail(&[
+            "sync",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+            "--period",
+            "2026",
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let ra = git2::Repository::open(&a).unwrap();
+    let rb = git2::Repository::open(&b).unwrap();
+    let ta = ra
+        .revparse_single(BRANCH)
+        .unwrap()
+        .peel_to_tree()
+        .unwrap()
+        .id();
+    let tb = rb
+        .revparse_single(BRANCH)
+        .unwrap()
+        .peel_to_tree()
+        .unwrap()
+        .id();
+    assert_eq!(ta, tb, "same sources must give the same tree");
+}
+
+#[test]
+fn artifacts_carry_provenance_from_the_git_source() {
+    let f = Fixture::new();
+    let out = run_sync(&f, &f.default_config(), &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let c = &f.commits;
+    let signed = json_at(
+        &f.evidence(),
+        &format!("evidence/git/commit/app/{}.json", c[2]),
+    );
+    assert_eq!(signed["content"]["signed"], true);
+    assert_eq!(signed["content"]["signature_kind"], "ssh");
+    assert_eq!(
+        signed["content"]["trailers"]["Reviewed-by"][0],
+        "Cy <cy@example.com>"
+    );
+    assert_eq!(signed["period"]["start"], "2026-03-04");
+    assert_eq!(signed["id"], format!("git:commit:app/{}", c[2]));
+    assert!(
+        signed["url"].as_str().unwrap().starts_with("file://"),
+        "{}",
+        signed["url"]
+    );
+    let unsigned = json_at(
+        &f.evidence(),
+        &format!("evidence/git/commit/app/{}.json", c[0]),
+    );
+    assert_eq!(unsigned["content"]["signed"], false);
+
+    let pr_merge = json_at(
+        &f.evidence(),
+        &format!("evidence/git/merge/app/{}.json", c[4]),
+    );
+    assert_eq!(pr_merge["content"]["review_trace"], true);
+    assert_eq!(pr_merge["content"]["pull_request"], "#7");
+    assert_eq!(pr_merge["content"]["parents"].as_array().unwrap().len(), 2);
+    let plain_merge = json_at(
+        &f.evidence(),
+        &format!("evidence/git/merge/app/{}.json", c[6]),
+    );
+    assert_eq!(plain_merge["content"]["review_trace"], false);
+
+    let tag = json_at(&f.evidence(), "evidence/git/tag/app/v1.0.0.json");
+    assert_eq!(tag["content"]["annotated"], true);
+    assert_eq!(tag["content"]["target"], c[4].to_string());
+    let light = json_at(&f.evidence(), "evidence/git/tag/app/v1.0.1.json");
+    assert_eq!(light["content"]["annotated"], false);
+
+    let owners = json_at(
+        &f.evidence(),
+        "evidence/git/codeowners/app/%2Egithub/CODEOWNERS.json",
+    );
+    assert_eq!(owners["content"]["rules"][1]["pattern"], "/policies/");
+    assert_eq!(owners["content"]["rules"][1]["owners"][0], "@org/security");
+    assert_eq!(owners["content"]["commit"], c[1].to_string());
+
+    let policy = json_at(
+        &f.evidence(),
+        "evidence/files/document/policies/access-control-policy.md.json",
+    );
+    assert_eq!(
+        policy["content"]["front_matter"]["owner"],
+        "Head of Security"
+    );
+    assert_eq!(policy["content"]["front_matter"]["version"], "2.10");
+    assert_eq!(policy["observed"]["last_reviewed"], "2026-03-14");
+    assert_eq!(policy["observed"]["last_changed"], "2026-03-03T10:00:00Z");
+    assert_eq!(policy["content"]["last_changed_commit"], c[1].to_string());
+    let files = tree_files(&f.evidence(), BRANCH);
+    assert_eq!(
+        files["evidence/files/document/policies/access-control-policy.md"],
+        POLICY_OK.as_bytes()
+    );
+    let csv = json_at(
+        &f.evidence(),
+        "evidence/files/document/policies/org-chart.csv.json",
+    );
+    assert_eq!(csv["content"]["media_type"], "text/csv");
+    assert_eq!(csv["content"]["front_matter"], Value::Null);
+}
+
+#[test]
+fn verify_passes_then_names_a_tampered_file_and_a_deleted_artifact() {
+    let f = Fixture::new();
+    let out = run_sync(&f, &f.default_config(), &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let repo = f.evidence();
+    let ok = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
+    assert_eq!(code(&ok), 0, "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).contains("0 findings"), "{}", stdout(&ok));
+
+    // Flip one byte inside the content of an artifact.
+    let path = "evidence/files/document/policies/access-control-policy.md.json";
+    let mut bytes = tree_files(&repo, BRANCH)[path].clone();
+    let at = String::from_utf8_lossy(&bytes)
+        .find("Head of Security")
+        .unwrap();
+    bytes[at] ^= 0x20;
+    tamper(&repo, BRANCH, path, Some(&bytes));
+    let bad = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
+    assert_eq!(code(&bad), 1);
+    assert!(
+        stdout(&bad).contains(&format!("error[artifact-hash-mismatch]: {path}:")),
+        "{}",
+        stdout(&bad)
+    );
+
+    // Flip a byte in a captured document.
+    let doc = "evidence/files/document/policies/org-chart.csv";
+    let mut d = tree_files(&repo, BRANCH)[doc].clone();
+    d[0] ^= 1;
+    tamper(&repo, BRANCH, doc, Some(&d));
+    let bad = cleartrail(&[
+        "verify",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&bad), 1);
+    let report: Value = serde_json::from_str(&stdout(&bad)).unwrap();
+    let codes: Vec<(&str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap(), d["path"].as_str().unwrap()))
+        .collect();
+    assert!(
+        codes.contains(&("captured-hash-mismatch", doc)),
+        "{codes:?}"
+    );
+
+    // Delete an artifact: its collection no longer adds up.
+    let victim = format!("evidence/git/commit/app/{}.json", f.commits[0]);
+    tamper(&repo, BRANCH, &victim, None);
+    let bad = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
+    assert_eq!(code(&bad), 1);
+    assert!(
+        stdout(&bad).contains("error[collection-digest-mismatch]: collections/git/commit.json:"),
+        "{}",
+        stdout(&bad)
+    );
+    assert!(
+        stdout(&bad).contains("collection-count-mismatch"),
+        "{}",
+        stdout(&bad)
+    );
+
+    // An older revision still verifies.
+    let old = cleartrail(&[
+        "verify",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--rev",
+        &format!("{BRANCH}~3"),
+    ]);
+    assert_eq!(code(&old), 0, "{}", stdout(&old));
+}
+
+#[test]
+fn a_removed_document_leaves_a_tombstone_and_the_collection_still_verifies() {
+    let f = Fixture::new();
+    let cfg = f.default_config();
+    assert_eq!(code(&run_sync(&f, &cfg, &["--period", "2026"])), 0);
+    std::fs::remove_file(f.src().join("policies/org-chart.csv")).unwrap();
+    let out = run_sync(&f, &cfg, &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let files = tree_files(&f.evidence(), BRANCH);
+    assert!(!files.contains_key("evidence/files/document/policies/org-chart.csv.json"));
+    assert!(!files.contains_key("evidence/files/document/policies/org-chart.csv"));
+    let tomb: Value =
+        serde_json::from_slice(&files["tombstones/files/document/policies/org-chart.csv.json"])
+            .unwrap();
+    assert_eq!(tomb["id"], "files:document:policies/org-chart.csv");
+    assert_eq!(tomb["removed_at"], "2026-11-29T12:00:00Z");
+    assert!(
+        tomb["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer returned")
+    );
+    assert_eq!(
+        json_at(&f.evidence(), "collections/files/document.json")["count"],
+        2
+    );
+    let log = git2::Repository::open(f.evidence()).unwrap();
+    let msg = log
+        .revparse_single(BRANCH)
+        .unwrap()
+        .peel_to_commit()
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.starts_with("cleartrail sync: 0 added, 0 changed, 1 removed"),
+        "{msg}"
+    );
+    assert!(msg.contains("files/document: +0 ~0 -1 (held 2)"), "{msg}");
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+}
+
+#[test]
+fn commits_outside_a_later_period_are_kept_not_tombstoned() {
+    let f = Fixture::new();
+    let cfg = f.default_config();
+    assert_eq!(code(&run_sync(&f, &cfg, &["--period", "2026-Q1"])), 0);
+    let out = run_sync(&f, &cfg, &["--period", "2026-Q3"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let files = tree_files(&f.evidence(), BRANCH);
+    assert!(
+        files.keys().all(|k| !k.starts_with("tombstones/")),
+        "{:?}",
+        files.keys()
+    );
+    // Q1's five plus July's one.
+    assert_eq!(
+        json_at(&f.evidence(), "collections/git/commit.json")["count"],
+        6
+    );
+    let rec = json_at(&f.evidence(), "collections/git/commit.json");
+    assert_eq!(rec["queries"][0]["count"], 1);
+    assert_eq!(rec["queries"][0]["filters"]["period"], "2026-Q3");
+}
+
+#[test]
+fn sync_works_on_a_bare_evidence_repository() {
+    let f = Fixture::new();
+    let bare = f.root.path().join("bare.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let out = cleartrail(&[
+        "sync",
+        "--config",
+        f.default_config().to_str().unwrap(),
+        "--repo",
+        bare.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = cleartrail(&["verify", "--repo", bare.to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+}
+
+#[test]
+fn json_output_reports_counts() {
+    let f = Fixture::new();
+    let out = run_sync(
+        &f,
+        &f.default_config(),
+        &["--period", "2026-Q1", "--format", "json"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["period"], "2026-Q1");
+    assert!(r["commit"].is_string());
+    let docs = r["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "document")
+        .unwrap();
+    assert_eq!(docs["added"], 3);
+}
+
+#[test]
+fn github_step_outputs_are_written_in_actions() {
+    let f = Fixture::new();
+    let out_file = f.root.path().join("gh_output");
+    let summary = f.root.path().join("gh_summary");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cleartrail"))
+        .args([
+            "run",
+            "--config",
+            f.default_config().to_str().unwrap(),
+            "--repo",
+            f.evidence().to_str().unwrap(),
+        ])
+        .env("SOURCE_DATE_EPOCH", NOW.to_string())
+        .env("GITHUB_OUTPUT", &out_file)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let outputs = std::fs::read_to_string(out_file).unwrap();
+    assert!(outputs.contains("changed=true\ncommit="), "{outputs}");
+    assert!(
+        std::fs::read_to_string(summary)
+            .unwrap()
+            .contains("| files | document | 3 | 3 |")
+    );
+}
