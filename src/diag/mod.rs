@@ -136,7 +136,7 @@ mod tests {
             message: "50% off\nsecond line".into(),
         };
         assert_eq!(
-            render_github(&[d.clone()]),
+            render_github(std::slice::from_ref(&d)),
             "::error file=evidence/a%2Cb%3Ac.json,line=3,title=artifact-hash-mismatch::50%25 off%0Asecond line\n"
         );
         assert_eq!(

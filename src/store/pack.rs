@@ -9,8 +9,7 @@
 
 use super::StoreError;
 use crate::artifact::canonical::hex;
-use flate2::Compression;
-use flate2::write::ZlibEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::Oid;
 use sha1::{Digest, Sha1};
 use std::collections::HashSet;
@@ -57,6 +56,14 @@ pub struct PackBuilder {
     body: Vec<u8>,
     entries: Vec<Entry>,
     seen: HashSet<Oid>,
+    // One deflate state reused for every object: allocating (and zeroing)
+    // a fresh one per small object costs more than compressing it.
+    deflate: Compress,
+    // Trees are rewritten (and read back) on every change below them, and
+    // a third or more of their bytes are incompressible object ids: stored
+    // without compression they cost a little space and save the deflate
+    // on write and the inflate on every later read.
+    deflate_fast: Compress,
 }
 
 impl Default for PackBuilder {
@@ -72,6 +79,8 @@ impl PackBuilder {
             body: vec![0u8; 12],
             entries: Vec::new(),
             seen: HashSet::new(),
+            deflate: Compress::new(Compression::default(), true),
+            deflate_fast: Compress::new(Compression::none(), true),
         }
     }
 
@@ -101,9 +110,23 @@ impl PackBuilder {
             size >>= 7;
         }
         self.body.push(byte);
-        let mut enc = ZlibEncoder::new(std::mem::take(&mut self.body), Compression::default());
-        enc.write_all(data).expect("writing to memory cannot fail");
-        self.body = enc.finish().expect("writing to memory cannot fail");
+        let z = if kind == ObjKind::Tree {
+            &mut self.deflate_fast
+        } else {
+            &mut self.deflate
+        };
+        z.reset();
+        self.body.reserve(data.len() / 2 + 64);
+        loop {
+            let consumed = z.total_in() as usize;
+            let status = z
+                .compress_vec(&data[consumed..], &mut self.body, FlushCompress::Finish)
+                .expect("deflating into memory cannot fail");
+            if status == Status::StreamEnd {
+                break;
+            }
+            self.body.reserve(self.body.capacity().max(4096));
+        }
         let crc = crc32fast::hash(&self.body[start..]);
         self.entries.push(Entry { oid, crc, offset });
         oid
@@ -131,8 +154,10 @@ impl PackBuilder {
         let name = format!("pack-{}", hex(&pack_sum));
         let pack_path = dir.join(format!("{name}.pack"));
         let idx_path = dir.join(format!("{name}.idx"));
-        write_atomic(&dir, &pack_path, &self.body)?;
-        write_atomic(&dir, &idx_path, &idx)?;
+        write_atomic(&dir, &pack_path, &self.body, true)?;
+        // The index can be rebuilt from the pack (`git index-pack`): no
+        // second flush to disk for it.
+        write_atomic(&dir, &idx_path, &idx, false)?;
         Ok(Some(pack_path))
     }
 }
@@ -178,7 +203,7 @@ fn build_index(entries: &[Entry], pack_sum: &[u8; 20]) -> Vec<u8> {
     idx
 }
 
-fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
     let tmp = dir.join(format!(
         "tmp_cleartrail_{}_{}",
         std::process::id(),
@@ -186,7 +211,9 @@ fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError>
     ));
     let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    if durable {
+        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    }
     drop(f);
     std::fs::rename(&tmp, dest).map_err(|e| StoreError::io(dest, e))
 }
