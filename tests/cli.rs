@@ -45,15 +45,7 @@ fn usage_errors_exit_2() {
 /// and left the evidence folder untouched (here: never created).
 fn rejected(f: &Fixture, config: &str, extra: &[&str]) -> String {
     let cfg = f.config(config);
-    let mut args = vec![
-        "sync",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        f.evidence().to_str().unwrap().to_owned().leak(),
-    ];
-    args.extend_from_slice(extra);
-    let out = cleartrail(&args);
+    let out = sync_into(f, &cfg, extra);
     assert_eq!(
         code(&out),
         2,

@@ -10,15 +10,7 @@ use serde_json::Value;
 const BRANCH: &str = "cleartrail/evidence";
 
 fn run_sync(f: &Fixture, cfg: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "sync",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        f.evidence().to_str().unwrap().to_owned().leak(),
-    ];
-    args.extend_from_slice(extra);
-    cleartrail(&args)
+    sync_into(f, cfg, extra)
 }
 
 fn json_at(repo: &std::path::Path, path: &str) -> Value {

@@ -199,6 +199,20 @@ pub fn cleartrail(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `cleartrail sync --config CFG --repo <fixture evidence> EXTRA...`
+pub fn sync_into(f: &Fixture, cfg: &Path, extra: &[&str]) -> Output {
+    let evidence = f.evidence();
+    let mut args = vec![
+        "sync",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repo",
+        evidence.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    cleartrail(&args)
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap()
 }
