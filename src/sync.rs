@@ -288,13 +288,17 @@ pub fn plan(
                     id,
                 });
             }
+            let new_id = blob_id(&bytes);
             match snapshot.blob_id(&json_path) {
-                None => st.added += 1,
-                Some(old) if old != blob_id(&bytes) => st.changed += 1,
+                None => {
+                    st.added += 1;
+                    changes.put(json_path, bytes);
+                }
+                Some(old) if old != new_id => {
+                    st.changed += 1;
+                    changes.put(json_path, bytes);
+                }
                 Some(_) => {}
-            }
-            if snapshot.blob_id(&json_path) != Some(blob_id(&bytes)) {
-                changes.put(json_path, bytes);
             }
             if let (Some(cp), Some(c)) = (item.captured_path(), &item.captured) {
                 returned_paths.insert(cp.clone());
