@@ -223,12 +223,28 @@ impl Plan {
     }
 }
 
-/// The identity of an artifact file, as read back from the branch.
+/// An artifact's id, sha256 and period start, as read back from the branch.
+type Identity = (String, String, Option<NaiveDate>);
+
+fn identity(
+    known: &mut HashMap<String, Identity>,
+    snapshot: &Snapshot<'_>,
+    path: &str,
+    oid: git2::Oid,
+) -> Result<Identity, SyncError> {
+    if let Some(found) = known.get(path) {
+        return Ok(found.clone());
+    }
+    let found = read_identity(snapshot, path, oid)?;
+    known.insert(path.to_string(), found.clone());
+    Ok(found)
+}
+
 fn read_identity(
     snapshot: &Snapshot<'_>,
     path: &str,
     oid: git2::Oid,
-) -> Result<(String, String, Option<NaiveDate>), SyncError> {
+) -> Result<Identity, SyncError> {
     let bytes = snapshot.read_blob(oid)?;
     let corrupt = |reason: String| SyncError::CorruptArtifact {
         path: path.to_string(),
@@ -345,6 +361,9 @@ pub fn plan(
         }
     }
     let mut removed_ids: BTreeSet<String> = BTreeSet::new();
+    // Held artifacts not returned this run are read once, for both the
+    // removal check and the collection digest.
+    let mut known: HashMap<String, Identity> = HashMap::new();
     let mut scoped_dirs: Vec<(&String, &bool)> = scoped.iter().collect();
     scoped_dirs.sort();
     for (dir, period_scoped) in scoped_dirs {
@@ -352,7 +371,7 @@ pub fn plan(
             if !path.ends_with(".json") || returned_paths.contains(&path) {
                 continue;
             }
-            let (id, sha, start) = read_identity(snapshot, &path, oid)?;
+            let (id, sha, start) = identity(&mut known, snapshot, &path, oid)?;
             if *period_scoped && !start.is_some_and(|d| period.contains(d)) {
                 // Not asked about this run: outside the period.
                 continue;
@@ -397,7 +416,7 @@ pub fn plan(
             if !path.ends_with(".json") || returned_paths.contains(&path) {
                 continue;
             }
-            let (id, sha, _) = read_identity(snapshot, &path, oid)?;
+            let (id, sha, _) = identity(&mut known, snapshot, &path, oid)?;
             if !removed_ids.contains(&id) {
                 held.entry(id).or_insert(sha);
             }

@@ -9,10 +9,6 @@ use serde_json::Value;
 
 const BRANCH: &str = "cleartrail/evidence";
 
-fn run_sync(f: &Fixture, cfg: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    sync_into(f, cfg, extra)
-}
-
 fn json_at(repo: &std::path::Path, path: &str) -> Value {
     let files = tree_files(repo, BRANCH);
     serde_json::from_slice(files.get(path).unwrap_or_else(|| panic!("{path} missing"))).unwrap()
@@ -22,7 +18,7 @@ fn json_at(repo: &std::path::Path, path: &str) -> Value {
 fn first_sync_makes_one_commit_and_a_second_changes_nothing() {
     let f = Fixture::new();
     let cfg = f.default_config();
-    let out = run_sync(&f, &cfg, &["--period", "2026-Q1"]);
+    let out = sync_into(&f, &cfg, &["--period", "2026-Q1"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(commit_count(&f.evidence(), BRANCH), 1);
     let first = tree_files(&f.evidence(), BRANCH);
@@ -67,7 +63,7 @@ fn first_sync_makes_one_commit_and_a_second_changes_nothing() {
         3
     );
 
-    let again = run_sync(&f, &cfg, &["--period", "2026-Q1"]);
+    let again = sync_into(&f, &cfg, &["--period", "2026-Q1"]);
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert!(
         stdout(&again).contains("nothing new: no commit"),
@@ -120,7 +116,7 @@ fn two_evidence_repositories_from_the_same_sources_are_byte_identical() {
 #[test]
 fn artifacts_carry_provenance_from_the_git_source() {
     let f = Fixture::new();
-    let out = run_sync(&f, &f.default_config(), &["--period", "2026"]);
+    let out = sync_into(&f, &f.default_config(), &["--period", "2026"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let c = &f.commits;
     let signed = json_at(
@@ -201,7 +197,7 @@ fn artifacts_carry_provenance_from_the_git_source() {
 #[test]
 fn verify_passes_then_names_a_tampered_file_and_a_deleted_artifact() {
     let f = Fixture::new();
-    let out = run_sync(&f, &f.default_config(), &["--period", "2026"]);
+    let out = sync_into(&f, &f.default_config(), &["--period", "2026"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let repo = f.evidence();
     let ok = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
@@ -280,9 +276,9 @@ fn verify_passes_then_names_a_tampered_file_and_a_deleted_artifact() {
 fn a_removed_document_leaves_a_tombstone_and_the_collection_still_verifies() {
     let f = Fixture::new();
     let cfg = f.default_config();
-    assert_eq!(code(&run_sync(&f, &cfg, &["--period", "2026"])), 0);
+    assert_eq!(code(&sync_into(&f, &cfg, &["--period", "2026"])), 0);
     std::fs::remove_file(f.src().join("policies/org-chart.csv")).unwrap();
-    let out = run_sync(&f, &cfg, &["--period", "2026"]);
+    let out = sync_into(&f, &cfg, &["--period", "2026"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let files = tree_files(&f.evidence(), BRANCH);
     assert!(!files.contains_key("evidence/files/document/policies/org-chart.csv.json"));
@@ -324,8 +320,8 @@ fn a_removed_document_leaves_a_tombstone_and_the_collection_still_verifies() {
 fn commits_outside_a_later_period_are_kept_not_tombstoned() {
     let f = Fixture::new();
     let cfg = f.default_config();
-    assert_eq!(code(&run_sync(&f, &cfg, &["--period", "2026-Q1"])), 0);
-    let out = run_sync(&f, &cfg, &["--period", "2026-Q3"]);
+    assert_eq!(code(&sync_into(&f, &cfg, &["--period", "2026-Q1"])), 0);
+    let out = sync_into(&f, &cfg, &["--period", "2026-Q3"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let files = tree_files(&f.evidence(), BRANCH);
     assert!(
@@ -363,7 +359,7 @@ fn sync_works_on_a_bare_evidence_repository() {
 #[test]
 fn json_output_reports_counts() {
     let f = Fixture::new();
-    let out = run_sync(
+    let out = sync_into(
         &f,
         &f.default_config(),
         &["--period", "2026-Q1", "--format", "json"],
