@@ -380,16 +380,15 @@ impl Store {
         // The base tree's raw bytes are spliced, not re-parsed into owned
         // entries: in a folder of thousands of artifacts, a change touches
         // a few entries and the rest are copied as they are.
-        let raw = match base {
-            Some(b) => {
-                let obj = odb
-                    .read(b)
-                    .map_err(|e| StoreError::git(format!("reading tree {b}"), e))?;
-                obj.data().to_vec()
-            }
-            None => Vec::new(),
+        let obj = match base {
+            Some(b) => Some(
+                odb.read(b)
+                    .map_err(|e| StoreError::git(format!("reading tree {b}"), e))?,
+            ),
+            None => None,
         };
-        let base_entries = parse_tree(&raw).ok_or_else(|| StoreError::Corrupt {
+        let raw: &[u8] = obj.as_ref().map(|o| o.data()).unwrap_or_default();
+        let base_entries = parse_tree(raw).ok_or_else(|| StoreError::Corrupt {
             what: format!("tree {}", base.map(|b| b.to_string()).unwrap_or_default()),
         })?;
 

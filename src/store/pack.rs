@@ -116,7 +116,9 @@ impl PackBuilder {
             &mut self.deflate
         };
         z.reset();
-        self.body.reserve(data.len() / 2 + 64);
+        // Deflate's worst case is the input plus 5 bytes per 16 KiB block
+        // and a few of framing: reserve it, so the output never regrows.
+        self.body.reserve(data.len() + data.len() / 16_384 * 5 + 64);
         loop {
             let consumed = z.total_in() as usize;
             let status = z
@@ -212,7 +214,8 @@ fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8], durable: bool) -> Result<
     let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
     if durable {
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        // Data and the size needed to read it back; the rename follows.
+        f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
     }
     drop(f);
     std::fs::rename(&tmp, dest).map_err(|e| StoreError::io(dest, e))
