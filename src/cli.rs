@@ -55,6 +55,69 @@ pub enum Command {
     /// Re-hash every artifact, captured document and collection record of
     /// the evidence branch, offline. Exits 1 on any finding.
     Verify(VerifyArgs),
+    /// Controls without fresh, approved, passing evidence: the status of
+    /// every in-scope control.
+    Gaps(GapsArgs),
+    /// Render evidence packets for auditors from templates, with a manifest.
+    Packet(PacketArgs),
+    /// Browse the control catalogs and the crosswalk.
+    #[command(subcommand)]
+    Controls(ControlsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GapsArgs {
+    /// Period to evaluate [default: `period` from the configuration, else the current year].
+    #[arg(long, value_name = "PERIOD")]
+    pub period: Option<String>,
+    /// Only this framework (soc2, iso27001-2022).
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+    /// Exit 1 when any in-scope control has one of these statuses
+    /// (comma-separated: missing, stale, failing, unapproved).
+    #[arg(long, value_name = "STATUSES", value_delimiter = ',')]
+    pub fail_on: Vec<String>,
+    /// Revision to evaluate [default: the evidence branch].
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PacketArgs {
+    /// Period of the packet.
+    #[arg(long, value_name = "PERIOD")]
+    pub period: String,
+    /// Only this framework.
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+    /// Only this control's page (and the manifest).
+    #[arg(long, value_name = "ID")]
+    pub control: Option<String>,
+    /// Write the packet here instead of committing it to
+    /// `packets/<period>/` on the evidence branch.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Evidence revision to render from [default: the evidence branch].
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ControlsCommand {
+    /// List controls (id, title, category).
+    List {
+        /// Only this framework.
+        #[arg(long, value_name = "FRAMEWORK")]
+        framework: Option<String>,
+    },
+    /// Show one control: summary, evidence requirements, checks, crosswalk.
+    Show {
+        /// Control id, e.g. CC8.1 or 8.32.
+        id: String,
+        /// The framework, when the id exists in several.
+        #[arg(long, value_name = "FRAMEWORK")]
+        framework: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -5,18 +5,26 @@
 //! normalize them into [`artifact::Artifact`]s; the [`store`] writes them as
 //! canonical JSON into a branch of the evidence repository, together with a
 //! completeness record per collection; [`verify`] re-hashes everything
-//! offline. Commands ([`commands`]) orchestrate; the domain logic lives in
-//! the modules below them.
+//! offline. Catalogs ([`controls`]), [`checks`] and the [`audit`] module
+//! turn held evidence into control status, gaps, the evidence repository's
+//! README and packets rendered from templates ([`packet`]). Commands
+//! ([`commands`]) orchestrate; the domain logic lives in the modules below
+//! them.
 
 pub mod artifact;
+pub mod audit;
+pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connectors;
+pub mod controls;
 pub mod diag;
 pub mod error;
+pub mod evidence;
 pub mod logging;
+pub mod packet;
 pub mod period;
 pub mod store;
 pub mod sync;

@@ -38,7 +38,14 @@ pub enum SyncError {
         "{path}: held artifact is not valid JSON, cannot plan around it ({reason}); run `cleartrail verify`"
     )]
     CorruptArtifact { path: String, reason: String },
+    #[error(transparent)]
+    Derive(#[from] crate::audit::AuditError),
 }
+
+/// Files derived from the evidence about to be committed (checks,
+/// mappings, index), given the base snapshot and the planned changes.
+pub type Derive<'a> =
+    dyn Fn(&Snapshot<'_>, &ChangeSet) -> Result<Vec<(String, Vec<u8>)>, SyncError> + 'a;
 
 /// Counts of what a sync did to one (source, kind).
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -139,6 +146,17 @@ pub fn commit_results(
     results: &[QueryResult],
     opts: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
+    commit_with(store, branch, results, opts, None)
+}
+
+/// Plans, adds the derived files, and commits it all in one commit.
+pub fn commit_with(
+    store: &Store,
+    branch: &str,
+    results: &[QueryResult],
+    opts: &SyncOptions,
+    derived: Option<&Derive<'_>>,
+) -> Result<SyncReport, SyncError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -150,13 +168,20 @@ pub fn commit_results(
             None => store.resolve("HEAD").ok(),
         };
         let snapshot = store.snapshot(base)?;
-        let plan = plan(&snapshot, results, &opts.period, opts.now)?;
+        let mut plan = plan(&snapshot, results, &opts.period, opts.now)?;
+        if let Some(derive_files) = derived {
+            for (path, bytes) in derive_files(&snapshot, &plan.changes)? {
+                if snapshot.blob_id(&path) != Some(blob_id(&bytes)) {
+                    plan.changes.put(path, bytes);
+                }
+            }
+        }
         let author = Author {
             time: opts.now,
             ..Author::default()
         };
         let message = plan.message(&opts.period, opts.now);
-        let outcome = if plan.evidence_changed() {
+        let outcome = if plan.changed() {
             store.commit(branch, tip, base, &plan.changes, &message, &author)
         } else {
             Ok(CommitOutcome::Unchanged { tip })
@@ -199,7 +224,7 @@ pub struct Plan {
 impl Plan {
     /// True when anything other than the cursor state changes: a run that
     /// only moved cursors has nothing new and makes no commit.
-    pub fn evidence_changed(&self) -> bool {
+    pub fn changed(&self) -> bool {
         self.changes.iter().any(|(p, _)| p != artifact::STATE_PATH)
     }
 

@@ -2,6 +2,8 @@
 //! store, call the domain modules, print). Errors get their exit class
 //! here: configuration and usage problems are 2, the rest 3.
 
+pub(crate) mod audit;
+mod controls;
 mod init;
 mod sync;
 mod verify;
@@ -18,6 +20,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Sync(a) => sync::run(g, a, false),
         Command::Run(a) => sync::run(g, a, true),
         Command::Verify(a) => verify::run(g, a),
+        Command::Gaps(a) => audit::gaps(g, a),
+        Command::Packet(a) => audit::packet(g, a),
+        Command::Controls(c) => controls::run(g, c),
     }
 }
 
@@ -31,6 +36,102 @@ pub(crate) fn load_config(g: &crate::cli::GlobalArgs) -> Result<Config, Error> {
     config::load(&path).map_err(|e| match e {
         ConfigError::Read { .. } => Error::runtime(e),
         _ => Error::usage(e),
+    })
+}
+
+/// The configuration when one is given or present in the repository.
+pub(crate) fn optional_config(g: &crate::cli::GlobalArgs) -> Result<Option<Config>, Error> {
+    if g.config.is_some() || config_path(g).exists() {
+        load_config(g).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Catalogs (with the repository's overrides) and the scope they give.
+pub(crate) fn catalogs_and_scope(
+    config: Option<&Config>,
+) -> Result<(crate::controls::Catalogs, crate::controls::evaluate::Scope), Error> {
+    use crate::controls::{Catalogs, evaluate::Scope};
+    let catalogs = match config {
+        Some(c) => Catalogs::with_overrides(&c.controls_dir()),
+        None => Catalogs::builtin(),
+    }
+    .map_err(|e| match e {
+        crate::controls::CatalogError::Read { .. } => Error::runtime(e),
+        other => Error::usage(other),
+    })?;
+    let scope = match config {
+        Some(c) => {
+            Scope::from_config(&catalogs, c).map_err(|p| Error::usage(ConfigError::Invalid(p)))?
+        }
+        None => Scope::all(&catalogs),
+    };
+    Ok((catalogs, scope))
+}
+
+/// Parses `--period`, else the configured period, else the current year.
+pub(crate) fn resolve_period(
+    arg: Option<&str>,
+    config: Option<&Config>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::period::Period, Error> {
+    match arg {
+        Some(s) => s
+            .parse::<crate::period::Period>()
+            .map_err(|e| Error::usage(anyhow::Error::new(e).context("--period"))),
+        None => Ok(config
+            .and_then(|c| c.period.clone())
+            .unwrap_or_else(|| crate::period::Period::year_of(now))),
+    }
+}
+
+/// Restricts the scope to one framework (`--framework`).
+pub(crate) fn restrict_framework(
+    scope: &mut crate::controls::evaluate::Scope,
+    catalogs: &crate::controls::Catalogs,
+    framework: Option<&str>,
+) -> Result<(), Error> {
+    if let Some(f) = framework {
+        if catalogs.framework(f).is_none() {
+            let known: Vec<&str> = catalogs.frameworks.iter().map(|f| f.id.as_str()).collect();
+            return Err(Error::usage(anyhow::anyhow!(
+                "--framework {f}: unknown framework (known: {})",
+                known.join(", ")
+            )));
+        }
+        scope.frameworks.retain(|x| x == f);
+        if scope.frameworks.is_empty() {
+            scope.frameworks.push(f.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The evidence branch to read: `--rev`, else the configured branch when
+/// it exists, else HEAD.
+pub(crate) fn evidence_rev(
+    store: &crate::store::Store,
+    rev: Option<&str>,
+    config: Option<&Config>,
+) -> Result<String, Error> {
+    if let Some(r) = rev {
+        return Ok(r.to_string());
+    }
+    let branch = config
+        .map(|c| c.branch.clone())
+        .unwrap_or_else(|| config::DEFAULT_BRANCH.to_string());
+    Ok(match store.branch_tip(&branch).map_err(Error::runtime)? {
+        Some(_) => branch,
+        None => "HEAD".to_string(),
+    })
+}
+
+/// Opens the evidence repository for reading.
+pub(crate) fn open_store(g: &crate::cli::GlobalArgs) -> Result<crate::store::Store, Error> {
+    crate::store::Store::open(&g.repo).map_err(|e| match e {
+        crate::store::StoreError::NotARepository { .. } => Error::usage(e),
+        other => Error::runtime(other),
     })
 }
 

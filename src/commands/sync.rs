@@ -2,54 +2,74 @@
 //! print what changed (text, JSON or Markdown on stdout; a job summary and
 //! step outputs when running in GitHub Actions).
 
+use crate::audit::{self, Settings};
 use crate::cli::{GlobalArgs, SyncArgs};
 use crate::config::Config;
+use crate::controls::evaluate::{FrameworkStatus, Status};
 use crate::diag::Format;
 use crate::error::{Error, ExitStatus};
-use crate::period::Period;
+use crate::packet::Templates;
 use crate::store::Store;
 use crate::sync::{SyncOptions, SyncReport};
 use anyhow::Context as _;
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatus, Error> {
     let mut config = super::load_config(g)?;
     let now = crate::clock::now();
-    let period = resolve_period(args.period.as_deref(), &config, now)?;
+    let period = super::resolve_period(args.period.as_deref(), Some(&config), now)?;
     select_sources(&mut config, &args.sources)?;
+    // Everything that can be wrong with the user's files is found before
+    // the repository is touched.
+    let (catalogs, scope) = super::catalogs_and_scope(Some(&config))?;
+    let templates = Templates::load(Some(&config.templates_dir())).map_err(Error::usage)?;
+    let settings = Settings::new(
+        &catalogs,
+        &scope,
+        Some(&config),
+        &period,
+        audit::as_of(&period, now.date_naive()),
+    );
+    let statuses: RefCell<Vec<FrameworkStatus>> = RefCell::new(Vec::new());
+    let derive = |snapshot: &crate::store::Snapshot<'_>, changes: &crate::store::ChangeSet| {
+        let a = audit::evaluate(snapshot, Some(changes), &settings)?;
+        let files = audit::derived_files(
+            &a,
+            snapshot,
+            Some(changes),
+            &templates,
+            &period,
+            &config.branch,
+        )?;
+        *statuses.borrow_mut() = a.statuses;
+        Ok(files)
+    };
     let store = Store::open_or_init(&g.repo).map_err(|e| match e {
         crate::store::StoreError::NotARepository { .. } => Error::usage(e),
         other => Error::runtime(other),
     })?;
     let opts = SyncOptions {
-        period,
+        period: period.clone(),
         now,
         limits: Default::default(),
     };
-    let report = super::runtime()?
-        .block_on(crate::sync::sync(&store, &config, &opts))
+    let results = super::runtime()?
+        .block_on(crate::sync::collect_all(&config, &opts))
         .with_context(|| format!("sync into {}", g.repo.display()))
         .map_err(Error::runtime)?;
-    print_report(g, &report, scheduled).map_err(Error::runtime)?;
-    github_outputs(&report).map_err(Error::runtime)?;
+    let report = crate::sync::commit_with(&store, &config.branch, &results, &opts, Some(&derive))
+        .map_err(|e| match e {
+        crate::sync::SyncError::Derive(d) if d.is_usage() => Error::usage(d),
+        other => Error::runtime(
+            anyhow::Error::new(other).context(format!("sync into {}", g.repo.display())),
+        ),
+    })?;
+    let statuses = statuses.into_inner();
+    print_report(g, &report, &statuses, scheduled).map_err(Error::runtime)?;
+    github_outputs(&report, &statuses).map_err(Error::runtime)?;
     Ok(ExitStatus::Ok)
-}
-
-fn resolve_period(
-    arg: Option<&str>,
-    config: &Config,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Period, Error> {
-    match arg {
-        Some(s) => s
-            .parse::<Period>()
-            .map_err(|e| Error::usage(anyhow::Error::new(e).context("--period"))),
-        None => Ok(config
-            .period
-            .clone()
-            .unwrap_or_else(|| Period::year_of(now))),
-    }
 }
 
 fn select_sources(config: &mut Config, names: &[String]) -> Result<(), Error> {
@@ -74,7 +94,31 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
-pub fn render_text(r: &SyncReport, repo: &std::path::Path, scheduled: bool) -> String {
+/// One line per framework: in scope, and how many controls per status.
+pub fn coverage_lines(statuses: &[FrameworkStatus]) -> String {
+    let mut s = String::new();
+    for f in statuses {
+        let parts: Vec<String> = Status::ALL
+            .iter()
+            .map(|st| format!("{} {}", f.counts.get(st).copied().unwrap_or(0), st.as_str()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{}: {} controls in scope: {}",
+            f.framework,
+            f.in_scope,
+            parts.join(", ")
+        );
+    }
+    s
+}
+
+pub fn render_text(
+    r: &SyncReport,
+    statuses: &[FrameworkStatus],
+    repo: &std::path::Path,
+    scheduled: bool,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "period {} -> branch {}", r.period, r.branch);
     let _ = writeln!(
@@ -105,16 +149,21 @@ pub fn render_text(r: &SyncReport, repo: &std::path::Path, scheduled: bool) -> S
             let _ = writeln!(s, "nothing collected: no commit");
         }
     }
+    if scheduled {
+        s.push_str(&coverage_lines(statuses));
+    }
     if scheduled && r.tip.is_some() {
         let repo = repo.display();
         let _ = writeln!(s, "look:   git -C {repo} log --stat {}", r.branch);
         let _ = writeln!(s, "        git -C {repo} show {}:collections/", r.branch);
+        let _ = writeln!(s, "        git -C {repo} show {}:README.md", r.branch);
+        let _ = writeln!(s, "gaps:   cleartrail gaps --repo {repo}");
         let _ = writeln!(s, "verify: cleartrail verify --repo {repo}");
     }
     s
 }
 
-pub fn render_markdown(r: &SyncReport) -> String {
+pub fn render_markdown(r: &SyncReport, statuses: &[FrameworkStatus]) -> String {
     let mut s = format!("### ClearTrail sync: period {}\n\n", r.period);
     s.push_str("| source | kind | collected | added | changed | removed | held |\n|---|---|--:|--:|--:|--:|--:|\n");
     for k in &r.kinds {
@@ -128,18 +177,47 @@ pub fn render_markdown(r: &SyncReport) -> String {
         Some(c) => writeln!(s, "\nCommitted `{}` to `{}`.", short(c), r.branch),
         None => writeln!(s, "\nNothing new: no commit."),
     };
+    if !statuses.is_empty() {
+        s.push_str("\n| framework | in scope | covered | unapproved | stale | failing | missing |\n|---|--:|--:|--:|--:|--:|--:|\n");
+        for f in statuses {
+            let n = |st: Status| f.counts.get(&st).copied().unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                f.framework,
+                f.in_scope,
+                n(Status::Covered),
+                n(Status::Unapproved),
+                n(Status::Stale),
+                n(Status::Failing),
+                n(Status::Missing)
+            );
+        }
+    }
     s
 }
 
-fn print_report(g: &GlobalArgs, r: &SyncReport, scheduled: bool) -> anyhow::Result<()> {
+fn print_report(
+    g: &GlobalArgs,
+    r: &SyncReport,
+    statuses: &[FrameworkStatus],
+    scheduled: bool,
+) -> anyhow::Result<()> {
     let out = match g.format {
         Format::Json => {
-            let mut v = serde_json::to_string_pretty(r)?;
+            let counts: Vec<serde_json::Value> = statuses
+                .iter()
+                .map(|f| serde_json::json!({"framework": f.framework, "in_scope": f.in_scope, "out_of_scope": f.out_of_scope, "counts": f.counts}))
+                .collect();
+            let mut v = serde_json::to_value(r)?;
+            v["coverage"] = serde_json::Value::Array(counts);
+            let mut v = serde_json::to_string_pretty(&v)?;
             v.push('\n');
             v
         }
-        Format::Markdown | Format::Github => render_markdown(r),
-        Format::Text => render_text(r, &g.repo, scheduled),
+        Format::Markdown => render_markdown(r, statuses),
+        Format::Github => crate::diag::render_github(&super::audit::gap_diagnostics(statuses)),
+        Format::Text => render_text(r, statuses, &g.repo, scheduled),
     };
     std::io::stdout()
         .write_all(out.as_bytes())
@@ -148,7 +226,7 @@ fn print_report(g: &GlobalArgs, r: &SyncReport, scheduled: bool) -> anyhow::Resu
 }
 
 /// Appends to `GITHUB_STEP_SUMMARY` and `GITHUB_OUTPUT` when set.
-fn github_outputs(r: &SyncReport) -> anyhow::Result<()> {
+fn github_outputs(r: &SyncReport, statuses: &[FrameworkStatus]) -> anyhow::Result<()> {
     let append = |var: &str, text: &str| -> anyhow::Result<()> {
         if let Some(path) = std::env::var_os(var) {
             let mut f = std::fs::OpenOptions::new()
@@ -161,7 +239,7 @@ fn github_outputs(r: &SyncReport) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    append("GITHUB_STEP_SUMMARY", &render_markdown(r))?;
+    append("GITHUB_STEP_SUMMARY", &render_markdown(r, statuses))?;
     let (a, c, d) = r.totals();
     append(
         "GITHUB_OUTPUT",

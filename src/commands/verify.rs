@@ -1,23 +1,16 @@
 //! `cleartrail verify`: offline re-hash of an evidence branch.
 
 use crate::cli::{GlobalArgs, VerifyArgs};
-use crate::config::DEFAULT_BRANCH;
 use crate::diag::{self, Format};
 use crate::error::{Error, ExitStatus};
-use crate::store::{Store, StoreError};
 use anyhow::Context as _;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
-    let store = Store::open(&g.repo).map_err(|e| match e {
-        StoreError::NotARepository { .. } => Error::usage(e),
-        other => Error::runtime(other),
-    })?;
-    let rev = match &args.rev {
-        Some(r) => r.clone(),
-        None => default_rev(g, &store)?,
-    };
+    let store = super::open_store(g)?;
+    let config = super::optional_config(g)?;
+    let rev = super::evidence_rev(&store, args.rev.as_deref(), config.as_ref())?;
     let commit = store.resolve(&rev).map_err(Error::usage)?;
     let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
     let report = crate::verify::verify(&snapshot, &commit.to_string())
@@ -68,21 +61,5 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
         ExitStatus::Ok
     } else {
         ExitStatus::Findings
-    })
-}
-
-/// The configured evidence branch when a configuration is at hand, else
-/// the default branch name when it exists, else HEAD. Verification needs no
-/// configuration: an auditor may only have the repository.
-fn default_rev(g: &GlobalArgs, store: &Store) -> Result<String, Error> {
-    let path = super::config_path(g);
-    let branch = if g.config.is_some() || path.exists() {
-        super::load_config(g)?.branch
-    } else {
-        DEFAULT_BRANCH.to_string()
-    };
-    Ok(match store.branch_tip(&branch).map_err(Error::runtime)? {
-        Some(_) => branch,
-        None => "HEAD".to_string(),
     })
 }

@@ -35,6 +35,58 @@ pub struct Config {
     pub branch: String,
     /// Sources, in name order.
     pub sources: Vec<SourceConfig>,
+    /// Frameworks in scope; `None` means every catalog.
+    pub frameworks: Option<Vec<Located<String>>>,
+    /// Controls (or whole categories) declared out of scope, with reasons:
+    /// the statement of applicability.
+    pub out_of_scope: Vec<OutOfScope>,
+    /// Severity overrides per check code.
+    pub check_severity: std::collections::BTreeMap<String, crate::diag::Level>,
+}
+
+/// A value with the position it was written at, for problems found once
+/// catalogs are loaded (an unknown control id in `out_of_scope`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub line: usize,
+    pub col: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfScope {
+    pub framework: String,
+    /// A control id or a category id.
+    pub id: Located<String>,
+    pub reason: String,
+}
+
+impl Config {
+    /// A problem at a located value of this file.
+    pub fn problem_at<T>(
+        &self,
+        at: &Located<T>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Problem {
+        Problem {
+            file: self.file.display().to_string(),
+            line: at.line,
+            col: at.col,
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// Folder of the evidence repository's own catalog overrides.
+    pub fn controls_dir(&self) -> PathBuf {
+        self.dir.join("controls")
+    }
+
+    /// Folder of the evidence repository's own templates.
+    pub fn templates_dir(&self) -> PathBuf {
+        self.dir.join("templates")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,18 @@ pub struct RawConfig {
     pub branch: Option<String>,
     #[serde(default)]
     pub sources: BTreeMap<String, RawSource>,
+    /// Frameworks in scope (default: every catalog).
+    pub frameworks: Option<Vec<String>>,
+    /// framework -> control id or category -> reason.
+    pub out_of_scope: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// check code -> settings.
+    pub checks: Option<BTreeMap<String, RawCheck>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub severity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +38,12 @@ pub struct RawSource {
 
 /// Parses YAML text into the raw form; the error carries file:line:col.
 pub fn parse(file: &str, text: &str) -> Result<RawConfig, Problem> {
+    parse_as(file, text)
+}
+
+/// Parses YAML text into any raw type that rejects unknown fields; the
+/// error carries file:line:col and, for a misspelt key, a suggestion.
+pub fn parse_as<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, Problem> {
     if text.trim().is_empty() {
         return Err(Problem {
             file: file.into(),

@@ -3,7 +3,7 @@
 
 use super::locate::Locations;
 use super::raw::{RawConfig, RawSource};
-use super::{Config, DEFAULT_BRANCH, Problem, SourceConfig, SourceSpec};
+use super::{Config, DEFAULT_BRANCH, Located, OutOfScope, Problem, SourceConfig, SourceSpec};
 use crate::period::Period;
 use std::path::{Path, PathBuf};
 
@@ -119,6 +119,67 @@ pub fn validate(
         }
     }
 
+    let located = |cx: &Ctx<'_>, path: &str, value: String, key: bool| {
+        let pos = if key {
+            cx.locs.key(path)
+        } else {
+            cx.locs.value(path)
+        };
+        Located {
+            value,
+            line: pos.line,
+            col: pos.col,
+        }
+    };
+    let frameworks = raw.frameworks.map(|list| {
+        list.into_iter()
+            .enumerate()
+            .map(|(i, f)| located(&cx, &format!("frameworks[{i}]"), f, false))
+            .collect()
+    });
+    let mut out_of_scope = Vec::new();
+    for (fw, entries) in raw.out_of_scope.unwrap_or_default() {
+        for (id, reason) in entries {
+            let at = format!("out_of_scope.{fw}.{id}");
+            if reason.trim().is_empty() {
+                cx.at_value(
+                    &at,
+                    format!("out-of-scope control `{id}` needs a reason"),
+                    Some("auditors read it in the statement of applicability".into()),
+                );
+            }
+            out_of_scope.push(OutOfScope {
+                framework: fw.clone(),
+                id: located(&cx, &at, id, true),
+                reason,
+            });
+        }
+    }
+    let mut check_severity = std::collections::BTreeMap::new();
+    for (code, check) in raw.checks.unwrap_or_default() {
+        if !crate::checks::CHECKS.iter().any(|c| c.code == code) {
+            let codes: Vec<&str> = crate::checks::CHECKS.iter().map(|c| c.code).collect();
+            cx.at_key(
+                &format!("checks.{code}"),
+                format!("unknown check `{code}`"),
+                Some(format!("checks: {}", codes.join(", "))),
+            );
+            continue;
+        }
+        if let Some(sev) = check.severity {
+            match sev.parse::<crate::diag::Level>() {
+                Ok(level) => {
+                    check_severity.insert(code, level);
+                }
+                Err(_) => cx.at_value(
+                    &format!("checks.{code}.severity"),
+                    format!("unknown severity `{sev}`"),
+                    Some("use error, warning, note or off".into()),
+                ),
+            }
+        }
+    }
+
     if cx.problems.is_empty() {
         Ok(Config {
             file: PathBuf::from(file),
@@ -126,6 +187,9 @@ pub fn validate(
             period,
             branch,
             sources,
+            frameworks,
+            out_of_scope,
+            check_severity,
         })
     } else {
         cx.problems.sort_by_key(|p| (p.line, p.col));

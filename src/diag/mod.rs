@@ -23,6 +23,27 @@ impl Severity {
     }
 }
 
+/// A configured severity: a [`Severity`], or `off` to silence a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    On(Severity),
+    Off,
+}
+
+impl std::str::FromStr for Level {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "error" => Level::On(Severity::Error),
+            "warning" => Level::On(Severity::Warning),
+            "note" => Level::On(Severity::Note),
+            "off" => Level::Off,
+            _ => return Err(()),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     /// Stable kebab-case code.

@@ -1,0 +1,212 @@
+//! Rendering: minijinja templates (shipped in the binary from `templates/`,
+//! overridden file by file by the evidence repository's own `templates/`),
+//! packets for auditors per framework and period with a manifest of every
+//! file's SHA-256, and the error that names the template file and line.
+
+use crate::artifact::canonical;
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Built-in templates: (name, text). Names are paths under `templates/`.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("readme.md.j2", include_str!("../../templates/readme.md.j2")),
+    (
+        "control.md.j2",
+        include_str!("../../templates/control.md.j2"),
+    ),
+    (
+        "packet/index.md.j2",
+        include_str!("../../templates/packet/index.md.j2"),
+    ),
+    (
+        "packet/control.md.j2",
+        include_str!("../../templates/packet/control.md.j2"),
+    ),
+];
+
+pub const MANIFEST_SCHEMA: &str = "cleartrail.manifest/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{file}:{line}: {message}")]
+    Template {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot read template {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The templates in use, each remembered with the file it came from.
+pub struct Templates {
+    env: Environment<'static>,
+    origin: Vec<(String, String)>,
+}
+
+fn short(s: String) -> String {
+    s.chars().take(12).collect()
+}
+
+impl Templates {
+    /// Built-ins, with any file of the same name under `dir` taking over.
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .keep_trailing_newline(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
+        env.add_filter("short", short);
+        let mut origin = Vec::new();
+        for (name, text) in BUILTIN {
+            let (file, text) = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+                Some(p) => {
+                    let t = std::fs::read_to_string(&p).map_err(|source| TemplateError::Read {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
+                    (p.display().to_string(), t)
+                }
+                None => (format!("templates/{name} (built in)"), text.to_string()),
+            };
+            origin.push((name.to_string(), file.clone()));
+            env.add_template_owned(name.to_string(), text)
+                .map_err(|e| Self::error(&origin, e))?;
+        }
+        Ok(Templates { env, origin })
+    }
+
+    fn error(origin: &[(String, String)], e: minijinja::Error) -> TemplateError {
+        let name = e.name().unwrap_or("?").to_string();
+        let file = origin
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| f.clone())
+            .unwrap_or(name);
+        let mut message = e.kind().to_string();
+        if let Some(d) = e.detail() {
+            message.push_str(": ");
+            message.push_str(d);
+        }
+        TemplateError::Template {
+            file,
+            line: e.line().unwrap_or(0),
+            message,
+        }
+    }
+
+    pub fn render<T: Serialize>(&self, name: &str, ctx: &T) -> Result<String, TemplateError> {
+        let tmpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| Self::error(&self.origin, e))?;
+        let mut out = tmpl
+            .render(Serde(ctx))
+            .map_err(|e| Self::error(&self.origin, e))?;
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
+/// One rendered file of a packet.
+#[derive(Debug, Clone)]
+pub struct PacketFile {
+    /// Relative to the packet folder.
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct ManifestEntry<'a> {
+    path: &'a str,
+    sha256: String,
+    size: usize,
+}
+
+/// `manifest.json`: every packet file with its SHA-256 and the evidence
+/// commit it was rendered from.
+pub fn manifest(files: &[PacketFile], period: &str, commit: &str, as_of: &str) -> PacketFile {
+    let entries: Vec<ManifestEntry<'_>> = files
+        .iter()
+        .map(|f| ManifestEntry {
+            path: &f.path,
+            sha256: canonical::sha256_hex(&f.bytes),
+            size: f.bytes.len(),
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "schema": MANIFEST_SCHEMA,
+        "period": period,
+        "evidence_commit": commit,
+        "as_of": as_of,
+        "files": canonical::value_of(&entries),
+    });
+    PacketFile {
+        path: "manifest.json".into(),
+        bytes: canonical::to_pretty(&doc),
+    }
+}
+
+/// Writes packet files under `dir`, creating folders.
+pub fn write_to(dir: &Path, files: &[PacketFile]) -> std::io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for f in files {
+        let p = dir.join(&f.path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, &f.bytes)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_override_names_its_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("packet")).unwrap();
+        std::fs::write(
+            d.path().join("packet/control.md.j2"),
+            "# {{ control.title }}\n\n{% for x in %}\n",
+        )
+        .unwrap();
+        let err = Templates::load(Some(d.path())).err().unwrap().to_string();
+        assert!(
+            err.contains("packet/control.md.j2:3: syntax error"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_undefined_variable_is_an_error_not_an_empty_string() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("readme.md.j2"),
+            "line one\n{{ frameworks_typo }}\n",
+        )
+        .unwrap();
+        let t = Templates::load(Some(d.path())).unwrap();
+        let err = t
+            .render("readme.md.j2", &serde_json::json!({"frameworks": []}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("readme.md.j2:2: undefined value"), "{err}");
+    }
+}
