@@ -42,6 +42,8 @@ pub struct Settings<'a> {
     pub period: &'a Period,
     pub as_of: NaiveDate,
     pub git_sources: Vec<String>,
+    /// Connector types configured (`git`, `files`, ...).
+    pub source_types: Vec<String>,
     pub severities: BTreeMap<String, crate::diag::Level>,
 }
 
@@ -64,6 +66,14 @@ impl<'a> Settings<'a> {
                         .iter()
                         .filter(|s| matches!(s.spec, SourceSpec::Git { .. }))
                         .map(|s| s.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            source_types: config
+                .map(|c| {
+                    c.sources
+                        .iter()
+                        .map(|s| s.spec.type_name().to_string())
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -118,6 +128,9 @@ pub fn evaluate(
             severities: &s.severities,
         },
     );
+    let mut sources: std::collections::BTreeSet<String> =
+        held.iter().map(|h| h.source.clone()).collect();
+    sources.extend(s.source_types.iter().cloned());
     let statuses = evaluate::evaluate(&Inputs {
         catalogs: s.catalogs,
         scope: s.scope,
@@ -125,6 +138,7 @@ pub fn evaluate(
         checks: &checks,
         mappings: &mappings,
         as_of: s.as_of,
+        sources: &sources,
     });
     Ok(Audit {
         held,

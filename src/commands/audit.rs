@@ -49,7 +49,11 @@ fn rows(statuses: &[crate::controls::evaluate::FrameworkStatus]) -> Vec<GapRow<'
 /// The gaps table as text: one line per in-scope control, then totals.
 pub fn render_gaps_text(statuses: &[crate::controls::evaluate::FrameworkStatus]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<14} {:<7} {:<10} why", "framework", "control", "status");
+    let _ = writeln!(
+        s,
+        "{:<14} {:<7} {:<10} why",
+        "framework", "control", "status"
+    );
     for r in rows(statuses) {
         let _ = writeln!(
             s,

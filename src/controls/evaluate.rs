@@ -304,6 +304,9 @@ pub struct Inputs<'a> {
     /// Existing mapping files by framework (manual entries are kept).
     pub mappings: &'a BTreeMap<String, MappingFile>,
     pub as_of: NaiveDate,
+    /// Source types configured or present in the evidence: a requirement
+    /// none of whose sources is among them says which one it needs.
+    pub sources: &'a BTreeSet<String>,
 }
 
 fn evaluate_requirement(
@@ -408,7 +411,20 @@ fn evaluate_control(
     }
     for r in &requirements {
         match r.status {
-            Status::Missing => reasons.push(format!("`{}`: no matching evidence", r.id)),
+            Status::Missing => {
+                let needed: BTreeSet<&str> =
+                    r.selectors.iter().map(|s| s.source.as_str()).collect();
+                if needed.iter().any(|s| inp.sources.contains(*s)) {
+                    reasons.push(format!("`{}`: no matching evidence", r.id));
+                } else {
+                    let list: Vec<&str> = needed.into_iter().collect();
+                    reasons.push(format!(
+                        "`{}`: no matching evidence (needs a {} source)",
+                        r.id,
+                        list.join(" or ")
+                    ));
+                }
+            }
             Status::Stale => reasons.push(format!(
                 "`{}`: newest evidence older than {} days",
                 r.id,
@@ -421,10 +437,11 @@ fn evaluate_control(
     for ch in &checks {
         if !ch.passed && ch.severity == Some(Severity::Error) {
             status = status.max(Status::Failing);
+            let n = ch.exceptions.len();
+            let plural = if n == 1 { "" } else { "s" };
             reasons.push(format!(
-                "check `{}` failed ({} exceptions)",
-                ch.code,
-                ch.exceptions.len()
+                "check `{}` failed ({n} exception{plural})",
+                ch.code
             ));
         }
     }

@@ -339,12 +339,16 @@ impl Catalogs {
         self.frameworks.iter().find(|f| f.id == id)
     }
 
-    /// Crosswalk counterparts of a control, sorted.
+    /// Crosswalk counterparts of a control, in natural id order (8.3
+    /// before 8.28).
     pub fn related(&self, framework: &str, id: &str) -> Vec<(String, String)> {
-        self.links
+        let mut v: Vec<(String, String)> = self
+            .links
             .get(&(framework.to_string(), id.to_string()))
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        v.sort_by(|a, b| (&a.0, natural_key(&a.1)).cmp(&(&b.0, natural_key(&b.1))));
+        v
     }
 
     /// Finds a control by id in any framework (or the one given).
@@ -355,6 +359,25 @@ impl Catalogs {
             .filter_map(|f| f.control(id).map(|c| (f, c)))
             .collect()
     }
+}
+
+/// Sort key for control ids: runs of digits compare as numbers.
+pub fn natural_key(id: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut num: Option<u64> = None;
+    for ch in id.chars() {
+        if let Some(d) = ch.to_digit(10) {
+            num = Some(num.unwrap_or(0) * 10 + u64::from(d));
+        } else {
+            if let Some(n) = num.take() {
+                out.push((std::mem::take(&mut text), n));
+            }
+            text.push(ch);
+        }
+    }
+    out.push((text, num.unwrap_or(0)));
+    out
 }
 
 fn apply(
@@ -594,6 +617,10 @@ mod tests {
         );
         let back = c.related("iso27001-2022", "8.32");
         assert!(back.contains(&("soc2".into(), "CC8.1".into())));
+        let ids: Vec<&str> = iso.iter().map(|(_, i)| i.as_str()).collect();
+        let p3 = ids.iter().position(|i| *i == "8.3").unwrap();
+        let p28 = ids.iter().position(|i| *i == "8.28").unwrap();
+        assert!(p3 < p28, "{ids:?}");
     }
 
     #[test]
