@@ -22,6 +22,9 @@ fn help_texts() {
         Some("run"),
         Some("verify"),
         Some("init"),
+        Some("gaps"),
+        Some("packet"),
+        Some("controls"),
     ] {
         let mut args: Vec<&str> = sub.into_iter().collect();
         args.push("--help");
