@@ -267,6 +267,32 @@ pub fn derived_files(
     Ok(files)
 }
 
+/// Derived files on the branch that this run no longer produces (a check
+/// turned off, a framework out of scope): check results and control pages.
+/// Mappings are never removed, since they may hold manual entries.
+pub fn stale_derived(
+    snapshot: &Snapshot<'_>,
+    produced: &std::collections::BTreeSet<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let mut stale = Vec::new();
+    for (path, _) in snapshot.files_under("checks")? {
+        if path.ends_with(".json") && !produced.contains(path.as_str()) {
+            stale.push(path);
+        }
+    }
+    for (path, _) in snapshot.files_under("controls")? {
+        // Only generated pages (controls/<framework>/<id>.md), never a
+        // catalog override committed beside them.
+        if path.ends_with(".md")
+            && path.matches('/').count() == 2
+            && !produced.contains(path.as_str())
+        {
+            stale.push(path);
+        }
+    }
+    Ok(stale)
+}
+
 #[derive(Serialize)]
 struct PacketIndexContext<'a> {
     framework: &'a FrameworkStatus,

@@ -28,6 +28,13 @@ impl Held {
             .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
     }
 
+    /// The first day the artifact is evidence for.
+    pub fn period_start(&self) -> Option<NaiveDate> {
+        self.doc["period"]["start"]
+            .as_str()
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+    }
+
     pub fn content(&self) -> &Value {
         &self.doc["content"]
     }

@@ -44,8 +44,9 @@ pub enum SyncError {
 
 /// Files derived from the evidence about to be committed (checks,
 /// mappings, index), given the base snapshot and the planned changes.
+/// `None` deletes a derived file that is no longer produced.
 pub type Derive<'a> =
-    dyn Fn(&Snapshot<'_>, &ChangeSet) -> Result<Vec<(String, Vec<u8>)>, SyncError> + 'a;
+    dyn Fn(&Snapshot<'_>, &ChangeSet) -> Result<Vec<(String, Option<Vec<u8>>)>, SyncError> + 'a;
 
 /// Counts of what a sync did to one (source, kind).
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -171,8 +172,12 @@ pub fn commit_with(
         let mut plan = plan(&snapshot, results, &opts.period, opts.now)?;
         if let Some(derive_files) = derived {
             for (path, bytes) in derive_files(&snapshot, &plan.changes)? {
-                if snapshot.blob_id(&path) != Some(blob_id(&bytes)) {
-                    plan.changes.put(path, bytes);
+                match bytes {
+                    Some(b) if snapshot.blob_id(&path) != Some(blob_id(&b)) => {
+                        plan.changes.put(path, b)
+                    }
+                    None if snapshot.blob_id(&path).is_some() => plan.changes.delete(path),
+                    _ => {}
                 }
             }
         }
@@ -246,6 +251,44 @@ impl Plan {
         ));
         m
     }
+}
+
+/// Where the tombstone of the artifact file at `path` lives.
+fn tombstone_path(path: &str) -> String {
+    let rel = path
+        .strip_prefix(&format!("{EVIDENCE_DIR}/"))
+        .unwrap_or(path);
+    format!("{TOMBSTONES_DIR}/{rel}")
+}
+
+/// Query records of an existing collection record.
+fn existing_queries(snapshot: &Snapshot<'_>, path: &str) -> Result<Vec<QueryRecord>, SyncError> {
+    let Some(bytes) = snapshot.read(path)? else {
+        return Ok(Vec::new());
+    };
+    let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+        // `verify` reports a damaged record; this run rewrites it.
+        return Ok(Vec::new());
+    };
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    Ok(doc["queries"]
+        .as_array()
+        .map(|qs| {
+            qs.iter()
+                .map(|q| QueryRecord {
+                    source_name: text(&q["source_name"]),
+                    query: text(&q["query"]),
+                    filters: q["filters"]
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+                        .unwrap_or_default(),
+                    pages: q["pages"].as_u64().unwrap_or_default(),
+                    count: q["count"].as_u64().unwrap_or_default(),
+                    digest: text(&q["digest"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// An artifact's id, sha256 and period start, as read back from the branch.
@@ -328,6 +371,11 @@ pub fn plan(
                     source_name: r.source_name.clone(),
                     id,
                 });
+            }
+            // An object that comes back is no longer removed.
+            let tomb = tombstone_path(&json_path);
+            if snapshot.blob_id(&tomb).is_some() {
+                changes.delete(tomb);
             }
             let new_id = blob_id(&bytes);
             match snapshot.blob_id(&json_path) {
@@ -415,9 +463,6 @@ pub fn plan(
             if snapshot.blob_id(&captured).is_some() && !returned_paths.contains(&captured) {
                 changes.delete(captured);
             }
-            let rel = path
-                .strip_prefix(&format!("{EVIDENCE_DIR}/"))
-                .unwrap_or(&path);
             let tomb = json!({
                 "schema": TOMBSTONE_SCHEMA,
                 "id": id,
@@ -425,10 +470,7 @@ pub fn plan(
                 "removed_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "reason": format!("no longer returned by its source for period {period}"),
             });
-            changes.put(
-                format!("{TOMBSTONES_DIR}/{rel}"),
-                canonical::to_pretty(&tomb),
-            );
+            changes.put(tombstone_path(&path), canonical::to_pretty(&tomb));
             removed_ids.insert(id);
         }
     }
@@ -447,6 +489,15 @@ pub fn plan(
             }
         }
         let mut recs = recs;
+        // Sources not collected this run (`--source`) keep their last
+        // record: the collection still holds their artifacts.
+        let path = CollectionRecord::path(src, kind);
+        let ran: BTreeSet<String> = recs.iter().map(|r| r.source_name.clone()).collect();
+        recs.extend(
+            existing_queries(snapshot, &path)?
+                .into_iter()
+                .filter(|q| !ran.contains(&q.source_name)),
+        );
         recs.sort_by(|a, b| (&a.source_name, &a.query).cmp(&(&b.source_name, &b.query)));
         let record = CollectionRecord {
             source: src.clone(),
@@ -455,7 +506,6 @@ pub fn plan(
             count: held.len() as u64,
             digest: set_digest(held.iter().map(|(i, s)| (i.as_str(), s.as_str()))),
         };
-        let path = CollectionRecord::path(src, kind);
         let bytes = record.to_bytes();
         if snapshot.blob_id(&path) != Some(blob_id(&bytes)) {
             changes.put(path, bytes);

@@ -445,3 +445,99 @@ fn an_unknown_out_of_scope_control_names_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn evidence_dated_after_a_past_period_does_not_count_for_it() {
+    let (f, cfg) = synced();
+    // Everything in the fixture is dated 2024 or later.
+    let gaps = run_json(&[
+        "gaps",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repo",
+        f.evidence().to_str().unwrap(),
+        "--period",
+        "2020",
+    ]);
+    let covered: Vec<&Value> = gaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "covered")
+        .collect();
+    assert!(covered.is_empty(), "{covered:?}");
+}
+
+#[test]
+fn a_policy_with_broken_front_matter_fails_both_policy_checks() {
+    let f = Fixture::new();
+    let docs = f.root.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    std::fs::write(
+        docs.join("broken.md"),
+        "---\ntitle: Broken\nowner: [Unclosed\nlast_reviewed: 2026-01-01\n---\n# Broken\n",
+    )
+    .unwrap();
+    let cfg = f.config("version: 1\nsources:\n  docs:\n    type: files\n    path: docs\n");
+    let out = cleartrail(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repo",
+        f.evidence().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let files = tree_files(&f.evidence(), "cleartrail/evidence");
+    for check in ["policy-review-overdue", "policy-missing-owner"] {
+        let v: Value = serde_json::from_slice(&files[&format!("checks/{check}.json")]).unwrap();
+        assert_eq!(v["population"], 1, "{check}");
+        let reason = v["exceptions"][0]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("front matter does not parse (line 4: "),
+            "{check}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn committed_packets_are_idempotent_and_replaced_whole() {
+    let (f, cfg) = synced();
+    let repo = f.evidence();
+    let packet = |extra: &[&str]| {
+        let mut args = vec![
+            "packet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+            "--period",
+            "2026",
+        ];
+        args.extend_from_slice(extra);
+        let out = cleartrail(&args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert!(packet(&[]).starts_with("committed "));
+    let after_first = commit_count(&repo, "cleartrail/evidence");
+    // Rendering again renders from the same evidence commit: no change.
+    assert!(
+        packet(&[]).contains("already up to date"),
+        "second packet run committed"
+    );
+    assert_eq!(commit_count(&repo, "cleartrail/evidence"), after_first);
+    // A one-control packet replaces the folder: its manifest lists all it holds.
+    packet(&["--framework", "soc2", "--control", "CC8.1"]);
+    let files = tree_files(&repo, "cleartrail/evidence");
+    let held: Vec<&String> = files
+        .keys()
+        .filter(|k| k.starts_with("packets/2026/"))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            "packets/2026/manifest.json",
+            "packets/2026/soc2/controls/CC8.1.md"
+        ]
+    );
+}

@@ -177,12 +177,8 @@ fn a_source_failing_at_runtime_exits_3_and_writes_nothing() {
     let err = filtered(&stderr(&out), f.root.path());
     assert!(err.contains("collecting from source `app`"), "{err}");
     assert!(err.contains("branch `no-such-branch` not found"), "{err}");
-    // The evidence repository may have been created empty, but holds no commit.
-    let repo = git2::Repository::open(f.evidence()).unwrap();
-    assert!(
-        repo.refname_to_id("refs/heads/cleartrail/evidence")
-            .is_err()
-    );
+    // Collection fails before the repository is touched: not even created.
+    assert!(!f.evidence().exists());
 }
 
 #[test]
@@ -235,4 +231,93 @@ fn sync_text_output() {
     insta::with_settings!({filters => vec![(r"\b[0-9a-f]{12}\b", "[SHA]")]}, {
         insta::assert_snapshot!(filtered(&stdout(&out), f.root.path()));
     });
+}
+
+#[test]
+fn verify_and_gaps_work_where_the_sources_are_not() {
+    // An auditor's clone: the evidence repository holds a cleartrail.yml
+    // whose source paths exist only on the runner.
+    let f = Fixture::new();
+    let ok = cleartrail(&[
+        "sync",
+        "--config",
+        f.default_config().to_str().unwrap(),
+        "--repo",
+        f.evidence().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    std::fs::write(
+        f.evidence().join("cleartrail.yml"),
+        "version: 1\nsources:\n  app:\n    type: git\n    path: ../app-not-here\n",
+    )
+    .unwrap();
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}{}", stdout(&v), stderr(&v));
+    let g = cleartrail(&[
+        "gaps",
+        "--repo",
+        f.evidence().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&g), 0, "{}", stderr(&g));
+    // Collecting there is still refused, with the reason.
+    let s = cleartrail(&["sync", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&s), 2);
+    assert!(
+        stderr(&s).contains("path `../app-not-here` does not exist"),
+        "{}",
+        stderr(&s)
+    );
+}
+
+#[test]
+fn a_checked_out_evidence_branch_is_not_moved_under_the_work_tree() {
+    let f = Fixture::new();
+    let repo = f.evidence();
+    let ok = cleartrail(&[
+        "sync",
+        "--config",
+        f.default_config().to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    let r = git2::Repository::open(&repo).unwrap();
+    r.set_head("refs/heads/cleartrail/evidence").unwrap();
+    let tip = r.refname_to_id("refs/heads/cleartrail/evidence").unwrap();
+    std::fs::remove_file(f.src().join("policies/org-chart.csv")).unwrap();
+    let out = cleartrail(&[
+        "sync",
+        "--config",
+        f.default_config().to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is checked out"), "{}", stderr(&out));
+    assert_eq!(
+        r.refname_to_id("refs/heads/cleartrail/evidence").unwrap(),
+        tip
+    );
+}
+
+#[test]
+fn output_trouble_after_the_commit_does_not_fail_the_run() {
+    let f = Fixture::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cleartrail"))
+        .args([
+            "run",
+            "--config",
+            f.default_config().to_str().unwrap(),
+            "--repo",
+            f.evidence().to_str().unwrap(),
+        ])
+        .env("SOURCE_DATE_EPOCH", NOW.to_string())
+        .env("GITHUB_OUTPUT", f.root.path().join("no/such/folder/out"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("GITHUB_OUTPUT"), "{}", stderr(&out));
+    assert_eq!(commit_count(&f.evidence(), "cleartrail/evidence"), 1);
 }

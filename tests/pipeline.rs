@@ -314,6 +314,91 @@ fn a_removed_document_leaves_a_tombstone_and_the_collection_still_verifies() {
     assert!(msg.contains("files/document: +0 ~0 -1 (held 2)"), "{msg}");
     let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
     assert_eq!(code(&v), 0, "{}", stdout(&v));
+
+    // It comes back: the artifact returns and its tombstone goes.
+    std::fs::write(
+        f.src().join("policies/org-chart.csv"),
+        "role,name\nCTO,Ann\n",
+    )
+    .unwrap();
+    let out = sync_into(&f, &cfg, &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let files = tree_files(&f.evidence(), BRANCH);
+    assert!(files.contains_key("evidence/files/document/policies/org-chart.csv.json"));
+    assert!(!files.contains_key("tombstones/files/document/policies/org-chart.csv.json"));
+}
+
+#[test]
+fn a_document_may_become_a_folder_and_back() {
+    let f = Fixture::new();
+    let cfg = f.default_config();
+    assert_eq!(code(&sync_into(&f, &cfg, &[])), 0);
+    let p = f.src().join("policies/org-chart.csv");
+    std::fs::remove_file(&p).unwrap();
+    std::fs::create_dir(&p).unwrap();
+    std::fs::write(p.join("v2.csv"), "role,name\n").unwrap();
+    // A file `x` beside a folder `x.json` must not collide either.
+    std::fs::create_dir(f.src().join("policies/notes.md.json")).unwrap();
+    std::fs::write(f.src().join("policies/notes.md.json/a.md"), "# a\n").unwrap();
+    std::fs::write(f.src().join("policies/notes.md"), "# notes\n").unwrap();
+    let out = sync_into(&f, &cfg, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    std::fs::remove_dir_all(&p).unwrap();
+    std::fs::write(&p, "role,name\nCTO,Ann\n").unwrap();
+    let out = sync_into(&f, &cfg, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+}
+
+#[test]
+fn syncing_one_source_keeps_the_others_completeness_record() {
+    let f = Fixture::new();
+    let cfg = f.config("version: 1\nsources:\n  app:\n    type: git\n    path: src\n  app2:\n    type: git\n    path: src\n");
+    assert_eq!(code(&sync_into(&f, &cfg, &["--period", "2026"])), 0);
+    std::fs::write(f.src().join("README.md"), "changed\n").unwrap();
+    let out = sync_into(&f, &cfg, &["--period", "2026", "--source", "app"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rec = json_at(&f.evidence(), "collections/git/commit.json");
+    let names: Vec<&str> = rec["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["source_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app", "app2"]);
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+}
+
+#[test]
+fn verify_reports_files_added_by_hand() {
+    let f = Fixture::new();
+    assert_eq!(code(&sync_into(&f, &f.default_config(), &[])), 0);
+    let repo = f.evidence();
+    let r = git2::Repository::open(&repo).unwrap();
+    let head = r.revparse_single(BRANCH).unwrap().peel_to_commit().unwrap();
+    let mut idx = git2::Index::new().unwrap();
+    idx.read_tree(&head.tree().unwrap()).unwrap();
+    let blob = r.blob(b"planted").unwrap();
+    let mut entry = idx
+        .get_path(std::path::Path::new("collections/git/commit.json"), 0)
+        .unwrap();
+    entry.id = blob;
+    entry.path = b"evidence/files/document/policies/evil.md".to_vec();
+    idx.add(&entry).unwrap();
+    let tree = r.find_tree(idx.write_tree_to(&r).unwrap()).unwrap();
+    let s = sig("Mallory", NOW);
+    let c = r.commit(None, &s, &s, "plant", &tree, &[&head]).unwrap();
+    r.reference("refs/heads/cleartrail/evidence", c, true, "plant")
+        .unwrap();
+    let v = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
+    assert_eq!(code(&v), 1);
+    assert!(
+        stdout(&v).contains("error[stray-file]: evidence/files/document/policies/evil.md:"),
+        "{}",
+        stdout(&v)
+    );
 }
 
 #[test]

@@ -14,8 +14,9 @@
 //! - a segment whose name before the first `.` is a Windows device name
 //!   (`CON`, `PRN`, `AUX`, `NUL`, `COM1`-`COM9`, `LPT1`-`LPT9`, any case)
 //!   gets its first character escaped;
-//! - a last segment ending in `.json` has that dot escaped, so a captured
-//!   document never collides with the `.json` artifact file beside it;
+//! - a segment ending in `.json` has that dot escaped, so a captured
+//!   document never collides with the `.json` artifact file beside it, nor
+//!   a folder with an artifact file;
 //! - a segment longer than 120 bytes after escaping is cut to 100 bytes
 //!   (never inside an escape) and suffixed `~` plus the first 16 hex digits
 //!   of the SHA-256 of the unescaped segment: stable and collision-resistant.
@@ -47,13 +48,13 @@ fn push_escape(out: &mut String, b: u8) {
 }
 
 /// Escapes one segment (no `/` inside) by the rule above.
-pub fn escape_segment(segment: &str, last: bool) -> String {
+pub fn escape_segment(segment: &str) -> String {
     if segment.is_empty() {
         return "%".to_string();
     }
     let bytes = segment.as_bytes();
     let device = is_device_name(segment);
-    let json_dot = if last && segment.to_ascii_lowercase().ends_with(".json") {
+    let json_dot = if segment.to_ascii_lowercase().ends_with(".json") {
         Some(segment.len() - 5)
     } else {
         None
@@ -86,19 +87,16 @@ pub fn escape_segment(segment: &str, last: bool) -> String {
 
 /// Escapes a whole object id into a relative path.
 pub fn escape_object_path(object_id: &str) -> String {
-    let segments: Vec<&str> = object_id.split('/').collect();
-    let n = segments.len();
-    segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| escape_segment(s, i + 1 == n))
+    object_id
+        .split('/')
+        .map(escape_segment)
         .collect::<Vec<_>>()
         .join("/")
 }
 
 /// Escapes a name used as a single path segment (a source name, a kind).
 pub fn escape_name(name: &str) -> String {
-    escape_segment(name, false)
+    escape_segment(name)
 }
 
 /// Reverses [`escape_object_path`] for segments that were not shortened.
@@ -175,7 +173,7 @@ mod tests {
     #[test]
     fn a_json_last_segment_cannot_collide_with_artifact_files() {
         assert_eq!(escape_object_path("p/data.json"), "p/data%2Ejson");
-        assert_eq!(escape_object_path("x.json/y"), "x.json/y");
+        assert_eq!(escape_object_path("x.json/y"), "x%2Ejson/y");
     }
 
     #[test]

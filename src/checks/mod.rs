@@ -117,11 +117,20 @@ pub struct CheckContext<'a> {
     pub severities: &'a BTreeMap<String, Level>,
 }
 
+/// Policy documents: documents with front matter, including front matter
+/// that does not parse (a broken policy must not escape the checks).
 fn is_policy(h: &Held) -> bool {
     matches!(
         (h.source.as_str(), h.kind.as_str()),
         ("files" | "gdrive", "document")
-    ) && h.content()["front_matter"].is_object()
+    ) && (h.content()["front_matter"].is_object() || h.content()["front_matter_error"].is_string())
+}
+
+/// The front-matter problem of a policy, as an exception reason.
+fn broken_front_matter(h: &Held) -> Option<String> {
+    h.content()["front_matter_error"]
+        .as_str()
+        .map(|e| format!("front matter does not parse ({e})"))
 }
 
 fn in_period(h: &Held, period: &crate::period::Period) -> bool {
@@ -152,6 +161,10 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
             "policy-review-overdue" => {
                 let pop: Vec<&Held> = held.iter().filter(|h| is_policy(h)).collect();
                 for h in &pop {
+                    if let Some(reason) = broken_front_matter(h) {
+                        exception(h, reason);
+                        continue;
+                    }
                     let reviewed = h.content()["front_matter"]["last_reviewed"]
                         .as_str()
                         .and_then(|s| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok());
@@ -167,6 +180,13 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                                 cx.as_of
                             ),
                         ),
+                        Some(d) if d > cx.as_of => exception(
+                            h,
+                            format!(
+                                "last reviewed {d}, after {}: no review on record by then",
+                                cx.as_of
+                            ),
+                        ),
                         Some(_) => {}
                     }
                 }
@@ -178,6 +198,10 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
             "policy-missing-owner" => {
                 let pop: Vec<&Held> = held.iter().filter(|h| is_policy(h)).collect();
                 for h in &pop {
+                    if let Some(reason) = broken_front_matter(h) {
+                        exception(h, reason);
+                        continue;
+                    }
                     let owner = h.content()["front_matter"]["owner"]
                         .as_str()
                         .map(str::trim)

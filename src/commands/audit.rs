@@ -167,7 +167,7 @@ pub fn gaps(g: &GlobalArgs, args: &GapsArgs) -> Result<ExitStatus, Error> {
             s
         }
     };
-    print!("{out}");
+    super::emit(&out);
     let failing = rows(&result.statuses)
         .iter()
         .any(|r| fail_on.contains(&r.status));
@@ -194,7 +194,14 @@ pub fn packet(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
         .map_err(Error::usage)?;
     let store = super::open_store(g)?;
     let rev = super::evidence_rev(&store, args.rev.as_deref(), config.as_ref())?;
-    let commit = store.resolve(&rev).map_err(Error::usage)?;
+    let mut commit = store.resolve(&rev).map_err(Error::usage)?;
+    if args.rev.is_none() {
+        // Earlier packet commits are not evidence: render from the newest
+        // commit that changed anything else, so rendering again is a no-op.
+        commit = store
+            .last_commit_outside(commit, "packets")
+            .map_err(Error::runtime)?;
+    }
     // Evaluated as of the evidence commit's own date (within the period),
     // so rendering the same commit again gives the same bytes.
     let commit_day = store
@@ -222,11 +229,11 @@ pub fn packet(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
             crate::packet::write_to(dir, &files)
                 .with_context(|| format!("writing the packet to {}", dir.display()))
                 .map_err(Error::runtime)?;
-            println!(
-                "wrote {} files to {} (manifest.json lists their SHA-256)",
+            super::emit(&format!(
+                "wrote {} files to {} (manifest.json lists their SHA-256)\n",
                 files.len(),
                 dir.display()
-            );
+            ));
         }
         None => {
             let branch = config
@@ -239,6 +246,12 @@ pub fn packet(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
                 "packets/{}",
                 crate::artifact::path::escape_name(period.label())
             );
+            // The folder is replaced as a whole, so its manifest always
+            // lists exactly what it holds.
+            let current = store.snapshot(tip).map_err(Error::runtime)?;
+            for (path, _) in current.files_under(&root).map_err(Error::runtime)? {
+                cs.delete(path);
+            }
             for f in &files {
                 cs.put(format!("{root}/{}", f.path), f.bytes.clone());
             }
@@ -252,16 +265,14 @@ pub fn packet(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
                 .commit(&branch, tip, base, &cs, &message, &Author::default())
                 .map_err(Error::runtime)?;
             match out {
-                CommitOutcome::Committed { commit: c, .. } => {
-                    println!(
-                        "committed {} files under {root}/ to {branch} ({})",
-                        files.len(),
-                        &c.to_string()[..12]
-                    )
-                }
-                CommitOutcome::Unchanged { .. } => {
-                    println!("{root}/ is already up to date on {branch}: no commit")
-                }
+                CommitOutcome::Committed { commit: c, .. } => super::emit(&format!(
+                    "committed {} files under {root}/ to {branch} ({})\n",
+                    files.len(),
+                    &c.to_string()[..12]
+                )),
+                CommitOutcome::Unchanged { .. } => super::emit(&format!(
+                    "{root}/ is already up to date on {branch}: no commit\n"
+                )),
             }
         }
     }

@@ -91,7 +91,7 @@ pub fn run(g: &GlobalArgs, cmd: &ControlsCommand) -> Result<ExitStatus, Error> {
             }
         }
     };
-    print!("{out}");
+    super::emit(&out);
     Ok(ExitStatus::Ok)
 }
 

@@ -64,12 +64,12 @@ pub fn run(g: &GlobalArgs, args: &InitArgs) -> Result<ExitStatus, Error> {
         )));
     }
     scaffold(dir).map_err(Error::runtime)?;
-    println!("wrote {}", config.display());
-    println!(
-        "next: add policies to {}, then run `cleartrail run --repo {}`",
+    super::emit(&format!(
+        "wrote {}\nnext: add policies to {}, then run `cleartrail run --repo {}`\n",
+        config.display(),
         dir.join("policies").display(),
         dir.display()
-    );
+    ));
     Ok(ExitStatus::Ok)
 }
 

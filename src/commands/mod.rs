@@ -40,12 +40,18 @@ pub(crate) fn load_config(g: &crate::cli::GlobalArgs) -> Result<Config, Error> {
 }
 
 /// The configuration when one is given or present in the repository.
+/// Read-only commands do not need the sources to exist here.
 pub(crate) fn optional_config(g: &crate::cli::GlobalArgs) -> Result<Option<Config>, Error> {
-    if g.config.is_some() || config_path(g).exists() {
-        load_config(g).map(Some)
-    } else {
-        Ok(None)
+    let path = config_path(g);
+    if g.config.is_none() && !path.exists() {
+        return Ok(None);
     }
+    config::load_for_reading(&path)
+        .map(Some)
+        .map_err(|e| match e {
+            ConfigError::Read { .. } => Error::runtime(e),
+            _ => Error::usage(e),
+        })
 }
 
 /// Catalogs (with the repository's overrides) and the scope they give.
@@ -133,6 +139,18 @@ pub(crate) fn open_store(g: &crate::cli::GlobalArgs) -> Result<crate::store::Sto
         crate::store::StoreError::NotARepository { .. } => Error::usage(e),
         other => Error::runtime(other),
     })
+}
+
+/// Writes data to stdout. A closed pipe (`cleartrail gaps | head`) ends
+/// the output quietly instead of panicking; other failures are logged.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        tracing::warn!("writing to stdout: {e}");
+    }
 }
 
 /// A tokio runtime for commands that talk to sources.

@@ -17,18 +17,21 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatus, Error> {
-    let mut config = super::load_config(g)?;
+    let full = super::load_config(g)?;
     let now = crate::clock::now();
-    let period = super::resolve_period(args.period.as_deref(), Some(&config), now)?;
+    let period = super::resolve_period(args.period.as_deref(), Some(&full), now)?;
+    // `--source` narrows what is collected, not what is checked: checks
+    // and scope always see the whole configuration.
+    let mut config = full.clone();
     select_sources(&mut config, &args.sources)?;
     // Everything that can be wrong with the user's files is found before
     // the repository is touched.
-    let (catalogs, scope) = super::catalogs_and_scope(Some(&config))?;
-    let templates = Templates::load(Some(&config.templates_dir())).map_err(Error::usage)?;
+    let (catalogs, scope) = super::catalogs_and_scope(Some(&full))?;
+    let templates = Templates::load(Some(&full.templates_dir())).map_err(Error::usage)?;
     let settings = Settings::new(
         &catalogs,
         &scope,
-        Some(&config),
+        Some(&full),
         &period,
         audit::as_of(&period, now.date_naive()),
     );
@@ -44,21 +47,31 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
             &config.branch,
         )?;
         *statuses.borrow_mut() = a.statuses;
-        Ok(files)
+        let produced: std::collections::BTreeSet<&str> =
+            files.iter().map(|(p, _)| p.as_str()).collect();
+        let stale =
+            audit::stale_derived(snapshot, &produced).map_err(crate::sync::SyncError::Store)?;
+        let mut out: Vec<(String, Option<Vec<u8>>)> =
+            files.into_iter().map(|(p, b)| (p, Some(b))).collect();
+        out.extend(stale.into_iter().map(|p| (p, None)));
+        Ok(out)
     };
-    let store = Store::open_or_init(&g.repo).map_err(|e| match e {
-        crate::store::StoreError::NotARepository { .. } => Error::usage(e),
-        other => Error::runtime(other),
-    })?;
     let opts = SyncOptions {
         period: period.clone(),
         now,
         limits: Default::default(),
     };
+    // Collect before touching the repository: a failing source leaves no
+    // trace, not even a new empty repository.
     let results = super::runtime()?
         .block_on(crate::sync::collect_all(&config, &opts))
         .with_context(|| format!("sync into {}", g.repo.display()))
         .map_err(Error::runtime)?;
+    let store = Store::open_or_init(&g.repo).map_err(|e| match e {
+        crate::store::StoreError::NotARepository { .. } => Error::usage(e),
+        other => Error::runtime(other),
+    })?;
+    refuse_checked_out(&store, &config.branch)?;
     let report = crate::sync::commit_with(&store, &config.branch, &results, &opts, Some(&derive))
         .map_err(|e| match e {
         crate::sync::SyncError::Derive(d) if d.is_usage() => Error::usage(d),
@@ -67,9 +80,36 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         ),
     })?;
     let statuses = statuses.into_inner();
-    print_report(g, &report, &statuses, scheduled).map_err(Error::runtime)?;
-    github_outputs(&report, &statuses).map_err(Error::runtime)?;
+    // The commit has landed: failing to print about it must not turn the
+    // run into a failure (exit 3 promises nothing was written).
+    if let Err(e) = print_report(g, &report, &statuses, scheduled) {
+        tracing::warn!("{e:#}");
+    }
+    if let Err(e) = github_outputs(&report, &statuses) {
+        tracing::warn!("{e:#}");
+    }
     Ok(ExitStatus::Ok)
+}
+
+/// Moving a branch that a work tree has checked out would leave that work
+/// tree showing the new evidence as deleted; Git refuses the same for a
+/// push to a checked-out branch.
+fn refuse_checked_out(store: &Store, branch: &str) -> Result<(), Error> {
+    let repo = store.repo();
+    if repo.is_bare() {
+        return Ok(());
+    }
+    let head = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string));
+    if head.as_deref() == Some(&format!("refs/heads/{branch}")) {
+        return Err(Error::usage(anyhow::anyhow!(
+            "the evidence branch `{branch}` is checked out in {}; cleartrail writes it without a work tree\n  hint: check out another branch (e.g. `git switch main`) or use a bare repository",
+            store.path().display()
+        )));
+    }
+    Ok(())
 }
 
 fn select_sources(config: &mut Config, names: &[String]) -> Result<(), Error> {
@@ -219,9 +259,7 @@ fn print_report(
         Format::Github => crate::diag::render_github(&super::audit::gap_diagnostics(statuses)),
         Format::Text => render_text(r, statuses, &g.repo, scheduled),
     };
-    std::io::stdout()
-        .write_all(out.as_bytes())
-        .context("writing to stdout")?;
+    super::emit(&out);
     Ok(())
 }
 

@@ -5,7 +5,6 @@ use crate::diag::{self, Format};
 use crate::error::{Error, ExitStatus};
 use anyhow::Context as _;
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
     let store = super::open_store(g)?;
@@ -53,10 +52,7 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
             s
         }
     };
-    std::io::stdout()
-        .write_all(out.as_bytes())
-        .context("writing to stdout")
-        .map_err(Error::runtime)?;
+    super::emit(&out);
     Ok(if report.findings.is_empty() {
         ExitStatus::Ok
     } else {

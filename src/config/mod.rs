@@ -183,8 +183,20 @@ impl ConfigError {
     }
 }
 
-/// Reads, parses and validates a configuration file.
+/// Reads, parses and validates a configuration file for collecting:
+/// source paths must exist.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_mode(path, true)
+}
+
+/// Like [`load`] for commands that only read the evidence repository
+/// (`verify`, `gaps`, `packet`, `controls`): source paths are resolved but
+/// need not exist, as on an auditor's clone.
+pub fn load_for_reading(path: &Path) -> Result<Config, ConfigError> {
+    load_mode(path, false)
+}
+
+fn load_mode(path: &Path, check_paths: bool) -> Result<Config, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -199,11 +211,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             });
         }
     };
-    load_str(path, &text)
+    load_text(path, &text, check_paths)
 }
 
 /// Parses and validates configuration text said to come from `path`.
 pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    load_text(path, text, true)
+}
+
+fn load_text(path: &Path, text: &str, check_paths: bool) -> Result<Config, ConfigError> {
     let display = path.display().to_string();
     let raw = raw::parse(&display, text).map_err(|p| ConfigError::Invalid(vec![p]))?;
     let locs = locate::Locations::parse(text);
@@ -218,5 +234,5 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    validate(raw, &display, &dir, &locs).map_err(ConfigError::Invalid)
+    validate(raw, &display, &dir, &locs, check_paths).map_err(ConfigError::Invalid)
 }

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub const SOURCE_TYPES: &[&str] = &["git", "files"];
 
 struct Ctx<'a> {
+    /// Whether source paths must exist here (not for read-only commands
+    /// run where the sources are not, such as an auditor's `verify`).
+    check_paths: bool,
     file: &'a str,
     locs: &'a Locations,
     problems: Vec<Problem>,
@@ -59,8 +62,10 @@ pub fn validate(
     file: &str,
     dir: &Path,
     locs: &Locations,
+    check_paths: bool,
 ) -> Result<Config, Vec<Problem>> {
     let mut cx = Ctx {
+        check_paths,
         file,
         locs,
         problems: Vec::new(),
@@ -240,6 +245,7 @@ fn validate_source(
         "git" => {
             not_for(cx, "exclude", src.exclude.is_some());
             if let Some(p) = &path
+                && cx.check_paths
                 && git2::Repository::open(p).is_err()
             {
                 cx.at_value(
@@ -265,6 +271,7 @@ fn validate_source(
         "files" => {
             not_for(cx, "branch", src.branch.is_some());
             if let Some(p) = &path
+                && cx.check_paths
                 && !p.is_dir()
             {
                 cx.at_value(
@@ -327,6 +334,9 @@ fn resolve_path(
         return None;
     };
     let joined = dir.join(raw);
+    if !cx.check_paths {
+        return Some(joined);
+    }
     match joined.canonicalize() {
         Ok(p) => Some(p),
         Err(_) => {

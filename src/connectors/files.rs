@@ -49,7 +49,16 @@ fn list_files(root: &Path, exclude: &[String]) -> Result<Vec<String>, ConnectorE
             .map_err(io_err(&dir))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                // A lossy name would not open again: say which file it is.
+                return Err(ConnectorError::Io {
+                    path: e.path().display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "file name is not valid UTF-8; rename it to collect it",
+                    ),
+                });
+            };
             if name.starts_with('.') {
                 continue;
             }
@@ -61,7 +70,17 @@ fn list_files(root: &Path, exclude: &[String]) -> Result<Vec<String>, ConnectorE
             {
                 continue;
             }
-            let ft = e.file_type().map_err(io_err(&e.path()))?;
+            let mut ft = e.file_type().map_err(io_err(&e.path()))?;
+            if ft.is_symlink() {
+                // A linked file is collected as what it points to; a linked
+                // folder is not followed (it could loop), and says so.
+                let target = std::fs::metadata(e.path()).map_err(io_err(&e.path()))?;
+                if target.is_dir() {
+                    tracing::warn!("{}: a link to a folder is not followed", e.path().display());
+                    continue;
+                }
+                ft = target.file_type();
+            }
             if ft.is_dir() {
                 stack.push(child);
             } else if ft.is_file() {

@@ -103,6 +103,8 @@ impl UrlBase {
 /// `https://host/owner/repo` for https and ssh remotes of a forge; `None`
 /// for local paths and unknown shapes. Credentials in the URL are dropped.
 pub fn web_url(remote: &str) -> Option<String> {
+    // Query strings and fragments can carry tokens; they never name a repo.
+    let remote = remote.split(['?', '#']).next().unwrap_or_default();
     let trimmed = remote.trim_end_matches('/').trim_end_matches(".git");
     let (host, path) = if let Some(rest) = trimmed
         .strip_prefix("https://")
@@ -218,7 +220,7 @@ impl GitSource {
         let p = &self.path;
         let repo = Repository::open(p).map_err(git_err(p, "opening"))?;
         let urls = UrlBase::of(&repo);
-        let (branch, tip) = self.branch_ref(&repo)?;
+        let (_, tip) = self.branch_ref(&repo)?;
         let mut walk = repo.revwalk().map_err(git_err(p, "walking history"))?;
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
             .map_err(git_err(p, "walking history"))?;
@@ -233,7 +235,7 @@ impl GitSource {
             if !self.period.contains_time(when) {
                 continue;
             }
-            out.push(self.commit_artifact(&repo, &commit, &branch, &urls, query));
+            out.push(self.commit_artifact(&repo, &commit, &urls, query));
         }
         Ok(out)
     }
@@ -242,7 +244,6 @@ impl GitSource {
         &self,
         repo: &Repository,
         c: &Commit<'_>,
-        branch: &str,
         urls: &UrlBase,
         query: &Query,
     ) -> Artifact {
@@ -255,7 +256,6 @@ impl GitSource {
         let is_merge = parents.len() > 1;
         let mut content = json!({
             "sha": sha,
-            "branch": branch,
             "parents": parents,
             "author": person(&c.author()),
             "committer": person(&c.committer()),
@@ -350,7 +350,7 @@ impl GitSource {
         let p = &self.path;
         let repo = Repository::open(p).map_err(git_err(p, "opening"))?;
         let urls = UrlBase::of(&repo);
-        let (branch, tip) = self.branch_ref(&repo)?;
+        let (_, tip) = self.branch_ref(&repo)?;
         let tree = repo
             .find_commit(tip)
             .and_then(|c| c.tree())
@@ -381,7 +381,6 @@ impl GitSource {
         }
         let content = json!({
             "path": path,
-            "branch": branch,
             "commit": change_sha,
             "rules": rules,
         });
@@ -532,6 +531,10 @@ mod tests {
         );
         assert_eq!(
             web_url("https://x-access-token:SECRET@github.com/o/r").as_deref(),
+            Some("https://github.com/o/r")
+        );
+        assert_eq!(
+            web_url("https://github.com/o/r.git?access_token=SECRET#frag").as_deref(),
             Some("https://github.com/o/r")
         );
         assert_eq!(web_url("/home/me/repo"), None);

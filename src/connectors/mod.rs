@@ -92,6 +92,10 @@ pub enum ConnectorError {
         reset_at: DateTime<Utc>,
         max_wait_secs: u64,
     },
+    #[error(
+        "{endpoint}: still more pages after {max_pages}; refusing to record a partial result as complete"
+    )]
+    TooManyPages { endpoint: String, max_pages: u64 },
     #[error("query `{query}` is not known to source `{source_name}`")]
     UnknownQuery { source_name: String, query: String },
     #[error("collection task failed: {0}")]
@@ -179,13 +183,21 @@ pub async fn collect(
                 tokio::time::sleep(wait).await;
             }
             match page.next {
-                Some(next) if pages < limits.max_pages => {
+                // A partial answer must never pass for a complete one: what
+                // it lacks would be recorded as removed.
+                Some(_) if pages >= limits.max_pages => {
+                    return Err(ConnectorError::TooManyPages {
+                        endpoint: format!("{}:{}", connector.name(), query.id),
+                        max_pages: limits.max_pages,
+                    });
+                }
+                Some(next) => {
                     req = PageRequest {
                         cursor: Some(next),
                         etag: None,
                     };
                 }
-                _ => break,
+                None => break,
             }
         }
         out.push(QueryResult {
@@ -295,6 +307,23 @@ mod tests {
             .map(|p| p.cursor.clone())
             .collect();
         assert_eq!(cursors, [None, Some("1".into()), Some("2".into())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_that_never_ends_fails_instead_of_truncating() {
+        let c = Paged {
+            calls: Mutex::new(Vec::new()),
+            reset_in: chrono::Duration::seconds(1),
+        };
+        let limits = Limits {
+            max_pages: 2,
+            ..Limits::default()
+        };
+        let err = collect(&c, limits, at_1000).await.unwrap_err();
+        assert!(
+            err.to_string().contains("still more pages after 2"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

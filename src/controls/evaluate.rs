@@ -319,6 +319,8 @@ fn evaluate_requirement(
     let mut evidence: Vec<EvidenceRef> = inp
         .held
         .iter()
+        // Evidence dated after the as-of date did not exist yet then.
+        .filter(|h| h.period_start().is_none_or(|d| d <= inp.as_of))
         .filter(|h| req.any_of.iter().any(|s| matches(s, h)))
         .map(|h| evidence_ref(h, is_fresh(h, req.freshness_days, inp.as_of), "rule"))
         .collect();

@@ -54,6 +54,22 @@ fn short(s: String) -> String {
     s.chars().take(12).collect()
 }
 
+/// A repository path as a Markdown link target: escaped paths contain
+/// `%`, which a browser would decode, so it is itself escaped.
+fn href(s: String) -> String {
+    s.replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('(', "%28")
+        .replace(')', "%29")
+}
+
+/// Text safe inside a Markdown table cell.
+fn cell(s: String) -> String {
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
 impl Templates {
     /// Built-ins, with any file of the same name under `dir` taking over.
     pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
@@ -68,6 +84,8 @@ impl Templates {
                 .expect("the default delimiters are valid"),
         );
         env.add_filter("short", short);
+        env.add_filter("href", href);
+        env.add_filter("cell", cell);
         let mut origin = Vec::new();
         for (name, text) in BUILTIN {
             let (file, text) = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
@@ -192,6 +210,15 @@ mod tests {
             err.contains("packet/control.md.j2:3: syntax error"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn links_and_cells_are_escaped() {
+        assert_eq!(
+            href("evidence/a%20b.md.json".into()),
+            "evidence/a%2520b.md.json"
+        );
+        assert_eq!(cell("a | b\nc".into()), "a \\| b c");
     }
 
     #[test]

@@ -214,6 +214,35 @@ impl Store {
         Ok(commit.id())
     }
 
+    /// The newest commit, walking first parents from `tip`, whose tree
+    /// differs from its parent's anywhere but under the top-level folder
+    /// `folder` (the root commit if none does).
+    pub fn last_commit_outside(&self, tip: Oid, folder: &str) -> Result<Oid, StoreError> {
+        let entries = |c: &git2::Commit<'_>| -> Result<Vec<(Vec<u8>, Oid)>, StoreError> {
+            let tree = c
+                .tree()
+                .map_err(|e| StoreError::git(format!("reading commit {}", c.id()), e))?;
+            Ok(tree
+                .iter()
+                .filter(|e| e.name_bytes() != folder.as_bytes())
+                .map(|e| (e.name_bytes().to_vec(), e.id()))
+                .collect())
+        };
+        let mut c = self
+            .repo
+            .find_commit(tip)
+            .map_err(|e| StoreError::git(format!("reading commit {tip}"), e))?;
+        loop {
+            let Ok(parent) = c.parent(0) else {
+                return Ok(c.id());
+            };
+            if entries(&c)? != entries(&parent)? {
+                return Ok(c.id());
+            }
+            c = parent;
+        }
+    }
+
     /// A read-only view of the files of one commit.
     pub fn snapshot(&self, commit: Option<Oid>) -> Result<Snapshot<'_>, StoreError> {
         let tree = match commit {
@@ -585,6 +614,13 @@ enum Node<'a> {
 }
 
 impl<'a> Dir<'a> {
+    fn only_deletions(&self) -> bool {
+        self.children.values().all(|n| match n {
+            Node::Blob(c) => c.is_none(),
+            Node::Dir(d) => d.only_deletions(),
+        })
+    }
+
     fn insert(&mut self, path: &'a str, change: Option<&'a [u8]>) -> Result<(), StoreError> {
         let bad = |reason| StoreError::BadPath {
             path: path.to_string(),
@@ -597,19 +633,39 @@ impl<'a> Dir<'a> {
                 return Err(bad("empty, `.`, `..` or `.git` segment"));
             }
             if parts.peek().is_none() {
-                if matches!(dir.children.get(part), Some(Node::Dir(_))) {
-                    return Err(bad("a file would replace a folder"));
+                match (dir.children.get(part), change) {
+                    // Deleting a file where the change set builds a folder:
+                    // the folder replaces it anyway.
+                    (Some(Node::Dir(_)), None) => {}
+                    // A file replaces a folder whose contents are all being
+                    // deleted.
+                    (Some(Node::Dir(d)), Some(_)) if d.only_deletions() => {
+                        dir.children.insert(part, Node::Blob(change));
+                    }
+                    (Some(Node::Dir(_)), Some(_)) => {
+                        return Err(bad("a file would replace a folder"));
+                    }
+                    _ => {
+                        dir.children.insert(part, Node::Blob(change));
+                    }
                 }
-                dir.children.insert(part, Node::Blob(change));
                 return Ok(());
             }
             let node = dir
                 .children
                 .entry(part)
                 .or_insert_with(|| Node::Dir(Dir::default()));
+            match node {
+                // A deleted file becomes a folder.
+                Node::Blob(None) => *node = Node::Dir(Dir::default()),
+                // Deleting below a path that becomes a file is implied.
+                Node::Blob(Some(_)) if change.is_none() => return Ok(()),
+                Node::Blob(Some(_)) => return Err(bad("a folder would replace a file")),
+                Node::Dir(_) => {}
+            }
             dir = match node {
                 Node::Dir(d) => d,
-                Node::Blob(_) => return Err(bad("a folder would replace a file")),
+                Node::Blob(_) => unreachable!("replaced by a folder above"),
             };
         }
         Err(bad("empty path"))
@@ -912,6 +968,42 @@ mod tests {
             let want = if files.is_empty() { got } else { want };
             assert_eq!(got, want, "round {round}");
         }
+    }
+
+    #[test]
+    fn files_and_folders_can_swap_places() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_init(dir.path()).unwrap();
+        let mut cs = ChangeSet::new();
+        cs.put("p/x", b"file".to_vec());
+        cs.put("p/y/z.md", b"in a folder".to_vec());
+        let CommitOutcome::Committed { commit: c1, .. } = store
+            .commit("b", None, None, &cs, "one", &author())
+            .unwrap()
+        else {
+            panic!()
+        };
+        // x becomes a folder, y becomes a file, in one change set (the
+        // deletions sort before and after the additions respectively).
+        let mut swap = ChangeSet::new();
+        swap.delete("p/x");
+        swap.put("p/x/inner.md", b"now a folder".to_vec());
+        swap.delete("p/y/z.md");
+        swap.put("p/y", b"now a file".to_vec());
+        let CommitOutcome::Committed { commit: c2, .. } = store
+            .commit("b", Some(c1), Some(c1), &swap, "two", &author())
+            .unwrap()
+        else {
+            panic!()
+        };
+        let snap = store.snapshot(Some(c2)).unwrap();
+        let files: Vec<String> = snap
+            .files_under("p")
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(files, ["p/x/inner.md", "p/y"]);
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
     let mut held: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
     let files = snapshot.files_under(EVIDENCE_DIR)?;
     let paths: BTreeSet<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    let mut captured_paths: BTreeSet<String> = BTreeSet::new();
     for (p, oid) in &files {
         if !p.ends_with(".json") {
             continue;
@@ -156,6 +157,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         if let Some(cap) = doc["content"].get("captured").filter(|c| c.is_object()) {
             report.captured += 1;
             let cpath = p.trim_end_matches(".json").to_string();
+            captured_paths.insert(cpath.clone());
             let want = cap["sha256"].as_str().unwrap_or_default();
             match paths
                 .contains(cpath.as_str())
@@ -182,6 +184,16 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         held.entry((src_dir.to_string(), kind_dir.to_string()))
             .or_default()
             .insert(id, recorded);
+    }
+
+    for (p, _) in &files {
+        if !p.ends_with(".json") && !captured_paths.contains(p) {
+            report.findings.push(Diagnostic::error(
+                "stray-file",
+                p,
+                "no artifact names this file: it was added outside cleartrail",
+            ));
+        }
     }
 
     let mut recorded_kinds = BTreeSet::new();
