@@ -376,22 +376,12 @@ fn verify_reports_files_added_by_hand() {
     let f = Fixture::new();
     assert_eq!(code(&sync_into(&f, &f.default_config(), &[])), 0);
     let repo = f.evidence();
-    let r = git2::Repository::open(&repo).unwrap();
-    let head = r.revparse_single(BRANCH).unwrap().peel_to_commit().unwrap();
-    let mut idx = git2::Index::new().unwrap();
-    idx.read_tree(&head.tree().unwrap()).unwrap();
-    let blob = r.blob(b"planted").unwrap();
-    let mut entry = idx
-        .get_path(std::path::Path::new("collections/git/commit.json"), 0)
-        .unwrap();
-    entry.id = blob;
-    entry.path = b"evidence/files/document/policies/evil.md".to_vec();
-    idx.add(&entry).unwrap();
-    let tree = r.find_tree(idx.write_tree_to(&r).unwrap()).unwrap();
-    let s = sig("Mallory", NOW);
-    let c = r.commit(None, &s, &s, "plant", &tree, &[&head]).unwrap();
-    r.reference("refs/heads/cleartrail/evidence", c, true, "plant")
-        .unwrap();
+    tamper(
+        &repo,
+        BRANCH,
+        "evidence/files/document/policies/evil.md",
+        Some(b"planted"),
+    );
     let v = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
     assert_eq!(code(&v), 1);
     assert!(

@@ -65,16 +65,12 @@ pub fn render_gaps_text(statuses: &[crate::controls::evaluate::FrameworkStatus])
         );
     }
     for f in statuses {
-        let counts: Vec<String> = Status::ALL
-            .iter()
-            .map(|st| format!("{} {}", f.counts.get(st).copied().unwrap_or(0), st.as_str()))
-            .collect();
         let _ = writeln!(
             s,
             "{}: {} in scope ({}), {} out of scope",
             f.framework,
             f.in_scope,
-            counts.join(", "),
+            f.summary(),
             f.out_of_scope
         );
     }

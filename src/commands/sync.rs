@@ -138,16 +138,12 @@ fn short(sha: &str) -> &str {
 pub fn coverage_lines(statuses: &[FrameworkStatus]) -> String {
     let mut s = String::new();
     for f in statuses {
-        let parts: Vec<String> = Status::ALL
-            .iter()
-            .map(|st| format!("{} {}", f.counts.get(st).copied().unwrap_or(0), st.as_str()))
-            .collect();
         let _ = writeln!(
             s,
             "{}: {} controls in scope: {}",
             f.framework,
             f.in_scope,
-            parts.join(", ")
+            f.summary()
         );
     }
     s
@@ -220,7 +216,7 @@ pub fn render_markdown(r: &SyncReport, statuses: &[FrameworkStatus]) -> String {
     if !statuses.is_empty() {
         s.push_str("\n| framework | in scope | covered | unapproved | stale | failing | missing |\n|---|--:|--:|--:|--:|--:|--:|\n");
         for f in statuses {
-            let n = |st: Status| f.counts.get(&st).copied().unwrap_or(0);
+            let n = |st: Status| f.count(st);
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} |",

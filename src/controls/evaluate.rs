@@ -251,6 +251,22 @@ pub struct FrameworkStatus {
     pub controls: Vec<ControlStatus>,
 }
 
+impl FrameworkStatus {
+    /// How many in-scope controls have `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.counts.get(&status).copied().unwrap_or(0)
+    }
+
+    /// `1 covered, 2 missing, ...` in the order of [`Status::ALL`].
+    pub fn summary(&self) -> String {
+        Status::ALL
+            .iter()
+            .map(|st| format!("{} {}", self.count(*st), st.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn matches(sel: &Selector, h: &Held) -> bool {
     sel.source == h.source
         && sel.kind == h.kind

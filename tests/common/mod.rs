@@ -248,7 +248,8 @@ pub fn commit_count(repo: &Path, rev: &str) -> usize {
     w.count()
 }
 
-/// Commits a modified tree onto `branch` directly, as a tamperer would.
+/// Commits a modified tree onto `branch` directly, as a tamperer would:
+/// `new` replaces or adds the file at `path`, `None` deletes it.
 pub fn tamper(repo: &Path, branch: &str, path: &str, new: Option<&[u8]>) {
     let r = Repository::open(repo).unwrap();
     let refname = format!("refs/heads/{branch}");
@@ -262,9 +263,13 @@ pub fn tamper(repo: &Path, branch: &str, path: &str, new: Option<&[u8]>) {
     match new {
         Some(bytes) => {
             let oid = r.blob(bytes).unwrap();
-            let mut entry = idx.get_path(Path::new(path), 0).unwrap();
+            // Replace the file, or plant a new one shaped like any other.
+            let mut entry = idx
+                .get_path(Path::new(path), 0)
+                .unwrap_or_else(|| idx.get(0).expect("a non-empty tree"));
             entry.id = oid;
             entry.file_size = bytes.len() as u32;
+            entry.path = path.as_bytes().to_vec();
             idx.add(&entry).unwrap();
         }
         None => idx.remove_path(Path::new(path)).unwrap(),
