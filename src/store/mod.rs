@@ -388,7 +388,18 @@ impl Store {
             .repo
             .odb()
             .map_err(|e| StoreError::git("opening the object database", e))?;
-        let id = self.build(&odb, base.map(|t| t.id()), &root, &mut sink)?;
+        // Blobs first, in path order; then trees, whose rebuild (reading
+        // and splicing the base trees) is what grows with the repository
+        // and can use a second core.
+        root.write_blobs(&mut sink)?;
+        let id = build(
+            &odb,
+            self.repo.path(),
+            base.map(|t| t.id()),
+            &root,
+            &mut sink,
+            true,
+        )?;
         if let Sink::Pack(pb) = sink {
             pb.finish(&self.repo.path().join("objects"))?;
             self.repo
@@ -398,89 +409,157 @@ impl Store {
         }
         Ok(id)
     }
+}
 
-    fn build(
-        &self,
-        odb: &git2::Odb<'_>,
-        base: Option<Oid>,
-        dir: &Dir<'_>,
-        sink: &mut Sink<'_>,
-    ) -> Result<Option<Oid>, StoreError> {
-        // The base tree's raw bytes are spliced, not re-parsed into owned
-        // entries: in a folder of thousands of artifacts, a change touches
-        // a few entries and the rest are copied as they are.
-        let obj = match base {
-            Some(b) => Some(
-                odb.read(b)
-                    .map_err(|e| StoreError::git(format!("reading tree {b}"), e))?,
-            ),
-            None => None,
-        };
-        let raw: &[u8] = obj.as_ref().map(|o| o.data()).unwrap_or_default();
-        let base_entries = parse_tree(raw).ok_or_else(|| StoreError::Corrupt {
-            what: format!("tree {}", base.map(|b| b.to_string()).unwrap_or_default()),
-        })?;
+/// Builds the tree for `dir` on top of `base` (a tree id), writing new
+/// trees to `sink`; blobs were written before. `split` allows handing half
+/// of the changed subfolders to a second thread once, at the first level
+/// where there are two or more.
+fn build(
+    odb: &git2::Odb<'_>,
+    repo_path: &Path,
+    base: Option<Oid>,
+    dir: &Dir<'_>,
+    sink: &mut Sink<'_>,
+    split: bool,
+) -> Result<Option<Oid>, StoreError> {
+    // The base tree's raw bytes are spliced, not re-parsed into owned
+    // entries: in a folder of thousands of artifacts, a change touches a
+    // few entries and the rest are copied as they are.
+    let obj = match base {
+        Some(b) => Some(
+            odb.read(b)
+                .map_err(|e| StoreError::git(format!("reading tree {b}"), e))?,
+        ),
+        None => None,
+    };
+    let raw: &[u8] = obj.as_ref().map(|o| o.data()).unwrap_or_default();
+    let base_entries = parse_tree(raw).ok_or_else(|| StoreError::Corrupt {
+        what: format!("tree {}", base.map(|b| b.to_string()).unwrap_or_default()),
+    })?;
 
-        // Where each changed name sits in the base (sorted in Git's
-        // order, so a binary search finds it whether it was a file or a
-        // folder), and its new entry, if any.
-        let find = |name: &[u8]| {
-            [false, true].into_iter().find_map(|t| {
-                base_entries
-                    .binary_search_by(|e| git_order(e.name, e.is_tree, name, t))
-                    .ok()
-            })
-        };
-        let mut removed: Vec<usize> = Vec::new();
-        let mut inserts: Vec<(Vec<u8>, bool, Oid)> = Vec::with_capacity(dir.children.len());
-        for (name, node) in &dir.children {
-            let existing = find(name.as_bytes());
-            removed.extend(existing);
-            match node {
-                Node::Blob(None) => {}
-                Node::Blob(Some(bytes)) => {
-                    let oid = sink.write(ObjKind::Blob, bytes)?;
-                    inserts.push((name.as_bytes().to_vec(), false, oid));
-                }
-                Node::Dir(sub) => {
-                    let sub_base = existing
-                        .map(|i| &base_entries[i])
-                        .filter(|e| e.is_tree)
-                        .map(|e| e.oid);
-                    if let Some(oid) = self.build(odb, sub_base, sub, sink)? {
-                        inserts.push((name.as_bytes().to_vec(), true, oid));
-                    }
-                }
+    // Where each changed name sits in the base (sorted in Git's order, so
+    // a binary search finds it whether it was a file or a folder).
+    let find = |name: &[u8]| {
+        [false, true].into_iter().find_map(|t| {
+            base_entries
+                .binary_search_by(|e| git_order(e.name, e.is_tree, name, t))
+                .ok()
+        })
+    };
+    let mut removed: Vec<usize> = Vec::new();
+    let mut inserts: Vec<(Vec<u8>, bool, Oid)> = Vec::with_capacity(dir.children.len());
+    let mut subdirs: Vec<(&str, &Dir<'_>, Option<Oid>)> = Vec::new();
+    for (name, node) in &dir.children {
+        let existing = find(name.as_bytes());
+        removed.extend(existing);
+        match node {
+            Node::Blob(None) => {}
+            Node::Blob(Some(bytes)) => {
+                let oid = sink.write(ObjKind::Blob, bytes)?;
+                inserts.push((name.as_bytes().to_vec(), false, oid));
+            }
+            Node::Written(oid) => inserts.push((name.as_bytes().to_vec(), false, *oid)),
+            Node::Dir(sub) => {
+                let sub_base = existing
+                    .map(|i| &base_entries[i])
+                    .filter(|e| e.is_tree)
+                    .map(|e| e.oid);
+                subdirs.push((name, sub, sub_base));
             }
         }
-        inserts.sort_by(|a, b| git_order(&a.0, a.1, &b.0, b.1));
-        removed.sort_unstable();
-
-        // Copy the base in runs between the changed entries, placing each
-        // new entry at its position in Git's order.
-        let mut out = Vec::with_capacity(raw.len() + inserts.len() * 64);
-        let mut count = base_entries.len() - removed.len();
-        let mut next = 0usize; // first base entry not yet copied
-        let mut removed = removed.into_iter().peekable();
-        for (n, t, oid) in &inserts {
-            let pos = base_entries.partition_point(|e| git_order(e.name, e.is_tree, n, *t).is_lt());
-            copy_run(&mut out, &base_entries, next, pos, &mut removed);
-            next = next.max(pos);
-            push_entry(&mut out, n, *t, *oid);
-            count += 1;
-        }
-        copy_run(
-            &mut out,
-            &base_entries,
-            next,
-            base_entries.len(),
-            &mut removed,
-        );
-        if count == 0 {
-            return Ok(None);
-        }
-        Ok(Some(sink.write(ObjKind::Tree, &out)?))
     }
+    let parallel = split && subdirs.len() >= 2 && matches!(sink, Sink::Pack(_));
+    let built: Vec<(&str, Option<Oid>)> = if parallel {
+        build_split(odb, repo_path, &subdirs, sink)?
+    } else {
+        let mut out = Vec::with_capacity(subdirs.len());
+        let pass_on = split && subdirs.len() == 1;
+        for (name, sub, sub_base) in &subdirs {
+            out.push((*name, build(odb, repo_path, *sub_base, sub, sink, pass_on)?));
+        }
+        out
+    };
+    for (name, oid) in built {
+        if let Some(oid) = oid {
+            inserts.push((name.as_bytes().to_vec(), true, oid));
+        }
+    }
+    inserts.sort_by(|a, b| git_order(&a.0, a.1, &b.0, b.1));
+    removed.sort_unstable();
+
+    // Copy the base in runs between the changed entries, placing each new
+    // entry at its position in Git's order.
+    let mut out = Vec::with_capacity(raw.len() + inserts.len() * 64);
+    let mut count = base_entries.len() - removed.len();
+    let mut next = 0usize; // first base entry not yet copied
+    let mut removed = removed.into_iter().peekable();
+    for (n, t, oid) in &inserts {
+        let pos = base_entries.partition_point(|e| git_order(e.name, e.is_tree, n, *t).is_lt());
+        copy_run(&mut out, &base_entries, next, pos, &mut removed);
+        next = next.max(pos);
+        push_entry(&mut out, n, *t, *oid);
+        count += 1;
+    }
+    copy_run(
+        &mut out,
+        &base_entries,
+        next,
+        base_entries.len(),
+        &mut removed,
+    );
+    if count == 0 {
+        return Ok(None);
+    }
+    Ok(Some(sink.write(ObjKind::Tree, &out)?))
+}
+
+/// Subtree ids by position in the list of subfolders.
+type Built = Vec<(usize, Option<Oid>)>;
+
+/// Builds every other subfolder on a second thread (with its own handle on
+/// the repository and its own pack builder), the rest here, then joins the
+/// second thread's objects into `sink`. Results keep the input order.
+fn build_split<'d>(
+    odb: &git2::Odb<'_>,
+    repo_path: &Path,
+    subdirs: &[(&'d str, &Dir<'_>, Option<Oid>)],
+    sink: &mut Sink<'_>,
+) -> Result<Vec<(&'d str, Option<Oid>)>, StoreError> {
+    let (mine, theirs): (Vec<_>, Vec<_>) =
+        subdirs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let (mut results, other_pack) = std::thread::scope(|scope| -> Result<_, StoreError> {
+        let handle = scope.spawn(|| -> Result<(Built, Sink<'static>), StoreError> {
+            let repo = Repository::open(repo_path)
+                .map_err(|e| StoreError::git("opening a second handle", e))?;
+            let odb = repo
+                .odb()
+                .map_err(|e| StoreError::git("opening the object database", e))?;
+            let mut own = Sink::Pack(Box::default());
+            let mut out = Vec::with_capacity(theirs.len());
+            for (i, (_, sub, sub_base)) in &theirs {
+                out.push((*i, build(&odb, repo_path, *sub_base, sub, &mut own, false)?));
+            }
+            Ok((out, own))
+        });
+        let mut out = Vec::with_capacity(subdirs.len());
+        for (i, (_, sub, sub_base)) in &mine {
+            out.push((*i, build(odb, repo_path, *sub_base, sub, sink, false)?));
+        }
+        let (theirs_out, own) = handle.join().map_err(|_| StoreError::Corrupt {
+            what: "a tree (the second build thread panicked)".into(),
+        })??;
+        out.extend(theirs_out);
+        Ok((out, own))
+    })?;
+    if let (Sink::Pack(main), Sink::Pack(other)) = (sink, other_pack) {
+        main.absorb(*other);
+    }
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results
+        .into_iter()
+        .map(|(i, oid)| (subdirs[i].0, oid))
+        .collect())
 }
 
 /// libgit2 re-hashes every object it reads with collision-detecting SHA-1
@@ -609,7 +688,10 @@ struct Dir<'a> {
 }
 
 enum Node<'a> {
+    /// New bytes, or a deletion.
     Blob(Option<&'a [u8]>),
+    /// New bytes already written, as their id.
+    Written(Oid),
     Dir(Dir<'a>),
 }
 
@@ -617,8 +699,21 @@ impl<'a> Dir<'a> {
     fn only_deletions(&self) -> bool {
         self.children.values().all(|n| match n {
             Node::Blob(c) => c.is_none(),
+            Node::Written(_) => false,
             Node::Dir(d) => d.only_deletions(),
         })
+    }
+
+    /// Writes every new blob, in path order, and keeps its id.
+    fn write_blobs(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
+        for node in self.children.values_mut() {
+            match node {
+                Node::Blob(Some(bytes)) => *node = Node::Written(sink.write(ObjKind::Blob, bytes)?),
+                Node::Dir(d) => d.write_blobs(sink)?,
+                Node::Blob(None) | Node::Written(_) => {}
+            }
+        }
+        Ok(())
     }
 
     fn insert(&mut self, path: &'a str, change: Option<&'a [u8]>) -> Result<(), StoreError> {
@@ -659,13 +754,15 @@ impl<'a> Dir<'a> {
                 // A deleted file becomes a folder.
                 Node::Blob(None) => *node = Node::Dir(Dir::default()),
                 // Deleting below a path that becomes a file is implied.
-                Node::Blob(Some(_)) if change.is_none() => return Ok(()),
-                Node::Blob(Some(_)) => return Err(bad("a folder would replace a file")),
+                Node::Blob(Some(_)) | Node::Written(_) if change.is_none() => return Ok(()),
+                Node::Blob(Some(_)) | Node::Written(_) => {
+                    return Err(bad("a folder would replace a file"));
+                }
                 Node::Dir(_) => {}
             }
             dir = match node {
                 Node::Dir(d) => d,
-                Node::Blob(_) => unreachable!("replaced by a folder above"),
+                Node::Blob(_) | Node::Written(_) => unreachable!("replaced by a folder above"),
             };
         }
         Err(bad("empty path"))

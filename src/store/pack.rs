@@ -134,6 +134,30 @@ impl PackBuilder {
         oid
     }
 
+    /// Appends the objects of another builder (built on another thread),
+    /// leaving out those this one already holds.
+    pub fn absorb(&mut self, other: PackBuilder) {
+        let ends = other
+            .entries
+            .iter()
+            .skip(1)
+            .map(|e| e.offset as usize)
+            .chain(std::iter::once(other.body.len()));
+        for (e, end) in other.entries.iter().zip(ends) {
+            if !self.seen.insert(e.oid) {
+                continue;
+            }
+            let offset = self.body.len() as u64;
+            self.body
+                .extend_from_slice(&other.body[e.offset as usize..end]);
+            self.entries.push(Entry {
+                oid: e.oid,
+                crc: e.crc,
+                offset,
+            });
+        }
+    }
+
     /// Writes the pack and its index into `objects_dir/pack/`. Returns the
     /// pack's path, or `None` when there was nothing to write.
     pub fn finish(mut self, objects_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
@@ -144,22 +168,36 @@ impl PackBuilder {
         self.body[0..4].copy_from_slice(b"PACK");
         self.body[4..8].copy_from_slice(&2u32.to_be_bytes());
         self.body[8..12].copy_from_slice(&n.to_be_bytes());
-        let pack_sum: [u8; 20] = Sha1::digest(&self.body).into();
-        self.body.extend_from_slice(&pack_sum);
+        let dir = objects_dir.join("pack");
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        // The pack's name is its checksum, not known until the body is
+        // hashed: write the body to a unique temporary file while a second
+        // thread hashes it.
+        let tmp = temp_path(&dir, "pack");
+        let body = &self.body;
+        let (pack_sum, mut file) = std::thread::scope(|scope| -> Result<_, StoreError> {
+            let hasher = scope.spawn(|| -> [u8; 20] { Sha1::digest(body).into() });
+            let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            f.write_all(body).map_err(|e| StoreError::io(&tmp, e))?;
+            let sum = hasher.join().expect("hashing does not panic");
+            Ok((sum, f))
+        })?;
+        file.write_all(&pack_sum)
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        // Data and the size needed to read it back; the rename follows.
+        file.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
+        drop(file);
 
         self.entries
             .sort_unstable_by(|a, b| a.oid.as_bytes().cmp(b.oid.as_bytes()));
         let idx = build_index(&self.entries, &pack_sum);
-
-        let dir = objects_dir.join("pack");
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let name = format!("pack-{}", hex(&pack_sum));
         let pack_path = dir.join(format!("{name}.pack"));
         let idx_path = dir.join(format!("{name}.idx"));
-        write_atomic(&dir, &pack_path, &self.body, true)?;
+        std::fs::rename(&tmp, &pack_path).map_err(|e| StoreError::io(&pack_path, e))?;
         // The index can be rebuilt from the pack (`git index-pack`): no
         // second flush to disk for it.
-        write_atomic(&dir, &idx_path, &idx, false)?;
+        write_atomic(&dir, &idx_path, &idx)?;
         Ok(Some(pack_path))
     }
 }
@@ -205,18 +243,18 @@ fn build_index(entries: &[Entry], pack_sum: &[u8; 20]) -> Vec<u8> {
     idx
 }
 
-fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
-    let tmp = dir.join(format!(
-        "tmp_cleartrail_{}_{}",
-        std::process::id(),
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("obj")
-    ));
+/// A temporary file name unique to this process and call, so concurrent
+/// writers (threads or processes) never share one.
+fn temp_path(dir: &Path, ext: &str) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!("tmp_cleartrail_{}_{seq}.{ext}", std::process::id()))
+}
+
+fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = temp_path(dir, "idx");
     let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-    if durable {
-        // Data and the size needed to read it back; the rename follows.
-        f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
-    }
     drop(f);
     std::fs::rename(&tmp, dest).map_err(|e| StoreError::io(dest, e))
 }
@@ -251,6 +289,16 @@ mod tests {
         // A duplicate is stored once.
         pb.add(ObjKind::Blob, ids[0].1.as_bytes());
         assert_eq!(pb.len(), 2000);
+        // Objects built elsewhere join, duplicates again once.
+        let mut other = PackBuilder::new();
+        other.add(ObjKind::Blob, ids[1].1.as_bytes());
+        let extra = b"only in the other builder\n".to_vec();
+        ids.push((
+            other.add(ObjKind::Blob, &extra),
+            String::from_utf8(extra).unwrap(),
+        ));
+        pb.absorb(other);
+        assert_eq!(pb.len(), 2001);
         pb.finish(&dir.path().join("objects")).unwrap().unwrap();
         let odb = repo.odb().unwrap();
         odb.refresh().unwrap();
