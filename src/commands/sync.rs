@@ -153,6 +153,7 @@ pub fn render_text(
     r: &SyncReport,
     statuses: &[FrameworkStatus],
     repo: &std::path::Path,
+    config_arg: &str,
     scheduled: bool,
 ) -> String {
     let mut s = String::new();
@@ -193,7 +194,7 @@ pub fn render_text(
         let _ = writeln!(s, "look:   git -C {repo} log --stat {}", r.branch);
         let _ = writeln!(s, "        git -C {repo} show {}:collections/", r.branch);
         let _ = writeln!(s, "        git -C {repo} show {}:README.md", r.branch);
-        let _ = writeln!(s, "gaps:   cleartrail gaps --repo {repo}");
+        let _ = writeln!(s, "gaps:   cleartrail gaps --repo {repo}{config_arg}");
         let _ = writeln!(s, "verify: cleartrail verify --repo {repo}");
     }
     s
@@ -253,7 +254,16 @@ fn print_report(
         }
         Format::Markdown => render_markdown(r, statuses),
         Format::Github => crate::diag::render_github(&super::audit::gap_diagnostics(statuses)),
-        Format::Text => render_text(r, statuses, &g.repo, scheduled),
+        Format::Text => {
+            // `gaps` must read the same configuration to give the same scope.
+            let config_arg = match &g.config {
+                Some(c) if *c != g.repo.join(crate::config::CONFIG_FILE) => {
+                    format!(" --config {}", c.display())
+                }
+                _ => String::new(),
+            };
+            render_text(r, statuses, &g.repo, &config_arg, scheduled)
+        }
     };
     super::emit(&out);
     Ok(())
