@@ -163,46 +163,13 @@ fn gaps_list_every_in_scope_control_with_a_status() {
 fn gaps_table_and_fail_on() {
     let (f, cfg) = synced();
     let repo = f.evidence();
-    let out = cleartrail(&[
-        "gaps",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        repo.to_str().unwrap(),
-        "--framework",
-        "soc2",
-    ]);
+    let gaps = |extra: &[&str]| command_with("gaps", &cfg, &repo, extra);
+    let out = gaps(&["--framework", "soc2"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     insta::assert_snapshot!(stdout(&out));
-    let fail = cleartrail(&[
-        "gaps",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        repo.to_str().unwrap(),
-        "--fail-on",
-        "stale,missing",
-    ]);
-    assert_eq!(code(&fail), 1);
-    let bad = cleartrail(&[
-        "gaps",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        repo.to_str().unwrap(),
-        "--fail-on",
-        "covered",
-    ]);
-    assert_eq!(code(&bad), 2);
-    let gh = cleartrail(&[
-        "gaps",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        repo.to_str().unwrap(),
-        "--format",
-        "github",
-    ]);
+    assert_eq!(code(&gaps(&["--fail-on", "stale,missing"])), 1);
+    assert_eq!(code(&gaps(&["--fail-on", "covered"])), 2);
+    let gh = gaps(&["--format", "github"]);
     assert!(
         stdout(&gh).contains("::warning file=controls/soc2/CC1.5.md,title=gap-stale::soc2 CC1.5"),
         "{}",

@@ -199,18 +199,22 @@ pub fn cleartrail(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `cleartrail sync --config CFG --repo <fixture evidence> EXTRA...`
-pub fn sync_into(f: &Fixture, cfg: &Path, extra: &[&str]) -> Output {
-    let evidence = f.evidence();
+/// `cleartrail COMMAND --config CFG --repo REPO EXTRA...`
+pub fn command_with(command: &str, cfg: &Path, repo: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
-        "sync",
+        command,
         "--config",
         cfg.to_str().unwrap(),
         "--repo",
-        evidence.to_str().unwrap(),
+        repo.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     cleartrail(&args)
+}
+
+/// `cleartrail sync --config CFG --repo <fixture evidence> EXTRA...`
+pub fn sync_into(f: &Fixture, cfg: &Path, extra: &[&str]) -> Output {
+    command_with("sync", cfg, &f.evidence(), extra)
 }
 
 pub fn code(o: &Output) -> i32 {
