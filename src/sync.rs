@@ -285,6 +285,14 @@ fn existing_queries(snapshot: &Snapshot<'_>, path: &str) -> Result<Vec<QueryReco
                     pages: q["pages"].as_u64().unwrap_or_default(),
                     count: q["count"].as_u64().unwrap_or_default(),
                     digest: text(&q["digest"]),
+                    skipped: q["skipped"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|s| (text(&s["path"]), text(&s["reason"])))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
                 .collect()
         })
@@ -416,6 +424,11 @@ pub fn plan(
                 pages: r.pages,
                 count: entries.len() as u64,
                 digest: set_digest(entries.iter().map(|(i, s)| (i.as_str(), s.as_str()))),
+                skipped: r
+                    .skipped
+                    .iter()
+                    .map(|s| (s.path.clone(), s.reason.clone()))
+                    .collect(),
             });
         }
     }

@@ -193,6 +193,8 @@ pub struct QueryRecord {
     pub count: u64,
     /// Digest over the (id, sha256) list this query returned.
     pub digest: String,
+    /// What the query left out on purpose, as (path, reason).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Completeness proof for one (source, kind): what was asked and what the
@@ -229,6 +231,7 @@ impl CollectionRecord {
                     "pages": q.pages,
                     "count": q.count,
                     "digest": q.digest,
+                    "skipped": q.skipped.iter().map(|(p, r)| json!({"path": p, "reason": r})).collect::<Vec<_>>(),
                 })
             })
             .collect();

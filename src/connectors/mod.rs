@@ -52,10 +52,22 @@ pub struct RateLimit {
     pub reset_at: DateTime<Utc>,
 }
 
+/// Something a query could not read and left out on purpose (a symlink
+/// leaving the source root, a device, an unreadable name). Recorded in the
+/// collection record and logged, so a gap in the evidence is never silent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Skipped {
+    /// Where it is, relative to the source (never an absolute local path).
+    pub path: String,
+    pub reason: String,
+}
+
 /// One page of answers.
 #[derive(Debug, Default)]
 pub struct Page {
     pub items: Vec<Artifact>,
+    /// What this page left out, and why.
+    pub skipped: Vec<Skipped>,
     /// Cursor of the next page, `None` on the last.
     pub next: Option<String>,
     /// Validator to send next run.
@@ -142,6 +154,8 @@ pub struct QueryResult {
     pub query: Query,
     pub pages: u64,
     pub items: Vec<Artifact>,
+    /// What the query left out, and why, sorted.
+    pub skipped: Vec<Skipped>,
     /// Validator of the last page, for the next run's state.
     pub etag: Option<String>,
 }
@@ -156,12 +170,22 @@ pub async fn collect(
     for query in connector.queries() {
         let mut req = PageRequest::default();
         let mut items = Vec::new();
+        let mut skipped = Vec::new();
         let mut pages = 0u64;
         let mut etag = None;
         loop {
             let page = connector.fetch(&query, req.clone()).await?;
             pages += 1;
             items.extend(page.items);
+            for s in &page.skipped {
+                tracing::warn!(
+                    source = connector.name(),
+                    "skipped {}: {}",
+                    s.path,
+                    s.reason
+                );
+            }
+            skipped.extend(page.skipped);
             etag = page.etag.or(etag);
             if let Some(rl) = page.rate_limit
                 && rl.remaining == 0
@@ -206,6 +230,10 @@ pub async fn collect(
             query,
             pages,
             items,
+            skipped: {
+                skipped.sort();
+                skipped
+            },
             etag,
         });
     }
@@ -282,6 +310,7 @@ mod tests {
                     remaining: 0,
                     reset_at: DateTime::from_timestamp(1000, 0).unwrap() + self.reset_in,
                 }),
+                ..Page::default()
             })
         }
     }
