@@ -121,7 +121,12 @@ fn artifacts_carry_provenance_from_the_git_source() {
     let c = &f.commits;
     let signed = json_at(
         &f.evidence(),
-        &format!("evidence/git/commit/app/{}.json", c[2]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/commit",
+            &c[2].to_string(),
+        ),
     );
     assert_eq!(signed["content"]["signed"], true);
     assert_eq!(signed["content"]["signature_kind"], "ssh");
@@ -138,27 +143,48 @@ fn artifacts_carry_provenance_from_the_git_source() {
     );
     let unsigned = json_at(
         &f.evidence(),
-        &format!("evidence/git/commit/app/{}.json", c[0]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/commit",
+            &c[0].to_string(),
+        ),
     );
     assert_eq!(unsigned["content"]["signed"], false);
 
     let pr_merge = json_at(
         &f.evidence(),
-        &format!("evidence/git/merge/app/{}.json", c[4]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/merge",
+            &c[4].to_string(),
+        ),
     );
     assert_eq!(pr_merge["content"]["review_trace"], true);
     assert_eq!(pr_merge["content"]["pull_request"], "#7");
     assert_eq!(pr_merge["content"]["parents"].as_array().unwrap().len(), 2);
     let plain_merge = json_at(
         &f.evidence(),
-        &format!("evidence/git/merge/app/{}.json", c[6]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/merge",
+            &c[6].to_string(),
+        ),
     );
     assert_eq!(plain_merge["content"]["review_trace"], false);
 
-    let tag = json_at(&f.evidence(), "evidence/git/tag/app/v1.0.0.json");
+    let tag = json_at(
+        &f.evidence(),
+        &artifact_path(&f.evidence(), BRANCH, "evidence/git/tag", "v1.0.0"),
+    );
     assert_eq!(tag["content"]["annotated"], true);
     assert_eq!(tag["content"]["target"], c[4].to_string());
-    let light = json_at(&f.evidence(), "evidence/git/tag/app/v1.0.1.json");
+    let light = json_at(
+        &f.evidence(),
+        &artifact_path(&f.evidence(), BRANCH, "evidence/git/tag", "v1.0.1"),
+    );
     assert_eq!(light["content"]["annotated"], false);
 
     let owners = json_at(
@@ -246,7 +272,12 @@ fn verify_passes_then_names_a_tampered_file_and_a_deleted_artifact() {
     );
 
     // Delete an artifact: its collection no longer adds up.
-    let victim = format!("evidence/git/commit/app/{}.json", f.commits[0]);
+    let victim = artifact_path(
+        &repo,
+        BRANCH,
+        "evidence/git/commit",
+        &f.commits[0].to_string(),
+    );
     tamper(&repo, BRANCH, &victim, None);
     let bad = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
     assert_eq!(code(&bad), 1);

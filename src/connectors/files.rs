@@ -297,6 +297,7 @@ impl FilesSource {
                 observed,
                 content,
                 query: format!("{}: {}", self.name, query.description),
+                shard: None,
                 captured: Some(Captured { bytes }),
             });
         }

@@ -292,6 +292,7 @@ impl GitSource {
             ]),
             content,
             query: format!("{}: {}", self.name, query.description),
+            shard: None,
             captured: None,
         }
     }
@@ -340,6 +341,7 @@ impl GitSource {
                 observed: BTreeMap::from([("tagged".into(), rfc3339(date))]),
                 content,
                 query: format!("{}: {}", self.name, query.description),
+                shard: None,
                 captured: None,
             });
         }
@@ -394,6 +396,7 @@ impl GitSource {
             observed: BTreeMap::from([("last_changed".into(), rfc3339(change_time))]),
             content,
             query: format!("{}: {}", self.name, query.description),
+            shard: None,
             captured: Some(Captured { bytes: blob }),
         }])
     }
