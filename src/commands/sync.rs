@@ -78,6 +78,9 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         )?;
         *coverage.borrow_mut() = a.statuses.iter().map(audit::Coverage::of).collect();
         *statuses.borrow_mut() = a.statuses;
+        // Freeing every parsed artifact one by one costs more than the
+        // process has left to live.
+        std::mem::forget(a.held);
         let produced: std::collections::BTreeSet<&str> =
             files.iter().map(|(p, _)| p.as_str()).collect();
         let stale =

@@ -508,7 +508,7 @@ fn apply(
                             problems.push(src.problem(
                                 &format!("{rat}.evidence"),
                                 false,
-                                &format!(
+                                format!(
                                     "unknown evidence type `{other}`: expected `population` or `point-in-time`"
                                 ),
                                 None,

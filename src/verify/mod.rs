@@ -132,108 +132,53 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         None => {}
     }
 
-    // Artifacts and captured documents.
-    let mut seen: Vec<Seen> = Vec::new();
+    // Artifacts and captured documents: reading, parsing and hashing is
+    // the cost, split over two threads with a repository handle each.
     let prefix = format!("{EVIDENCE_DIR}/");
-    for (p, oid) in all.iter().filter(|(p, _)| p.starts_with(&prefix)) {
-        if !p.ends_with(".json") {
-            continue;
-        }
-        report.artifacts += 1;
-        accounted.insert(p.clone());
-        let Some(bytes) = read(&mut report, p, *oid) else {
-            continue;
-        };
-        let doc: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                report.finding("artifact-invalid", p, format!("not valid JSON: {e}"));
-                continue;
-            }
-        };
-        if let Some(missing) = REQUIRED.iter().find(|k| doc.get(**k).is_none()) {
-            report.finding("artifact-invalid", p, format!("missing field `{missing}`"));
-            continue;
-        }
-        if doc["schema"] != ARTIFACT_SCHEMA {
-            report.finding(
-                "artifact-invalid",
-                p,
-                format!("unknown schema {}", doc["schema"]),
-            );
-            continue;
-        }
-        let text = |k: &str| doc[k].as_str().unwrap_or_default();
-        let recorded = text("sha256").to_string();
-        let actual = canonical::document_digest(&doc);
-        if actual != recorded {
-            report.finding(
-                "artifact-hash-mismatch",
-                p,
-                format!(
-                    "the document hashes to {actual}, but it records {recorded}: a field was edited"
-                ),
-            );
-        }
-        let (source, kind, object_id) = (text("source"), text("kind"), text("object_id"));
-        let id = text("id").to_string();
-        let period = DateSpan::from_json(&doc["period"]);
-        let shard = doc["shard"].as_str();
-        let expected_path = format!(
-            "{}.json",
-            Artifact::base_path_of(source, kind, shard, object_id)
-        );
-        let expected_shard = doc["shard"]
-            .as_str()
-            .map(|_| period.map(|s| path::month_shard(s.start, object_id)));
-        if expected_path != *p
-            || id != format!("{source}:{kind}:{object_id}")
-            || expected_shard.is_some_and(|e| e.as_deref() != shard)
-        {
-            report.finding(
-                "artifact-misplaced",
-                p,
-                format!(
-                    "id `{id}` (period {}, shard {}) belongs at {expected_path}",
-                    doc["period"], doc["shard"]
-                ),
-            );
-        }
-        if let Some(cap) = doc["content"].get("captured").filter(|c| c.is_object()) {
-            report.captured += 1;
-            let cpath = p.trim_end_matches(".json").to_string();
-            let want = cap["sha256"].as_str().unwrap_or_default();
-            match present.get(cpath.as_str()) {
-                Some(coid) => {
-                    accounted.insert(cpath.clone());
-                    if let Some(b) = read(&mut report, &cpath, *coid) {
-                        let got = canonical::sha256_hex(&b);
-                        if got != want {
-                            report.finding(
-                                "captured-hash-mismatch",
-                                &cpath,
-                                format!("bytes hash to {got}, but {p} records {want}"),
-                            );
-                        }
-                    }
-                }
-                None => report.finding(
-                    "captured-missing",
-                    p,
-                    format!("captured document {cpath} is missing"),
-                ),
-            }
-        }
-        let kind_dir = Artifact::kind_dir(source, kind);
-        seen.push(Seen {
-            id,
-            sha: recorded,
-            group: group_of_shard(shard),
-            kind_dir,
-            query: text("query").to_string(),
-            kind: kind.to_string(),
-            start: period.map(|s| s.start),
+    let artifacts: Vec<(&String, git2::Oid)> = all
+        .iter()
+        .filter(|(p, _)| p.starts_with(&prefix) && p.ends_with(".json"))
+        .map(|(p, o)| (p, *o))
+        .collect();
+    let (first, second) = artifacts.split_at(artifacts.len() / 2);
+    let git_dir = snapshot.git_dir().to_path_buf();
+    let (mine, other) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| match git2::Repository::open(&git_dir) {
+            Ok(repo) => Ok(second
+                .iter()
+                .map(|(p, oid)| {
+                    check_artifact(p, *oid, &present, &|o| {
+                        repo.find_blob(o)
+                            .map(|b| b.content().to_vec())
+                            .map_err(|e| e.message().to_string())
+                    })
+                })
+                .collect::<Vec<_>>()),
+            Err(e) => Err(StoreError::Git {
+                context: format!("opening {} on a reader thread", git_dir.display()),
+                source: e,
+            }),
         });
+        let mine: Vec<Checked> = first
+            .iter()
+            .map(|(p, oid)| {
+                check_artifact(p, *oid, &present, &|o| {
+                    snapshot.read_blob(o).map_err(|e| format!("{e:#}"))
+                })
+            })
+            .collect();
+        (mine, other.join().expect("verify thread panicked"))
+    });
+    let mut seen: Vec<Seen> = Vec::with_capacity(artifacts.len());
+    for c in mine.into_iter().chain(other?) {
+        report.artifacts += 1;
+        accounted.insert(c.path);
+        report.findings.extend(c.findings);
+        if let Some(cp) = c.captured {
+            report.captured += 1;
+            accounted.insert(cp);
+        }
+        seen.extend(c.seen);
     }
 
     collections(snapshot, &all, &seen, &mut accounted, &mut report)?;
@@ -260,6 +205,126 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
     Ok(report)
 }
 
+/// What checking one artifact found.
+struct Checked {
+    path: String,
+    findings: Vec<Diagnostic>,
+    /// The captured document it names, when present.
+    captured: Option<String>,
+    seen: Option<Seen>,
+}
+
+/// Checks one artifact file: readable, well formed, sealed, in place, and
+/// its captured document intact.
+fn check_artifact(
+    p: &str,
+    oid: git2::Oid,
+    present: &HashMap<&str, git2::Oid>,
+    read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, String>,
+) -> Checked {
+    let mut out = Checked {
+        path: p.to_string(),
+        findings: Vec::new(),
+        captured: None,
+        seen: None,
+    };
+    let mut finding = |code: &'static str, path: &str, msg: String| {
+        out.findings.push(Diagnostic::error(code, path, msg));
+    };
+    let bytes = match read(oid) {
+        Ok(b) => b,
+        Err(e) => {
+            finding("object-unreadable", p, format!("cannot read its object: {e}"));
+            return out;
+        }
+    };
+    let doc: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            finding("artifact-invalid", p, format!("not valid JSON: {e}"));
+            return out;
+        }
+    };
+    if let Some(missing) = REQUIRED.iter().find(|k| doc.get(**k).is_none()) {
+        finding("artifact-invalid", p, format!("missing field `{missing}`"));
+        return out;
+    }
+    if doc["schema"] != ARTIFACT_SCHEMA {
+        finding("artifact-invalid", p, format!("unknown schema {}", doc["schema"]));
+        return out;
+    }
+    let text = |k: &str| doc[k].as_str().unwrap_or_default();
+    let recorded = text("sha256").to_string();
+    let actual = canonical::document_digest(&doc);
+    if actual != recorded {
+        finding(
+            "artifact-hash-mismatch",
+            p,
+            format!("the document hashes to {actual}, but it records {recorded}: a field was edited"),
+        );
+    }
+    let (source, kind, object_id) = (text("source"), text("kind"), text("object_id"));
+    let id = text("id").to_string();
+    let period = DateSpan::from_json(&doc["period"]);
+    let shard = doc["shard"].as_str();
+    let expected_path = format!("{}.json", Artifact::base_path_of(source, kind, shard, object_id));
+    let expected_shard = shard.map(|_| period.map(|s| path::month_shard(s.start, object_id)));
+    if expected_path != p
+        || id != format!("{source}:{kind}:{object_id}")
+        || expected_shard.is_some_and(|e| e.as_deref() != shard)
+    {
+        finding(
+            "artifact-misplaced",
+            p,
+            format!(
+                "id `{id}` (period {}, shard {}) belongs at {expected_path}",
+                doc["period"], doc["shard"]
+            ),
+        );
+    }
+    if let Some(cap) = doc["content"].get("captured").filter(|c| c.is_object()) {
+        let cpath = p.trim_end_matches(".json").to_string();
+        let want = cap["sha256"].as_str().unwrap_or_default();
+        match present.get(cpath.as_str()) {
+            Some(coid) => {
+                match read(*coid) {
+                    Ok(b) => {
+                        let got = canonical::sha256_hex(&b);
+                        if got != want {
+                            finding(
+                                "captured-hash-mismatch",
+                                &cpath,
+                                format!("bytes hash to {got}, but {p} records {want}"),
+                            );
+                        }
+                    }
+                    Err(e) => finding(
+                        "object-unreadable",
+                        &cpath,
+                        format!("cannot read its object: {e}"),
+                    ),
+                }
+                out.captured = Some(cpath);
+            }
+            None => finding(
+                "captured-missing",
+                p,
+                format!("captured document {cpath} is missing"),
+            ),
+        }
+    }
+    out.seen = Some(Seen {
+        id,
+        sha: recorded,
+        group: group_of_shard(shard),
+        kind_dir: Artifact::kind_dir(source, kind),
+        query: text("query").to_string(),
+        kind: kind.to_string(),
+        start: period.map(|s| s.start),
+    });
+    out
+}
+
 /// Recomputes every collection record from the artifacts present.
 fn collections(
     snapshot: &Snapshot<'_>,
@@ -269,7 +334,8 @@ fn collections(
     report: &mut VerifyReport,
 ) -> Result<(), StoreError> {
     // kind dir -> group -> (id, sha)
-    let mut held: BTreeMap<&str, BTreeMap<&str, Vec<(&str, &str)>>> = BTreeMap::new();
+    type Lines<'a> = Vec<(&'a str, &'a str)>;
+    let mut held: BTreeMap<&str, BTreeMap<&str, Lines<'_>>> = BTreeMap::new();
     for s in seen {
         held.entry(s.kind_dir.as_str())
             .or_default()
