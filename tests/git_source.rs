@@ -894,6 +894,50 @@ fn a_missing_object_fails_the_source_naming_it() {
 }
 
 #[test]
+fn an_unreadable_object_fails_the_source_naming_it() {
+    let mut f = Fixture::new();
+    let c0 = f.commit("c0", "Initial commit", &[]);
+    let c1 = f.commit("c1", "Second", &[c0]);
+    f.commit("c2", "Third", &[c1]);
+    let hex = c1.to_string();
+    let loose = f
+        .path()
+        .join(".git/objects")
+        .join(&hex[..2])
+        .join(&hex[2..]);
+    // A damaged object file: present, but not readable as an object.
+    std::fs::write(&loose, b"not zlib at all").unwrap();
+    let err = collect(&f.source()).unwrap_err().to_string();
+    assert!(err.contains(&hex), "{err}");
+}
+
+#[test]
+fn a_configured_branch_that_does_not_exist_fails_the_source() {
+    let mut f = Fixture::new();
+    f.commit("c0", "Initial commit", &[]);
+    let src = GitSource::new("app".into(), f.path(), Some("release".into()), year());
+    let err = collect(&src).unwrap_err().to_string();
+    assert!(err.contains("branch `release` not found"), "{err}");
+}
+
+#[test]
+fn two_collections_of_one_state_are_identical() {
+    let mut f = Fixture::new();
+    let c0 = f.commit("c0", "Initial commit", &[]);
+    let s1 = f.commit("s1", "Side", &[c0]);
+    let c1 = f.commit("c1", "Main", &[c0]);
+    f.commit("m1", "Merge pull request #2 from o/side", &[c1, s1]);
+    let docs = |r: &[QueryResult]| -> Vec<Vec<u8>> {
+        artifacts(r).iter().map(|a| a.to_bytes().0).collect()
+    };
+    let first = docs(&collect(&f.source()).unwrap());
+    let second = docs(&collect(&f.source()).unwrap());
+    // Three changes (c0, c1, m1) and four commits.
+    assert_eq!(first.len(), 7);
+    assert_eq!(first, second);
+}
+
+#[test]
 fn a_shallow_clone_is_refused() {
     let mut f = Fixture::new();
     let c0 = f.commit("c0", "Initial commit", &[]);

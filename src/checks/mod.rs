@@ -48,7 +48,7 @@ pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         code: "change-without-review-trace",
         severity: Severity::Error,
-        doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge or squash `(#N)`, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. The forge's own record (the GitHub source) is the authoritative evidence of who approved what.",
+        doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge, squash `(#N)` or a `PR #N` line, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. The forge's own record (the GitHub source) is the authoritative evidence of who approved what.",
     },
     CheckDef {
         code: "codeowners-missing",

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | GitHub merge commit | `Merge pull request #N from owner/branch` |
 //! | GitHub squash, merge queue | `Title (#N)` at the end of the summary line |
+//! | GitHub rebase merge, by convention | a body line that is exactly `PR #N` (as ripgrep writes) |
 //! | bors / homu | `Auto merge of #N - user:branch, r=reviewer` (and `Rollup merge of`) |
 //! | bors-ng | `Merge #N #M` and body lines `N: Title r=reviewer a=author` |
 //! | GitLab | a `See merge request group/project!N` line |
@@ -23,6 +24,19 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+/// A message's subject as git reads it (`%s`): the first paragraph with its
+/// lines joined by spaces. A web editor that wraps a long squash title puts
+/// its ` (#N)` on the second line; it is still part of the subject.
+pub fn subject(message: &str) -> String {
+    message
+        .trim_start_matches(['\n', '\r'])
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Trailers naming a reviewer.
 const REVIEWER_TRAILERS: &[&str] = &["Reviewed-by", "Approved-by"];
@@ -223,6 +237,19 @@ fn pull_request(
     if let Some(n) = trailing_pr_number(summary) {
         return (Some(pr("github", Some(n), None, summary)), Vec::new());
     }
+    // A line of its own naming the pull request, as maintainers who
+    // rebase-merge write it. `Fixes #N` names an issue, not a review.
+    for line in message.lines().skip(1) {
+        if let Some(rest) = line.trim().strip_prefix("PR #")
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_digit())
+        {
+            return (
+                Some(pr("github", number_at(rest), None, line.trim())),
+                Vec::new(),
+            );
+        }
+    }
     if let Some(id) = trailer_values(trailers, "Change-Id").first() {
         return (
             Some(pr(
@@ -306,8 +333,22 @@ mod tests {
     use super::*;
 
     fn c(message: &str, parents: usize) -> Classified {
-        let summary = message.lines().next().unwrap_or("");
-        classify(summary, message, parents, &trailers(message))
+        classify(&subject(message), message, parents, &trailers(message))
+    }
+
+    #[test]
+    fn the_subject_is_the_first_paragraph() {
+        assert_eq!(
+            subject("Move files\n (#17032)\n\nBody\n"),
+            "Move files (#17032)"
+        );
+        assert_eq!(subject("One line"), "One line");
+        let wrapped = c(
+            "Move test support files out of `scripts/`\n (#17032)\n\nBody.\n",
+            1,
+        );
+        assert_eq!(wrapped.change_type, "squash");
+        assert_eq!(wrapped.pull_request.unwrap().number, Some(17032));
     }
 
     #[test]
@@ -388,6 +429,11 @@ mod tests {
         let change_id = c("Fix\n\nChange-Id: I0123abcd\n", 1);
         assert_eq!(change_id.review_trace.unwrap().0, "gerrit-change-id");
 
+        let rebased = c("ignore/types: add Seed7\n\nMore text.\n\nPR #3022\n", 1);
+        assert_eq!(rebased.change_type, "squash");
+        assert_eq!(rebased.pull_request.unwrap().number, Some(3022));
+        assert_eq!(c("Fix\n\nFixes #3022\n", 1).change_type, "direct");
+        assert_eq!(c("Fix\n\nSee PR #3022 for why\n", 1).change_type, "direct");
         let direct = c("Fix typo\n\nNo trace here: at all\n", 1);
         assert_eq!(direct.change_type, "direct");
         assert!(direct.pull_request.is_none() && direct.review_trace.is_none());

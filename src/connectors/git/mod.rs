@@ -256,7 +256,7 @@ impl GitSource {
         let encoding = c.message_encoding().ok().flatten().map(str::to_string);
         let enc = encoding.as_deref();
         let message = decode(c.message_bytes(), enc);
-        let summary = message.lines().next().unwrap_or("").trim().to_string();
+        let summary = change::subject(&message);
         let signature = match c.header_field_bytes("gpgsig") {
             Ok(_) => {
                 let (sig, data) = repo

@@ -155,7 +155,7 @@ fn pgp_issuer(data: &[u8]) -> Option<String> {
     }
     match *body.first()? {
         3 => body.get(7..15).map(hex_upper),
-        v @ (4 | 5 | 6) => {
+        v @ 4..=6 => {
             // v4: 2-octet subpacket area lengths; v5/v6: 4-octet.
             let wide = v != 4;
             let mut at = 4;
