@@ -864,12 +864,15 @@ fn collection_records_pin_the_tip_branch_and_period_dates() {
     );
     let codeowners = r.iter().find(|q| q.query.id == "codeowners").unwrap();
     assert_eq!(codeowners.query.filters["tip"], tip.to_string());
-    // Every artifact says which query found it, tip included.
+    // Artifacts name the query without the tip: a new commit on the branch
+    // must not rewrite every held artifact.
     assert!(
         history
             .items
             .iter()
-            .all(|a| a.query.contains(&tip.to_string()))
+            .all(|a| a.query == "app: first-parent history of main"),
+        "{:?}",
+        history.items[0].query
     );
 }
 
@@ -935,6 +938,18 @@ fn two_collections_of_one_state_are_identical() {
     // Three changes (c0, c1, m1) and four commits.
     assert_eq!(first.len(), 7);
     assert_eq!(first, second);
+    // A new commit adds its own artifacts and leaves every other byte alone.
+    let tip = Oid::from_str(
+        &artifacts(&collect(&f.source()).unwrap())[0].content["sha"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+    .unwrap();
+    f.commit("c2", "Later", &[tip]);
+    let third = docs(&collect(&f.source()).unwrap());
+    assert_eq!(third.len(), 9);
+    assert!(first.iter().all(|d| third.contains(d)));
 }
 
 #[test]

@@ -173,6 +173,20 @@ impl GitSource {
             })
     }
 
+    /// The `query` an artifact records: which query of which source found
+    /// it. Stable across runs on purpose: the tip and the period dates live
+    /// in the collection record, and putting them here would rewrite every
+    /// held artifact whenever the branch moves.
+    fn artifact_query(&self, query: &Query) -> String {
+        let branch = query.filters.get("branch").map(String::as_str);
+        match (query.id.as_str(), branch) {
+            ("history", Some(b)) => format!("{}: first-parent history of {b}", self.name),
+            ("codeowners", Some(b)) => format!("{}: CODEOWNERS of {b}", self.name),
+            ("tags", _) => format!("{}: tags", self.name),
+            (id, _) => format!("{}: {id}", self.name),
+        }
+    }
+
     fn verifier(&self) -> Verifier {
         Verifier::new(
             &self.name,
@@ -305,7 +319,7 @@ impl GitSource {
                 ("committed".into(), rfc3339(f.committed)),
             ]),
             content,
-            query: format!("{}: {}", self.name, query.description),
+            query: self.artifact_query(query),
             captured: None,
         }
     }
@@ -435,7 +449,7 @@ impl GitSource {
                 period: Some(DateSpan::day(date.date_naive())),
                 observed: BTreeMap::from([("tagged".into(), rfc3339(date))]),
                 content,
-                query: format!("{}: {}", self.name, query.description),
+                query: self.artifact_query(query),
                 captured: None,
             });
         }
@@ -501,7 +515,7 @@ impl GitSource {
             period: Some(DateSpan::day(change_time.date_naive())),
             observed: BTreeMap::from([("last_changed".into(), rfc3339(change_time))]),
             content,
-            query: format!("{}: {}", self.name, query.description),
+            query: self.artifact_query(query),
             captured: Some(Captured { bytes: blob }),
         }])
     }
