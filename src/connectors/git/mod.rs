@@ -46,8 +46,12 @@ pub struct GitSource {
     gpg_keyring: Option<PathBuf>,
     /// The branch and tip, resolved once so every query of a run reads the
     /// same commit and the collection records name it.
-    tip: Arc<OnceLock<Result<Tip, (String, String)>>>,
+    tip: Arc<OnceLock<Result<Tip, CachedError>>>,
 }
+
+/// A resolution error kept for every query of the run: (path, context,
+/// libgit2's message).
+type CachedError = (String, String, String);
 
 /// The branch read and its tip (`None`: the branch has no commits yet).
 #[derive(Debug, Clone)]
@@ -161,14 +165,18 @@ impl GitSource {
                         path,
                         context,
                         source,
-                    } => (format!("{path}: {context}"), source.message().to_string()),
-                    other => (self.path.display().to_string(), other.to_string()),
+                    } => (path, context, source.message().to_string()),
+                    other => (
+                        self.path.display().to_string(),
+                        other.to_string(),
+                        String::new(),
+                    ),
                 })
             })
             .clone()
-            .map_err(|(context, message)| ConnectorError::Git {
-                path: context,
-                context: "resolving the branch".into(),
+            .map_err(|(path, context, message)| ConnectorError::Git {
+                path,
+                context,
                 source: git2::Error::from_str(&message),
             })
     }
