@@ -619,6 +619,7 @@ impl Connector for GitSource {
             .clone()
             .unwrap_or_else(|| "none: the branch has no commits".into());
         let period = [
+            ("period".to_string(), self.period.label().to_string()),
             ("period_start".to_string(), self.period.start().to_string()),
             ("period_end".to_string(), self.period.end().to_string()),
         ];
