@@ -1001,3 +1001,39 @@ fn a_latin1_commit_message_is_decoded_by_its_encoding_header() {
     assert_eq!(change["author"]["name"], "Jos\u{e9}");
     assert_eq!(change["encoding"], "ISO-8859-1");
 }
+
+#[test]
+fn key_files_named_in_the_config_reach_the_source() {
+    let mut f = Fixture::new();
+    let key = SshKey::new(f.dir.path().join("alice_ed25519"), "alice");
+    std::fs::create_dir(f.dir.path().join("keys")).unwrap();
+    std::fs::write(
+        f.dir.path().join("keys/allowed_signers"),
+        format!("alice@example.com {}", key.public()),
+    )
+    .unwrap();
+    let c0 = f.commit("c0", "Initial commit", &[]);
+    f.signed("s1", "Signed (#1)", c0, |b| key.sign(b));
+    let cfg = cleartrail::config::load_str(
+        &f.dir.path().join("cleartrail.yml"),
+        "version: 1\nperiod: 2026\nsources:\n  app:\n    type: git\n    path: src\n    allowed_signers: keys/allowed_signers\n",
+    )
+    .unwrap();
+    let source = connectors::from_config(&cfg.sources[0], &year());
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(connectors::collect(
+            source.as_ref(),
+            Limits::default(),
+            chrono::Utc::now,
+        ))
+        .unwrap();
+    let signed = of_kind(&r, "change")
+        .into_iter()
+        .find(|a| a.title == "Signed (#1)")
+        .unwrap();
+    assert_eq!(signed.content["signature"]["status"], "verified");
+    assert_eq!(signed.content["signature"]["signer"], "alice@example.com");
+}

@@ -112,7 +112,8 @@ impl UrlBase {
 /// `;` parameters, or a token as a path segment. Only the scheme, host and
 /// the repository path survive: the segments up to one ending in `.git`,
 /// each looking like a name and not like a token; two of them (`owner/repo`)
-/// on any host but GitLab's, which allows subgroups (`group/sub/repo`).
+/// on any host but GitLab's, which allows subgroups (`group/sub/repo`), and
+/// Azure DevOps' `org/project/_git/repo`.
 pub fn web_url(remote: &str) -> Option<String> {
     let remote = remote.split(['?', '#', ';']).next().unwrap_or_default();
     let (host, path) = if let Some(rest) = remote
@@ -152,8 +153,9 @@ pub fn web_url(remote: &str) -> Option<String> {
         segments.push(seg);
     }
     segments.retain(|s| !token_like(s));
-    let gitlab = host.contains("gitlab");
-    let keep = if gitlab {
+    // GitLab groups nest; Azure DevOps paths are `org/project/_git/repo`.
+    let nested = host.contains("gitlab") || segments.contains(&"_git");
+    let keep = if nested {
         segments.len()
     } else {
         2.min(segments.len())
@@ -295,6 +297,10 @@ mod tests {
             (
                 "https://gitlab.com/group/sub/project.git",
                 Some("https://gitlab.com/group/sub/project"),
+            ),
+            (
+                "https://org@dev.azure.com/org/proj/_git/repo",
+                Some("https://dev.azure.com/org/proj/_git/repo"),
             ),
             ("/home/me/repo", None),
             ("../relative", None),
