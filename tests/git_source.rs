@@ -778,7 +778,15 @@ fn gpg_ssh_and_web_flow_signatures_are_told_apart_and_verified() {
         )
         .unwrap();
     drop(tagger);
+    let blob = f.repo.blob(b"not a release").unwrap();
+    f.repo
+        .tag_lightweight("a-blob", &f.repo.find_object(blob, None).unwrap(), false)
+        .unwrap();
     let r = collect(&src).unwrap();
+    let tag_query = r.iter().find(|q| q.query.id == "tags").unwrap();
+    assert_eq!(tag_query.skipped.len(), 1);
+    assert_eq!(tag_query.skipped[0].path, "refs/tags/a-blob");
+    assert_eq!(tag_query.skipped[0].reason, "names a blob, not a commit");
     let mut tags: Vec<(String, Value)> = of_kind(&r, "tag")
         .into_iter()
         .map(|a| {

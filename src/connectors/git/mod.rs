@@ -19,7 +19,7 @@
 pub mod change;
 pub mod signature;
 
-use super::{Connector, ConnectorError, Page, PageRequest, Query, blocking};
+use super::{Connector, ConnectorError, Page, PageRequest, Query, Skipped, blocking};
 use crate::artifact::{Artifact, Captured, DateSpan};
 use crate::period::Period;
 use async_trait::async_trait;
@@ -374,20 +374,38 @@ impl GitSource {
         self.artifact("commit", f, content, urls, query)
     }
 
-    fn tags(&self, query: &Query) -> Result<Vec<Artifact>, ConnectorError> {
+    fn tags(&self, query: &Query) -> Result<(Vec<Artifact>, Vec<Skipped>), ConnectorError> {
         let p = &self.path;
         let repo = self.open()?;
         let urls = UrlBase::of(&repo, &self.name);
-        let names = repo.tag_names(None).map_err(git_err(p, "listing tags"))?;
-        let mut names: Vec<&str> = names.iter().flatten().flatten().collect();
+        let mut skipped = Vec::new();
+        let mut names = Vec::new();
+        let refs = repo
+            .references_glob("refs/tags/*")
+            .map_err(git_err(p, "listing tags"))?;
+        for r in refs {
+            let r = r.map_err(git_err(p, "listing tags"))?;
+            match std::str::from_utf8(r.name_bytes()) {
+                Ok(n) => names.push(n.trim_start_matches("refs/tags/").to_string()),
+                Err(_) => skipped.push(Skipped {
+                    path: String::from_utf8_lossy(r.name_bytes()).into_owned(),
+                    reason: "tag name is not UTF-8".into(),
+                }),
+            }
+        }
         names.sort_unstable();
         let mut verifier = self.verifier();
         let mut out = Vec::new();
-        for name in names {
+        for name in &names {
+            let name = name.as_str();
             let r = repo
                 .find_reference(&format!("refs/tags/{name}"))
                 .map_err(git_err(p, format!("reading tag {name}")))?;
             let Some(first) = r.target() else {
+                skipped.push(Skipped {
+                    path: format!("refs/tags/{name}"),
+                    reason: "symbolic tag reference".into(),
+                });
                 continue;
             };
             // Follow tags of tags down to what they name; the outermost tag
@@ -406,7 +424,14 @@ impl GitSource {
                 ))?;
             }
             let Some(target) = obj.as_commit() else {
-                // Tags of trees or blobs carry no release evidence.
+                // Tags of trees or blobs carry no release evidence; say so.
+                skipped.push(Skipped {
+                    path: format!("refs/tags/{name}"),
+                    reason: format!(
+                        "names a {}, not a commit",
+                        obj.kind().map_or("object", |k| k.str())
+                    ),
+                });
                 continue;
             };
             let date = annotated
@@ -461,7 +486,7 @@ impl GitSource {
                 captured: None,
             });
         }
-        Ok(out)
+        Ok((out, skipped))
     }
 
     fn codeowners(&self, query: &Query) -> Result<Vec<Artifact>, ConnectorError> {
@@ -681,10 +706,10 @@ impl Connector for GitSource {
     async fn fetch(&self, query: &Query, _page: PageRequest) -> Result<Page, ConnectorError> {
         let this = self.clone();
         let q = query.clone();
-        let items = blocking(move || match q.id.as_str() {
-            "history" => this.history(&q),
+        let (items, skipped) = blocking(move || match q.id.as_str() {
+            "history" => Ok((this.history(&q)?, Vec::new())),
             "tags" => this.tags(&q),
-            "codeowners" => this.codeowners(&q),
+            "codeowners" => Ok((this.codeowners(&q)?, Vec::new())),
             other => Err(ConnectorError::UnknownQuery {
                 source_name: this.name.clone(),
                 query: other.into(),
@@ -693,6 +718,7 @@ impl Connector for GitSource {
         .await?;
         Ok(Page {
             items,
+            skipped,
             ..Page::default()
         })
     }
