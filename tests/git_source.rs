@@ -689,11 +689,17 @@ fn gpg_ssh_and_web_flow_signatures_are_told_apart_and_verified() {
     assert_eq!(plain["g1-gpg-alice"]["status"], "unknown");
     assert_eq!(plain["g1-gpg-alice"]["forge"], false);
     assert_eq!(plain["s1-ssh-alice"]["type"], "ssh");
-    assert!(
-        plain["s1-ssh-alice"]["key"]
-            .as_str()
-            .unwrap()
-            .starts_with("SHA256:")
+    // The key is the fingerprint `ssh-keygen -l` prints for it.
+    let listed = run(
+        Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(alice_ssh.file.with_extension("pub")),
+        b"",
+    );
+    let listed = String::from_utf8(listed).unwrap();
+    assert_eq!(
+        Some(plain["s1-ssh-alice"]["key"].as_str().unwrap()),
+        listed.split_whitespace().nth(1)
     );
     assert_eq!(plain["w1-web-flow"]["type"], "gpg");
     assert_eq!(plain["w1-web-flow"]["key"], "B5690EEEBB952194");
