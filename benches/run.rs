@@ -78,7 +78,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -90,7 +94,10 @@ fn add_commits(src: &Path, from: usize, count: usize, total: usize) {
     for i in from..from + count {
         // Spread evenly over the year, in order.
         let t = YEAR_START + (i as i64) * (364 * 86_400) / (total as i64);
-        let msg = format!("Update service module {i} (#{})\n\nReviewed-by: Lead <lead@example.com>\n", i + 1);
+        let msg = format!(
+            "Update service module {i} (#{})\n\nReviewed-by: Lead <lead@example.com>\n",
+            i + 1
+        );
         let body = format!("value {i}\n");
         write!(
             stream,
@@ -255,17 +262,31 @@ fn main() {
     let packet = measure(&mut cleartrail(
         &cfg,
         &ev,
-        &["packet", "--period", "2025", "--out", packet_dir.to_str().unwrap()],
+        &[
+            "packet",
+            "--period",
+            "2025",
+            "--out",
+            packet_dir.to_str().unwrap(),
+        ],
     ));
     let verify = measure(Command::new(BIN).args(["verify", "--repo", ev.to_str().unwrap(), "-q"]));
-    assert!(verify.stdout.contains(" 0 findings"), "verify: {}", verify.stdout);
+    assert!(
+        verify.stdout.contains(" 0 findings"),
+        "verify: {}",
+        verify.stdout
+    );
 
     let final_files = tree_files(&ev, branch);
     let ((dir, entries), (file, size)) = extremes(&final_files);
     let total: usize = final_files.iter().map(|f| f.1.len()).sum();
 
     let c = secs(cold.wall);
-    println!("\nwhole-command benchmark: {n} commits in the period, {} files ({:.1} MiB) on the evidence branch", final_files.len(), total as f64 / 1048576.0);
+    println!(
+        "\nwhole-command benchmark: {n} commits in the period, {} files ({:.1} MiB) on the evidence branch",
+        final_files.len(),
+        total as f64 / 1048576.0
+    );
     println!("| measure | wall | peak RSS | ratio | target |");
     println!("|---|--:|--:|--:|---|");
     let row = |name: &str, m: &Measured, ratio: String, target: &str| {
@@ -275,13 +296,43 @@ fn main() {
             m.peak_rss_kib / 1024
         );
     };
-    row("cold run", &cold, format!("{:.2}x fast-import", c / secs(fi)), "<= 1.5x fast-import, RSS <= 300 MiB");
+    row(
+        "cold run",
+        &cold,
+        format!("{:.2}x fast-import", c / secs(fi)),
+        "<= 1.5x fast-import, RSS <= 300 MiB",
+    );
     println!("| git fast-import, same files | {:.2} s | | | |", secs(fi));
-    row("run, nothing new", &again, format!("{:.1}% of cold", 100.0 * secs(again.wall) / c), "<= 10%, no commit");
-    row("run, 100 new commits", &hundred, format!("{:.1}% of cold", 100.0 * secs(hundred.wall) / c), "<= 15%");
-    row("gaps", &gaps, format!("{:.1}% of cold", 100.0 * secs(gaps.wall) / c), "<= 15%");
-    row("packet", &packet, format!("{:.1}% of cold", 100.0 * secs(packet.wall) / c), "<= 15%");
-    row("verify", &verify, format!("{:.1}% of cold", 100.0 * secs(verify.wall) / c), "<= 15%");
+    row(
+        "run, nothing new",
+        &again,
+        format!("{:.1}% of cold", 100.0 * secs(again.wall) / c),
+        "<= 10%, no commit",
+    );
+    row(
+        "run, 100 new commits",
+        &hundred,
+        format!("{:.1}% of cold", 100.0 * secs(hundred.wall) / c),
+        "<= 15%",
+    );
+    row(
+        "gaps",
+        &gaps,
+        format!("{:.1}% of cold", 100.0 * secs(gaps.wall) / c),
+        "<= 15%",
+    );
+    row(
+        "packet",
+        &packet,
+        format!("{:.1}% of cold", 100.0 * secs(packet.wall) / c),
+        "<= 15%",
+    );
+    row(
+        "verify",
+        &verify,
+        format!("{:.1}% of cold", 100.0 * secs(verify.wall) / c),
+        "<= 15%",
+    );
     println!("largest folder: {dir}/ with {entries} entries (limit 1,000)");
     println!("largest file: {file} with {size} bytes (limit 1 MB)");
     std::fs::remove_dir_all(&work).ok();

@@ -135,10 +135,12 @@ fn gaps_list_every_in_scope_control_with_a_status() {
     );
     let owner: Value = serde_json::from_slice(&files["checks/policy-missing-owner.json"]).unwrap();
     assert_eq!(owner["exceptions"].as_array().unwrap().len(), 1);
-    let merges: Value =
-        serde_json::from_slice(&files["checks/merge-without-review-trace.json"]).unwrap();
-    assert_eq!(merges["population"], 2);
-    assert_eq!(merges["exceptions"].as_array().unwrap().len(), 1);
+    // Six changes on the first-parent line in 2026; the three direct pushes
+    // and the local merge show no review trace.
+    let changes: Value =
+        serde_json::from_slice(&files["checks/change-without-review-trace.json"]).unwrap();
+    assert_eq!(changes["population"], 6);
+    assert_eq!(changes["exceptions"].as_array().unwrap().len(), 4);
     let owners: Value = serde_json::from_slice(&files["checks/codeowners-missing.json"]).unwrap();
     assert_eq!(owners["passed"], true);
     // A control that lists a failing check says so (here it also lacks

@@ -27,7 +27,13 @@ fn synced() -> Fixture {
 
 /// (code, path) of every finding; exit 1 when there are any.
 fn verify(repo: &Path) -> BTreeSet<(String, String)> {
-    let out = cleartrail(&["verify", "--repo", repo.to_str().unwrap(), "--format", "json"]);
+    let out = cleartrail(&[
+        "verify",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let found: BTreeSet<(String, String)> = report["findings"]
         .as_array()
@@ -49,7 +55,12 @@ fn has(found: &BTreeSet<(String, String)>, code: &str, path: &str) -> bool {
 }
 
 fn a_commit_artifact(f: &Fixture) -> String {
-    artifact_path(&f.evidence(), BRANCH, "evidence/git/commit", &f.commits[2].to_string())
+    artifact_path(
+        &f.evidence(),
+        BRANCH,
+        "evidence/git/commit",
+        &f.commits[2].to_string(),
+    )
 }
 
 fn doc_at(repo: &Path, path: &str) -> Value {
@@ -64,10 +75,16 @@ fn write_doc(repo: &Path, path: &str, doc: &Value) {
 fn edit_each_field() -> BTreeSet<String> {
     let mut codes = BTreeSet::new();
     for (field, forged) in [
-        ("period", serde_json::json!({"start": "2025-01-01", "end": "2025-01-01"})),
+        (
+            "period",
+            serde_json::json!({"start": "2025-01-01", "end": "2025-01-01"}),
+        ),
         ("url", serde_json::json!("https://evil.example/commit/1")),
         ("title", serde_json::json!("Harmless")),
-        ("observed", serde_json::json!({"committed": "2025-01-01T00:00:00Z"})),
+        (
+            "observed",
+            serde_json::json!({"committed": "2025-01-01T00:00:00Z"}),
+        ),
         ("query", serde_json::json!("app/other")),
         ("content", serde_json::json!({"signed": true})),
     ] {
@@ -102,10 +119,17 @@ fn resealed_period() -> BTreeSet<String> {
     write_doc(&f.evidence(), &path, &d);
     let found = verify(&f.evidence());
     assert!(
-        has(&found, "collection-digest-mismatch", "collections/git/commit.json"),
+        has(
+            &found,
+            "collection-digest-mismatch",
+            "collections/git/commit.json"
+        ),
         "{found:?}"
     );
-    assert!(!found.iter().any(|(c, _)| c == "artifact-hash-mismatch"), "{found:?}");
+    assert!(
+        !found.iter().any(|(c, _)| c == "artifact-hash-mismatch"),
+        "{found:?}"
+    );
     // Into another month: the file no longer sits where its shard says.
     let mut d2 = d.clone();
     d2["period"] = serde_json::json!({"start": "2026-05-05", "end": "2026-05-05"});
@@ -128,7 +152,11 @@ fn deleted_artifact() -> BTreeSet<String> {
     let found = verify(&f.evidence());
     assert!(has(&found, "artifact-missing", &path), "{found:?}");
     assert!(
-        has(&found, "collection-count-mismatch", "collections/git/commit.json"),
+        has(
+            &found,
+            "collection-count-mismatch",
+            "collections/git/commit.json"
+        ),
         "{found:?}"
     );
     found.into_iter().map(|(c, _)| c).collect()
@@ -190,7 +218,10 @@ fn malformed() -> BTreeSet<String> {
     let doc = "evidence/files/document/policies/org-chart.csv";
     tamper(&repo, BRANCH, doc, None);
     let found = verify(&repo);
-    assert!(has(&found, "captured-missing", &format!("{doc}.json")), "{found:?}");
+    assert!(
+        has(&found, "captured-missing", &format!("{doc}.json")),
+        "{found:?}"
+    );
     record(found);
 
     // A collection record replaced by garbage, another one deleted.
@@ -199,7 +230,10 @@ fn malformed() -> BTreeSet<String> {
     tamper(&repo, BRANCH, "collections/git/tag.json", Some(b"[]"));
     tamper(&repo, BRANCH, "collections/files/document.json", None);
     let found = verify(&repo);
-    assert!(has(&found, "collection-invalid", "collections/git/tag.json"), "{found:?}");
+    assert!(
+        has(&found, "collection-invalid", "collections/git/tag.json"),
+        "{found:?}"
+    );
     assert!(
         has(&found, "collection-missing", "evidence/files/document"),
         "{found:?}"
@@ -217,7 +251,11 @@ fn malformed() -> BTreeSet<String> {
     write_doc(&repo, "collections/git/commit.json", &rec);
     let found = verify(&repo);
     assert!(
-        has(&found, "collection-query-mismatch", "collections/git/commit.json"),
+        has(
+            &found,
+            "collection-query-mismatch",
+            "collections/git/commit.json"
+        ),
         "{found:?}"
     );
     record(found);
@@ -248,7 +286,10 @@ fn derived_and_strays() -> BTreeSet<String> {
     let found = verify(&repo);
     assert!(has(&found, "derived-mismatch", "README.md"), "{found:?}");
     assert!(has(&found, "derived-missing", &listing), "{found:?}");
-    assert!(has(&found, "stray-file", "checks/planted.json"), "{found:?}");
+    assert!(
+        has(&found, "stray-file", "checks/planted.json"),
+        "{found:?}"
+    );
     codes.extend(found.into_iter().map(|(c, _)| c));
 
     // A removal leaves a tombstone; an edited tombstone is caught, and so
@@ -264,7 +305,8 @@ fn derived_and_strays() -> BTreeSet<String> {
     write_doc(&repo, tomb, &t);
     let fake = "tombstones/files/document/policies/access-control-policy.md.json";
     let mut t2 = t.clone();
-    t2["path"] = serde_json::json!("evidence/files/document/policies/access-control-policy.md.json");
+    t2["path"] =
+        serde_json::json!("evidence/files/document/policies/access-control-policy.md.json");
     write_doc(&repo, fake, &t2);
     let found = verify(&repo);
     assert!(has(&found, "tombstone-invalid", tomb), "{found:?}");
@@ -274,9 +316,17 @@ fn derived_and_strays() -> BTreeSet<String> {
     // The layout version file says a version this build does not read.
     let f = synced();
     let repo = f.evidence();
-    tamper(&repo, BRANCH, ".cleartrail/layout.json", Some(b"{\"version\": 99}"));
+    tamper(
+        &repo,
+        BRANCH,
+        ".cleartrail/layout.json",
+        Some(b"{\"version\": 99}"),
+    );
     let found = verify(&repo);
-    assert!(has(&found, "layout-unsupported", ".cleartrail/layout.json"), "{found:?}");
+    assert!(
+        has(&found, "layout-unsupported", ".cleartrail/layout.json"),
+        "{found:?}"
+    );
     codes.extend(found.into_iter().map(|(c, _)| c));
     codes
 }
@@ -301,7 +351,11 @@ fn forged_object() -> BTreeSet<String> {
     let blob = r.revparse_single(&format!("{BRANCH}:{path}")).unwrap().id();
     let hex = blob.to_string();
     let loose = repo.join(".git/objects").join(&hex[..2]).join(&hex[2..]);
-    assert!(loose.exists(), "expected a loose object at {}", loose.display());
+    assert!(
+        loose.exists(),
+        "expected a loose object at {}",
+        loose.display()
+    );
     // Same id, other content: a valid zlib stream of another blob.
     let forged = b"{\"forged\": true}\n";
     let mut raw = format!("blob {}\0", forged.len()).into_bytes();
@@ -342,5 +396,8 @@ fn every_verify_code_is_produced_by_some_attack() {
         .map(|(c, _)| c.to_string())
         .collect();
     let never: Vec<&String> = registry.difference(&produced).collect();
-    assert!(never.is_empty(), "verify codes no attack produces: {never:?}");
+    assert!(
+        never.is_empty(),
+        "verify codes no attack produces: {never:?}"
+    );
 }

@@ -207,7 +207,7 @@ struct InRepo {
     urls: UrlBase,
 }
 
-fn find_repo(folder: &Path) -> Option<InRepo> {
+fn find_repo(folder: &Path, source: &str) -> Option<InRepo> {
     let repo = git2::Repository::discover(folder).ok()?;
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let rel = folder
@@ -217,14 +217,14 @@ fn find_repo(folder: &Path) -> Option<InRepo> {
         .ok()?
         .to_path_buf();
     let prefix = rel.to_string_lossy().replace('\\', "/");
-    let urls = UrlBase::of(&repo);
+    let urls = UrlBase::of(&repo, source);
     Some(InRepo { repo, prefix, urls })
 }
 
 impl FilesSource {
     fn documents(&self, query: &Query) -> Result<Vec<Artifact>, ConnectorError> {
         let files = list_files(&self.path, &self.exclude)?;
-        let git = find_repo(&self.path);
+        let git = find_repo(&self.path, &self.name);
         let repo_path = |rel: &str| match &git {
             Some(g) if !g.prefix.is_empty() => format!("{}/{rel}", g.prefix),
             _ => rel.to_string(),

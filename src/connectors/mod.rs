@@ -9,6 +9,7 @@
 
 pub mod files;
 pub mod git;
+pub mod gitrepo;
 
 use crate::artifact::Artifact;
 use crate::config::{SourceConfig, SourceSpec};
@@ -314,12 +315,20 @@ pub async fn collect(
 /// Builds the connector for a configured source.
 pub fn from_config(src: &SourceConfig, period: &Period) -> Arc<dyn Connector> {
     match &src.spec {
-        SourceSpec::Git { path, branch } => Arc::new(git::GitSource::new(
-            src.name.clone(),
-            path.clone(),
-            branch.clone(),
-            period.clone(),
-        )),
+        SourceSpec::Git {
+            path,
+            branch,
+            allowed_signers,
+            gpg_keyring,
+        } => Arc::new(
+            git::GitSource::new(
+                src.name.clone(),
+                path.clone(),
+                branch.clone(),
+                period.clone(),
+            )
+            .with_keys(allowed_signers.clone(), gpg_keyring.clone()),
+        ),
         SourceSpec::Files { path, exclude } => Arc::new(files::FilesSource::new(
             src.name.clone(),
             path.clone(),

@@ -234,7 +234,11 @@ fn check_artifact(
     let bytes = match read(oid) {
         Ok(b) => b,
         Err(e) => {
-            finding("object-unreadable", p, format!("cannot read its object: {e}"));
+            finding(
+                "object-unreadable",
+                p,
+                format!("cannot read its object: {e}"),
+            );
             return out;
         }
     };
@@ -250,7 +254,11 @@ fn check_artifact(
         return out;
     }
     if doc["schema"] != ARTIFACT_SCHEMA {
-        finding("artifact-invalid", p, format!("unknown schema {}", doc["schema"]));
+        finding(
+            "artifact-invalid",
+            p,
+            format!("unknown schema {}", doc["schema"]),
+        );
         return out;
     }
     let text = |k: &str| doc[k].as_str().unwrap_or_default();
@@ -260,14 +268,19 @@ fn check_artifact(
         finding(
             "artifact-hash-mismatch",
             p,
-            format!("the document hashes to {actual}, but it records {recorded}: a field was edited"),
+            format!(
+                "the document hashes to {actual}, but it records {recorded}: a field was edited"
+            ),
         );
     }
     let (source, kind, object_id) = (text("source"), text("kind"), text("object_id"));
     let id = text("id").to_string();
     let period = DateSpan::from_json(&doc["period"]);
     let shard = doc["shard"].as_str();
-    let expected_path = format!("{}.json", Artifact::base_path_of(source, kind, shard, object_id));
+    let expected_path = format!(
+        "{}.json",
+        Artifact::base_path_of(source, kind, shard, object_id)
+    );
     let expected_shard = shard.map(|_| period.map(|s| path::month_shard(s.start, object_id)));
     if expected_path != p
         || id != format!("{source}:{kind}:{object_id}")
