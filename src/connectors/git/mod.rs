@@ -19,7 +19,7 @@
 pub mod change;
 pub mod signature;
 
-use super::{Connector, ConnectorError, Page, PageRequest, Query, Skipped, blocking};
+use super::{Connector, ConnectorError, Outcome, Page, PageRequest, Query, Skipped, blocking};
 use crate::artifact::{Artifact, Captured, DateSpan};
 use crate::period::Period;
 use async_trait::async_trait;
@@ -203,18 +203,66 @@ impl GitSource {
         )
     }
 
-    fn history(&self, query: &Query) -> Result<Vec<Artifact>, ConnectorError> {
+    /// What the history query saves for the next run: everything its
+    /// answer depends on (tool version, period, the signing keys named,
+    /// branch) and the tip it read. `None` for a branch with no commits.
+    fn history_state(&self, branch: &str, tip: Oid) -> String {
+        let keys: String = [&self.allowed_signers, &self.gpg_keyring]
+            .iter()
+            .map(|k| match k {
+                Some(p) => std::fs::read(p)
+                    .map(|b| crate::artifact::canonical::sha256_hex(&b))
+                    .unwrap_or_else(|_| "unreadable".into()),
+                None => "-".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            "v1 tool={} period={}..{} keys={keys} branch={branch} tip={tip}",
+            env!("CARGO_PKG_VERSION"),
+            self.period.start(),
+            self.period.end()
+        )
+    }
+
+    /// The first-parent history and every commit reachable from the tip,
+    /// committed in the period. With the state saved by the last run: "not
+    /// modified" when the tip and everything else are the same, only the
+    /// new commits when the old tip is on the new tip's first-parent line
+    /// (a fast-forward), and a complete answer otherwise (a force-push, a
+    /// new period, other keys).
+    fn history(
+        &self,
+        query: &Query,
+        saved: Option<&str>,
+    ) -> Result<(Vec<Artifact>, Outcome, Option<String>), ConnectorError> {
         let p = &self.path;
         let repo = self.open()?;
         let Tip { branch, oid } = self.tip()?;
         let Some(tip) = oid else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Outcome::Complete, None));
         };
+        let state = self.history_state(&branch, tip);
+        if saved == Some(state.as_str()) {
+            return Ok((Vec::new(), Outcome::NotModified, Some(state)));
+        }
+        // The old tip, when only the tip differs.
+        let old_tip = saved.and_then(|s| {
+            let (prefix, old) = s.rsplit_once(" tip=")?;
+            let (now_prefix, _) = state.rsplit_once(" tip=")?;
+            (prefix == now_prefix).then(|| Oid::from_str(old).ok()).flatten()
+        });
         let urls = UrlBase::of(&repo, &self.name);
-        // The first-parent line from the tip: what reached the branch.
+        // The first-parent line from the tip (down to the old tip when
+        // there is one): what reached the branch.
         let mut first_parent = HashSet::new();
         let mut at = Some(tip);
+        let mut reached_old = false;
         while let Some(oid) = at {
+            if Some(oid) == old_tip {
+                reached_old = true;
+                break;
+            }
             let c = repo.find_commit(oid).map_err(git_err(
                 p,
                 format!("reading commit {oid} of {branch}: missing or unreadable"),
@@ -222,11 +270,39 @@ impl GitSource {
             first_parent.insert(oid);
             at = c.parent_ids().next();
         }
-        // Every commit reachable from the tip, each read by id so a missing
-        // or unreadable object fails the source naming it (a revwalk would
-        // only say that something was not found).
-        let mut seen = HashSet::from([tip]);
-        let mut stack = vec![tip];
+        let (outcome, hide) = match old_tip {
+            Some(old) if reached_old => (Outcome::Incremental, Some(old)),
+            Some(_) => {
+                // Not a fast-forward: the whole first-parent line is needed.
+                let mut at = Some(tip);
+                while let Some(oid) = at {
+                    first_parent.insert(oid);
+                    at = repo
+                        .find_commit(oid)
+                        .map_err(git_err(
+                            p,
+                            format!("reading commit {oid} of {branch}: missing or unreadable"),
+                        ))?
+                        .parent_ids()
+                        .next();
+                }
+                (Outcome::Complete, None)
+            }
+            None => (Outcome::Complete, None),
+        };
+        // Commits reachable from the tip (and not from the old tip), each
+        // read by id so a missing or unreadable object fails the source
+        // naming it (a revwalk would only say that something was not found).
+        let mut seen: HashSet<Oid> = HashSet::from([tip]);
+        if let Some(old) = hide {
+            let mut w = repo.revwalk().map_err(git_err(p, "walking history"))?;
+            w.push(old).map_err(git_err(p, format!("walking history from {old}")))?;
+            for o in w {
+                seen.insert(o.map_err(git_err(p, format!("walking history from {old}")))?);
+            }
+            seen.insert(tip);
+        }
+        let mut stack = if hide == Some(tip) { vec![] } else { vec![tip] };
         let mut verifier = self.verifier();
         let mut out = Vec::new();
         while let Some(oid) = stack.pop() {
@@ -263,7 +339,7 @@ impl GitSource {
                 &b.kind,
             ))
         });
-        Ok(out)
+        Ok((out, outcome, Some(state)))
     }
 
     /// What every artifact of a commit records, read once.
@@ -706,13 +782,19 @@ impl Connector for GitSource {
         ]
     }
 
-    async fn fetch(&self, query: &Query, _page: PageRequest) -> Result<Page, ConnectorError> {
+    async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
         let this = self.clone();
         let q = query.clone();
-        let (items, skipped) = blocking(move || match q.id.as_str() {
-            "history" => Ok((this.history(&q)?, Vec::new())),
-            "tags" => this.tags(&q),
-            "codeowners" => Ok((this.codeowners(&q)?, Vec::new())),
+        let (items, skipped, outcome, state) = blocking(move || match q.id.as_str() {
+            "history" => {
+                let (items, outcome, state) = this.history(&q, page.state.as_deref())?;
+                Ok((items, Vec::new(), outcome, state))
+            }
+            "tags" => {
+                let (items, skipped) = this.tags(&q)?;
+                Ok((items, skipped, Outcome::Complete, None))
+            }
+            "codeowners" => Ok((this.codeowners(&q)?, Vec::new(), Outcome::Complete, None)),
             other => Err(ConnectorError::UnknownQuery {
                 source_name: this.name.clone(),
                 query: other.into(),
@@ -722,6 +804,8 @@ impl Connector for GitSource {
         Ok(Page {
             items,
             skipped,
+            outcome,
+            state,
             ..Page::default()
         })
     }
