@@ -4,16 +4,17 @@
 //! - **A ref lock** (`refs/heads/<branch>.lock`). Every ClearTrail writer
 //!   takes the ref lock only while holding an OS file lock on
 //!   `<git dir>/cleartrail-ref-guard` (released by the kernel when the
-//!   process dies), and writes into that file which ref lock it holds
-//!   before doing anything else under it. The next writer to get the guard
-//!   and find such a record knows that holder died inside: the lock file,
-//!   if it is still the very file recorded (same inode and time), is
-//!   removed with a warning. A ref lock without that record belongs to
-//!   `git` or to a process that died in the few instructions between
-//!   taking the lock and recording it: it is removed only when older than
-//!   [`STALE_AGE`] (one hour, far longer than any ref update: git and
-//!   ClearTrail hold a ref lock for milliseconds); a younger one is an
-//!   error that names it.
+//!   process dies), and writes the ref lock's path into that file just
+//!   before trying to take it, clearing it once it is released. The next
+//!   writer to get the guard and find such a record knows that holder died
+//!   in between: the ref lock is removed, with a warning, if it is still
+//!   empty (libgit2 writes a ref lock only when committing it; git writes
+//!   its own at once) and no older than the record (else it was someone
+//!   else's lock that the dead holder was waiting on). A ref lock without
+//!   that record belongs to `git` or to another program: it is removed
+//!   only when older than [`STALE_AGE`] (one hour, far longer than any ref
+//!   update: git and ClearTrail hold a ref lock for milliseconds); a
+//!   younger one is an error that names it.
 //! - **A half-made repository.** New repositories are created in a
 //!   temporary sibling folder and renamed into place, so a crash leaves
 //!   the target absent (and a `.<name>.cleartrail-init-*` folder, removed
@@ -50,22 +51,6 @@ fn age(meta: &std::fs::Metadata) -> Duration {
         .unwrap_or_default()
 }
 
-/// A file's identity: which file it is (inode) and when it was written, so
-/// a record never matches a later file of the same name.
-fn identity(meta: &std::fs::Metadata) -> String {
-    let nanos = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(meta);
-    #[cfg(not(unix))]
-    let ino = 0u64;
-    format!("{ino} {nanos}")
-}
-
 /// Held while a ClearTrail writer holds (or takes) a ref lock.
 pub(super) struct RefGuard {
     file: File,
@@ -96,10 +81,15 @@ impl RefGuard {
             .seek(SeekFrom::Start(0))
             .and_then(|_| self.file.read_to_string(&mut record))
             .map_err(|e| StoreError::io(&self.path, e))?;
-        if let Some((lock, id)) = record.trim_end().split_once('\n') {
+        let lock = record.trim_end();
+        if !lock.is_empty() {
             let lock = Path::new(lock);
+            let recorded = self.file.metadata().and_then(|m| m.modified()).ok();
             if let Ok(meta) = std::fs::symlink_metadata(lock)
-                && identity(&meta) == id
+                && meta.is_file()
+                && meta.len() == 0
+                && let (Some(recorded), Ok(made)) = (recorded, meta.modified())
+                && made >= recorded
             {
                 tracing::warn!(
                     "removing {}: left by a ClearTrail writer that died while updating the branch",
@@ -111,10 +101,10 @@ impl RefGuard {
         self.clear()
     }
 
-    /// Records that this process now holds the ref lock `lock`.
+    /// Records that this process is about to take (and then holds) the
+    /// ref lock `lock`.
     pub(super) fn record(&mut self, lock: &Path) -> Result<(), StoreError> {
-        let meta = std::fs::symlink_metadata(lock).map_err(|e| StoreError::io(lock, e))?;
-        let line = format!("{}\n{}\n", lock.display(), identity(&meta));
+        let line = format!("{}\n", lock.display());
         self.file
             .set_len(0)
             .and_then(|_| self.file.seek(SeekFrom::Start(0)))
@@ -122,7 +112,8 @@ impl RefGuard {
             .map_err(|e| StoreError::io(&self.path, e))
     }
 
-    fn clear(&mut self) -> Result<(), StoreError> {
+    /// Records that this process holds no ref lock.
+    pub(super) fn clear(&mut self) -> Result<(), StoreError> {
         self.file
             .set_len(0)
             .map_err(|e| StoreError::io(&self.path, e))

@@ -8,9 +8,7 @@
 //! searches and a folder's files are one contiguous range of that index.
 //!
 //! Objects are read through libgit2's object database, which re-hashes
-//! what it reads unless the process turned that off (see
-//! [`super::relax_hash_checks`]): a forged object fails the read with an
-//! error naming it.
+//! what it reads: a forged object fails the read with an error naming it.
 
 use super::StoreError;
 use super::tree::parse_tree;
@@ -170,7 +168,11 @@ impl<'r> Snapshot<'r> {
     /// for the root), sorted.
     pub fn dirs_under(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let dirs = &self.index()?.dirs;
-        let skip = if prefix.is_empty() { 0 } else { prefix.len() + 1 };
+        let skip = if prefix.is_empty() {
+            0
+        } else {
+            prefix.len() + 1
+        };
         Ok(Index::below(dirs, |d| d.as_str(), prefix)
             .iter()
             .map(|d| &d[skip..])

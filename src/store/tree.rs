@@ -358,7 +358,11 @@ impl<'a> Dir<'a> {
         Ok(())
     }
 
-    pub(super) fn insert(&mut self, path: &'a str, change: Option<&'a [u8]>) -> Result<(), StoreError> {
+    pub(super) fn insert(
+        &mut self,
+        path: &'a str,
+        change: Option<&'a [u8]>,
+    ) -> Result<(), StoreError> {
         let bad = |reason| StoreError::BadPath {
             path: path.to_string(),
             reason,
@@ -410,4 +414,3 @@ impl<'a> Dir<'a> {
         Err(bad("empty path"))
     }
 }
-
