@@ -433,6 +433,48 @@ fn an_hour_old_ref_lock_is_removed_and_a_fresh_one_is_named() {
     assert_eq!(store.branch_tip("b").unwrap(), Some(c2));
 }
 
+/// What a ClearTrail writer killed while holding the ref lock leaves: the
+/// guard file naming the lock, and the empty lock, made after the record.
+/// The next writer removes it at once; a lock older than the record (one
+/// the dead writer was waiting on) is someone else's and stays.
+#[test]
+fn a_ref_lock_left_by_a_killed_writer_is_removed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_or_init(dir.path()).unwrap();
+    let mut cs = ChangeSet::new();
+    cs.put("a", b"1".to_vec());
+    let c1 = committed(
+        store
+            .commit("b", None, None, &cs, "one", &author())
+            .unwrap(),
+    );
+    let lock = dir.path().join(".git/refs/heads/b.lock");
+    let guard = dir.path().join(".git/cleartrail-ref-guard");
+
+    std::fs::write(&guard, format!("{}\n", lock.display())).unwrap();
+    std::fs::write(&lock, b"").unwrap();
+    let mut cs = ChangeSet::new();
+    cs.put("a", b"2".to_vec());
+    let c2 = committed(
+        store
+            .commit("b", Some(c1), Some(c1), &cs, "two", &author())
+            .unwrap(),
+    );
+    assert!(!lock.exists());
+    assert_eq!(std::fs::read(&guard).unwrap(), b"");
+
+    std::fs::write(&lock, b"").unwrap();
+    set_age(&lock, Duration::from_secs(60));
+    std::fs::write(&guard, format!("{}\n", lock.display())).unwrap();
+    let mut cs = ChangeSet::new();
+    cs.put("a", b"3".to_vec());
+    let err = store
+        .commit("b", Some(c2), Some(c2), &cs, "three", &author())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(lock.exists());
+}
+
 #[test]
 fn a_half_made_repository_is_created_again_and_a_used_one_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,9 +17,9 @@
 //! refuses one whose content does not match its id (a forged or damaged
 //! object). That check is on for every [`Store`] and nothing here turns
 //! it off (it is a process-wide libgit2 setting): measured by
-//! `benches/store.rs` at 100,000 artifacts, it adds about 20 ms to a
-//! 100-change commit (70 ms against 50 ms) and half again to reading
-//! every file back (1.5 s against 1.0 s for 90 MiB), which is the price
+//! `benches/store.rs` at 100,000 artifacts, it adds 13 to 20 ms to a
+//! 100-change commit (60-70 ms against 47-50 ms) and about 45% to reading
+//! every file back (1.1 s against 0.7 s for 90 MiB), which is the price
 //! of reading evidence that can be trusted. A [`Snapshot`] indexes its
 //! tree once, so a run's lookups cost the same whatever the number of
 //! files.
