@@ -2,8 +2,8 @@
 //! evidence.
 //!
 //! **Writes** never touch a work tree or index: blobs and trees go straight
-//! into the object database (one packfile above
-//! [`tree::PACK_THRESHOLD`] changed files, loose objects below), only the
+//! into the object database (one packfile written by [`pack`] above 32
+//! changed files, loose objects below), only the
 //! subtrees on the path of a change are rebuilt, and a commit is made only
 //! when it would record something (see [`Store::commit_with`]). The branch
 //! then moves with a compare-and-swap under git's ref lock: a new branch is
