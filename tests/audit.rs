@@ -109,12 +109,26 @@ fn gaps_list_every_in_scope_control_with_a_status() {
             .find(|r| r["framework"] == fw && r["id"] == id)
             .map(|r| r["status"].as_str().unwrap().to_string())
     };
-    for r in rows {
-        assert!(
-            ["covered", "missing", "stale", "failing", "unapproved"]
-                .contains(&r["status"].as_str().unwrap()),
-            "{r}"
-        );
+    // Every status the fixture can produce shows up, in the numbers the
+    // branch's README reports for the same evidence.
+    let files = tree_files(&f.evidence(), "cleartrail/evidence");
+    let readme = String::from_utf8(files["README.md"].clone()).unwrap();
+    for (fw, title) in [("soc2", "| SOC 2"), ("iso27001-2022", "| ISO/IEC 27001")] {
+        let line = readme.lines().find(|l| l.starts_with(title)).unwrap();
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        for (i, st) in ["covered", "unapproved", "stale", "failing", "missing"]
+            .iter()
+            .enumerate()
+        {
+            let n = rows
+                .iter()
+                .filter(|r| r["framework"] == fw && r["status"] == *st)
+                .count();
+            assert_eq!(cells[3 + i], n.to_string(), "{fw} {st}: {line}");
+        }
+    }
+    for st in ["covered", "stale", "failing", "missing"] {
+        assert!(rows.iter().any(|r| r["status"] == st), "no {st} control");
     }
     assert_eq!(status("soc2", "P1.1"), None, "out of scope");
     assert_eq!(
@@ -284,6 +298,46 @@ fn packets_are_byte_identical_and_match_their_manifest() {
     insta::with_settings!({filters => vec![(r"\b[0-9a-f]{40}\b", "[COMMIT]"), (r"`[0-9a-f]{64}`", "`[SHA256]`"), (r"file://[^)]*", "[URL]")]}, {
         insta::assert_snapshot!("packet_cc8_1", page);
     });
+
+    // Rendering one control into the same folder replaces the older
+    // packet: nothing is left that its manifest does not list.
+    let out = cleartrail(&[
+        "packet",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repo",
+        f.evidence().to_str().unwrap(),
+        "--period",
+        "2026",
+        "--control",
+        "CC8.1",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let again = list(&a);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["files"].as_array().unwrap().len(), again.len() - 1);
+    assert_eq!(again.len(), 2, "{again:?}");
+    // A folder that holds something else is refused, and left alone.
+    let other = f.root.path().join("not-a-packet");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let out = cleartrail(&[
+        "packet",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repo",
+        f.evidence().to_str().unwrap(),
+        "--period",
+        "2026",
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("holds no packet"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
 }
 
 #[test]

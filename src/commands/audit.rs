@@ -272,6 +272,7 @@ pub fn packet(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
     std::mem::forget(result);
     match &args.out {
         Some(dir) => {
+            crate::packet::clear_previous(dir).map_err(Error::usage)?;
             crate::packet::write_to(dir, &files)
                 .with_context(|| format!("writing the packet to {}", dir.display()))
                 .map_err(Error::runtime)?;

@@ -16,8 +16,8 @@ version: 1
 # (2026-07-01..2026-09-30). Default: the current calendar year.
 # period: 2026
 
-# Branch the evidence is committed to; `cleartrail propose` opens a pull
-# request from it.
+# Branch the evidence is committed to (never the default branch): open a
+# pull request from it to have the evidence reviewed.
 # branch: cleartrail/evidence
 
 # Where evidence comes from. Each source has a name (lower-case letters,

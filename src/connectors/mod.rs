@@ -405,9 +405,13 @@ mod tests {
             calls: Mutex::new(Vec::new()),
             reset_in: chrono::Duration::seconds(30),
         };
+        let started = tokio::time::Instant::now();
         let res = collect(&c, Limits::default(), at_1000, &BTreeMap::new())
             .await
             .unwrap();
+        // The clock is paused: only the rate-limit wait advances it, by
+        // exactly the 30 s until the reset.
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(30));
         assert_eq!(res[0].pages, 3);
         assert_eq!(res[0].etag.as_deref(), Some("e2"));
         let cursors: Vec<Option<String>> = c

@@ -191,6 +191,77 @@ pub fn manifest(files: &[PacketFile], period: &str, commit: &str, as_of: &str) -
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum OutDirError {
+    #[error(
+        "{0} is not empty and holds no packet (no manifest.json): choose an empty folder, so the packet's manifest lists exactly what the folder holds"
+    )]
+    NotAPacket(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Makes `dir` ready for a packet: absent or empty is fine; a folder with a
+/// previous packet loses that packet's files (those its manifest lists, and
+/// the manifest), so no file of an older packet is left behind unlisted;
+/// anything else is refused.
+pub fn clear_previous(dir: &Path) -> Result<(), OutDirError> {
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| OutDirError::Io { path, source }
+    };
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let manifest = dir.join("manifest.json");
+    let listed: Vec<String> = std::fs::read(&manifest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter(|v| v["schema"] == MANIFEST_SCHEMA)
+        .and_then(|v| {
+            v["files"].as_array().map(|fs| {
+                fs.iter()
+                    .filter_map(|f| f["path"].as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .ok_or_else(|| OutDirError::NotAPacket(dir.display().to_string()))?;
+    for rel in listed {
+        // Only plain relative paths inside the folder.
+        if rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            continue;
+        }
+        let p = dir.join(&rel);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {
+                // Folders the packet made, once empty.
+                let mut parent = p.parent();
+                while let Some(d) = parent.filter(|d| *d != dir) {
+                    if std::fs::remove_dir(d).is_err() {
+                        break;
+                    }
+                    parent = d.parent();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    std::fs::remove_file(&manifest).map_err(io(&manifest))
+}
+
 /// Writes packet files under `dir`, creating folders.
 pub fn write_to(dir: &Path, files: &[PacketFile]) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
