@@ -30,6 +30,8 @@ pub struct Pos {
 pub struct Locations {
     keys: HashMap<String, Pos>,
     values: HashMap<String, Pos>,
+    /// Every key as path segments (`["sources", "app", "type"]`), in order.
+    key_list: Vec<(Vec<String>, Pos)>,
     duplicates: Vec<Duplicate>,
 }
 
@@ -61,6 +63,12 @@ impl Locations {
             }
         }
         rec.locs
+    }
+
+    /// Every key written, as path segments (a sequence index is a
+    /// segment `[i]`), with its position, in the order written.
+    pub fn keys(&self) -> impl Iterator<Item = (&[String], Pos)> {
+        self.key_list.iter().map(|(k, p)| (k.as_slice(), *p))
     }
 
     /// Keys written twice in one mapping, in the order found.
@@ -110,18 +118,23 @@ struct Recorder {
     path: Vec<String>,
 }
 
+/// Path segments as written in messages: `sources.app.exclude[2]`.
+pub fn join_path(segments: &[String]) -> String {
+    let mut s = String::new();
+    for p in segments {
+        if p.starts_with('[') || s.is_empty() {
+            s.push_str(p);
+        } else {
+            s.push('.');
+            s.push_str(p);
+        }
+    }
+    s
+}
+
 impl Recorder {
     fn join(&self) -> String {
-        let mut s = String::new();
-        for p in &self.path {
-            if p.starts_with('[') || s.is_empty() {
-                s.push_str(p);
-            } else {
-                s.push('.');
-                s.push_str(p);
-            }
-        }
-        s
+        join_path(&self.path)
     }
 
     fn pos(mark: Marker) -> Pos {
@@ -171,6 +184,7 @@ impl Recorder {
                     seen.entry(text.clone()).or_insert(Self::pos(mark));
                     self.path.push(text);
                     let p = self.join();
+                    let segments = self.path.clone();
                     self.path.pop();
                     if let Some(first) = first {
                         self.locs.duplicates.push(Duplicate {
@@ -181,6 +195,7 @@ impl Recorder {
                         return;
                     }
                     self.locs.keys.insert(p, Self::pos(mark));
+                    self.locs.key_list.push((segments, Self::pos(mark)));
                     return;
                 }
                 self.value_start(mark);
