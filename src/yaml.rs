@@ -204,6 +204,22 @@ pub enum ReadError {
     NotUtf8 { offset: usize },
 }
 
+impl From<ReadError> for std::io::Error {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(e) => e,
+            ReadError::NotFound => std::io::Error::from(std::io::ErrorKind::NotFound),
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        }
+    }
+}
+
+/// [`read_bounded`] within [`Bounds::CONFIG`], as an I/O result: for
+/// hand-written YAML files beside the configuration (catalog overrides).
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    Ok(read_bounded(path, Bounds::CONFIG.max_bytes)?)
+}
+
 /// A name for a file type that is not a regular file.
 pub fn kind_of(ft: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]

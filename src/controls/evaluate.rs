@@ -84,7 +84,7 @@ impl MappingFile {
     }
 
     pub fn parse(path: &str, text: &str) -> Result<Self, Problem> {
-        crate::config::raw::parse_as(path, text)
+        crate::config::raw::parse_as_bounded(path, text, &crate::yaml::Bounds::GENERATED)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
