@@ -346,7 +346,9 @@ mod tests {
             || {
                 for text in [nested_block(100_000), format!("{}x", "[".repeat(100))] {
                     match check(&text, &Bounds::CONFIG) {
-                        Err(BoundError::TooDeep { line: 1, max: 64, .. }) => {}
+                        Err(BoundError::TooDeep {
+                            line: 1, max: 64, ..
+                        }) => {}
                         other => panic!("{other:?}"),
                     }
                 }
@@ -391,7 +393,10 @@ mod tests {
         let big = "a: b\n".repeat(20_000);
         assert!(matches!(
             check(&big, &Bounds::FRONT_MATTER),
-            Err(BoundError::TooLarge { size: 100_000, max: 65_536 })
+            Err(BoundError::TooLarge {
+                size: 100_000,
+                max: 65_536
+            })
         ));
         let e = check("a: [1, 2\n", &Bounds::CONFIG).unwrap_err();
         assert!(!e.is_bound(), "{e:?}");

@@ -31,7 +31,10 @@ fn refused(f: &Fixture, cfg: &Path) -> String {
     let err = stderr(&out);
     assert_eq!(code(&out), 2, "stderr: {err}");
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
-    assert!(!f.evidence().exists(), "a refused run created the evidence repository");
+    assert!(
+        !f.evidence().exists(),
+        "a refused run created the evidence repository"
+    );
     err
 }
 
@@ -59,14 +62,20 @@ fn unreadable_configs_exit_2_with_the_path() {
     let cases: Vec<(&Path, &str)> = vec![
         (&dir, "is a folder, not a regular file"),
         (&fifo, "is a FIFO, not a regular file"),
-        (Path::new("/dev/zero"), "is a character device, not a regular file"),
+        (
+            Path::new("/dev/zero"),
+            "is a character device, not a regular file",
+        ),
         (&binary, "is not valid UTF-8 text (byte 19)"),
         (&big, "is larger than the 1048576 bytes allowed"),
     ];
     for (path, reason) in cases {
         let err = refused(&f, path);
         assert!(
-            err.contains(&format!("cannot read configuration {}: it {reason}", path.display())),
+            err.contains(&format!(
+                "cannot read configuration {}: it {reason}",
+                path.display()
+            )),
             "{}: {err}",
             path.display()
         );
@@ -112,13 +121,22 @@ fn every_problem_is_reported_at_once_sorted_by_line() {
         .collect();
     assert_eq!(lines.len(), 6, "{err}");
     assert!(lines[0].starts_with("1:1: missing `version`"), "{err}");
-    assert!(lines[1].starts_with("5:5: sources.app: unknown field `brnch`"), "{err}");
+    assert!(
+        lines[1].starts_with("5:5: sources.app: unknown field `brnch`"),
+        "{err}"
+    );
     assert!(
         lines[2].starts_with("6:3: `sources.app` is written twice, on lines 2 and 6"),
         "{err}"
     );
-    assert!(lines[3].starts_with("8:11: path `nowhere` does not exist"), "{err}");
-    assert!(lines[4].starts_with("9:9: `HEAD` is not a valid branch name"), "{err}");
+    assert!(
+        lines[3].starts_with("8:11: path `nowhere` does not exist"),
+        "{err}"
+    );
+    assert!(
+        lines[4].starts_with("9:9: `HEAD` is not a valid branch name"),
+        "{err}"
+    );
     assert!(
         lines[5].starts_with("12:5: the SOC 2 `security` category cannot be out of scope"),
         "{err}"
@@ -128,7 +146,10 @@ fn every_problem_is_reported_at_once_sorted_by_line() {
 #[test]
 fn the_default_branch_is_refused_before_anything_is_created() {
     let f = Fixture::new();
-    let err = refused(&f, &f.config(&format!("version: 1\nbranch: main\n{SOURCES}")));
+    let err = refused(
+        &f,
+        &f.config(&format!("version: 1\nbranch: main\n{SOURCES}")),
+    );
     assert!(
         err.contains("cleartrail.yml:2:9: the evidence branch cannot be `main`"),
         "{err}"
@@ -144,7 +165,10 @@ fn hostile_catalog_overrides_are_refused_naming_the_file() {
     let file = controls.join("mine.yaml");
     std::fs::write(
         &file,
-        format!("version: 1\nframework: soc2\ncontrols:\n{}x\n", "- ".repeat(10_000)),
+        format!(
+            "version: 1\nframework: soc2\ncontrols:\n{}x\n",
+            "- ".repeat(10_000)
+        ),
     )
     .unwrap();
     let err = refused(&f, &cfg);
@@ -176,13 +200,25 @@ fn a_hostile_mapping_file_on_the_branch_is_refused_naming_it() {
             "x{n}: &{n} [*{q},*{q},*{q},*{q},*{q},*{q},*{q},*{q},*{q}]\n"
         ));
     }
-    tamper(&f.evidence(), "cleartrail/evidence", &mapping, Some(bomb.as_bytes()));
+    tamper(
+        &f.evidence(),
+        "cleartrail/evidence",
+        &mapping,
+        Some(bomb.as_bytes()),
+    );
     let before = commit_count(&f.evidence(), "cleartrail/evidence");
     let out = sync_guarded(&f, &cfg);
     let err = stderr(&out);
     assert_ne!(code(&out), 0, "{err}");
-    assert!(code(&out) == 2 || code(&out) == 3, "exit {}: {err}", code(&out));
+    assert!(
+        code(&out) == 2 || code(&out) == 3,
+        "exit {}: {err}",
+        code(&out)
+    );
     assert!(err.contains(&format!("{mapping}:6:")), "{err}");
-    assert!(err.contains("aliases expand to more than 10000 nodes"), "{err}");
+    assert!(
+        err.contains("aliases expand to more than 10000 nodes"),
+        "{err}"
+    );
     assert_eq!(commit_count(&f.evidence(), "cleartrail/evidence"), before);
 }

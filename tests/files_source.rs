@@ -27,14 +27,25 @@ struct Hostile {
 }
 
 impl Hostile {
-    fn new() -> Self {
-        use std::os::unix::fs::symlink;
+    /// Two policies, and the secret file outside the folder.
+    fn clean() -> Self {
         let root = tempfile::tempdir().unwrap();
         let p = root.path().join("policies");
         std::fs::create_dir_all(p.join("sub")).unwrap();
         std::fs::write(p.join("access.md"), POLICY_OK).unwrap();
         std::fs::write(p.join("sub/hr.md"), POLICY_NO_OWNER).unwrap();
         std::fs::write(root.path().join("outside.txt"), "OUTSIDE-SECRET-41d2").unwrap();
+        Hostile { root }
+    }
+
+    fn policies(&self) -> PathBuf {
+        self.root.path().join("policies")
+    }
+
+    fn new() -> Self {
+        use std::os::unix::fs::symlink;
+        let h = Self::clean();
+        let p = h.policies();
         symlink("/proc/self/environ", p.join("env.txt")).unwrap();
         symlink("../outside.txt", p.join("outside-link.txt")).unwrap();
         symlink("no-such-file.md", p.join("dangling.md")).unwrap();
@@ -42,7 +53,7 @@ impl Hostile {
         symlink("loop-a.md", p.join("loop-b.md")).unwrap();
         symlink("sub/hr.md", p.join("hr-link.md")).unwrap();
         mkfifo(&p.join("pipe.md"));
-        Hostile { root }
+        h
     }
 
     fn evidence(&self) -> PathBuf {
@@ -71,6 +82,32 @@ impl Hostile {
 
 const POLICIES: &str = "version: 1\nsources:\n  policies:\n    type: files\n    path: policies\n";
 
+/// All evidence as one text, to search.
+fn all_text(files: &std::collections::BTreeMap<String, Vec<u8>>) -> String {
+    files
+        .values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
+}
+
+/// The reported leak on its own: a link to the process environment in a
+/// policy folder once committed the runner's tokens.
+#[test]
+fn a_link_to_the_process_environment_is_never_read() {
+    let h = Hostile::clean();
+    std::os::unix::fs::symlink("/proc/self/environ", h.policies().join("env.md")).unwrap();
+    std::os::unix::fs::symlink("../outside.txt", h.policies().join("notes.md")).unwrap();
+    let out = h.sync(&h.config(POLICIES));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let all = all_text(&tree_files(&h.evidence(), "cleartrail/evidence"));
+    assert!(all.contains("\"policies/access.md\""));
+    assert!(!all.contains(TOKEN), "the environment reached the evidence");
+    assert!(
+        !all.contains("OUTSIDE-SECRET"),
+        "a file outside the root reached the evidence"
+    );
+}
+
 #[test]
 fn hostile_entries_are_skipped_with_reasons_and_nothing_outside_is_read() {
     let h = Hostile::new();
@@ -80,14 +117,17 @@ fn hostile_entries_are_skipped_with_reasons_and_nothing_outside_is_read() {
     for (path, bytes) in &files {
         let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains(TOKEN), "{path} holds the environment");
-        assert!(!text.contains("OUTSIDE-SECRET"), "{path} holds a file outside the root");
+        assert!(
+            !text.contains("OUTSIDE-SECRET"),
+            "{path} holds a file outside the root"
+        );
     }
-    let all: String = files
-        .values()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .collect();
+    let all = all_text(&files);
     // The link inside the root is collected under its own name.
-    assert!(all.contains("\"policies/hr-link.md\""), "link inside the root not collected");
+    assert!(
+        all.contains("\"policies/hr-link.md\""),
+        "link inside the root not collected"
+    );
     assert!(all.contains("\"policies/sub/hr.md\""));
     let record = files
         .iter()
@@ -131,19 +171,26 @@ fn hostile_entries_are_skipped_with_reasons_and_nothing_outside_is_read() {
     );
     let err = stderr(&out);
     for p in paths {
-        assert!(err.contains(&format!("skipped {p}: ")), "{p} not on stderr:\n{err}");
+        assert!(
+            err.contains(&format!("skipped {p}: ")),
+            "{p} not on stderr:\n{err}"
+        );
     }
 }
 
 #[test]
 fn a_source_root_that_is_a_link_to_a_folder_is_resolved_once() {
-    let h = Hostile::new();
+    let h = Hostile::clean();
     std::os::unix::fs::symlink("policies", h.root.path().join("linked")).unwrap();
     let cfg = h.config("version: 1\nsources:\n  policies:\n    type: files\n    path: linked\n");
     let out = h.sync(&cfg);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let files = tree_files(&h.evidence(), "cleartrail/evidence");
-    assert!(files.keys().any(|p| p.contains("access.md")), "{:?}", files.keys());
+    assert!(
+        files.keys().any(|p| p.contains("access.md")),
+        "{:?}",
+        files.keys()
+    );
 }
 
 #[test]
@@ -165,7 +212,10 @@ fn a_source_root_that_is_not_a_folder_exits_2_naming_the_line() {
         assert_eq!(code(&out), 2, "{path}: {err}");
         assert!(err.contains("cleartrail.yml:5:11: "), "{path}: {err}");
         assert!(err.contains(expect), "{path}: {err}");
-        assert!(!h.evidence().exists(), "{path}: the evidence repository was created");
+        assert!(
+            !h.evidence().exists(),
+            "{path}: the evidence repository was created"
+        );
     }
 }
 
@@ -181,13 +231,17 @@ fn one_bad_name_does_not_fail_the_run() {
     let out = sync_into(&f, &f.default_config(), &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let files = tree_files(&f.evidence(), "cleartrail/evidence");
-    let all: String = files
-        .values()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .collect();
+    let all = all_text(&files);
     assert!(all.contains("\"policies/access-control-policy.md\""));
-    assert!(files.keys().any(|k| k.starts_with("collections/git/")), "{:?}", files.keys());
-    assert!(all.contains("\"r\u{fffd}sum\u{fffd}.md\""), "non-UTF-8 name not recorded");
+    assert!(
+        files.keys().any(|k| k.starts_with("collections/git/")),
+        "{:?}",
+        files.keys()
+    );
+    assert!(
+        all.contains("\"r\u{fffd}sum\u{fffd}.md\""),
+        "non-UTF-8 name not recorded"
+    );
     assert!(all.contains("\"a\\\\b.md\""), "backslash name not recorded");
     assert!(all.contains("not valid UTF-8"));
 }
@@ -197,16 +251,21 @@ fn one_bad_name_does_not_fail_the_run() {
 /// neither crashes nor grows the artifact.
 #[test]
 fn hostile_front_matter_is_an_error_in_the_artifact() {
-    let h = Hostile::new();
+    let h = Hostile::clean();
     let p = h.root.path().join("policies");
     let mut bomb = String::from("---\na: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
     for (n, q) in ('b'..='i').zip('a'..) {
-        bomb.push_str(&format!("{n}: &{n} [*{q},*{q},*{q},*{q},*{q},*{q},*{q},*{q},*{q}]\n"));
+        bomb.push_str(&format!(
+            "{n}: &{n} [*{q},*{q},*{q},*{q},*{q},*{q},*{q},*{q},*{q}]\n"
+        ));
     }
     bomb.push_str("---\n# Bomb\n");
     assert!(bomb.len() < 400, "{}", bomb.len());
     std::fs::write(p.join("bomb.md"), &bomb).unwrap();
-    let deep = format!("---\nowner: x\nlist:\n{}x\n---\n# Deep\n", "- ".repeat(10_000));
+    let deep = format!(
+        "---\nowner: x\nlist:\n{}x\n---\n# Deep\n",
+        "- ".repeat(10_000)
+    );
     std::fs::write(p.join("deep.md"), &deep).unwrap();
     let out = h.sync(&h.config(POLICIES));
     assert_eq!(code(&out), 0, "{}", stderr(&out));

@@ -108,7 +108,9 @@ enum Frame {
         key: Option<String>,
         seen: HashMap<String, Pos>,
     },
-    Seq { index: usize },
+    Seq {
+        index: usize,
+    },
 }
 
 #[derive(Default)]

@@ -163,7 +163,9 @@ pub enum ConfigError {
     /// The path names something that is not a readable configuration
     /// text (a folder, a FIFO, a device, binary or oversized content): a
     /// problem of what the user pointed at, not of the machine.
-    #[error("cannot read configuration {path}: it {reason}\n  hint: --config names a YAML text file")]
+    #[error(
+        "cannot read configuration {path}: it {reason}\n  hint: --config names a YAML text file"
+    )]
     Unreadable { path: String, reason: String },
     #[error("{}", render_problems(.0))]
     Invalid(Vec<Problem>),

@@ -265,7 +265,8 @@ mod tests {
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!((p[0].line, p[0].col), (5, 5), "{}", p[0]);
         assert!(
-            p[0].message.starts_with("sources.app: unknown field `pth`, expected one of `type`, `path`"),
+            p[0].message
+                .starts_with("sources.app: unknown field `pth`, expected one of `type`, `path`"),
             "{}",
             p[0]
         );
@@ -283,7 +284,10 @@ mod tests {
         let p = structure("version: 1\nsources:\n  a:\n    type: git\n  a:\n    type: files\n");
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!((p[0].line, p[0].col), (5, 3));
-        assert_eq!(p[0].message, "`sources.a` is written twice, on lines 3 and 5");
+        assert_eq!(
+            p[0].message,
+            "`sources.a` is written twice, on lines 3 and 5"
+        );
     }
 
     #[test]

@@ -522,12 +522,19 @@ mod tests {
             ("main", "the evidence branch cannot be `main`"),
             ("master", "the evidence branch cannot be `master`"),
         ] {
-            let p = messages(dir.path(), &format!("version: 1\nbranch: \"{branch}\"\n{src}"));
+            let p = messages(
+                dir.path(),
+                &format!("version: 1\nbranch: \"{branch}\"\n{src}"),
+            );
             assert_eq!(p.len(), 1, "{p:?}");
             assert_eq!((p[0].0, p[0].1), (2, 9));
             assert!(p[0].2.starts_with(expect), "{p:?}");
         }
-        load_in(dir.path(), &format!("version: 1\nbranch: evidence/main\n{src}")).unwrap();
+        load_in(
+            dir.path(),
+            &format!("version: 1\nbranch: evidence/main\n{src}"),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -540,7 +547,8 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!((p[0].0, p[0].1), (9, 5));
         assert!(
-            p[0].2.contains("common criteria (CC1-CC9) are required in every SOC 2 report"),
+            p[0].2
+                .contains("common criteria (CC1-CC9) are required in every SOC 2 report"),
             "{p:?}"
         );
     }
@@ -555,7 +563,10 @@ mod tests {
         let lines: Vec<usize> = p.iter().map(|p| p.0).collect();
         assert_eq!(lines, [2, 3, 8, 9, 14], "{p:#?}");
         assert!(p[0].2.starts_with("unknown field `peroid`"), "{p:?}");
-        assert!(p[2].2.starts_with("sources.d: unknown field `exclud`"), "{p:?}");
+        assert!(
+            p[2].2.starts_with("sources.d: unknown field `exclud`"),
+            "{p:?}"
+        );
         assert_eq!(p[3].2, "`sources.d` is written twice, on lines 5 and 9");
         assert!(p[4].2.starts_with("path `nowhere` does not exist"), "{p:?}");
     }

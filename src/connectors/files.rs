@@ -178,7 +178,9 @@ fn resolve_link(root: &Path, link: &Path) -> Result<Result<PathBuf, String>, Con
     let target = match std::fs::canonicalize(link) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Err("dangling symbolic link: its target does not exist".into()));
+            return Ok(Err(
+                "dangling symbolic link: its target does not exist".into()
+            ));
         }
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Ok(Err("symbolic link loop: it never resolves to a file".into()));
@@ -215,7 +217,10 @@ fn resolve_link(root: &Path, link: &Path) -> Result<Result<PathBuf, String>, Con
 /// listing: a true absence) or was swapped for something that is not a
 /// regular file (with the reason); any other error fails the source,
 /// naming the file, so that a read error never passes for a removal.
-fn read_entry(root: &Path, entry: &Entry) -> Result<Result<Vec<u8>, Option<String>>, ConnectorError> {
+fn read_entry(
+    root: &Path,
+    entry: &Entry,
+) -> Result<Result<Vec<u8>, Option<String>>, ConnectorError> {
     use crate::yaml::ReadError;
     use std::io::Read;
     let named = root.join(&entry.rel);
@@ -614,12 +619,26 @@ mod tests {
             .map(|e| (e.rel.as_str(), e.read_from.as_path()))
             .collect();
         let real = root.join("sub/real.md");
-        assert_eq!(rels, [("inside.md", real.as_path()), ("sub/real.md", real.as_path())]);
+        assert_eq!(
+            rels,
+            [
+                ("inside.md", real.as_path()),
+                ("sub/real.md", real.as_path())
+            ]
+        );
         let s = skipped(&l);
         let paths: Vec<&str> = s.iter().map(|(p, _)| *p).collect();
         assert_eq!(
             paths,
-            ["dangling.md", "env.txt", "folder-link", "loop-a", "loop-b", "out.txt", "sub/self"]
+            [
+                "dangling.md",
+                "env.txt",
+                "folder-link",
+                "loop-a",
+                "loop-b",
+                "out.txt",
+                "sub/self"
+            ]
         );
         assert!(s[0].1.starts_with("dangling symbolic link"), "{s:?}");
         assert!(s[1].1.starts_with("symbolic link into /proc"), "{s:?}");
@@ -628,7 +647,10 @@ mod tests {
         assert!(s[5].1.contains("outside the source folder"), "{s:?}");
         // Nothing recorded names a place on this machine.
         let tmp = outer.path().to_string_lossy().into_owned();
-        assert!(s.iter().all(|(p, r)| !p.starts_with('/') && !r.contains(&tmp)));
+        assert!(
+            s.iter()
+                .all(|(p, r)| !p.starts_with('/') && !r.contains(&tmp))
+        );
     }
 
     #[cfg(unix)]
@@ -636,7 +658,10 @@ mod tests {
     fn fifos_and_sockets_are_skipped_without_being_opened() {
         let d = tempfile::tempdir().unwrap();
         let fifo = d.path().join("pipe.md");
-        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(status.success());
         let _sock = std::os::unix::net::UnixListener::bind(d.path().join("sock")).unwrap();
         std::os::unix::fs::symlink("pipe.md", d.path().join("to-pipe.md")).unwrap();
@@ -673,7 +698,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("a")).unwrap();
         std::fs::write(
-            d.path().join("a").join(std::ffi::OsStr::from_bytes(b"caf\xe9.md")),
+            d.path()
+                .join("a")
+                .join(std::ffi::OsStr::from_bytes(b"caf\xe9.md")),
             "x",
         )
         .unwrap();
@@ -729,9 +756,12 @@ mod tests {
                     }
                     other => panic!("{other:?}"),
                 }
-                let mut bomb = String::from("---\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+                let mut bomb =
+                    String::from("---\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
                 for (n, p) in ('b'..='i').zip('a'..) {
-                    bomb.push_str(&format!("{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"));
+                    bomb.push_str(&format!(
+                        "{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                    ));
                 }
                 bomb.push_str("---\n");
                 match front_matter(&bomb) {
@@ -742,7 +772,9 @@ mod tests {
                 }
                 let big = format!("---\nbody: \"{}\"\n---\n", "x".repeat(70_000));
                 match front_matter(&big) {
-                    FrontMatter::Invalid(e) => assert!(e.contains("larger than the 65536 bytes"), "{e}"),
+                    FrontMatter::Invalid(e) => {
+                        assert!(e.contains("larger than the 65536 bytes"), "{e}")
+                    }
                     other => panic!("{other:?}"),
                 }
             },
