@@ -39,6 +39,7 @@ fn artifact(i: usize, revision: u32) -> Artifact {
             "revision": revision,
         }),
         query: "github: merged pull requests".into(),
+        shard: None,
         captured: None,
     }
 }

@@ -1,22 +1,37 @@
 //! What an auditor reads, derived from the evidence: check results,
-//! mappings, control statuses, the evidence repository's README and
-//! per-control pages, and packets. Everything here is a pure function of
-//! the evidence, the catalogs, the configuration and the as-of date, so the
-//! same inputs render the same bytes.
+//! mappings, control statuses, listings, the evidence repository's README
+//! and per-control pages, packets, and the manifest that lets `verify`
+//! check every derived file. Everything here is a pure function of the
+//! evidence, the catalogs, the effective configuration and the as-of date,
+//! so the same inputs render the same bytes.
+//!
+//! Every generated file stays small at any number of artifacts: pages show
+//! counts, the first exceptions and the newest rows, and link to listings
+//! split by month and into parts of [`LISTING_ROWS`] rows.
 
-use crate::artifact::{COLLECTIONS_DIR, path::escape_name};
+use crate::artifact::{COLLECTIONS_DIR, canonical, group_of_shard, path::escape_name};
 use crate::checks::{self, CheckContext, CheckResult};
 use crate::config::{Config, SourceSpec};
 use crate::controls::Catalogs;
-use crate::controls::evaluate::{self, FrameworkStatus, Inputs, MappingFile, Scope, Status};
-use crate::evidence::{self, Held};
+use crate::controls::evaluate::{
+    self, FrameworkStatus, Inputs, ManualMappings, MappingFile, Scope, Status,
+};
+use crate::diag::Level;
+use crate::evidence::{self, Evidence, Held};
 use crate::packet::{PacketFile, TemplateError, Templates};
 use crate::period::Period;
 use crate::store::{ChangeSet, Snapshot, StoreError};
+use crate::verify::{DERIVED_PATH, DERIVED_SCHEMA};
 use chrono::NaiveDate;
-use serde::Serialize;
-use serde_json::Value;
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Rows per listing file and per exception file.
+pub const LISTING_ROWS: usize = 2_000;
+/// Where the effective configuration is recorded on the branch.
+pub const CONFIG_RECORD_PATH: &str = ".cleartrail/config.json";
+pub const CONFIG_RECORD_SCHEMA: &str = "cleartrail.effective-config/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -35,6 +50,58 @@ impl AuditError {
     }
 }
 
+/// The configuration a judgement depends on, as recorded on the evidence
+/// branch (`.cleartrail/config.json`), so that `gaps` and `packet` in a
+/// plain clone judge exactly as the branch's README does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct EffectiveConfig {
+    pub schema: String,
+    pub frameworks: Vec<String>,
+    /// framework -> control id -> reason.
+    pub out_of_scope: BTreeMap<String, BTreeMap<String, String>>,
+    /// check code -> `error`, `warning`, `note` or `off`.
+    pub check_severity: BTreeMap<String, String>,
+    /// Names of the configured git sources (for `codeowners-missing`).
+    pub git_sources: Vec<String>,
+    /// Connector types configured.
+    pub source_types: Vec<String>,
+    pub manual_mappings: ManualMappings,
+    /// SHA-256 of each catalog override file and template override in
+    /// effect (they live beside `cleartrail.yml`).
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl EffectiveConfig {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            frameworks: self.frameworks.clone(),
+            out: self
+                .out_of_scope
+                .iter()
+                .flat_map(|(f, m)| {
+                    m.iter()
+                        .map(move |(c, r)| ((f.clone(), c.clone()), r.clone()))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn severities(&self) -> BTreeMap<String, Level> {
+        self.check_severity
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
+            .collect()
+    }
+
+    /// Reads the record from a snapshot, if present and readable.
+    pub fn read(snapshot: &Snapshot<'_>) -> Result<Option<Self>, StoreError> {
+        Ok(snapshot
+            .read(CONFIG_RECORD_PATH)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|c: &EffectiveConfig| c.schema == CONFIG_RECORD_SCHEMA))
+    }
+}
+
 /// The configuration-derived inputs to an evaluation.
 pub struct Settings<'a> {
     pub catalogs: &'a Catalogs,
@@ -44,7 +111,12 @@ pub struct Settings<'a> {
     pub git_sources: Vec<String>,
     /// Connector types configured (`git`, `files`, ...).
     pub source_types: Vec<String>,
-    pub severities: BTreeMap<String, crate::diag::Level>,
+    pub severities: BTreeMap<String, Level>,
+    /// `mappings.yaml` beside the configuration: (path, text).
+    pub manual: Option<(std::path::PathBuf, String)>,
+    /// Manual mappings already validated (from a recorded configuration).
+    pub manual_recorded: Option<ManualMappings>,
+    pub overrides: BTreeMap<String, String>,
 }
 
 impl<'a> Settings<'a> {
@@ -55,6 +127,10 @@ impl<'a> Settings<'a> {
         period: &'a Period,
         as_of: NaiveDate,
     ) -> Self {
+        let manual = config.and_then(|c| {
+            let p = c.dir.join(ManualMappings::FILE);
+            std::fs::read_to_string(&p).ok().map(|t| (p, t))
+        });
         Settings {
             catalogs,
             scope,
@@ -74,12 +150,101 @@ impl<'a> Settings<'a> {
                     c.sources
                         .iter()
                         .map(|s| s.spec.type_name().to_string())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
                         .collect()
                 })
                 .unwrap_or_default(),
             severities: config.map(|c| c.check_severity.clone()).unwrap_or_default(),
+            manual,
+            manual_recorded: None,
+            overrides: config.map(override_digests).unwrap_or_default(),
         }
     }
+
+    /// Settings from a configuration recorded on the branch.
+    pub fn recorded(
+        catalogs: &'a Catalogs,
+        scope: &'a Scope,
+        rec: &EffectiveConfig,
+        period: &'a Period,
+        as_of: NaiveDate,
+    ) -> Self {
+        Settings {
+            catalogs,
+            scope,
+            period,
+            as_of,
+            git_sources: rec.git_sources.clone(),
+            source_types: rec.source_types.clone(),
+            severities: rec.severities(),
+            manual: None,
+            manual_recorded: Some(rec.manual_mappings.clone()),
+            overrides: rec.overrides.clone(),
+        }
+    }
+
+    /// What a judgement depends on, to record on the branch.
+    pub fn effective(&self, manual: &ManualMappings) -> EffectiveConfig {
+        let mut out_of_scope: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for ((f, c), r) in &self.scope.out {
+            out_of_scope
+                .entry(f.clone())
+                .or_default()
+                .insert(c.clone(), r.clone());
+        }
+        EffectiveConfig {
+            schema: CONFIG_RECORD_SCHEMA.to_string(),
+            frameworks: self.scope.frameworks.clone(),
+            out_of_scope,
+            check_severity: self
+                .severities
+                .iter()
+                .map(|(k, v)| {
+                    let s = match v {
+                        Level::Off => "off",
+                        Level::On(s) => s.as_str(),
+                    };
+                    (k.clone(), s.to_string())
+                })
+                .collect(),
+            git_sources: self.git_sources.clone(),
+            source_types: self.source_types.clone(),
+            manual_mappings: manual.clone(),
+            overrides: self.overrides.clone(),
+        }
+    }
+}
+
+/// SHA-256 of every catalog and template override file beside the
+/// configuration, by path relative to it.
+fn override_digests(c: &Config) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for dir in [c.controls_dir(), c.templates_dir()] {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(p),
+                    Ok(t) if t.is_file() => {
+                        if let Ok(b) = std::fs::read(&p) {
+                            let rel = p.strip_prefix(&c.dir).unwrap_or(&p);
+                            out.insert(
+                                rel.to_string_lossy().replace('\\', "/"),
+                                canonical::sha256_hex(&b),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The as-of date for a period: its last day, or `today` while it runs.
@@ -89,10 +254,10 @@ pub fn as_of(period: &Period, today: NaiveDate) -> NaiveDate {
 
 /// Everything evaluated from one view of the evidence.
 pub struct Audit {
-    pub held: Vec<Held>,
+    pub held: Evidence,
     pub checks: Vec<CheckResult>,
     pub statuses: Vec<FrameworkStatus>,
-    pub mappings: BTreeMap<String, MappingFile>,
+    pub manual: ManualMappings,
 }
 
 /// Evaluates the evidence of a snapshot (with the change set about to be
@@ -103,24 +268,21 @@ pub fn evaluate(
     s: &Settings<'_>,
 ) -> Result<Audit, AuditError> {
     let held = evidence::load(snapshot, overlay)?;
-    let mut mappings = BTreeMap::new();
-    let mut problems = Vec::new();
-    for fw in &s.scope.frameworks {
-        let path = MappingFile::path(fw);
-        if let Some(bytes) = snapshot.read(&path)? {
-            match MappingFile::parse(&path, &String::from_utf8_lossy(&bytes)) {
-                Ok(m) => {
-                    mappings.insert(fw.clone(), m);
-                }
-                Err(p) => problems.push(p),
-            }
+    let manual = match (&s.manual, &s.manual_recorded) {
+        (Some((path, text)), _) => {
+            ManualMappings::load(path, text, s.catalogs, &held).map_err(AuditError::Mapping)?
         }
-    }
-    if !problems.is_empty() {
-        return Err(AuditError::Mapping(problems));
-    }
+        (None, Some(m)) => m.clone(),
+        (None, None) => ManualMappings::default(),
+    };
+    let mappings: BTreeMap<String, MappingFile> = s
+        .scope
+        .frameworks
+        .iter()
+        .map(|f| (f.clone(), manual.of(f)))
+        .collect();
     let checks = checks::run(
-        &held,
+        &held.held,
         &CheckContext {
             as_of: s.as_of,
             period: s.period,
@@ -128,24 +290,66 @@ pub fn evaluate(
             severities: &s.severities,
         },
     );
-    let mut sources: std::collections::BTreeSet<String> =
-        held.iter().map(|h| h.source.clone()).collect();
+    let mut sources: BTreeSet<String> = held.iter().map(|h| h.source.clone()).collect();
     sources.extend(s.source_types.iter().cloned());
+    let failing = evaluate::failing_index(&checks);
     let statuses = evaluate::evaluate(&Inputs {
         catalogs: s.catalogs,
         scope: s.scope,
         held: &held,
         checks: &checks,
         mappings: &mappings,
+        period: s.period,
         as_of: s.as_of,
         sources: &sources,
+        failing: &failing,
     });
     Ok(Audit {
         held,
         checks,
         statuses,
-        mappings,
+        manual,
     })
+}
+
+/// Per framework: how many in-scope controls have each status. Recorded
+/// in the derived manifest so a run with nothing new can report coverage
+/// without evaluating again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Coverage {
+    pub framework: String,
+    pub title: String,
+    pub in_scope: usize,
+    pub out_of_scope: usize,
+    pub counts: BTreeMap<String, usize>,
+}
+
+impl Coverage {
+    pub fn of(f: &FrameworkStatus) -> Self {
+        Coverage {
+            framework: f.framework.clone(),
+            title: f.title.clone(),
+            in_scope: f.in_scope,
+            out_of_scope: f.out_of_scope,
+            counts: Status::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), f.count(*s)))
+                .collect(),
+        }
+    }
+
+    pub fn count(&self, s: Status) -> usize {
+        self.counts.get(s.as_str()).copied().unwrap_or(0)
+    }
+
+    /// `1 covered, 2 missing, ...` in the order of [`Status::ALL`].
+    pub fn summary(&self) -> String {
+        Status::ALL
+            .iter()
+            .map(|st| format!("{} {}", self.count(*st), st.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Serialize)]
@@ -159,12 +363,22 @@ struct Gap<'a> {
 }
 
 #[derive(Serialize)]
+struct CheckRow<'a> {
+    code: &'a str,
+    passed: bool,
+    severity: &'a str,
+    population: u64,
+    exceptions: usize,
+}
+
+#[derive(Serialize)]
 struct ReadmeContext<'a> {
     period: String,
+    as_of: String,
     branch: &'a str,
     frameworks: &'a [FrameworkStatus],
     gaps: Vec<Gap<'a>>,
-    checks: &'a [CheckResult],
+    checks: Vec<CheckRow<'a>>,
     collections: Vec<Value>,
 }
 
@@ -173,6 +387,7 @@ struct ControlContext<'a> {
     control: &'a evaluate::ControlStatus,
     framework_title: &'a str,
     period: String,
+    as_of: String,
     root: &'a str,
 }
 
@@ -185,10 +400,170 @@ pub fn gaps(statuses: &[FrameworkStatus]) -> Vec<&evaluate::ControlStatus> {
         .collect()
 }
 
-/// The files a run writes besides evidence: check results, mappings, the
-/// README and per-control pages.
+/// A check result as files: `checks/<code>.json` with the population, the
+/// number of exceptions and the first [`evaluate::SHOWN`] of them, plus
+/// `checks/<code>/exceptions-NNNN.json` parts of [`LISTING_ROWS`] each.
+fn check_files(c: &CheckResult) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut doc = canonical::value_of(c);
+    let all = c.exceptions.len();
+    let parts: Vec<String> = c
+        .exceptions
+        .chunks(LISTING_ROWS)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = format!("checks/{}/exceptions-{:04}.json", c.code, i + 1);
+            let part = json!({
+                "schema": checks::CHECK_SCHEMA,
+                "code": c.code,
+                "part": i + 1,
+                "exceptions": canonical::value_of(&chunk),
+            });
+            files.push((path.clone(), canonical::to_pretty(&part)));
+            path
+        })
+        .collect();
+    doc["exception_count"] = json!(all);
+    doc["exceptions"] = canonical::value_of(
+        &c.exceptions
+            .iter()
+            .take(evaluate::SHOWN)
+            .collect::<Vec<_>>(),
+    );
+    doc["exception_files"] = json!(parts);
+    files.push((CheckResult::path(c.code), canonical::to_pretty(&doc)));
+    files
+}
+
+/// Listings: every artifact of a (source, kind), newest first, by month
+/// group, in parts of [`LISTING_ROWS`] rows, with an index per kind.
+fn listing_files(
+    held: &Evidence,
+    failing: &std::collections::HashMap<&str, Vec<&'static str>>,
+) -> Vec<(String, Vec<u8>)> {
+    let mut by_kind: BTreeMap<(&str, &str), BTreeMap<String, Vec<&Held>>> = BTreeMap::new();
+    for h in held.iter() {
+        by_kind
+            .entry((&h.source, &h.kind))
+            .or_default()
+            .entry(group_of_shard(h.doc["shard"].as_str()))
+            .or_default()
+            .push(h);
+    }
+    let mut files = Vec::new();
+    for ((source, kind), groups) in by_kind {
+        let index_path = evaluate::listing_index(source, kind);
+        let dir = index_path.trim_end_matches("/index.md").to_string();
+        let mut index = format!(
+            "# {source} / {kind}: every artifact held\n\nNewest first within each month; `-` holds artifacts that are not dated by month.\n\n| month | artifacts | listing |\n|---|--:|---|\n"
+        );
+        for (group, mut items) in groups.into_iter().rev() {
+            items.sort_by(|a, b| {
+                b.period_end()
+                    .cmp(&a.period_end())
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+            let name = if group == "-" {
+                "undated".to_string()
+            } else {
+                group.clone()
+            };
+            let mut links = Vec::new();
+            for (i, chunk) in items.chunks(LISTING_ROWS).enumerate() {
+                let file = if i == 0 {
+                    format!("{name}.md")
+                } else {
+                    format!("{name}-{}.md", i + 1)
+                };
+                let mut page = format!(
+                    "# {source} / {kind}: {name}{}\n\n| date | artifact | id | failing checks |\n|---|---|---|---|\n",
+                    if i > 0 {
+                        format!(" (part {})", i + 1)
+                    } else {
+                        String::new()
+                    }
+                );
+                for h in chunk {
+                    let depth = dir.matches('/').count() + 1;
+                    let root = "../".repeat(depth);
+                    let ident = match h.content()["sha"].as_str() {
+                        Some(sha) => format!("commit `{}`", &sha[..sha.len().min(12)]),
+                        None => format!("`{}`", cell(&h.id)),
+                    };
+                    let fails = failing
+                        .get(h.id.as_str())
+                        .map(|v| {
+                            v.iter()
+                                .map(|c| format!("`{c}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    page.push_str(&format!(
+                        "| {} | [{}]({root}{}) | {ident} | {fails} |\n",
+                        h.period_end().map(|d| d.to_string()).unwrap_or_default(),
+                        cell(h.title()),
+                        h.path.replace('%', "%25"),
+                    ));
+                }
+                links.push(format!("[{file}]({file})"));
+                files.push((format!("{dir}/{file}"), page.into_bytes()));
+            }
+            index.push_str(&format!(
+                "| {name} | {} | {} |\n",
+                items.len(),
+                links.join(" ")
+            ));
+        }
+        files.push((index_path, index.into_bytes()));
+    }
+    files
+}
+
+/// A Markdown table cell: no pipes, no line breaks, bounded length.
+fn cell(s: &str) -> String {
+    let one: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .take(200)
+        .collect();
+    one.replace('|', "\\|")
+}
+
+/// A fingerprint of everything derived files depend on besides the
+/// evidence: the tool version, the effective configuration, the catalogs
+/// in effect and the period. When neither it nor the evidence changed, a
+/// run does not derive again.
+pub fn inputs_fingerprint(
+    settings: &Settings<'_>,
+    effective: &EffectiveConfig,
+    templates: &Templates,
+) -> String {
+    let doc = json!({
+        "tool": env!("CARGO_PKG_VERSION"),
+        "config": canonical::value_of(effective),
+        "catalogs": canonical::value_of(&settings.catalogs.frameworks),
+        "templates": templates.fingerprint(),
+        "period": settings.period.to_string(),
+    });
+    canonical::sha256_hex(&canonical::jcs(&doc))
+}
+
+/// The derived manifest recorded on the branch, if readable.
+pub fn read_manifest(snapshot: &Snapshot<'_>) -> Result<Option<Value>, StoreError> {
+    Ok(snapshot
+        .read(DERIVED_PATH)?
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter(|v| v["schema"] == DERIVED_SCHEMA))
+}
+
+/// The files a run writes besides evidence: check results, mappings,
+/// listings, the README, per-control pages, the effective configuration
+/// and the manifest of all of them (`.cleartrail/derived.json`).
+#[allow(clippy::too_many_arguments)]
 pub fn derived_files(
     audit: &Audit,
+    settings: &Settings<'_>,
     snapshot: &Snapshot<'_>,
     overlay: Option<&ChangeSet>,
     templates: &Templates,
@@ -197,11 +572,16 @@ pub fn derived_files(
 ) -> Result<Vec<(String, Vec<u8>)>, AuditError> {
     let mut files = Vec::new();
     for c in &audit.checks {
-        files.push((CheckResult::path(c.code), c.to_bytes()));
+        files.extend(check_files(c));
     }
+    let failing = evaluate::failing_index(&audit.checks);
+    files.extend(listing_files(&audit.held, &failing));
     for fs in &audit.statuses {
-        let m = evaluate::mapping_file(fs, audit.mappings.get(&fs.framework));
-        files.push((MappingFile::path(&fs.framework), m.to_bytes()));
+        let manual = audit.manual.of(&fs.framework);
+        files.push((
+            MappingFile::path(&fs.framework),
+            evaluate::mapping_bytes(fs, Some(&manual)),
+        ));
         for c in &fs.controls {
             let page = templates.render(
                 "control.md.j2",
@@ -209,6 +589,7 @@ pub fn derived_files(
                     control: c,
                     framework_title: &fs.title,
                     period: period.to_string(),
+                    as_of: settings.as_of.to_string(),
                     root: "../../",
                 },
             )?;
@@ -256,28 +637,67 @@ pub fn derived_files(
         "readme.md.j2",
         &ReadmeContext {
             period: period.to_string(),
+            as_of: settings.as_of.to_string(),
             branch,
             frameworks: &audit.statuses,
             gaps,
-            checks: &audit.checks,
+            checks: audit
+                .checks
+                .iter()
+                .map(|c| CheckRow {
+                    code: c.code,
+                    passed: c.passed,
+                    severity: c.severity.as_str(),
+                    population: c.population,
+                    exceptions: c.exceptions.len(),
+                })
+                .collect(),
             collections,
         },
     )?;
     files.push(("README.md".to_string(), readme.into_bytes()));
+    let effective = settings.effective(&audit.manual);
+    files.push((
+        CONFIG_RECORD_PATH.to_string(),
+        canonical::to_pretty(&canonical::value_of(&effective)),
+    ));
+    let listed: BTreeMap<&str, String> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), canonical::sha256_hex(b)))
+        .collect();
+    let manifest = json!({
+        "schema": DERIVED_SCHEMA,
+        "inputs": inputs_fingerprint(settings, &effective, templates),
+        "as_of": settings.as_of.to_string(),
+        "coverage": audit.statuses.iter().map(Coverage::of).collect::<Vec<_>>(),
+        "files": listed,
+    });
+    files.push((DERIVED_PATH.to_string(), canonical::to_pretty(&manifest)));
     Ok(files)
 }
 
-/// Derived files on the branch that this run no longer produces (a check
-/// turned off, a framework out of scope): check results and control pages.
-/// Mappings are never removed, since they may hold manual entries.
+/// Derived files on the branch that this run no longer produces: those the
+/// last manifest listed, plus anything in the folders only derivation
+/// writes (`checks/`, `listings/`, `mappings/`) and generated control pages.
 pub fn stale_derived(
     snapshot: &Snapshot<'_>,
-    produced: &std::collections::BTreeSet<&str>,
+    produced: &BTreeSet<&str>,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stale = Vec::new();
-    for (path, _) in snapshot.files_under("checks")? {
-        if path.ends_with(".json") && !produced.contains(path.as_str()) {
-            stale.push(path);
+    let mut stale = BTreeSet::new();
+    if let Some(m) = read_manifest(snapshot)?
+        && let Some(files) = m["files"].as_object()
+    {
+        for p in files.keys() {
+            if !produced.contains(p.as_str()) && snapshot.blob_id(p).is_some() {
+                stale.insert(p.clone());
+            }
+        }
+    }
+    for folder in ["checks", "listings", "mappings"] {
+        for (path, _) in snapshot.files_under(folder)? {
+            if !produced.contains(path.as_str()) {
+                stale.insert(path);
+            }
         }
     }
     for (path, _) in snapshot.files_under("controls")? {
@@ -287,10 +707,10 @@ pub fn stale_derived(
             && path.matches('/').count() == 2
             && !produced.contains(path.as_str())
         {
-            stale.push(path);
+            stale.insert(path);
         }
     }
-    Ok(stale)
+    Ok(stale.into_iter().collect())
 }
 
 #[derive(Serialize)]

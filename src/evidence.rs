@@ -1,13 +1,17 @@
-//! The evidence held on a branch, read back as parsed artifacts, for
+//! The evidence held on a branch, read back once as parsed artifacts, for
 //! mapping, checks, gaps and packets. An optional change set overlays the
 //! commit being prepared, so derived files describe exactly what the
 //! commit will hold.
+//!
+//! Each artifact is read and parsed exactly once, its dates parsed once,
+//! and the whole is indexed by (source, kind), so evaluation looks only at
+//! the artifacts a selector can match.
 
-use crate::artifact::EVIDENCE_DIR;
+use crate::artifact::{DateSpan, EVIDENCE_DIR};
 use crate::store::{ChangeSet, Snapshot, StoreError};
 use chrono::NaiveDate;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One artifact as held.
 #[derive(Debug, Clone)]
@@ -17,22 +21,32 @@ pub struct Held {
     pub kind: String,
     /// Path of the artifact file in the repository.
     pub path: String,
+    pub period: Option<DateSpan>,
     pub doc: Value,
 }
 
 impl Held {
+    fn parse(path: String, bytes: &[u8]) -> Option<Held> {
+        let doc: Value = serde_json::from_slice(bytes).ok()?;
+        let text = |k: &str| doc[k].as_str().map(str::to_string);
+        Some(Held {
+            id: text("id")?,
+            source: text("source")?,
+            kind: text("kind")?,
+            period: DateSpan::from_json(&doc["period"]),
+            path,
+            doc,
+        })
+    }
+
     /// The last day the artifact is evidence for.
     pub fn period_end(&self) -> Option<NaiveDate> {
-        self.doc["period"]["end"]
-            .as_str()
-            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        self.period.map(|p| p.end)
     }
 
     /// The first day the artifact is evidence for.
     pub fn period_start(&self) -> Option<NaiveDate> {
-        self.doc["period"]["start"]
-            .as_str()
-            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        self.period.map(|p| p.start)
     }
 
     pub fn content(&self) -> &Value {
@@ -47,26 +61,89 @@ impl Held {
     pub fn title(&self) -> &str {
         self.doc["title"].as_str().unwrap_or_default()
     }
+
+    pub fn url(&self) -> &str {
+        self.doc["url"].as_str().unwrap_or_default()
+    }
+
+    pub fn sha256(&self) -> &str {
+        self.doc["sha256"].as_str().unwrap_or_default()
+    }
 }
 
-/// Every parseable artifact under `evidence/`, sorted by id. Unparseable
-/// files are left to `verify` to report.
-pub fn load(snapshot: &Snapshot<'_>, overlay: Option<&ChangeSet>) -> Result<Vec<Held>, StoreError> {
-    let mut files: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
-    for (path, oid) in snapshot.files_under(EVIDENCE_DIR)? {
-        if path.ends_with(".json") {
-            files.insert(path, None);
-            let _ = oid;
+/// Every parseable artifact, sorted by id, with an index by (source, kind).
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub held: Vec<Held>,
+    by_kind: HashMap<(String, String), Vec<usize>>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Evidence {
+    pub fn new(mut held: Vec<Held>) -> Self {
+        held.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut by_kind: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        let mut by_id = HashMap::with_capacity(held.len());
+        for (i, h) in held.iter().enumerate() {
+            by_kind
+                .entry((h.source.clone(), h.kind.clone()))
+                .or_default()
+                .push(i);
+            by_id.insert(h.id.clone(), i);
+        }
+        Evidence {
+            held,
+            by_kind,
+            by_id,
         }
     }
+
+    /// The artifacts of one source type and kind, in id order.
+    pub fn of_kind<'a>(&'a self, source: &str, kind: &str) -> impl Iterator<Item = &'a Held> {
+        self.by_kind
+            .get(&(source.to_string(), kind.to_string()))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.held[i])
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Held> {
+        self.by_id.get(id).map(|&i| &self.held[i])
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Held> {
+        self.held.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// Every parseable artifact under `evidence/`. Unparseable files are left
+/// to `verify` to report.
+pub fn load(snapshot: &Snapshot<'_>, overlay: Option<&ChangeSet>) -> Result<Evidence, StoreError> {
+    let mut files: BTreeMap<String, Option<&[u8]>> = BTreeMap::new();
+    let mut oids: HashMap<String, git2::Oid> = HashMap::new();
+    for (path, oid) in snapshot.files_under(EVIDENCE_DIR)? {
+        if path.ends_with(".json") {
+            oids.insert(path.clone(), oid);
+            files.insert(path, None);
+        }
+    }
+    let prefix = format!("{EVIDENCE_DIR}/");
     if let Some(cs) = overlay {
         for (path, change) in cs.iter() {
-            if !path.starts_with(&format!("{EVIDENCE_DIR}/")) || !path.ends_with(".json") {
+            if !path.starts_with(&prefix) || !path.ends_with(".json") {
                 continue;
             }
             match change {
                 Some(bytes) => {
-                    files.insert(path.clone(), Some(bytes.clone()));
+                    files.insert(path.clone(), Some(bytes.as_slice()));
                 }
                 None => {
                     files.remove(path);
@@ -74,33 +151,44 @@ pub fn load(snapshot: &Snapshot<'_>, overlay: Option<&ChangeSet>) -> Result<Vec<
             }
         }
     }
-    let mut out = Vec::with_capacity(files.len());
-    for (path, bytes) in files {
-        let bytes = match bytes {
-            Some(b) => b,
-            None => match snapshot.read(&path)? {
-                Some(b) => b,
-                None => continue,
-            },
-        };
-        let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
-        let (Some(id), Some(source), Some(kind)) = (
-            doc["id"].as_str(),
-            doc["source"].as_str(),
-            doc["kind"].as_str(),
-        ) else {
-            continue;
-        };
-        out.push(Held {
-            id: id.to_string(),
-            source: source.to_string(),
-            kind: kind.to_string(),
-            path,
-            doc: doc.clone(),
+    // Reading (inflating) and parsing is the cost; two threads, each with
+    // its own handle on the repository, halve it on a 2-core runner.
+    let files: Vec<(String, Option<&[u8]>)> = files.into_iter().collect();
+    let half = files.len() / 2;
+    let (first, second) = files.split_at(half);
+    let git_dir = snapshot.git_dir().to_path_buf();
+    let read_part = |part: &[(String, Option<&[u8]>)],
+                     read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, StoreError>|
+     -> Result<Vec<Held>, StoreError> {
+        let mut out = Vec::with_capacity(part.len());
+        for (path, bytes) in part {
+            let parsed = match bytes {
+                Some(b) => Held::parse(path.clone(), b),
+                None => Held::parse(path.clone(), &read(oids[path])?),
+            };
+            out.extend(parsed);
+        }
+        Ok(out)
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| -> Result<Vec<Held>, StoreError> {
+            let repo = git2::Repository::open(&git_dir).map_err(|e| StoreError::Git {
+                context: format!("opening {} on a reader thread", git_dir.display()),
+                source: e,
+            })?;
+            read_part(second, &|oid| {
+                repo.find_blob(oid)
+                    .map(|b| b.content().to_vec())
+                    .map_err(|e| StoreError::Git {
+                        context: format!("reading blob {oid}"),
+                        source: e,
+                    })
+            })
         });
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
+        let mine = read_part(first, &|oid| snapshot.read_blob(oid));
+        (mine, other.join().expect("reader thread panicked"))
+    });
+    let mut out = a?;
+    out.extend(b?);
+    Ok(Evidence::new(out))
 }

@@ -7,17 +7,20 @@
 //! so neither writer's work is lost.
 
 use crate::artifact::{
-    self, Artifact, CollectionRecord, EVIDENCE_DIR, QueryRecord, TOMBSTONE_SCHEMA, TOMBSTONES_DIR,
-    canonical, path::escape_name, set_digest,
+    self, Artifact, CollectionRecord, DateSpan, EVIDENCE_DIR, GroupDigest, QueryRecord,
+    TOMBSTONE_SCHEMA, TOMBSTONES_DIR, canonical, group_of_shard, set_digest,
 };
 use crate::config::Config;
-use crate::connectors::{self, ConnectorError, Limits, QueryResult};
+use crate::connectors::{self, ConnectorError, Limits, Outcome, QueryResult};
 use crate::period::Period;
 use crate::store::{Author, ChangeSet, CommitOutcome, Snapshot, Store, StoreError, blob_id};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Schema of `.cleartrail/state.json`.
+pub const STATE_SCHEMA: &str = "cleartrail.state/v1";
 
 /// How many times a lost race for the branch is retried on the new tip.
 pub const MAX_ATTEMPTS: usize = 5;
@@ -43,10 +46,11 @@ pub enum SyncError {
 }
 
 /// Files derived from the evidence about to be committed (checks,
-/// mappings, index), given the base snapshot and the planned changes.
-/// `None` deletes a derived file that is no longer produced.
-pub type Derive<'a> =
-    dyn Fn(&Snapshot<'_>, &ChangeSet) -> Result<Vec<(String, Option<Vec<u8>>)>, SyncError> + 'a;
+/// mappings, index), given the base snapshot, the planned changes and
+/// whether they touch evidence. `None` deletes a derived file that is no
+/// longer produced.
+pub type Derive<'a> = dyn Fn(&Snapshot<'_>, &ChangeSet, bool) -> Result<Vec<(String, Option<Vec<u8>>)>, SyncError>
+    + 'a;
 
 /// Counts of what a sync did to one (source, kind).
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -92,14 +96,16 @@ pub struct SyncOptions {
 pub async fn collect_all(
     config: &Config,
     opts: &SyncOptions,
+    states: &BTreeMap<String, String>,
 ) -> Result<Vec<QueryResult>, SyncError> {
     let mut set = tokio::task::JoinSet::new();
     for src in &config.sources {
         let conn = connectors::from_config(src, &opts.period);
         let limits = opts.limits;
         let name = src.name.clone();
+        let states = states.clone();
         set.spawn(async move {
-            let r = connectors::collect(conn.as_ref(), limits, crate::clock::now).await;
+            let r = connectors::collect(conn.as_ref(), limits, crate::clock::now, &states).await;
             (name, r)
         });
     }
@@ -136,7 +142,11 @@ pub async fn sync(
     config: &Config,
     opts: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
-    let results = collect_all(config, opts).await?;
+    let states = match store.branch_tip(&config.branch)? {
+        Some(tip) => read_states(&store.snapshot(Some(tip))?)?,
+        None => BTreeMap::new(),
+    };
+    let results = collect_all(config, opts, &states).await?;
     commit_results(store, &config.branch, &results, opts)
 }
 
@@ -171,7 +181,8 @@ pub fn commit_with(
         let snapshot = store.snapshot(base)?;
         let mut plan = plan(&snapshot, results, &opts.period, opts.now)?;
         if let Some(derive_files) = derived {
-            for (path, bytes) in derive_files(&snapshot, &plan.changes)? {
+            let evidence_changed = plan.evidence_changed();
+            for (path, bytes) in derive_files(&snapshot, &plan.changes, evidence_changed)? {
                 match bytes {
                     Some(b) if snapshot.blob_id(&path) != Some(blob_id(&b)) => {
                         plan.changes.put(path, b)
@@ -233,6 +244,15 @@ impl Plan {
         self.changes.iter().any(|(p, _)| p != artifact::STATE_PATH)
     }
 
+    /// True when evidence, collection records or tombstones change.
+    pub fn evidence_changed(&self) -> bool {
+        self.changes.iter().any(|(p, _)| {
+            [EVIDENCE_DIR, artifact::COLLECTIONS_DIR, TOMBSTONES_DIR]
+                .iter()
+                .any(|d| p.starts_with(d) && p.as_bytes().get(d.len()) == Some(&b'/'))
+        })
+    }
+
     fn message(&self, period: &Period, now: DateTime<Utc>) -> String {
         let (a, c, r) = self.stats.values().fold((0, 0, 0), |(a, c, r), k| {
             (a + k.added, c + k.changed, r + k.removed)
@@ -261,23 +281,83 @@ fn tombstone_path(path: &str) -> String {
     format!("{TOMBSTONES_DIR}/{rel}")
 }
 
-/// Query records of an existing collection record.
-fn existing_queries(snapshot: &Snapshot<'_>, path: &str) -> Result<Vec<QueryRecord>, SyncError> {
+/// The month group of an artifact path below `kind_dir`: `yyyy-mm` when the
+/// path is sharded (`<kind dir>/<yyyy-mm>/<bucket>/...`), else `-`.
+fn group_of_path(kind_dir: &str, path: &str) -> String {
+    let rest = path
+        .strip_prefix(kind_dir)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or("");
+    let mut segs = rest.split('/');
+    match (segs.next(), segs.next(), segs.next()) {
+        (Some(m), Some(b), Some(_)) if is_month(m) && is_bucket(b) => m.to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+fn is_month(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 7 && b[4] == b'-' && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
+}
+
+fn is_bucket(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// First and last day of a `yyyy-mm` group.
+fn month_span(group: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let first = NaiveDate::parse_from_str(&format!("{group}-01"), "%Y-%m-%d").ok()?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    Some((first, next.pred_opt()?))
+}
+
+/// The saved query states on the branch (`.cleartrail/state.json`).
+pub fn read_states(snapshot: &Snapshot<'_>) -> Result<BTreeMap<String, String>, SyncError> {
+    let Some(bytes) = snapshot.read(artifact::STATE_PATH)? else {
+        return Ok(BTreeMap::new());
+    };
+    // A damaged state only costs a complete collection.
+    let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(doc["queries"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// An existing collection record, as far as planning needs it.
+#[derive(Default)]
+struct Existing {
+    queries: Vec<QueryRecord>,
+    groups: BTreeMap<String, GroupDigest>,
+}
+
+fn existing_record(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<Existing>, SyncError> {
     let Some(bytes) = snapshot.read(path)? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
-        // `verify` reports a damaged record; this run rewrites it.
-        return Ok(Vec::new());
+        // `verify` reports a damaged record; this run rebuilds it.
+        return Ok(None);
     };
+    if doc["schema"] != artifact::COLLECTION_SCHEMA {
+        return Ok(None);
+    }
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    Ok(doc["queries"]
+    let queries = doc["queries"]
         .as_array()
         .map(|qs| {
             qs.iter()
                 .map(|q| QueryRecord {
                     source_name: text(&q["source_name"]),
+                    query_id: text(&q["query_id"]),
+                    period: DateSpan::from_json(&q["period"]),
                     query: text(&q["query"]),
+                    outcome: text(&q["outcome"]),
+                    since: q["since"].as_str().map(str::to_string),
                     filters: q["filters"]
                         .as_object()
                         .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
@@ -296,53 +376,119 @@ fn existing_queries(snapshot: &Snapshot<'_>, path: &str) -> Result<Vec<QueryReco
                 })
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default();
+    let groups = doc["groups"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(g, d)| {
+                    Some((
+                        g.clone(),
+                        GroupDigest {
+                            count: d["count"].as_u64()?,
+                            digest: d["digest"].as_str()?.to_string(),
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(Existing { queries, groups }))
 }
 
-/// An artifact's id, sha256 and period start, as read back from the branch.
-type Identity = (String, String, Option<NaiveDate>);
-
-fn identity(
-    known: &mut HashMap<String, Identity>,
-    snapshot: &Snapshot<'_>,
-    path: &str,
-    oid: git2::Oid,
-) -> Result<Identity, SyncError> {
-    if let Some(found) = known.get(path) {
-        return Ok(found.clone());
-    }
-    let found = read_identity(snapshot, path, oid)?;
-    known.insert(path.to_string(), found.clone());
-    Ok(found)
+/// What planning reads from a held artifact it did not get back this run.
+struct HeldIdentity {
+    id: String,
+    sha: String,
+    start: Option<NaiveDate>,
+    /// `<source name>/<query id>` of the query that found it.
+    query: String,
 }
 
 fn read_identity(
     snapshot: &Snapshot<'_>,
     path: &str,
     oid: git2::Oid,
-) -> Result<Identity, SyncError> {
+) -> Result<HeldIdentity, SyncError> {
     let bytes = snapshot.read_blob(oid)?;
     let corrupt = |reason: String| SyncError::CorruptArtifact {
         path: path.to_string(),
         reason,
     };
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let id = v["id"]
-        .as_str()
-        .ok_or_else(|| corrupt("no `id`".into()))?
-        .to_string();
-    let sha = v["sha256"]
-        .as_str()
-        .ok_or_else(|| corrupt("no `sha256`".into()))?
-        .to_string();
-    let start = v["period"]["start"]
-        .as_str()
-        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
-    Ok((id, sha, start))
+    let field = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .ok_or_else(|| corrupt(format!("no `{k}`")))
+    };
+    Ok(HeldIdentity {
+        id: field("id")?,
+        sha: field("sha256")?,
+        start: v["period"]["start"]
+            .as_str()
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()),
+        query: field("query")?,
+    })
+}
+
+/// One artifact returned this run, as planning keeps it.
+struct Returned {
+    id: String,
+    sha: String,
+    group: String,
+    /// Added or changed by this run.
+    new: bool,
+}
+
+/// How the queries of this run cover one (source, kind).
+struct Scope<'r> {
+    /// Per source name: the results that yielded this kind.
+    by_source: BTreeMap<&'r str, Vec<&'r QueryResult>>,
+}
+
+impl Scope<'_> {
+    /// Whether this run asked about a held object of `source_name` dated
+    /// `start`, so that its absence from the answers is a removal.
+    fn asked(&self, source_name: &str, start: Option<NaiveDate>, period: &Period) -> bool {
+        self.by_source.get(source_name).is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r.outcome == Outcome::Complete
+                    && (!r.query.period_scoped || start.is_some_and(|d| period.contains(d)))
+            })
+        })
+    }
+
+    /// Whether a whole month could hold objects this run asked about.
+    fn may_ask_in(&self, group: &str, period: &Period) -> bool {
+        let complete = self
+            .by_source
+            .values()
+            .flatten()
+            .filter(|r| r.outcome == Outcome::Complete);
+        let mut any = false;
+        for r in complete {
+            any = true;
+            if !r.query.period_scoped {
+                return true;
+            }
+        }
+        if !any {
+            return false;
+        }
+        match month_span(group) {
+            Some((first, last)) => first <= period.end() && last >= period.start(),
+            None => true,
+        }
+    }
 }
 
 /// Compares collected results with the branch and produces the change set,
 /// tombstones for removed objects and a completeness record per kind.
+///
+/// Cost grows with what was returned plus what changed: held artifacts are
+/// located through the snapshot's path index; a held artifact is read only
+/// when this run may have removed it (it was asked about and not returned),
+/// or when its month group changed and its digest is needed.
 pub fn plan(
     snapshot: &Snapshot<'_>,
     results: &[QueryResult],
@@ -351,18 +497,33 @@ pub fn plan(
 ) -> Result<Plan, SyncError> {
     let mut changes = ChangeSet::new();
     let mut stats: BTreeMap<(String, String), KindStats> = BTreeMap::new();
-    // (source, kind) -> id -> sha256 for everything returned this run.
-    let mut returned: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
-    let mut returned_paths: BTreeSet<String> = BTreeSet::new();
+    let mut returned: BTreeMap<(String, String), HashMap<String, Returned>> = BTreeMap::new();
+    let mut returned_paths: HashSet<String> = HashSet::new();
     let mut query_records: BTreeMap<(String, String), Vec<QueryRecord>> = BTreeMap::new();
+    let mut scopes: BTreeMap<(String, String), Scope<'_>> = BTreeMap::new();
+    let mut states = read_states(snapshot)?;
 
     for r in results {
+        if let Some(st) = &r.state {
+            states.insert(r.label(), st.clone());
+        }
         let mut per_kind: BTreeMap<&str, Vec<(String, String)>> = r
             .query
             .kinds
             .iter()
             .map(|k| (k.as_str(), Vec::new()))
             .collect();
+        for kind in &r.query.kinds {
+            scopes
+                .entry((r.source_type.to_string(), kind.clone()))
+                .or_insert_with(|| Scope {
+                    by_source: BTreeMap::new(),
+                })
+                .by_source
+                .entry(r.source_name.as_str())
+                .or_default()
+                .push(r);
+        }
         for item in &r.items {
             let key = (item.source.clone(), item.kind.clone());
             let st = stats.entry(key.clone()).or_insert_with(|| KindStats {
@@ -386,17 +547,19 @@ pub fn plan(
                 changes.delete(tomb);
             }
             let new_id = blob_id(&bytes);
-            match snapshot.blob_id(&json_path) {
+            let new = match snapshot.blob_id(&json_path) {
                 None => {
                     st.added += 1;
-                    changes.put(json_path, bytes);
+                    changes.put(json_path.clone(), bytes);
+                    true
                 }
                 Some(old) if old != new_id => {
                     st.changed += 1;
-                    changes.put(json_path, bytes);
+                    changes.put(json_path.clone(), bytes);
+                    true
                 }
-                Some(_) => {}
-            }
+                Some(_) => false,
+            };
             if let (Some(cp), Some(c)) = (item.captured_path(), &item.captured) {
                 returned_paths.insert(cp.clone());
                 if snapshot.blob_id(&cp) != Some(blob_id(&c.bytes)) {
@@ -407,7 +570,15 @@ pub fn plan(
                 .entry(item.kind.as_str())
                 .or_default()
                 .push((id.clone(), sha.clone()));
-            returned.entry(key).or_default().insert(id, sha);
+            returned.entry(key).or_default().insert(
+                json_path,
+                Returned {
+                    id,
+                    sha,
+                    group: group_of_shard(item.shard.as_deref()),
+                    new,
+                },
+            );
         }
         for (kind, entries) in per_kind {
             let key = (r.source_type.to_string(), kind.to_string());
@@ -416,10 +587,24 @@ pub fn plan(
                 kind: kind.to_string(),
                 ..Default::default()
             });
-            returned.entry(key.clone()).or_default();
+            if r.outcome == Outcome::NotModified {
+                // The last record of this query stands (see below).
+                query_records.entry(key).or_default();
+                continue;
+            }
             query_records.entry(key).or_default().push(QueryRecord {
                 source_name: r.source_name.clone(),
+                query_id: r.query.id.clone(),
+                period: r.query.period_scoped.then(|| DateSpan {
+                    start: period.start(),
+                    end: period.end(),
+                }),
                 query: r.query.description.clone(),
+                outcome: r.outcome.as_str().to_string(),
+                since: match r.outcome {
+                    Outcome::Incremental => r.since.clone(),
+                    _ => None,
+                },
                 filters: r.query.filters.clone(),
                 pages: r.pages,
                 count: entries.len() as u64,
@@ -433,98 +618,143 @@ pub fn plan(
         }
     }
 
-    // Removals: held artifacts in the scope of a query that were not returned.
-    let mut scoped: HashMap<String, bool> = HashMap::new();
-    for r in results {
-        for kind in &r.query.kinds {
-            let dir = format!(
-                "{}/{}",
-                Artifact::kind_dir(r.source_type, kind),
-                escape_name(&r.source_name)
-            );
-            let entry = scoped.entry(dir).or_insert(false);
-            *entry |= r.query.period_scoped;
-        }
-    }
-    let mut removed_ids: BTreeSet<String> = BTreeSet::new();
-    // Held artifacts not returned this run are read once, for both the
-    // removal check and the collection digest.
-    let mut known: HashMap<String, Identity> = HashMap::new();
-    let mut scoped_dirs: Vec<(&String, &bool)> = scoped.iter().collect();
-    scoped_dirs.sort();
-    for (dir, period_scoped) in scoped_dirs {
-        for (path, oid) in snapshot.files_under(dir)? {
-            if !path.ends_with(".json") || returned_paths.contains(&path) {
-                continue;
-            }
-            let (id, sha, start) = identity(&mut known, snapshot, &path, oid)?;
-            if *period_scoped && !start.is_some_and(|d| period.contains(d)) {
-                // Not asked about this run: outside the period.
-                continue;
-            }
-            let mut parts = id.splitn(3, ':');
-            let (src, kind) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let st = stats
-                .entry((src.to_string(), kind.to_string()))
-                .or_default();
-            st.removed += 1;
-            changes.delete(path.clone());
-            let captured = path.trim_end_matches(".json").to_string();
-            if snapshot.blob_id(&captured).is_some() && !returned_paths.contains(&captured) {
-                changes.delete(captured);
-            }
-            let tomb = json!({
-                "schema": TOMBSTONE_SCHEMA,
-                "id": id,
-                "last_sha256": sha,
-                "removed_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "reason": format!("no longer returned by its source for period {period}"),
-            });
-            changes.put(tombstone_path(&path), canonical::to_pretty(&tomb));
-            removed_ids.insert(id);
-        }
-    }
-
-    // Completeness records over everything held per (source, kind).
-    for (key, recs) in query_records {
+    // Removals, and the completeness record of every (source, kind) this
+    // run collected.
+    for (key, mut recs) in query_records {
         let (src, kind) = &key;
-        let mut held: BTreeMap<String, String> = returned.get(&key).cloned().unwrap_or_default();
-        for (path, oid) in snapshot.files_under(&Artifact::kind_dir(src, kind))? {
-            if !path.ends_with(".json") || returned_paths.contains(&path) {
+        let kind_dir = Artifact::kind_dir(src, kind);
+        let record_path = CollectionRecord::path(src, kind);
+        let existing = existing_record(snapshot, &record_path)?;
+        let scope = scopes.get(&key);
+        let mut back = returned.remove(&key).unwrap_or_default();
+        // Month groups whose digest must be recomputed.
+        let mut dirty: BTreeSet<String> = back
+            .values()
+            .filter(|r| r.new)
+            .map(|r| r.group.clone())
+            .collect();
+        if existing.is_none() {
+            dirty.extend(back.values().map(|r| r.group.clone()));
+        }
+        // Held but not returned, by group: (path, blob) to read if needed.
+        let mut others: BTreeMap<String, Vec<(String, git2::Oid)>> = BTreeMap::new();
+        let mut kept: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut removed = 0u64;
+        for (path, oid) in snapshot.files_under(&kind_dir)? {
+            if !path.ends_with(".json") || back.contains_key(&path) {
                 continue;
             }
-            let (id, sha, _) = identity(&mut known, snapshot, &path, oid)?;
-            if !removed_ids.contains(&id) {
-                held.entry(id).or_insert(sha);
+            let group = group_of_path(&kind_dir, &path);
+            if !scope.is_some_and(|s| s.may_ask_in(&group, period)) {
+                others.entry(group).or_default().push((path, oid));
+                continue;
+            }
+            let held = read_identity(snapshot, &path, oid)?;
+            let source_name = held.query.split('/').next().unwrap_or_default();
+            if scope.is_some_and(|s| s.asked(source_name, held.start, period)) {
+                removed += 1;
+                dirty.insert(group);
+                changes.delete(path.clone());
+                let captured = path.trim_end_matches(".json").to_string();
+                if snapshot.blob_id(&captured).is_some() && !returned_paths.contains(&captured) {
+                    changes.delete(captured);
+                }
+                let tomb = json!({
+                    "schema": TOMBSTONE_SCHEMA,
+                    "id": held.id,
+                    "path": path,
+                    "last_sha256": held.sha,
+                    "removed_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "reason": format!("no longer returned by its source for period {period}"),
+                });
+                changes.put(tombstone_path(&path), canonical::to_pretty(&tomb));
+            } else {
+                kept.entry(group).or_default().push((held.id, held.sha));
             }
         }
-        let mut recs = recs;
-        // Sources not collected this run (`--source`) keep their last
-        // record: the collection still holds their artifacts.
-        let path = CollectionRecord::path(src, kind);
-        let ran: BTreeSet<String> = recs.iter().map(|r| r.source_name.clone()).collect();
-        recs.extend(
-            existing_queries(snapshot, &path)?
-                .into_iter()
-                .filter(|q| !ran.contains(&q.source_name)),
-        );
-        recs.sort_by(|a, b| (&a.source_name, &a.query).cmp(&(&b.source_name, &b.query)));
+        let mut groups: BTreeMap<String, GroupDigest> = existing
+            .as_ref()
+            .map(|e| e.groups.clone())
+            .unwrap_or_default();
+        let all_groups: BTreeSet<String> = back
+            .values()
+            .map(|r| r.group.clone())
+            .chain(others.keys().cloned())
+            .chain(kept.keys().cloned())
+            .collect();
+        groups.retain(|g, _| all_groups.contains(g));
+        for g in &all_groups {
+            if !dirty.contains(g) && groups.contains_key(g) {
+                continue;
+            }
+            let mut lines: Vec<(String, String)> = back
+                .values()
+                .filter(|r| &r.group == g)
+                .map(|r| (r.id.clone(), r.sha.clone()))
+                .collect();
+            lines.extend(kept.remove(g).unwrap_or_default());
+            for (path, oid) in others.remove(g).unwrap_or_default() {
+                let h = read_identity(snapshot, &path, oid)?;
+                lines.push((h.id, h.sha));
+            }
+            groups.insert(
+                g.clone(),
+                GroupDigest {
+                    count: lines.len() as u64,
+                    digest: set_digest(lines.iter().map(|(i, s)| (i.as_str(), s.as_str()))),
+                },
+            );
+        }
+        back.clear();
+        // Queries not run, or answered "not modified", keep their last
+        // record: the collection still holds what they found.
+        let ran: BTreeSet<(String, String)> = recs
+            .iter()
+            .map(|r| (r.source_name.clone(), r.query_id.clone()))
+            .collect();
+        if let Some(e) = existing {
+            recs.extend(
+                e.queries
+                    .into_iter()
+                    .filter(|q| !ran.contains(&(q.source_name.clone(), q.query_id.clone()))),
+            );
+        }
+        recs.sort_by(|a, b| (&a.source_name, &a.query_id).cmp(&(&b.source_name, &b.query_id)));
         let record = CollectionRecord {
             source: src.clone(),
             kind: kind.clone(),
             queries: recs,
-            count: held.len() as u64,
-            digest: set_digest(held.iter().map(|(i, s)| (i.as_str(), s.as_str()))),
+            groups,
         };
         let bytes = record.to_bytes();
-        if snapshot.blob_id(&path) != Some(blob_id(&bytes)) {
-            changes.put(path, bytes);
+        if snapshot.blob_id(&record_path) != Some(blob_id(&bytes)) {
+            changes.put(record_path, bytes);
         }
         if let Some(st) = stats.get_mut(&key) {
-            st.held = held.len() as u64;
+            st.removed += removed;
+            st.held = record.count();
+        }
+    }
+
+    let layout = canonical::to_pretty(&json!({
+        "schema": "cleartrail.layout/v1",
+        "version": artifact::LAYOUT_VERSION,
+        "artifact_schema": artifact::ARTIFACT_SCHEMA,
+        "collection_schema": artifact::COLLECTION_SCHEMA,
+    }));
+    if snapshot.blob_id(artifact::LAYOUT_PATH) != Some(blob_id(&layout)) {
+        changes.put(artifact::LAYOUT_PATH, layout);
+    }
+
+    if !states.is_empty() {
+        let doc = json!({
+            "schema": STATE_SCHEMA,
+            "note": "what each query saved for the next run (cursors, validators); not evidence, never a secret",
+            "queries": states,
+        });
+        let bytes = canonical::to_pretty(&doc);
+        if snapshot.blob_id(artifact::STATE_PATH) != Some(blob_id(&bytes)) {
+            changes.put(artifact::STATE_PATH, bytes);
         }
     }
 

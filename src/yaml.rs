@@ -1,5 +1,5 @@
 //! Bounded YAML: every YAML text cleartrail parses (configuration, front
-//! matter, catalog overrides, mapping files) is first walked here, event by
+//! matter, catalog overrides, manual mappings) is first walked here, event by
 //! event and without building a tree, against limits on its size, its
 //! nesting depth and how many nodes its aliases expand to.
 //!
@@ -36,7 +36,8 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// `cleartrail.yml` and catalog overrides: hand-written files.
+    /// `cleartrail.yml`, catalog overrides and manual mappings:
+    /// hand-written files.
     pub const CONFIG: Bounds = Bounds {
         max_bytes: 1 << 20,
         max_depth: 64,
@@ -48,13 +49,6 @@ impl Bounds {
         max_bytes: 64 << 10,
         max_depth: 64,
         max_alias_nodes: 1_000,
-    };
-    /// Files cleartrail writes itself and reads back (mapping files), which
-    /// grow with the evidence but are never nested deeply.
-    pub const GENERATED: Bounds = Bounds {
-        max_bytes: 64 << 20,
-        max_depth: 64,
-        max_alias_nodes: 10_000,
     };
 }
 

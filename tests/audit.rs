@@ -135,10 +135,12 @@ fn gaps_list_every_in_scope_control_with_a_status() {
     );
     let owner: Value = serde_json::from_slice(&files["checks/policy-missing-owner.json"]).unwrap();
     assert_eq!(owner["exceptions"].as_array().unwrap().len(), 1);
-    let merges: Value =
-        serde_json::from_slice(&files["checks/merge-without-review-trace.json"]).unwrap();
-    assert_eq!(merges["population"], 2);
-    assert_eq!(merges["exceptions"].as_array().unwrap().len(), 1);
+    // Six changes on the first-parent line in 2026; the three direct pushes
+    // and the local merge show no review trace.
+    let changes: Value =
+        serde_json::from_slice(&files["checks/change-without-review-trace.json"]).unwrap();
+    assert_eq!(changes["population"], 6);
+    assert_eq!(changes["exceptions"].as_array().unwrap().len(), 4);
     let owners: Value = serde_json::from_slice(&files["checks/codeowners-missing.json"]).unwrap();
     assert_eq!(owners["passed"], true);
     // A control that lists a failing check says so (here it also lacks
@@ -151,11 +153,24 @@ fn gaps_list_every_in_scope_control_with_a_status() {
             .contains("check `policy-review-overdue` failed (1 exception)"),
         "{cc53}"
     );
-    // A policy reviewed this year covers its requirement.
+    // A policy reviewed this year covers its requirement: the mapping
+    // counts it, and the listing it names holds it.
     let mapping = String::from_utf8(files["mappings/soc2.yaml"].clone()).unwrap();
     assert!(
-        mapping.contains("files:document:policies/access-control-policy.md"),
+        mapping.contains("listings/files/document/index.md"),
         "{mapping}"
+    );
+    let listing = String::from_utf8(
+        files
+            .iter()
+            .filter(|(p, _)| p.starts_with("listings/files/document/") && !p.ends_with("index.md"))
+            .flat_map(|(_, b)| b.clone())
+            .collect(),
+    )
+    .unwrap();
+    assert!(
+        listing.contains("access-control-policy.md.json"),
+        "{listing}"
     );
 }
 
@@ -297,14 +312,17 @@ fn a_packet_commits_to_the_branch_by_default() {
 }
 
 #[test]
-fn manual_mappings_survive_a_run_and_count() {
+fn manual_mappings_from_the_configuration_count_and_are_recorded() {
     let (f, cfg) = synced();
     let repo = f.evidence();
-    let path = "mappings/soc2.yaml";
-    let mut text =
-        String::from_utf8(tree_files(&repo, "cleartrail/evidence")[path].clone()).unwrap();
-    text.push_str("  CC1.2:\n  - artifact: files:document:policies/org-chart.csv\n    origin: manual\n    requirement: board-oversight\n    confidence: 1.0\n    note: board minutes are kept with the org chart\n");
-    tamper(&repo, "cleartrail/evidence", path, Some(text.as_bytes()));
+    // Manual mappings are configuration: `mappings.yaml` beside the
+    // config file, `confidence` optional.
+    let manual = cfg.parent().unwrap().join("mappings.yaml");
+    std::fs::write(
+        &manual,
+        "soc2:\n  CC1.2:\n    - artifact: files:document:policies/org-chart.csv\n      requirement: board-oversight\n      note: board minutes are kept with the org chart\n",
+    )
+    .unwrap();
     let again = cleartrail(&[
         "run",
         "--config",
@@ -313,11 +331,17 @@ fn manual_mappings_survive_a_run_and_count() {
         repo.to_str().unwrap(),
     ]);
     assert_eq!(code(&again), 0, "{}", stderr(&again));
-    let kept = String::from_utf8(tree_files(&repo, "cleartrail/evidence")[path].clone()).unwrap();
-    assert!(kept.contains("origin: manual"), "{kept}");
+    let files = tree_files(&repo, "cleartrail/evidence");
+    let mapping = String::from_utf8(files["mappings/soc2.yaml"].clone()).unwrap();
     assert!(
-        kept.contains("note: board minutes are kept with the org chart"),
-        "{kept}"
+        mapping.contains("artifact: \"files:document:policies/org-chart.csv\""),
+        "{mapping}"
+    );
+    assert!(mapping.contains("confidence: 1"), "{mapping}");
+    let recorded: Value = serde_json::from_slice(&files[".cleartrail/config.json"]).unwrap();
+    assert_eq!(
+        recorded["manual_mappings"]["soc2"]["CC1.2"][0]["note"],
+        "board minutes are kept with the org chart"
     );
     let gaps = run_json(&[
         "gaps",
@@ -334,6 +358,29 @@ fn manual_mappings_survive_a_run_and_count() {
         .unwrap()
         .clone();
     assert_eq!(row["status"], "covered", "{row}");
+
+    // An id that is not held is an error naming the file and line, and
+    // nothing is written.
+    std::fs::write(
+        &manual,
+        "soc2:\n  CC1.2:\n    - artifact: files:document:policies/nope.md\n",
+    )
+    .unwrap();
+    let before = tree_files(&repo, "cleartrail/evidence");
+    let bad = cleartrail(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("mappings.yaml:3:17: no artifact `files:document:policies/nope.md`"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(tree_files(&repo, "cleartrail/evidence"), before);
 }
 
 /// A run that must fail with exit 2 before touching anything.

@@ -33,8 +33,14 @@ fn concurrent_syncs_of_different_sources_keep_both() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let opts = options();
-    let git_results = Arc::new(rt.block_on(collect_all(&git_cfg, &opts)).unwrap());
-    let file_results = Arc::new(rt.block_on(collect_all(&files_cfg, &opts)).unwrap());
+    let git_results = Arc::new(
+        rt.block_on(collect_all(&git_cfg, &opts, &Default::default()))
+            .unwrap(),
+    );
+    let file_results = Arc::new(
+        rt.block_on(collect_all(&files_cfg, &opts, &Default::default()))
+            .unwrap(),
+    );
 
     let mut retried = 0;
     for round in 0..20 {

@@ -30,7 +30,7 @@ fn first_sync_makes_one_commit_and_a_second_changes_nothing() {
     // Both sources and their collection records are in the one commit.
     for p in [
         "collections/git/commit.json",
-        "collections/git/merge.json",
+        "collections/git/change.json",
         "collections/git/tag.json",
         "collections/git/codeowners.json",
         "collections/files/document.json",
@@ -45,14 +45,15 @@ fn first_sync_makes_one_commit_and_a_second_changes_nothing() {
             first.keys().collect::<Vec<_>>()
         );
     }
-    // Q1 has 5 plain commits (the July one is outside) and 2 merges.
+    // Q1 has 7 commits (the July one is outside), 5 of them on the
+    // first-parent line: the changes.
     assert_eq!(
         json_at(&f.evidence(), "collections/git/commit.json")["count"],
-        5
+        7
     );
     assert_eq!(
-        json_at(&f.evidence(), "collections/git/merge.json")["count"],
-        2
+        json_at(&f.evidence(), "collections/git/change.json")["count"],
+        5
     );
     assert_eq!(
         json_at(&f.evidence(), "collections/git/tag.json")["count"],
@@ -121,44 +122,74 @@ fn artifacts_carry_provenance_from_the_git_source() {
     let c = &f.commits;
     let signed = json_at(
         &f.evidence(),
-        &format!("evidence/git/commit/app/{}.json", c[2]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/commit",
+            &c[2].to_string(),
+        ),
     );
-    assert_eq!(signed["content"]["signed"], true);
-    assert_eq!(signed["content"]["signature_kind"], "ssh");
+    assert_eq!(signed["content"]["signature"]["type"], "ssh");
+    assert_eq!(signed["content"]["signature"]["status"], "unknown");
     assert_eq!(
         signed["content"]["trailers"]["Reviewed-by"][0],
         "Cy <cy@example.com>"
     );
     assert_eq!(signed["period"]["start"], "2026-03-04");
     assert_eq!(signed["id"], format!("git:commit:app/{}", c[2]));
-    assert!(
-        signed["url"].as_str().unwrap().starts_with("file://"),
-        "{}",
-        signed["url"]
-    );
+    assert_eq!(signed["url"], format!("local:app/commit/{}", c[2]));
     let unsigned = json_at(
         &f.evidence(),
-        &format!("evidence/git/commit/app/{}.json", c[0]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/commit",
+            &c[0].to_string(),
+        ),
     );
-    assert_eq!(unsigned["content"]["signed"], false);
+    assert_eq!(unsigned["content"]["signature"]["type"], Value::Null);
 
     let pr_merge = json_at(
         &f.evidence(),
-        &format!("evidence/git/merge/app/{}.json", c[4]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/change",
+            &c[4].to_string(),
+        ),
     );
-    assert_eq!(pr_merge["content"]["review_trace"], true);
-    assert_eq!(pr_merge["content"]["pull_request"], "#7");
+    assert_eq!(pr_merge["content"]["change_type"], "merge");
+    assert_eq!(
+        pr_merge["content"]["review_trace"]["kind"],
+        "pull-request-reference"
+    );
+    assert_eq!(
+        pr_merge["content"]["pull_request"],
+        serde_json::json!({"system": "github", "number": 7})
+    );
     assert_eq!(pr_merge["content"]["parents"].as_array().unwrap().len(), 2);
     let plain_merge = json_at(
         &f.evidence(),
-        &format!("evidence/git/merge/app/{}.json", c[6]),
+        &artifact_path(
+            &f.evidence(),
+            BRANCH,
+            "evidence/git/change",
+            &c[6].to_string(),
+        ),
     );
-    assert_eq!(plain_merge["content"]["review_trace"], false);
+    assert_eq!(plain_merge["content"]["change_type"], "direct");
+    assert_eq!(plain_merge["content"]["review_trace"], Value::Null);
 
-    let tag = json_at(&f.evidence(), "evidence/git/tag/app/v1.0.0.json");
+    let tag = json_at(
+        &f.evidence(),
+        &artifact_path(&f.evidence(), BRANCH, "evidence/git/tag", "v1.0.0"),
+    );
     assert_eq!(tag["content"]["annotated"], true);
     assert_eq!(tag["content"]["target"], c[4].to_string());
-    let light = json_at(&f.evidence(), "evidence/git/tag/app/v1.0.1.json");
+    let light = json_at(
+        &f.evidence(),
+        &artifact_path(&f.evidence(), BRANCH, "evidence/git/tag", "v1.0.1"),
+    );
     assert_eq!(light["content"]["annotated"], false);
 
     let owners = json_at(
@@ -246,7 +277,12 @@ fn verify_passes_then_names_a_tampered_file_and_a_deleted_artifact() {
     );
 
     // Delete an artifact: its collection no longer adds up.
-    let victim = format!("evidence/git/commit/app/{}.json", f.commits[0]);
+    let victim = artifact_path(
+        &repo,
+        BRANCH,
+        "evidence/git/commit",
+        &f.commits[0].to_string(),
+    );
     tamper(&repo, BRANCH, &victim, None);
     let bad = cleartrail(&["verify", "--repo", repo.to_str().unwrap()]);
     assert_eq!(code(&bad), 1);
@@ -404,10 +440,10 @@ fn commits_outside_a_later_period_are_kept_not_tombstoned() {
         "{:?}",
         files.keys()
     );
-    // Q1's five plus July's one.
+    // Q1's seven plus July's one.
     assert_eq!(
         json_at(&f.evidence(), "collections/git/commit.json")["count"],
-        6
+        8
     );
     let rec = json_at(&f.evidence(), "collections/git/commit.json");
     assert_eq!(rec["queries"][0]["count"], 1);

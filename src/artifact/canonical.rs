@@ -1,11 +1,12 @@
 //! Canonical JSON: the one byte representation of a JSON value that every
 //! file and hash in the evidence repository uses.
 //!
-//! Rules: object keys sorted by their UTF-8 bytes (serde_json's default
-//! `Map` is a `BTreeMap`), no duplicate keys, strings escaped by
-//! serde_json's fixed rules, integers written plainly. Files use the pretty
-//! form (two-space indent, `\n` line ends, one trailing newline); hashes use
-//! the compact form, so whitespace changes never alter a digest.
+//! Files use serde_json's pretty form with keys sorted (two-space indent,
+//! `\n` line ends, one trailing newline): readable in a browser and in a
+//! diff. Digests never depend on that form: artifact digests use RFC 8785,
+//! the JSON Canonicalization Scheme, produced by `serde_json_canonicalizer`
+//! (UTF-16 key order, ECMAScript number form), so any JCS implementation in
+//! any language gives the same bytes.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -52,6 +53,24 @@ pub fn digest_value(value: &Value) -> String {
     sha256_hex(&to_compact(value))
 }
 
+/// The RFC 8785 bytes of a value.
+pub fn jcs(value: &Value) -> Vec<u8> {
+    serde_json_canonicalizer::to_vec(value).expect("a serde_json::Value always canonicalizes")
+}
+
+/// The digest of a document: SHA-256 of the RFC 8785 form of every field
+/// except `sha256` itself.
+pub fn document_digest(doc: &Value) -> String {
+    match doc {
+        Value::Object(m) if m.contains_key("sha256") => {
+            let mut m = m.clone();
+            m.remove("sha256");
+            sha256_hex(&jcs(&Value::Object(m)))
+        }
+        other => sha256_hex(&jcs(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +111,27 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(digest_value(&json!({})), sha256_hex(b"{}"));
+    }
+
+    #[test]
+    fn document_digest_covers_every_field_but_its_own() {
+        let doc = json!({"a": 1, "period": {"start": "2026-01-01"}, "sha256": "x"});
+        let d = document_digest(&doc);
+        let mut moved = doc.clone();
+        moved["period"]["start"] = json!("2025-01-01");
+        assert_ne!(document_digest(&moved), d);
+        let mut resealed = doc.clone();
+        resealed["sha256"] = json!("y");
+        assert_eq!(document_digest(&resealed), d);
+        // RFC 8785 sorts keys by UTF-16 code units: U+FFFD sorts after
+        // U+1F600 (a surrogate pair, 0xD83D...), unlike UTF-8 byte order.
+        let v = json!({"\u{fffd}": 1, "\u{1f600}": 2});
+        assert_eq!(
+            String::from_utf8(jcs(&v)).unwrap(),
+            "{\"\u{1f600}\":2,\"\u{fffd}\":1}"
+        );
+        // ECMAScript number form.
+        assert_eq!(String::from_utf8(jcs(&json!(1.0e21))).unwrap(), "1e+21");
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! canonical file form, where it lives in the evidence repository, and the
 //! [`CollectionRecord`] that proves what a collection returned.
 //!
-//! An artifact file is canonical JSON with the fields `schema`, `id`,
-//! `source`, `kind`, `object_id`, `url`, `title`, `period`, `observed`,
-//! `content`, `query` and `sha256` (SHA-256 of the compact canonical form of
-//! `content`). Nothing volatile (no collection time) is ever written, so the
-//! same source state gives byte-identical files.
+//! An artifact file (schema `cleartrail.artifact/v2`) is JSON with the
+//! fields `schema`, `id`, `source`, `kind`, `object_id`, `url`, `title`,
+//! `period`, `observed`, `content`, `query`, `shard` and `sha256`. The
+//! `sha256` is the SHA-256 of the RFC 8785 (JSON Canonicalization Scheme)
+//! form of the whole document without the `sha256` field itself, so no
+//! field (a period, a URL, a timestamp) can be edited without changing it.
+//! Nothing volatile (no collection time) is ever written, so the same
+//! source state gives byte-identical files.
 
 pub mod canonical;
 pub mod path;
@@ -15,8 +18,8 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-pub const ARTIFACT_SCHEMA: &str = "cleartrail.artifact/v1";
-pub const COLLECTION_SCHEMA: &str = "cleartrail.collection/v1";
+pub const ARTIFACT_SCHEMA: &str = "cleartrail.artifact/v2";
+pub const COLLECTION_SCHEMA: &str = "cleartrail.collection/v2";
 pub const TOMBSTONE_SCHEMA: &str = "cleartrail.tombstone/v1";
 
 /// Top-level folders of the evidence repository layout.
@@ -24,6 +27,12 @@ pub const EVIDENCE_DIR: &str = "evidence";
 pub const COLLECTIONS_DIR: &str = "collections";
 pub const TOMBSTONES_DIR: &str = "tombstones";
 pub const STATE_PATH: &str = ".cleartrail/state.json";
+/// The layout version of the evidence branch (see [`LAYOUT_VERSION`]).
+pub const LAYOUT_PATH: &str = ".cleartrail/layout.json";
+/// Version 2: artifacts of period-scoped queries are sharded by month and
+/// bucket (`<kind dir>/<yyyy-mm>/<bucket>/<object path>.json`); digests
+/// cover the whole artifact (RFC 8785).
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// The span of time an artifact is evidence for (inclusive days).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +46,17 @@ impl DateSpan {
         DateSpan { start: d, end: d }
     }
 
-    fn to_json(self) -> Value {
+    pub fn to_json(self) -> Value {
         json!({"start": self.start.to_string(), "end": self.end.to_string()})
+    }
+
+    /// Reads `{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let day = |k: &str| NaiveDate::parse_from_str(v[k].as_str()?, "%Y-%m-%d").ok();
+        Some(DateSpan {
+            start: day("start")?,
+            end: day("end")?,
+        })
     }
 }
 
@@ -65,8 +83,13 @@ pub struct Artifact {
     pub observed: BTreeMap<String, String>,
     /// Normalized fields; must be deterministic for one source state.
     pub content: Value,
-    /// Which configured query found it (`<source name>: <query>`).
+    /// Which configured query found it (`<source name>/<query id>`),
+    /// stamped by the driver.
     pub query: String,
+    /// The shard folder (`<yyyy-mm>/<bucket>`) for objects of a
+    /// period-scoped query, stamped by the driver; `None` keeps the object
+    /// path directly under the kind folder.
+    pub shard: Option<String>,
     pub captured: Option<Captured>,
 }
 
@@ -86,11 +109,31 @@ impl Artifact {
 
     /// The escaped object path, without extension, relative to the repo.
     pub fn base_path(&self) -> String {
-        format!(
-            "{}/{}",
-            Self::kind_dir(&self.source, &self.kind),
-            path::escape_object_path(&self.object_id)
+        Self::base_path_of(
+            &self.source,
+            &self.kind,
+            self.shard.as_deref(),
+            &self.object_id,
         )
+    }
+
+    /// Where an artifact with these fields lives (without extension): the
+    /// one rule that writers and `verify` share.
+    pub fn base_path_of(source: &str, kind: &str, shard: Option<&str>, object_id: &str) -> String {
+        let dir = Self::kind_dir(source, kind);
+        let obj = path::escape_object_path(object_id);
+        match shard {
+            Some(s) => format!("{dir}/{s}/{obj}"),
+            None => format!("{dir}/{obj}"),
+        }
+    }
+
+    /// Stamps the month-and-bucket shard from the period start (objects
+    /// without a period stay unsharded).
+    pub fn stamp_shard(&mut self) {
+        self.shard = self
+            .period
+            .map(|p| path::month_shard(p.start, &self.object_id));
     }
 
     /// Where the artifact JSON lives.
@@ -131,10 +174,9 @@ impl Artifact {
         content
     }
 
-    /// The canonical JSON document and its `sha256`.
+    /// The JSON document and its `sha256` (over every other field).
     pub fn to_document(&self) -> (Value, String) {
         let content = self.full_content();
-        let sha = canonical::digest_value(&content);
         let observed: Map<String, Value> = self
             .observed
             .iter()
@@ -152,8 +194,11 @@ impl Artifact {
             "observed": observed,
             "content": content,
             "query": self.query,
-            "sha256": sha,
+            "shard": self.shard,
         });
+        let sha = canonical::document_digest(&doc);
+        let mut doc = doc;
+        doc["sha256"] = Value::String(sha.clone());
         (doc, sha)
     }
 
@@ -166,7 +211,9 @@ impl Artifact {
 
 /// Digest over a set of artifacts: SHA-256 of the lines `<id> <sha256>\n`
 /// sorted by id. The empty set has the digest of the empty string, so "no
-/// results" is a checkable fact.
+/// results" is a checkable fact. Collection records keep one such digest
+/// per month group ([`group_of_shard`]) and a digest over the groups
+/// ([`groups_digest`]), so a run re-reads only the months that changed.
 pub fn set_digest<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut lines: Vec<(&str, &str)> = entries.into_iter().collect();
     lines.sort_unstable();
@@ -180,13 +227,46 @@ pub fn set_digest<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     canonical::sha256_hex(buf.as_bytes())
 }
 
+/// The group (month) of a shard, `-` for unsharded artifacts.
+pub fn group_of_shard(shard: Option<&str>) -> String {
+    match shard {
+        Some(s) => s.split('/').next().unwrap_or(s).to_string(),
+        None => "-".to_string(),
+    }
+}
+
+/// One group of a collection: how many artifacts, and their [`set_digest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDigest {
+    pub count: u64,
+    pub digest: String,
+}
+
+/// SHA-256 of the lines `<group> <count> <digest>\n`, sorted by group.
+pub fn groups_digest(groups: &BTreeMap<String, GroupDigest>) -> String {
+    let mut buf = String::new();
+    for (g, d) in groups {
+        buf.push_str(&format!("{g} {} {}\n", d.count, d.digest));
+    }
+    canonical::sha256_hex(buf.as_bytes())
+}
+
 /// What one configured query returned during a collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryRecord {
     /// The configured source name.
     pub source_name: String,
+    /// The query's id within its connector (`history`, `documents`).
+    pub query_id: String,
+    /// The run's period, for a period-scoped query: the objects it asked
+    /// about are those dated in it.
+    pub period: Option<DateSpan>,
     /// Human-readable description of the query.
     pub query: String,
+    /// `complete` or `incremental` (what the last answer covered).
+    pub outcome: String,
+    /// For an incremental answer: the saved state it started from.
+    pub since: Option<String>,
     /// Filters applied (period, branch, ...), as strings.
     pub filters: BTreeMap<String, String>,
     pub pages: u64,
@@ -204,11 +284,24 @@ pub struct CollectionRecord {
     pub source: String,
     pub kind: String,
     pub queries: Vec<QueryRecord>,
-    /// Number of artifacts of this source and kind held on the branch.
-    pub count: u64,
-    /// [`set_digest`] over every artifact of this source and kind held.
-    pub digest: String,
+    /// Per month group: the artifacts of this source and kind held.
+    pub groups: BTreeMap<String, GroupDigest>,
 }
+
+impl CollectionRecord {
+    /// Number of artifacts of this source and kind held on the branch.
+    pub fn count(&self) -> u64 {
+        self.groups.values().map(|g| g.count).sum()
+    }
+
+    /// [`groups_digest`] over every group held.
+    pub fn digest(&self) -> String {
+        groups_digest(&self.groups)
+    }
+}
+
+/// How collection digests are computed, written into every record.
+pub const DIGEST_RULE: &str = "groups: per month of the shard (`-` when unsharded), sha256 of the lines `<id> <sha256>\\n` of every artifact held in it, sorted by id; digest: sha256 of the lines `<group> <count> <digest>\\n` sorted by group; a query's digest: sha256 of the lines `<id> <sha256>\\n` of what it returned";
 
 impl CollectionRecord {
     pub fn path(source: &str, kind: &str) -> String {
@@ -226,7 +319,11 @@ impl CollectionRecord {
             .map(|q| {
                 json!({
                     "source_name": q.source_name,
+                    "query_id": q.query_id,
+                    "period": q.period.map(DateSpan::to_json),
                     "query": q.query,
+                    "outcome": q.outcome,
+                    "since": q.since,
                     "filters": q.filters,
                     "pages": q.pages,
                     "count": q.count,
@@ -235,14 +332,20 @@ impl CollectionRecord {
                 })
             })
             .collect();
+        let groups: Map<String, Value> = self
+            .groups
+            .iter()
+            .map(|(g, d)| (g.clone(), json!({"count": d.count, "digest": d.digest})))
+            .collect();
         let doc = json!({
             "schema": COLLECTION_SCHEMA,
             "source": self.source,
             "kind": self.kind,
             "queries": queries,
-            "count": self.count,
-            "digest": self.digest,
-            "digest_rule": "sha256 of the lines `<id> <sha256>\\n` of every artifact held, sorted by id",
+            "groups": groups,
+            "count": self.count(),
+            "digest": self.digest(),
+            "digest_rule": DIGEST_RULE,
         });
         canonical::to_pretty(&doc)
     }
@@ -262,11 +365,28 @@ mod tests {
             period: Some(DateSpan::day(NaiveDate::from_ymd_opt(2026, 3, 14).unwrap())),
             observed: BTreeMap::from([("modified".into(), "2026-03-14T10:00:00Z".into())]),
             content: json!({"front_matter": {"owner": "CISO"}}),
-            query: "policies: files under policies".into(),
+            query: "policies/documents".into(),
+            shard: None,
             captured: Some(Captured {
                 bytes: b"# Access\n".to_vec(),
             }),
         }
+    }
+
+    #[test]
+    fn sharded_artifacts_live_under_month_and_bucket() {
+        let mut a = sample();
+        a.kind = "change".into();
+        a.object_id = "app/ab12cd34ef".into();
+        a.captured = None;
+        a.stamp_shard();
+        assert_eq!(a.shard.as_deref(), Some("2026-03/ab"));
+        assert_eq!(
+            a.json_path(),
+            "evidence/files/change/2026-03/ab/app/ab12cd34ef.json"
+        );
+        assert_eq!(group_of_shard(a.shard.as_deref()), "2026-03");
+        assert_eq!(group_of_shard(None), "-");
     }
 
     #[test]
@@ -288,14 +408,37 @@ mod tests {
     }
 
     #[test]
-    fn artifact_file_is_canonical_and_hash_covers_content() {
+    fn artifact_file_is_canonical_and_hash_covers_the_whole_document() {
         let a = sample();
         let (bytes, sha) = a.to_bytes();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.ends_with("}\n"));
         let doc: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["sha256"], sha);
-        assert_eq!(canonical::digest_value(&doc["content"]), sha);
+        assert_eq!(canonical::document_digest(&doc), sha);
+        // Every field but the digest is covered: moving the evidence into
+        // another period, or editing any provenance, changes it.
+        for (field, forged) in [
+            (
+                "period",
+                json!({"start": "2025-01-01", "end": "2025-01-01"}),
+            ),
+            ("url", json!("https://elsewhere.example/x")),
+            ("title", json!("Other")),
+            ("observed", json!({"modified": "2020-01-01T00:00:00Z"})),
+            ("query", json!("policies/other")),
+            ("object_id", json!("policies/other.md")),
+            ("shard", json!("2026-03/aa")),
+            ("content", json!({})),
+        ] {
+            let mut d = doc.clone();
+            d[field] = forged;
+            assert_ne!(
+                canonical::document_digest(&d),
+                sha,
+                "{field} is not covered"
+            );
+        }
         assert_eq!(
             doc["content"]["captured"]["sha256"],
             canonical::sha256_hex(b"# Access\n")

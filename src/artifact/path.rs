@@ -26,6 +26,24 @@
 //! Git itself).
 
 use super::canonical::sha256_hex;
+use chrono::{Datelike, NaiveDate};
+
+/// The shard folder of a dated object: `<yyyy-mm>/<bucket>`, where the
+/// month is the object's own (its period start) and the bucket is two
+/// lower-case hex digits: the first two of the object id's last segment
+/// when that is a hex id of 7 or more digits (a commit id: an auditor finds
+/// commit `ab12...` under `ab`), else the first two of the SHA-256 of the
+/// object id. At most 256 buckets a month keep every folder far below the
+/// 1,000 entries GitHub's web view lists, at 100,000 objects a month.
+pub fn month_shard(date: NaiveDate, object_id: &str) -> String {
+    let last = object_id.rsplit('/').next().unwrap_or(object_id);
+    let bucket = if last.len() >= 7 && last.bytes().all(|b| b.is_ascii_hexdigit()) {
+        last[..2].to_ascii_lowercase()
+    } else {
+        sha256_hex(object_id.as_bytes())[..2].to_string()
+    };
+    format!("{:04}-{:02}/{bucket}", date.year(), date.month())
+}
 
 const MAX_SEGMENT: usize = 120;
 const CUT_SEGMENT: usize = 100;
@@ -132,6 +150,19 @@ pub fn unescape_object_path(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn month_shards_use_commit_ids_or_a_hash_bucket() {
+        let d = NaiveDate::from_ymd_opt(2026, 3, 14).unwrap();
+        assert_eq!(month_shard(d, "app/AB12CD3"), "2026-03/ab");
+        // Not a hex id: a bucket from the SHA-256 of the whole object id.
+        let b = &sha256_hex(b"acme/api#123")[..2];
+        assert_eq!(month_shard(d, "acme/api#123"), format!("2026-03/{b}"));
+        assert_eq!(
+            month_shard(d, "app/abc"),
+            format!("2026-03/{}", &sha256_hex(b"app/abc")[..2])
+        );
+    }
 
     #[test]
     fn plain_ids_are_kept() {

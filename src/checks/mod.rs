@@ -9,6 +9,7 @@ use crate::diag::{Diagnostic, Level, Severity};
 use crate::evidence::Held;
 use chrono::NaiveDate;
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub const CHECK_SCHEMA: &str = "cleartrail.check/v1";
@@ -37,12 +38,17 @@ pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         code: "commit-unsigned",
         severity: Severity::Warning,
-        doc: "Every commit and merge of a git source in the period carries a signature (GPG, SSH or X.509). Signatures tie a change to a key its author controls. A warning by default, since many organisations do not require signed commits; raise it to `error` where policy does.",
+        doc: "Every change of a git source in the period (a commit of the default branch's first-parent history: a merged pull request, a squash or rebase merge, or a direct push) carries a signature (GPG, SSH or X.509). Commits inside merged branches are not changes and are not checked. Signatures tie a change to a key its author (or the forge, for web merges) controls. Whether a signature verifies is `change-signature-unverified`'s concern. A warning by default, since many organisations do not require signed commits; raise it to `error` where policy does.",
     },
     CheckDef {
-        code: "merge-without-review-trace",
+        code: "change-signature-unverified",
+        severity: Severity::Warning,
+        doc: "Every signed change of a git source in the period whose signature could be checked (the source configures `allowed_signers` for SSH or `gpg_keyring` for GPG signatures) verifies against those keys. A signature made by a key nobody listed, or that does not match the change, is an exception. Signatures of a kind with no keys configured, and X.509 signatures, are recorded as `unknown` and are outside the population; a forge's web signing key (GitHub's web-flow) verifies only when its public key is in the keyring.",
+    },
+    CheckDef {
+        code: "change-without-review-trace",
         severity: Severity::Error,
-        doc: "Every merge commit of a git source in the period shows a review trace: it names the pull or merge request it came from, or carries a `Reviewed-by`/`Approved-by`/`Reviewed-on` trailer. A merge with no trace is a change that reached the branch with no evidence of review.",
+        doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge, squash `(#N)` or a `PR #N` line, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. The forge's own record (the GitHub source) is the authoritative evidence of who approved what.",
     },
     CheckDef {
         code: "codeowners-missing",
@@ -137,6 +143,20 @@ fn in_period(h: &Held, period: &crate::period::Period) -> bool {
     h.period_end().is_some_and(|d| period.contains(d))
 }
 
+/// The change population: `change` artifacts of git sources in the period.
+fn changes<'a>(held: &'a [Held], period: &crate::period::Period) -> Vec<&'a Held> {
+    held.iter()
+        .filter(|h| h.source == "git" && h.kind == "change" && in_period(h, period))
+        .collect()
+}
+
+/// `change 1a2b3c4d5e6f ("summary")`: the commit id a reader looks up.
+fn change_label(h: &Held) -> String {
+    let sha = h.field("sha").and_then(Value::as_str).unwrap_or_default();
+    let short = sha.get(..12).unwrap_or(sha);
+    format!("change {short} (\"{}\")", h.title())
+}
+
 /// Runs every check that is not `off`, in catalog order.
 pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
     let mut out = Vec::new();
@@ -216,40 +236,88 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                 )
             }
             "commit-unsigned" => {
-                let pop: Vec<&Held> = held
-                    .iter()
-                    .filter(|h| {
-                        h.source == "git"
-                            && matches!(h.kind.as_str(), "commit" | "merge")
-                            && in_period(h, cx.period)
-                    })
-                    .collect();
+                let pop = changes(held, cx.period);
                 for h in &pop {
-                    if h.content()["signed"] != true {
-                        exception(h, "commit is not signed".into());
+                    if h.field("signature.type").is_none_or(Value::is_null) {
+                        exception(h, format!("{} is not signed", change_label(h)));
                     }
                 }
                 (
                     pop.len(),
-                    format!("git commits and merges dated in {}", cx.period),
+                    format!(
+                        "git changes (first-parent history of the branch) dated in {}",
+                        cx.period
+                    ),
                 )
             }
-            "merge-without-review-trace" => {
-                let pop: Vec<&Held> = held
-                    .iter()
-                    .filter(|h| h.source == "git" && h.kind == "merge" && in_period(h, cx.period))
+            "change-signature-unverified" => {
+                let pop: Vec<&Held> = changes(held, cx.period)
+                    .into_iter()
+                    .filter(|h| {
+                        matches!(
+                            h.field("signature.status").and_then(Value::as_str),
+                            Some("verified" | "unverified")
+                        )
+                    })
                     .collect();
                 for h in &pop {
-                    if h.content()["review_trace"] != true {
+                    if h.field("signature.status").and_then(Value::as_str) == Some("unverified") {
+                        let sig = |k: &str| {
+                            h.field(&format!("signature.{k}"))
+                                .and_then(Value::as_str)
+                                .unwrap_or("?")
+                                .to_string()
+                        };
                         exception(
                             h,
-                            "merge names no pull request and has no review trailer".into(),
+                            format!(
+                                "{} is signed ({} key {}) but does not verify against the configured keys: {}",
+                                change_label(h),
+                                sig("type"),
+                                sig("key"),
+                                sig("detail")
+                            ),
                         );
                     }
                 }
                 (
                     pop.len(),
-                    format!("git merge commits dated in {}", cx.period),
+                    format!(
+                        "signed git changes dated in {} whose kind of signature has keys configured",
+                        cx.period
+                    ),
+                )
+            }
+            "change-without-review-trace" => {
+                let pop = changes(held, cx.period);
+                for h in &pop {
+                    if h.field("review_trace").is_none_or(Value::is_null) {
+                        let how = match h.field("change_type").and_then(Value::as_str) {
+                            Some("direct")
+                                if h.field("parents")
+                                    .and_then(Value::as_array)
+                                    .is_some_and(|p| p.len() > 1) =>
+                            {
+                                "a merge made outside any pull request"
+                            }
+                            Some("direct") => "a direct push",
+                            _ => "a change",
+                        };
+                        exception(
+                            h,
+                            format!(
+                                "{} is {how}: it names no pull or merge request and no reviewer",
+                                change_label(h)
+                            ),
+                        );
+                    }
+                }
+                (
+                    pop.len(),
+                    format!(
+                        "git changes (first-parent history of the branch) dated in {}",
+                        cx.period
+                    ),
                 )
             }
             "codeowners-missing" => {
@@ -284,4 +352,146 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A held `change` artifact; the one place that builds `Held` here.
+    fn change(sha: &str, day: &str, content: Value) -> Held {
+        let mut content = content;
+        content["sha"] = json!(sha);
+        Held {
+            id: format!("git:change:app/{sha}"),
+            source: "git".into(),
+            kind: "change".into(),
+            path: format!("evidence/git/change/app/{sha}.json"),
+            period: crate::artifact::DateSpan::from_json(&json!({"start": day, "end": day})),
+            doc: json!({"title": format!("summary {sha}"), "period": {"start": day, "end": day}, "content": content}),
+        }
+    }
+
+    fn run_one(held: &[Held], code: &str) -> CheckResult {
+        let period: crate::period::Period = "2026".parse().unwrap();
+        let severities = BTreeMap::new();
+        let cx = CheckContext {
+            as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            period: &period,
+            git_sources: vec!["app".into()],
+            severities: &severities,
+        };
+        run(held, &cx).into_iter().find(|r| r.code == code).unwrap()
+    }
+
+    fn sig(kind: Option<&str>, status: Option<&str>) -> Value {
+        json!({"type": kind, "key": kind.map(|_| "ABCD"), "status": status, "detail": status.map(|_| "no matching key")})
+    }
+
+    #[test]
+    fn review_trace_covers_every_change_direct_pushes_included() {
+        let held = [
+            change(
+                "aaaaaaaaaaaaaaaa",
+                "2026-02-01",
+                json!({"change_type": "merge", "parents": ["1", "2"], "review_trace": {"kind": "pull-request-reference", "text": "x"}}),
+            ),
+            change(
+                "bbbbbbbbbbbbbbbb",
+                "2026-02-02",
+                json!({"change_type": "direct", "parents": ["1"], "review_trace": null}),
+            ),
+            change(
+                "cccccccccccccccc",
+                "2026-02-03",
+                json!({"change_type": "direct", "parents": ["1", "2"], "review_trace": null}),
+            ),
+            // Outside the period: not in the population.
+            change(
+                "dddddddddddddddd",
+                "2025-12-31",
+                json!({"change_type": "direct", "parents": ["1"], "review_trace": null}),
+            ),
+        ];
+        let r = run_one(&held, "change-without-review-trace");
+        assert_eq!(r.population, 3);
+        let reasons: Vec<(&str, &str)> = r
+            .exceptions
+            .iter()
+            .map(|e| (e.artifact.as_str(), e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "git:change:app/bbbbbbbbbbbbbbbb",
+                    "change bbbbbbbbbbbb (\"summary bbbbbbbbbbbbbbbb\") is a direct push: it names no pull or merge request and no reviewer"
+                ),
+                (
+                    "git:change:app/cccccccccccccccc",
+                    "change cccccccccccc (\"summary cccccccccccccccc\") is a merge made outside any pull request: it names no pull or merge request and no reviewer"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unsigned_and_unverified_are_separate_exceptions() {
+        let held = [
+            change(
+                "aaaaaaaaaaaaaaaa",
+                "2026-02-01",
+                json!({"signature": sig(None, None)}),
+            ),
+            change(
+                "bbbbbbbbbbbbbbbb",
+                "2026-02-01",
+                json!({"signature": sig(Some("gpg"), Some("verified"))}),
+            ),
+            change(
+                "cccccccccccccccc",
+                "2026-02-01",
+                json!({"signature": sig(Some("ssh"), Some("unverified"))}),
+            ),
+            change(
+                "dddddddddddddddd",
+                "2026-02-01",
+                json!({"signature": sig(Some("gpg"), Some("unknown"))}),
+            ),
+        ];
+        let unsigned = run_one(&held, "commit-unsigned");
+        assert_eq!(unsigned.population, 4);
+        let ids: Vec<&str> = unsigned
+            .exceptions
+            .iter()
+            .map(|e| e.artifact.as_str())
+            .collect();
+        assert_eq!(ids, ["git:change:app/aaaaaaaaaaaaaaaa"]);
+        let unverified = run_one(&held, "change-signature-unverified");
+        // `unknown` (no keys configured) is outside the population.
+        assert_eq!(unverified.population, 2);
+        assert_eq!(unverified.exceptions.len(), 1);
+        assert_eq!(
+            unverified.exceptions[0].artifact,
+            "git:change:app/cccccccccccccccc"
+        );
+        assert!(
+            unverified.exceptions[0]
+                .reason
+                .contains("signed (ssh key ABCD) but does not verify against the configured keys: no matching key"),
+            "{}",
+            unverified.exceptions[0].reason
+        );
+    }
+
+    #[test]
+    fn check_codes_are_unique_and_documented() {
+        let mut codes: Vec<&str> = CHECKS.iter().map(|c| c.code).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), CHECKS.len());
+        assert!(CHECKS.iter().all(|c| c.doc.len() > 80));
+        assert!(def("merge-without-review-trace").is_none());
+    }
 }

@@ -106,10 +106,11 @@ fn render_show(e: &Entry<'_>) -> String {
     } else {
         s.push_str("requirements:\n");
         for r in &c.requirements {
-            let fresh = r
-                .freshness_days
-                .map(|d| format!(", within {d} days"))
-                .unwrap_or_default();
+            let fresh = match (r.population, r.freshness_days) {
+                (true, _) => ", dated in the period".to_string(),
+                (false, Some(d)) => format!(", within {d} days"),
+                (false, None) => String::new(),
+            };
             let _ = writeln!(
                 s,
                 "  {}: {} (at least {}{fresh})",

@@ -114,22 +114,54 @@ pub(crate) fn restrict_framework(
     Ok(())
 }
 
-/// The evidence branch to read: `--rev`, else the configured branch when
-/// it exists, else HEAD.
+/// The evidence branch to read: `--rev`, else the configured branch,
+/// locally or as a remote-tracking branch (`origin/<branch>` first), so a
+/// plain `git clone` of the evidence repository works as it is. `None`
+/// when the branch exists nowhere.
 pub(crate) fn evidence_rev(
     store: &crate::store::Store,
     rev: Option<&str>,
     config: Option<&Config>,
-) -> Result<String, Error> {
+) -> Result<Option<String>, Error> {
     if let Some(r) = rev {
-        return Ok(r.to_string());
+        return Ok(Some(r.to_string()));
     }
-    let branch = config
+    let branch = evidence_branch(config);
+    if store.branch_tip(&branch).map_err(Error::runtime)?.is_some() {
+        return Ok(Some(branch));
+    }
+    let repo = store.repo();
+    let mut remotes: Vec<String> = repo
+        .remotes()
+        .map(|r| r.iter().flatten().flatten().map(str::to_string).collect())
+        .unwrap_or_default();
+    // `origin` first, then the others in name order.
+    remotes.sort_by_key(|r| (r != "origin", r.clone()));
+    Ok(remotes
+        .into_iter()
+        .map(|r| format!("refs/remotes/{r}/{branch}"))
+        .find(|name| repo.refname_to_id(name).is_ok()))
+}
+
+/// The configured evidence branch name.
+pub(crate) fn evidence_branch(config: Option<&Config>) -> String {
+    config
         .map(|c| c.branch.clone())
-        .unwrap_or_else(|| config::DEFAULT_BRANCH.to_string());
-    Ok(match store.branch_tip(&branch).map_err(Error::runtime)? {
-        Some(_) => branch,
-        None => "HEAD".to_string(),
+        .unwrap_or_else(|| config::DEFAULT_BRANCH.to_string())
+}
+
+/// Like [`evidence_rev`], for commands that need the branch to exist.
+pub(crate) fn require_evidence_rev(
+    store: &crate::store::Store,
+    rev: Option<&str>,
+    config: Option<&Config>,
+) -> Result<String, Error> {
+    evidence_rev(store, rev, config)?.ok_or_else(|| {
+        let branch = evidence_branch(config);
+        Error::usage(anyhow::anyhow!(
+            "the evidence branch `{branch}` does not exist in {}, locally or as a remote-tracking branch (run `cleartrail run` to create it, or `git fetch origin {branch}`)",
+            store.path().display()
+        ))
     })
 }
 

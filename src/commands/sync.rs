@@ -36,17 +36,51 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         audit::as_of(&period, now.date_naive()),
     );
     let statuses: RefCell<Vec<FrameworkStatus>> = RefCell::new(Vec::new());
-    let derive = |snapshot: &crate::store::Snapshot<'_>, changes: &crate::store::ChangeSet| {
+    let coverage: RefCell<Vec<audit::Coverage>> = RefCell::new(Vec::new());
+    let derive = |snapshot: &crate::store::Snapshot<'_>,
+                  changes: &crate::store::ChangeSet,
+                  evidence_changed: bool| {
+        // Nothing new and nothing that derived files depend on changed:
+        // they stand as committed, and no evidence is read again.
+        let manual_now = match &settings.manual {
+            Some((path, text)) => {
+                crate::config::raw::parse_as(&path.display().to_string(), text).ok()
+            }
+            None => Some(Default::default()),
+        };
+        if !evidence_changed
+            && let Some(manual_now) = manual_now
+            && let Some(m) =
+                audit::read_manifest(snapshot).map_err(crate::sync::SyncError::Store)?
+            && m["inputs"].as_str()
+                == Some(
+                    audit::inputs_fingerprint(
+                        &settings,
+                        &settings.effective(&manual_now),
+                        &templates,
+                    )
+                    .as_str(),
+                )
+        {
+            *coverage.borrow_mut() =
+                serde_json::from_value(m["coverage"].clone()).unwrap_or_default();
+            return Ok(Vec::new());
+        }
         let a = audit::evaluate(snapshot, Some(changes), &settings)?;
         let files = audit::derived_files(
             &a,
+            &settings,
             snapshot,
             Some(changes),
             &templates,
             &period,
             &config.branch,
         )?;
+        *coverage.borrow_mut() = a.statuses.iter().map(audit::Coverage::of).collect();
         *statuses.borrow_mut() = a.statuses;
+        // Freeing every parsed artifact one by one costs more than the
+        // process has left to live.
+        std::mem::forget(a.held);
         let produced: std::collections::BTreeSet<&str> =
             files.iter().map(|(p, _)| p.as_str()).collect();
         let stale =
@@ -62,9 +96,11 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         limits: Default::default(),
     };
     // Collect before touching the repository: a failing source leaves no
-    // trace, not even a new empty repository.
+    // trace, not even a new empty repository. What queries saved last time
+    // is read from the branch when it exists.
+    let states = saved_states(&g.repo, &config.branch)?;
     let results = super::runtime()?
-        .block_on(crate::sync::collect_all(&config, &opts))
+        .block_on(crate::sync::collect_all(&config, &opts, &states))
         .with_context(|| format!("sync into {}", g.repo.display()))
         .map_err(Error::runtime)?;
     let store = Store::open_or_init(&g.repo).map_err(|e| match e {
@@ -80,15 +116,35 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         ),
     })?;
     let statuses = statuses.into_inner();
+    let coverage = coverage.into_inner();
     // The commit has landed: failing to print about it must not turn the
     // run into a failure (exit 3 promises nothing was written).
-    if let Err(e) = print_report(g, &report, &statuses, scheduled) {
+    if let Err(e) = print_report(g, &report, &coverage, &statuses, scheduled) {
         tracing::warn!("{e:#}");
     }
-    if let Err(e) = github_outputs(&report, &statuses) {
+    if let Err(e) = github_outputs(&report, &coverage) {
         tracing::warn!("{e:#}");
     }
     Ok(ExitStatus::Ok)
+}
+
+/// The query states saved on the evidence branch, when the repository and
+/// the branch exist (read-only: nothing is created here).
+fn saved_states(
+    repo: &std::path::Path,
+    branch: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let store = match Store::open(repo) {
+        Ok(s) => s,
+        Err(_) => return Ok(Default::default()),
+    };
+    let read = || -> Result<_, crate::sync::SyncError> {
+        match store.branch_tip(branch)? {
+            Some(tip) => crate::sync::read_states(&store.snapshot(Some(tip))?),
+            None => Ok(Default::default()),
+        }
+    };
+    read().map_err(Error::runtime)
 }
 
 /// Moving a branch that a work tree has checked out would leave that work
@@ -135,7 +191,7 @@ fn short(sha: &str) -> &str {
 }
 
 /// One line per framework: in scope, and how many controls per status.
-pub fn coverage_lines(statuses: &[FrameworkStatus]) -> String {
+pub fn coverage_lines(statuses: &[audit::Coverage]) -> String {
     let mut s = String::new();
     for f in statuses {
         let _ = writeln!(
@@ -151,7 +207,7 @@ pub fn coverage_lines(statuses: &[FrameworkStatus]) -> String {
 
 pub fn render_text(
     r: &SyncReport,
-    statuses: &[FrameworkStatus],
+    statuses: &[audit::Coverage],
     repo: &std::path::Path,
     config_arg: &str,
     scheduled: bool,
@@ -200,7 +256,7 @@ pub fn render_text(
     s
 }
 
-pub fn render_markdown(r: &SyncReport, statuses: &[FrameworkStatus]) -> String {
+pub fn render_markdown(r: &SyncReport, statuses: &[audit::Coverage]) -> String {
     let mut s = format!("### ClearTrail sync: period {}\n\n", r.period);
     s.push_str("| source | kind | collected | added | changed | removed | held |\n|---|---|--:|--:|--:|--:|--:|\n");
     for k in &r.kinds {
@@ -237,12 +293,22 @@ pub fn render_markdown(r: &SyncReport, statuses: &[FrameworkStatus]) -> String {
 fn print_report(
     g: &GlobalArgs,
     r: &SyncReport,
+    coverage: &[audit::Coverage],
     statuses: &[FrameworkStatus],
     scheduled: bool,
 ) -> anyhow::Result<()> {
+    let statuses_owned;
+    let statuses = if statuses.is_empty() && g.format == Format::Github {
+        // Annotations need every control: evaluate the tip (derivation
+        // was skipped because nothing changed).
+        statuses_owned = live_statuses(g, r)?;
+        &statuses_owned[..]
+    } else {
+        statuses
+    };
     let out = match g.format {
         Format::Json => {
-            let counts: Vec<serde_json::Value> = statuses
+            let counts: Vec<serde_json::Value> = coverage
                 .iter()
                 .map(|f| serde_json::json!({"framework": f.framework, "in_scope": f.in_scope, "out_of_scope": f.out_of_scope, "counts": f.counts}))
                 .collect();
@@ -252,7 +318,7 @@ fn print_report(
             v.push('\n');
             v
         }
-        Format::Markdown => render_markdown(r, statuses),
+        Format::Markdown => render_markdown(r, coverage),
         Format::Github => crate::diag::render_github(&super::audit::gap_diagnostics(statuses)),
         Format::Text => {
             // `gaps` must read the same configuration to give the same scope.
@@ -262,15 +328,37 @@ fn print_report(
                 }
                 _ => String::new(),
             };
-            render_text(r, statuses, &g.repo, &config_arg, scheduled)
+            render_text(r, coverage, &g.repo, &config_arg, scheduled)
         }
     };
     super::emit(&out);
     Ok(())
 }
 
+/// Every control's status at the branch tip, as `gaps` computes it.
+fn live_statuses(g: &GlobalArgs, r: &SyncReport) -> anyhow::Result<Vec<FrameworkStatus>> {
+    let Some(tip) = &r.tip else {
+        return Ok(Vec::new());
+    };
+    let config = crate::config::load_for_reading(&super::config_path(g))?;
+    let (catalogs, scope) =
+        super::catalogs_and_scope(Some(&config)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let period = super::resolve_period(Some(&r.period), Some(&config), crate::clock::now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&g.repo)?;
+    let snapshot = store.snapshot(Some(git2::Oid::from_str(tip)?))?;
+    let settings = Settings::new(
+        &catalogs,
+        &scope,
+        Some(&config),
+        &period,
+        audit::as_of(&period, crate::clock::now().date_naive()),
+    );
+    Ok(audit::evaluate(&snapshot, None, &settings)?.statuses)
+}
+
 /// Appends to `GITHUB_STEP_SUMMARY` and `GITHUB_OUTPUT` when set.
-fn github_outputs(r: &SyncReport, statuses: &[FrameworkStatus]) -> anyhow::Result<()> {
+fn github_outputs(r: &SyncReport, statuses: &[audit::Coverage]) -> anyhow::Result<()> {
     let append = |var: &str, text: &str| -> anyhow::Result<()> {
         if let Some(path) = std::env::var_os(var) {
             let mut f = std::fs::OpenOptions::new()

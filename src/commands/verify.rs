@@ -9,12 +9,31 @@ use std::fmt::Write as _;
 pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
     let store = super::open_store(g)?;
     let config = super::optional_config(g)?;
-    let rev = super::evidence_rev(&store, args.rev.as_deref(), config.as_ref())?;
-    let commit = store.resolve(&rev).map_err(Error::usage)?;
-    let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
-    let report = crate::verify::verify(&snapshot, &commit.to_string())
-        .with_context(|| format!("verifying {rev}"))
-        .map_err(Error::runtime)?;
+    let report = match super::evidence_rev(&store, args.rev.as_deref(), config.as_ref())? {
+        Some(rev) => {
+            let commit = store.resolve(&rev).map_err(Error::usage)?;
+            let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
+            let report = crate::verify::verify(&snapshot, &commit.to_string())
+                .with_context(|| format!("verifying {rev}"))
+                .map_err(Error::runtime)?;
+            (rev, report)
+        }
+        None => {
+            // Nothing to verify is a failure, never "0 findings".
+            let branch = super::evidence_branch(config.as_ref());
+            let mut report = crate::verify::VerifyReport::default();
+            report.findings.push(crate::diag::Diagnostic::error(
+                "branch-missing",
+                format!("refs/heads/{branch}"),
+                format!(
+                    "the evidence branch `{branch}` exists neither locally nor as a remote-tracking branch; fetch it (`git fetch origin {branch}`) or pass --rev"
+                ),
+            ));
+            (branch, report)
+        }
+    };
+    let (rev, report) = report;
+    let short = &report.commit[..report.commit.len().min(12)];
     let out = match g.format {
         Format::Json => {
             let mut s = serde_json::to_string_pretty(&report).map_err(Error::runtime)?;
@@ -25,10 +44,7 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
         Format::Markdown => {
             let mut s = format!(
                 "### ClearTrail verify `{rev}` ({})\n\n{} artifacts, {} captured documents, {} collections: ",
-                &report.commit[..12],
-                report.artifacts,
-                report.captured,
-                report.collections
+                short, report.artifacts, report.captured, report.collections
             );
             if report.findings.is_empty() {
                 s.push_str("all verified.\n");
@@ -43,7 +59,7 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
             let _ = writeln!(
                 s,
                 "verified {rev} ({}): {} artifacts, {} captured documents, {} collections, {} findings",
-                &report.commit[..12],
+                short,
                 report.artifacts,
                 report.captured,
                 report.collections,

@@ -106,6 +106,10 @@ pub enum SourceSpec {
         path: PathBuf,
         /// Branch to read commits from (default: the repository's HEAD).
         branch: Option<String>,
+        /// SSH `allowed_signers` file verifying SSH signatures.
+        allowed_signers: Option<PathBuf>,
+        /// Armored OpenPGP public keyring verifying GPG signatures.
+        gpg_keyring: Option<PathBuf>,
     },
     /// A folder of documents.
     Files {

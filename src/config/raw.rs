@@ -40,6 +40,10 @@ pub struct RawSource {
     pub path: Option<String>,
     pub branch: Option<String>,
     pub exclude: Option<Vec<String>>,
+    /// git: an SSH `allowed_signers` file to verify SSH signatures with.
+    pub allowed_signers: Option<String>,
+    /// git: an armored OpenPGP public keyring to verify GPG signatures with.
+    pub gpg_keyring: Option<String>,
 }
 
 /// Parses configuration text into the raw form, within

@@ -301,13 +301,25 @@ fn validate_source(
                     None,
                 );
             }
+            let allowed_signers = key_file(
+                cx,
+                dir,
+                &at,
+                "allowed_signers",
+                src.allowed_signers.as_deref(),
+            );
+            let gpg_keyring = key_file(cx, dir, &at, "gpg_keyring", src.gpg_keyring.as_deref());
             SourceSpec::Git {
                 path: path.clone().unwrap_or_default(),
                 branch: src.branch,
+                allowed_signers,
+                gpg_keyring,
             }
         }
         "files" => {
             not_for(cx, "branch", src.branch.is_some());
+            not_for(cx, "allowed_signers", src.allowed_signers.is_some());
+            not_for(cx, "gpg_keyring", src.gpg_keyring.is_some());
             // The path was resolved once (a link to a folder is fine);
             // what it resolved to must be an ordinary folder.
             if let Some(p) = &path
@@ -367,6 +379,30 @@ fn validate_source(
         name: name.to_string(),
         spec,
     })
+}
+
+/// An optional key file of a git source (`allowed_signers`,
+/// `gpg_keyring`), relative to the configuration's folder like `path`.
+fn key_file(
+    cx: &mut Ctx<'_>,
+    dir: &Path,
+    at: &str,
+    key: &str,
+    raw: Option<&str>,
+) -> Option<PathBuf> {
+    let raw = raw?;
+    let joined = dir.join(raw);
+    if cx.check_paths && !joined.is_file() {
+        cx.at_value(
+            &format!("{at}.{key}"),
+            format!(
+                "`{key}` file `{raw}` not found (resolved to {})",
+                joined.display()
+            ),
+            Some("paths are relative to the folder of this configuration file".into()),
+        );
+    }
+    Some(joined)
 }
 
 fn resolve_path(
@@ -585,6 +621,52 @@ mod tests {
             assert_eq!((p[0].0, p[0].1), (5, 11));
             assert!(p[0].2.contains("is a system folder"), "{p:?}");
         }
+    }
+
+    #[test]
+    fn git_key_files_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init(dir.path().join("app")).unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/allowed_signers"), "").unwrap();
+        let cfg = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  app:\n    type: git\n    path: app\n    allowed_signers: keys/allowed_signers\n",
+        )
+        .unwrap();
+        match &cfg.sources[0].spec {
+            super::SourceSpec::Git {
+                allowed_signers,
+                gpg_keyring,
+                ..
+            } => {
+                assert_eq!(
+                    allowed_signers.as_deref(),
+                    Some(dir.path().join("keys/allowed_signers").as_path())
+                );
+                assert_eq!(gpg_keyring, &None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  app:\n    type: git\n    path: app\n    gpg_keyring: keys/missing.asc\n  docs:\n    type: files\n    path: keys\n    gpg_keyring: keys/allowed_signers\n",
+        )
+        .unwrap_err();
+        let msgs: Vec<(usize, &str)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.message.as_str()))
+            .collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(msgs[0].0, 6);
+        assert!(
+            msgs[0]
+                .1
+                .contains("`gpg_keyring` file `keys/missing.asc` not found")
+        );
+        assert_eq!(msgs[1].0, 10);
+        assert!(msgs[1].1.contains("does not apply to a `files` source"));
     }
 
     #[test]

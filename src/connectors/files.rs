@@ -371,7 +371,7 @@ struct InRepo {
     urls: UrlBase,
 }
 
-fn find_repo(folder: &Path) -> Option<InRepo> {
+fn find_repo(folder: &Path, source: &str) -> Option<InRepo> {
     let repo = git2::Repository::discover(folder).ok()?;
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let rel = folder
@@ -381,7 +381,7 @@ fn find_repo(folder: &Path) -> Option<InRepo> {
         .ok()?
         .to_path_buf();
     let prefix = rel.to_string_lossy().replace('\\', "/");
-    let urls = UrlBase::of(&repo);
+    let urls = UrlBase::of(&repo, source);
     Some(InRepo { repo, prefix, urls })
 }
 
@@ -389,7 +389,7 @@ impl FilesSource {
     fn documents(&self, query: &Query) -> Result<(Vec<Artifact>, Vec<Skipped>), ConnectorError> {
         let root = resolve_root(&self.path)?;
         let Listing { files, mut skipped } = list_files(&root, &self.exclude)?;
-        let git = find_repo(&root);
+        let git = find_repo(&root, &self.name);
         let repo_path = |rel: &str| match &git {
             Some(g) if !g.prefix.is_empty() => format!("{}/{rel}", g.prefix),
             _ => rel.to_string(),
@@ -470,6 +470,7 @@ impl FilesSource {
                 observed,
                 content,
                 query: format!("{}: {}", self.name, query.description),
+                shard: None,
                 captured: Some(Captured { bytes }),
             });
         }

@@ -9,6 +9,7 @@
 
 pub mod files;
 pub mod git;
+pub mod gitrepo;
 
 use crate::artifact::Artifact;
 use crate::config::{SourceConfig, SourceSpec};
@@ -43,6 +44,32 @@ pub struct PageRequest {
     pub cursor: Option<String>,
     /// Validator from the last run, for a conditional request.
     pub etag: Option<String>,
+    /// What this query saved at the end of the last run that committed
+    /// (`.cleartrail/state.json` on the evidence branch); first page only.
+    pub state: Option<String>,
+}
+
+/// How much of its scope a query's answer covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything in scope: what is held but not returned was removed.
+    #[default]
+    Complete,
+    /// Only what changed since the saved state: nothing held is removed
+    /// for being absent.
+    Incremental,
+    /// Nothing changed since the saved state: the held artifacts stand.
+    NotModified,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::Incremental => "incremental",
+            Outcome::NotModified => "not-modified",
+        }
+    }
 }
 
 /// Rate-limit state reported by a source with a page.
@@ -73,6 +100,10 @@ pub struct Page {
     /// Validator to send next run.
     pub etag: Option<String>,
     pub rate_limit: Option<RateLimit>,
+    /// What the answer covers (read from the last page).
+    pub outcome: Outcome,
+    /// What to save for the next run (read from the last page).
+    pub state: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,24 +189,60 @@ pub struct QueryResult {
     pub skipped: Vec<Skipped>,
     /// Validator of the last page, for the next run's state.
     pub etag: Option<String>,
+    pub outcome: Outcome,
+    /// What the query was given from the last run.
+    pub since: Option<String>,
+    /// What to save for the next run.
+    pub state: Option<String>,
 }
 
-/// Runs every query of one connector to the end.
+impl QueryResult {
+    /// The stable label of the query (`<source name>/<query id>`): the
+    /// `query` of its artifacts and its key in the saved state.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.source_name, self.query.id)
+    }
+}
+
+/// Runs every query of one connector to the end. `states` holds what each
+/// query saved last time, by label (`<source name>/<query id>`).
 pub async fn collect(
     connector: &dyn Connector,
     limits: Limits,
     now: impl Fn() -> DateTime<Utc>,
+    states: &BTreeMap<String, String>,
 ) -> Result<Vec<QueryResult>, ConnectorError> {
     let mut out = Vec::new();
     for query in connector.queries() {
-        let mut req = PageRequest::default();
+        let mut req = PageRequest {
+            state: states
+                .get(&format!("{}/{}", connector.name(), query.id))
+                .cloned(),
+            ..PageRequest::default()
+        };
+        let since = req.state.clone();
+        let mut outcome: Outcome;
+        let mut state: Option<String>;
         let mut items = Vec::new();
         let mut skipped = Vec::new();
         let mut pages = 0u64;
         let mut etag = None;
         loop {
-            let page = connector.fetch(&query, req.clone()).await?;
+            let mut page = connector.fetch(&query, req.clone()).await?;
             pages += 1;
+            // Provenance is stamped here, once, so that no connector can
+            // get it wrong: which query found the object (a stable label,
+            // never a volatile description) and, for objects of a
+            // period-scoped query, the month shard they live in.
+            let label = format!("{}/{}", connector.name(), query.id);
+            for item in &mut page.items {
+                item.query.clone_from(&label);
+                if query.period_scoped {
+                    item.stamp_shard();
+                } else {
+                    item.shard = None;
+                }
+            }
             items.extend(page.items);
             for s in &page.skipped {
                 tracing::warn!(
@@ -187,6 +254,8 @@ pub async fn collect(
             }
             skipped.extend(page.skipped);
             etag = page.etag.or(etag);
+            outcome = page.outcome;
+            state = page.state;
             if let Some(rl) = page.rate_limit
                 && rl.remaining == 0
                 && page.next.is_some()
@@ -218,7 +287,7 @@ pub async fn collect(
                 Some(next) => {
                     req = PageRequest {
                         cursor: Some(next),
-                        etag: None,
+                        ..PageRequest::default()
                     };
                 }
                 None => break,
@@ -235,6 +304,9 @@ pub async fn collect(
                 skipped
             },
             etag,
+            outcome,
+            since,
+            state,
         });
     }
     Ok(out)
@@ -243,12 +315,20 @@ pub async fn collect(
 /// Builds the connector for a configured source.
 pub fn from_config(src: &SourceConfig, period: &Period) -> Arc<dyn Connector> {
     match &src.spec {
-        SourceSpec::Git { path, branch } => Arc::new(git::GitSource::new(
-            src.name.clone(),
-            path.clone(),
-            branch.clone(),
-            period.clone(),
-        )),
+        SourceSpec::Git {
+            path,
+            branch,
+            allowed_signers,
+            gpg_keyring,
+        } => Arc::new(
+            git::GitSource::new(
+                src.name.clone(),
+                path.clone(),
+                branch.clone(),
+                period.clone(),
+            )
+            .with_keys(allowed_signers.clone(), gpg_keyring.clone()),
+        ),
         SourceSpec::Files { path, exclude } => Arc::new(files::FilesSource::new(
             src.name.clone(),
             path.clone(),
@@ -325,7 +405,9 @@ mod tests {
             calls: Mutex::new(Vec::new()),
             reset_in: chrono::Duration::seconds(30),
         };
-        let res = collect(&c, Limits::default(), at_1000).await.unwrap();
+        let res = collect(&c, Limits::default(), at_1000, &BTreeMap::new())
+            .await
+            .unwrap();
         assert_eq!(res[0].pages, 3);
         assert_eq!(res[0].etag.as_deref(), Some("e2"));
         let cursors: Vec<Option<String>> = c
@@ -348,7 +430,9 @@ mod tests {
             max_pages: 2,
             ..Limits::default()
         };
-        let err = collect(&c, limits, at_1000).await.unwrap_err();
+        let err = collect(&c, limits, at_1000, &BTreeMap::new())
+            .await
+            .unwrap_err();
         assert!(
             err.to_string().contains("still more pages after 2"),
             "{err}"
@@ -361,7 +445,9 @@ mod tests {
             calls: Mutex::new(Vec::new()),
             reset_in: chrono::Duration::hours(2),
         };
-        let err = collect(&c, Limits::default(), at_1000).await.unwrap_err();
+        let err = collect(&c, Limits::default(), at_1000, &BTreeMap::new())
+            .await
+            .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("paged:all: rate limit exhausted"),

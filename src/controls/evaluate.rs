@@ -8,11 +8,12 @@ use super::{Catalogs, Control, Framework, Requirement, Selector};
 use crate::checks::CheckResult;
 use crate::config::{Config, Problem};
 use crate::diag::Severity;
-use crate::evidence::Held;
+use crate::evidence::{Evidence, Held};
+use crate::period::Period;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Where a control stands for the period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
@@ -55,53 +56,137 @@ impl Status {
     }
 }
 
-/// One mapping entry: an artifact counted as evidence for a control.
+/// One manual mapping: an artifact a person counts as evidence for a
+/// control (and, optionally, for one of its requirements).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MappingEntry {
+    /// The artifact id (`<source>:<kind>:<object id>`).
     pub artifact: String,
-    /// `rule`, `manual` or `ai`.
-    pub origin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requirement: Option<String>,
+    /// How sure the person is; 1.0 when left out.
+    #[serde(default = "full_confidence")]
     pub confidence: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
-/// `mappings/<framework>.yaml`.
+fn full_confidence() -> f64 {
+    1.0
+}
+
+/// Manual mappings, from `mappings.yaml` beside `cleartrail.yml`:
+/// framework -> control id -> entries. They are configuration (people
+/// write them), recorded on the evidence branch with the rest of the
+/// effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(transparent)]
+pub struct ManualMappings {
+    pub frameworks: BTreeMap<String, BTreeMap<String, Vec<MappingEntry>>>,
+}
+
+/// The manual mappings of one framework.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MappingFile {
     pub framework: String,
-    #[serde(default)]
     pub controls: BTreeMap<String, Vec<MappingEntry>>,
 }
 
 impl MappingFile {
+    /// Where the generated mapping of a framework is written.
     pub fn path(framework: &str) -> String {
         format!("mappings/{framework}.yaml")
     }
 
-    pub fn parse(path: &str, text: &str) -> Result<Self, Problem> {
-        crate::config::raw::parse_as_bounded(path, text, &crate::yaml::Bounds::GENERATED)
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut s = format!(
-            "# Control -> evidence mapping for {}, written by cleartrail on every run.\n# Entries with origin `rule` are recomputed; entries with origin `manual`\n# are yours and are kept (add `requirement:` to count toward one).\n",
-            self.framework
-        );
-        s.push_str(&serde_yaml::to_string(self).expect("mappings serialize"));
-        s.into_bytes()
-    }
-
-    /// The entries people wrote, which every run keeps.
+    /// The entries people wrote.
     pub fn manual(&self) -> impl Iterator<Item = (&String, &MappingEntry)> {
         self.controls
             .iter()
             .flat_map(|(c, es)| es.iter().map(move |e| (c, e)))
-            .filter(|(_, e)| e.origin == "manual")
+    }
+}
+
+impl ManualMappings {
+    pub const FILE: &'static str = "mappings.yaml";
+
+    /// Parses the file; unknown frameworks, controls, requirements and
+    /// artifacts are problems at their line, all reported at once.
+    pub fn load(
+        path: &std::path::Path,
+        text: &str,
+        catalogs: &Catalogs,
+        held: &Evidence,
+    ) -> Result<Self, Vec<Problem>> {
+        let file = path.display().to_string();
+        let parsed: ManualMappings =
+            crate::config::raw::parse_as(&file, text).map_err(|p| vec![p])?;
+        let locs = crate::config::locate::Locations::parse(text);
+        let mut problems = Vec::new();
+        let mut problem = |at: String, message: String| {
+            let pos = locs.value(&at);
+            problems.push(Problem {
+                file: file.clone(),
+                line: pos.line,
+                col: pos.col,
+                message,
+                hint: None,
+            });
+        };
+        for (fw_id, controls) in &parsed.frameworks {
+            let Some(fw) = catalogs.framework(fw_id) else {
+                problem(fw_id.clone(), format!("unknown framework `{fw_id}`"));
+                continue;
+            };
+            for (cid, entries) in controls {
+                let Some(c) = fw.control(cid) else {
+                    problem(
+                        format!("{fw_id}.{cid}"),
+                        format!("`{cid}` is not a control of {fw_id}"),
+                    );
+                    continue;
+                };
+                for (i, e) in entries.iter().enumerate() {
+                    let at = format!("{fw_id}.{cid}[{i}]");
+                    if held.get(&e.artifact).is_none() {
+                        problem(
+                            format!("{at}.artifact"),
+                            format!(
+                                "no artifact `{}` is held on the evidence branch",
+                                e.artifact
+                            ),
+                        );
+                    }
+                    if let Some(r) = &e.requirement
+                        && !c.requirements.iter().any(|q| &q.id == r)
+                    {
+                        problem(
+                            format!("{at}.requirement"),
+                            format!("`{r}` is not a requirement of {cid}"),
+                        );
+                    }
+                    if !(0.0..=1.0).contains(&e.confidence) {
+                        problem(
+                            format!("{at}.confidence"),
+                            "confidence is a number from 0 to 1".to_string(),
+                        );
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(parsed)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The entries of one framework.
+    pub fn of(&self, framework: &str) -> MappingFile {
+        MappingFile {
+            framework: framework.to_string(),
+            controls: self.frameworks.get(framework).cloned().unwrap_or_default(),
+        }
     }
 }
 
@@ -194,10 +279,22 @@ pub struct EvidenceRef {
     pub url: String,
     pub title: String,
     pub sha256: String,
+    /// The commit id, for evidence that is a commit (shown instead of a
+    /// digest prefix, which could be mistaken for one).
+    pub commit: Option<String>,
     pub period: Value,
+    /// The last day it is evidence for (`YYYY-MM-DD`), for sorting and
+    /// display.
+    pub date: String,
     pub fresh: bool,
     pub origin: String,
+    /// Codes of error-level checks that list it as an exception.
+    pub failing: Vec<String>,
 }
+
+/// How many rows of evidence and exceptions a page shows before it
+/// summarizes and links to the full listing.
+pub const SHOWN: usize = 25;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RequirementStatus {
@@ -206,10 +303,23 @@ pub struct RequirementStatus {
     pub status: Status,
     pub min_count: u32,
     pub freshness_days: Option<u32>,
+    /// `population` or `point-in-time`.
+    pub evidence_type: &'static str,
     pub selectors: Vec<Selector>,
     pub matched: usize,
+    /// Counted: in the period (population) or fresh (point in time).
     pub fresh: usize,
+    /// Counted evidence that an error-level check lists as an exception.
+    pub failing: usize,
+    /// The newest [`SHOWN`] items, newest first.
     pub evidence: Vec<EvidenceRef>,
+    /// The newest [`SHOWN`] failing items, newest first.
+    pub exceptions: Vec<EvidenceRef>,
+    /// Digest over the ids of every matched artifact (sorted), so the
+    /// mapping file pins the whole set without listing it.
+    pub digest: String,
+    /// Listings that hold every matched item (`listings/<source>/<kind>/index.md`).
+    pub listings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,6 +327,9 @@ pub struct CheckStatus {
     pub code: String,
     pub passed: bool,
     pub severity: Option<Severity>,
+    /// How many exceptions the check found.
+    pub exception_count: usize,
+    /// The first [`SHOWN`] of them; `checks/<code>.json` links to all.
     pub exceptions: Vec<crate::checks::Exception>,
 }
 
@@ -267,17 +380,14 @@ impl FrameworkStatus {
     }
 }
 
-fn matches(sel: &Selector, h: &Held) -> bool {
-    sel.source == h.source
-        && sel.kind == h.kind
-        && sel
-            .conditions
-            .iter()
-            .all(|(path, want)| match h.field(path) {
-                Some(Value::Array(items)) => items.iter().any(|v| scalar_eq(v, want)),
-                Some(v) => scalar_eq(v, want),
-                None => false,
-            })
+fn matches_conditions(sel: &Selector, h: &Held) -> bool {
+    sel.conditions
+        .iter()
+        .all(|(path, want)| match h.field(path) {
+            Some(Value::Array(items)) => items.iter().any(|v| scalar_eq(v, want)),
+            Some(v) => scalar_eq(v, want),
+            None => false,
+        })
 }
 
 fn scalar_eq(v: &Value, want: &str) -> bool {
@@ -289,113 +399,215 @@ fn scalar_eq(v: &Value, want: &str) -> bool {
     }
 }
 
-fn is_fresh(h: &Held, freshness: Option<u32>, as_of: NaiveDate) -> bool {
-    match freshness {
+/// Whether `h` counts for `req` as of `inp.as_of`: population evidence
+/// when it falls in the period, point-in-time evidence when it is fresh.
+fn counts(h: &Held, req: &Requirement, inp: &Inputs<'_>) -> bool {
+    if req.population {
+        return h
+            .period
+            .is_some_and(|p| p.end >= inp.period.start() && p.start <= inp.as_of);
+    }
+    match req.freshness_days {
         None => true,
         Some(days) => h
             .period_end()
-            .is_some_and(|end| (as_of - end).num_days() <= i64::from(days)),
+            .is_some_and(|end| (inp.as_of - end).num_days() <= i64::from(days)),
     }
 }
 
-fn evidence_ref(h: &Held, fresh: bool, origin: &str) -> EvidenceRef {
+/// The listing page of every artifact of a (source, kind).
+pub fn listing_index(source: &str, kind: &str) -> String {
+    format!(
+        "listings/{}/{}/index.md",
+        crate::artifact::path::escape_name(source),
+        crate::artifact::path::escape_name(kind)
+    )
+}
+
+fn evidence_ref(h: &Held, fresh: bool, origin: &str, failing: &[&'static str]) -> EvidenceRef {
+    let commit = match (h.source.as_str(), h.kind.as_str()) {
+        ("git", "change" | "commit" | "merge") => h.content()["sha"].as_str().map(str::to_string),
+        _ => None,
+    };
     EvidenceRef {
         id: h.id.clone(),
         path: h.path.clone(),
-        url: h.doc["url"].as_str().unwrap_or_default().to_string(),
+        url: h.url().to_string(),
         title: h.title().to_string(),
-        sha256: h.doc["sha256"].as_str().unwrap_or_default().to_string(),
+        sha256: h.sha256().to_string(),
+        commit,
         period: h.doc["period"].clone(),
+        date: h.period_end().map(|d| d.to_string()).unwrap_or_default(),
         fresh,
         origin: origin.to_string(),
+        failing: failing.iter().map(|c| c.to_string()).collect(),
     }
+}
+
+/// Newest first, then by id: the order every page lists evidence in.
+fn newest_first(a: &Held, b: &Held) -> std::cmp::Ordering {
+    b.period_end()
+        .cmp(&a.period_end())
+        .then_with(|| a.id.cmp(&b.id))
 }
 
 /// Everything evaluation reads.
 pub struct Inputs<'a> {
     pub catalogs: &'a Catalogs,
     pub scope: &'a Scope,
-    pub held: &'a [Held],
+    pub held: &'a Evidence,
     pub checks: &'a [CheckResult],
-    /// Existing mapping files by framework (manual entries are kept).
+    /// Manual mappings by framework (from the configuration).
     pub mappings: &'a BTreeMap<String, MappingFile>,
+    pub period: &'a Period,
     pub as_of: NaiveDate,
     /// Source types configured or present in the evidence: a requirement
     /// none of whose sources is among them says which one it needs.
     pub sources: &'a BTreeSet<String>,
+    /// Artifact id -> codes of error-level checks that list it.
+    pub failing: &'a HashMap<&'a str, Vec<&'static str>>,
+}
+
+/// Artifact id -> codes of the error-level checks whose exceptions name it.
+pub fn failing_index(checks: &[CheckResult]) -> HashMap<&str, Vec<&'static str>> {
+    let mut out: HashMap<&str, Vec<&'static str>> = HashMap::new();
+    for c in checks.iter().filter(|c| c.severity == Severity::Error) {
+        for e in &c.exceptions {
+            out.entry(e.artifact.as_str()).or_default().push(c.code);
+        }
+    }
+    out
 }
 
 fn evaluate_requirement(
     req: &Requirement,
     control_id: &str,
     mapping: Option<&MappingFile>,
-    by_id: &BTreeMap<&str, &Held>,
     inp: &Inputs<'_>,
 ) -> RequirementStatus {
-    let mut evidence: Vec<EvidenceRef> = inp
-        .held
-        .iter()
-        // Evidence dated after the as-of date did not exist yet then.
-        .filter(|h| h.period_start().is_none_or(|d| d <= inp.as_of))
-        .filter(|h| req.any_of.iter().any(|s| matches(s, h)))
-        .map(|h| evidence_ref(h, is_fresh(h, req.freshness_days, inp.as_of), "rule"))
-        .collect();
+    // (artifact, origin), each artifact once.
+    let mut matched: Vec<(&Held, &'static str)> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for sel in &req.any_of {
+        for h in inp.held.of_kind(&sel.source, &sel.kind) {
+            // Evidence dated after the as-of date did not exist yet then.
+            if h.period_start().is_some_and(|d| d > inp.as_of) || !matches_conditions(sel, h) {
+                continue;
+            }
+            if seen.insert(h.id.as_str()) {
+                matched.push((h, "rule"));
+            }
+        }
+    }
     if let Some(m) = mapping {
         for (c, e) in m.manual() {
             if c == control_id
                 && e.requirement.as_deref() == Some(req.id.as_str())
-                && let Some(h) = by_id.get(e.artifact.as_str())
-                && !evidence.iter().any(|x| x.id == h.id)
+                && let Some(h) = inp.held.get(&e.artifact)
+                && seen.insert(h.id.as_str())
             {
-                evidence.push(evidence_ref(
-                    h,
-                    is_fresh(h, req.freshness_days, inp.as_of),
-                    "manual",
-                ));
+                matched.push((h, "manual"));
             }
         }
     }
-    let matched = evidence.len();
-    let fresh = evidence.iter().filter(|e| e.fresh).count();
+    let no_fail: &[&'static str] = &[];
+    let fails = |h: &Held| {
+        inp.failing
+            .get(h.id.as_str())
+            .map_or(no_fail, |v| v.as_slice())
+    };
+    let mut counted: Vec<(&Held, &'static str)> = matched
+        .iter()
+        .copied()
+        .filter(|(h, _)| counts(h, req, inp))
+        .collect();
+    counted.sort_by(|a, b| newest_first(a.0, b.0));
+    let failing_items: Vec<&(&Held, &'static str)> = counted
+        .iter()
+        .filter(|(h, _)| !fails(h).is_empty())
+        .collect();
     let min = req.min_count as usize;
-    let status = if matched < min {
+    let status = if matched.len() < min {
         Status::Missing
-    } else if fresh < min {
+    } else if counted.len() < min {
         Status::Stale
+    } else if !failing_items.is_empty() {
+        Status::Failing
     } else {
         Status::Covered
     };
+    // Shown: counted items first (newest first), then the rest.
+    let mut shown: Vec<EvidenceRef> = counted
+        .iter()
+        .take(SHOWN)
+        .map(|(h, o)| evidence_ref(h, true, o, fails(h)))
+        .collect();
+    if shown.len() < SHOWN {
+        let mut rest: Vec<&(&Held, &'static str)> = matched
+            .iter()
+            .filter(|(h, _)| !counts(h, req, inp))
+            .collect();
+        rest.sort_by(|a, b| newest_first(a.0, b.0));
+        shown.extend(
+            rest.into_iter()
+                .take(SHOWN - shown.len())
+                .map(|(h, o)| evidence_ref(h, false, o, fails(h))),
+        );
+    }
+    let mut ids: Vec<&str> = matched.iter().map(|(h, _)| h.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut listings: Vec<String> = matched
+        .iter()
+        .map(|(h, _)| listing_index(&h.source, &h.kind))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    listings.sort();
     RequirementStatus {
         id: req.id.clone(),
         description: req.description.clone(),
         status,
         min_count: req.min_count,
         freshness_days: req.freshness_days,
+        evidence_type: if req.population {
+            "population"
+        } else {
+            "point-in-time"
+        },
         selectors: req.any_of.clone(),
-        matched,
-        fresh,
-        evidence,
+        matched: matched.len(),
+        fresh: counted.len(),
+        failing: failing_items.len(),
+        exceptions: failing_items
+            .iter()
+            .take(SHOWN)
+            .map(|(h, o)| evidence_ref(h, true, o, fails(h)))
+            .collect(),
+        evidence: shown,
+        digest: crate::artifact::canonical::sha256_hex(ids.join("\n").as_bytes()),
+        listings,
     }
 }
 
-fn evaluate_control(
-    fw: &Framework,
-    c: &Control,
-    by_id: &BTreeMap<&str, &Held>,
-    inp: &Inputs<'_>,
-) -> ControlStatus {
+fn evaluate_control(fw: &Framework, c: &Control, inp: &Inputs<'_>) -> ControlStatus {
     let mapping = inp.mappings.get(&fw.id);
     let requirements: Vec<RequirementStatus> = c
         .requirements
         .iter()
-        .map(|r| evaluate_requirement(r, &c.id, mapping, by_id, inp))
+        .map(|r| evaluate_requirement(r, &c.id, mapping, inp))
         .collect();
     let other_evidence: Vec<EvidenceRef> = mapping
         .into_iter()
         .flat_map(|m| m.manual())
         .filter(|(cid, e)| *cid == &c.id && e.requirement.is_none())
-        .filter_map(|(_, e)| by_id.get(e.artifact.as_str()))
-        .map(|h| evidence_ref(h, true, "manual"))
+        .filter_map(|(_, e)| inp.held.get(&e.artifact))
+        .map(|h| {
+            let fails = inp
+                .failing
+                .get(h.id.as_str())
+                .map_or(&[][..], |v| v.as_slice());
+            evidence_ref(h, true, "manual", fails)
+        })
         .collect();
     let checks: Vec<CheckStatus> = c
         .checks
@@ -405,13 +617,15 @@ fn evaluate_control(
                 code: code.clone(),
                 passed: r.passed,
                 severity: Some(r.severity),
-                exceptions: r.exceptions.clone(),
+                exception_count: r.exceptions.len(),
+                exceptions: r.exceptions.iter().take(SHOWN).cloned().collect(),
             },
             // Turned off in the configuration: not counted.
             None => CheckStatus {
                 code: code.clone(),
                 passed: true,
                 severity: None,
+                exception_count: 0,
                 exceptions: Vec::new(),
             },
         })
@@ -443,11 +657,29 @@ fn evaluate_control(
                     ));
                 }
             }
+            Status::Stale if r.evidence_type == "population" => reasons.push(format!(
+                "`{}`: no evidence in the period ({} outside it)",
+                r.id, r.matched
+            )),
             Status::Stale => reasons.push(format!(
                 "`{}`: newest evidence older than {} days",
                 r.id,
                 r.freshness_days.unwrap_or_default()
             )),
+            Status::Failing => {
+                let mut codes: BTreeSet<&str> = BTreeSet::new();
+                for e in &r.exceptions {
+                    codes.extend(e.failing.iter().map(String::as_str));
+                }
+                let codes: Vec<String> = codes.iter().map(|c| format!("`{c}`")).collect();
+                reasons.push(format!(
+                    "`{}`: {} of {} fail {}",
+                    r.id,
+                    r.failing,
+                    r.fresh,
+                    codes.join(", ")
+                ))
+            }
             _ => {}
         }
         status = status.max(r.status);
@@ -455,7 +687,7 @@ fn evaluate_control(
     for ch in &checks {
         if !ch.passed && ch.severity == Some(Severity::Error) {
             status = status.max(Status::Failing);
-            let n = ch.exceptions.len();
+            let n = ch.exception_count;
             let plural = if n == 1 { "" } else { "s" };
             reasons.push(format!(
                 "check `{}` failed ({n} exception{plural})",
@@ -494,7 +726,6 @@ fn evaluate_control(
 
 /// Evaluates every in-scope framework.
 pub fn evaluate(inp: &Inputs<'_>) -> Vec<FrameworkStatus> {
-    let by_id: BTreeMap<&str, &Held> = inp.held.iter().map(|h| (h.id.as_str(), h)).collect();
     inp.scope
         .frameworks
         .iter()
@@ -503,7 +734,7 @@ pub fn evaluate(inp: &Inputs<'_>) -> Vec<FrameworkStatus> {
             let controls: Vec<ControlStatus> = fw
                 .controls
                 .iter()
-                .map(|c| evaluate_control(fw, c, &by_id, inp))
+                .map(|c| evaluate_control(fw, c, inp))
                 .collect();
             let mut counts: BTreeMap<Status, usize> = Status::ALL.iter().map(|s| (*s, 0)).collect();
             for c in &controls {
@@ -524,36 +755,58 @@ pub fn evaluate(inp: &Inputs<'_>) -> Vec<FrameworkStatus> {
         .collect()
 }
 
-/// The mapping file a run writes: rule entries recomputed, manual kept.
-pub fn mapping_file(fs: &FrameworkStatus, existing: Option<&MappingFile>) -> MappingFile {
-    let mut controls: BTreeMap<String, Vec<MappingEntry>> = BTreeMap::new();
-    for c in &fs.controls {
-        let mut entries: Vec<MappingEntry> = Vec::new();
-        let mut seen = BTreeSet::new();
-        for r in &c.requirements {
-            for e in r.evidence.iter().filter(|e| e.origin == "rule") {
-                if seen.insert((e.id.clone(), r.id.clone())) {
-                    entries.push(MappingEntry {
-                        artifact: e.id.clone(),
-                        origin: "rule".into(),
-                        requirement: Some(r.id.clone()),
-                        confidence: 1.0,
-                        note: None,
-                    });
+/// The mapping file a run writes: per control, each requirement's rule
+/// (its selectors), how many artifacts it matched and counted, a digest
+/// over their ids and the listings that hold them; then the manual
+/// entries. Sizes stay small at any number of artifacts: the listings
+/// carry the rows.
+pub fn mapping_bytes(fs: &FrameworkStatus, manual: Option<&MappingFile>) -> Vec<u8> {
+    let mut s = format!(
+        "# Control -> evidence mapping for {}, written by cleartrail on every run.\n# Rules are the catalog's selectors; manual entries come from mappings.yaml\n# beside cleartrail.yml. Every matched artifact is listed in the listings named.\nframework: {}\ncontrols:\n",
+        fs.framework, fs.framework
+    );
+    let q = |v: &str| serde_json::to_string(v).expect("strings serialize");
+    for c in fs.controls.iter() {
+        let manual_entries: Vec<&MappingEntry> = manual
+            .into_iter()
+            .flat_map(|m| m.manual())
+            .filter(|(cid, _)| *cid == &c.id)
+            .map(|(_, e)| e)
+            .collect();
+        if c.requirements.iter().all(|r| r.matched == 0) && manual_entries.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("  {}:\n", q(&c.id)));
+        for r in c.requirements.iter().filter(|r| r.matched > 0) {
+            s.push_str(&format!("    {}:\n", q(&r.id)));
+            let rule: Vec<String> = r
+                .selectors
+                .iter()
+                .map(|sel| q(&format!("{}/{}", sel.source, sel.kind)))
+                .collect();
+            s.push_str(&format!("      rule: [{}]\n", rule.join(", ")));
+            s.push_str(&format!("      evidence: {}\n", r.evidence_type));
+            s.push_str(&format!(
+                "      matched: {}\n      counted: {}\n",
+                r.matched, r.fresh
+            ));
+            s.push_str(&format!("      ids_sha256: {}\n", r.digest));
+            let ls: Vec<String> = r.listings.iter().map(|l| q(l)).collect();
+            s.push_str(&format!("      listings: [{}]\n", ls.join(", ")));
+        }
+        if !manual_entries.is_empty() {
+            s.push_str("    manual:\n");
+            for e in manual_entries {
+                s.push_str(&format!("      - artifact: {}\n", q(&e.artifact)));
+                if let Some(r) = &e.requirement {
+                    s.push_str(&format!("        requirement: {}\n", q(r)));
+                }
+                s.push_str(&format!("        confidence: {}\n", e.confidence));
+                if let Some(n) = &e.note {
+                    s.push_str(&format!("        note: {}\n", q(n)));
                 }
             }
         }
-        if !entries.is_empty() {
-            controls.insert(c.id.clone(), entries);
-        }
     }
-    if let Some(m) = existing {
-        for (c, e) in m.manual() {
-            controls.entry(c.clone()).or_default().push(e.clone());
-        }
-    }
-    MappingFile {
-        framework: fs.framework.clone(),
-        controls,
-    }
+    s.into_bytes()
 }

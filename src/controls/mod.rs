@@ -51,6 +51,10 @@ pub struct Requirement {
     pub min_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness_days: Option<u32>,
+    /// Population evidence (the changes of the period) counts when it
+    /// falls in the period; point-in-time evidence (a policy review, a
+    /// setting) counts when it is fresh at the end of the period.
+    pub population: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -130,6 +134,8 @@ struct RawRequirement {
     any_of: Vec<RawSelector>,
     min_count: Option<u32>,
     freshness_days: Option<u32>,
+    /// `population` or `point-in-time` (the default).
+    evidence: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,12 +501,28 @@ fn apply(
                             None,
                         ));
                     }
+                    let population = match r.evidence.as_deref() {
+                        None | Some("point-in-time") => false,
+                        Some("population") => true,
+                        Some(other) => {
+                            problems.push(src.problem(
+                                &format!("{rat}.evidence"),
+                                false,
+                                format!(
+                                    "unknown evidence type `{other}`: expected `population` or `point-in-time`"
+                                ),
+                                None,
+                            ));
+                            false
+                        }
+                    };
                     Some(Requirement {
                         id: r.id,
                         description: r.description,
                         any_of,
                         min_count: r.min_count.unwrap_or(1),
                         freshness_days: r.freshness_days,
+                        population,
                     })
                 })
                 .collect::<Vec<_>>()

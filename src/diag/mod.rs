@@ -2,6 +2,8 @@
 //! diagnostics with a stable code, a severity and a location, rendered as
 //! text, JSON or GitHub workflow annotations by one printer.
 
+pub mod codes;
+
 use serde::Serialize;
 use std::fmt::Write as _;
 

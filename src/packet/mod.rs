@@ -48,6 +48,8 @@ pub enum TemplateError {
 pub struct Templates {
     env: Environment<'static>,
     origin: Vec<(String, String)>,
+    /// SHA-256 over every template's name and text, in name order.
+    fingerprint: String,
 }
 
 fn short(s: String) -> String {
@@ -87,6 +89,7 @@ impl Templates {
         env.add_filter("href", href);
         env.add_filter("cell", cell);
         let mut origin = Vec::new();
+        let mut all = String::new();
         for (name, text) in BUILTIN {
             let (file, text) = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
                 Some(p) => {
@@ -99,10 +102,20 @@ impl Templates {
                 None => (format!("templates/{name} (built in)"), text.to_string()),
             };
             origin.push((name.to_string(), file.clone()));
+            all.push_str(&format!("{name}\n{}\n{text}\n", text.len()));
             env.add_template_owned(name.to_string(), text)
                 .map_err(|e| Self::error(&origin, e))?;
         }
-        Ok(Templates { env, origin })
+        Ok(Templates {
+            env,
+            origin,
+            fingerprint: canonical::sha256_hex(all.as_bytes()),
+        })
+    }
+
+    /// Changes whenever any template in effect changes.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     fn error(origin: &[(String, String)], e: minijinja::Error) -> TemplateError {

@@ -776,6 +776,12 @@ pub struct Snapshot<'r> {
 }
 
 impl<'r> Snapshot<'r> {
+    /// The repository's git folder, for readers on other threads (a
+    /// `Repository` handle is not shared between threads).
+    pub fn git_dir(&self) -> &Path {
+        self.repo.path()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tree.is_none()
     }

@@ -1,56 +1,42 @@
-//! Offline verification of an evidence branch: every artifact re-hashed,
-//! every captured document re-hashed, every collection's digest recomputed
-//! from the files actually present. Each mismatch is a [`Diagnostic`] with a
-//! stable code and the path; nothing here needs a network or a credential.
+//! Offline verification of an evidence branch: every file the branch holds
+//! is accounted for. Artifacts are re-hashed over the whole document (RFC
+//! 8785), must sit at the path their id and shard map to, and captured
+//! documents must match; collection records are recomputed per month group
+//! and per query from the artifacts actually present; tombstones must be
+//! well formed; derived files (check results, mappings, pages, README) must
+//! match the digests their manifest records; any other file in a folder
+//! ClearTrail owns is a stray. Each problem is a [`Diagnostic`] with a
+//! stable code and the path; an unreadable object is a finding, not the
+//! end of the run. Nothing here needs a network or a credential.
 
 use crate::artifact::{
-    ARTIFACT_SCHEMA, Artifact, COLLECTION_SCHEMA, COLLECTIONS_DIR, EVIDENCE_DIR, canonical, path,
-    set_digest,
+    ARTIFACT_SCHEMA, Artifact, COLLECTION_SCHEMA, COLLECTIONS_DIR, DateSpan, EVIDENCE_DIR,
+    GroupDigest, LAYOUT_PATH, LAYOUT_VERSION, TOMBSTONE_SCHEMA, TOMBSTONES_DIR, canonical,
+    group_of_shard, groups_digest, path, set_digest,
 };
 use crate::diag::Diagnostic;
 use crate::store::{Snapshot, StoreError};
+use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Codes of verify findings, with what each means.
-pub const CODES: &[(&str, &str)] = &[
-    (
-        "artifact-invalid",
-        "an artifact file is not valid JSON or lacks a required field",
-    ),
-    (
-        "artifact-hash-mismatch",
-        "an artifact's `content` does not hash to its recorded `sha256`",
-    ),
-    (
-        "artifact-misplaced",
-        "an artifact file is not at the path its id maps to",
-    ),
-    (
-        "captured-missing",
-        "the captured document an artifact names is not beside it",
-    ),
-    (
-        "captured-hash-mismatch",
-        "a captured document's bytes do not hash to the recorded SHA-256",
-    ),
-    (
-        "collection-invalid",
-        "a collection record is not valid JSON or lacks a required field",
-    ),
-    (
-        "collection-digest-mismatch",
-        "the artifacts held do not match a collection record's digest",
-    ),
-    (
-        "collection-count-mismatch",
-        "the number of artifacts held does not match a collection record's count",
-    ),
-    (
-        "collection-missing",
-        "artifacts are held for a source and kind that has no collection record",
-    ),
+pub use crate::diag::codes::VERIFY as CODES;
+
+/// Where derived files record their digests.
+pub const DERIVED_PATH: &str = ".cleartrail/derived.json";
+pub const DERIVED_SCHEMA: &str = "cleartrail.derived/v1";
+
+/// Top-level folders (and files) that ClearTrail writes; anything in them
+/// that no record accounts for is a stray.
+pub const OWNED_FOLDERS: &[&str] = &[
+    EVIDENCE_DIR,
+    COLLECTIONS_DIR,
+    TOMBSTONES_DIR,
+    "checks",
+    "mappings",
+    "listings",
+    ".cleartrail",
 ];
 
 #[derive(Debug, Default, Serialize)]
@@ -59,7 +45,15 @@ pub struct VerifyReport {
     pub artifacts: u64,
     pub captured: u64,
     pub collections: u64,
+    pub tombstones: u64,
+    pub derived: u64,
     pub findings: Vec<Diagnostic>,
+}
+
+impl VerifyReport {
+    fn finding(&mut self, code: &'static str, path: impl Into<String>, msg: impl Into<String>) {
+        self.findings.push(Diagnostic::error(code, path, msg));
+    }
 }
 
 const REQUIRED: &[&str] = &[
@@ -74,201 +68,614 @@ const REQUIRED: &[&str] = &[
     "observed",
     "content",
     "query",
+    "shard",
     "sha256",
 ];
 
-/// Verifies the files of one commit.
+/// What verify keeps of a sound artifact for the collection checks.
+struct Seen {
+    id: String,
+    sha: String,
+    kind_dir: String,
+    group: String,
+    query: String,
+    kind: String,
+    start: Option<NaiveDate>,
+}
+
+/// Verifies every file of one commit.
 pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport {
         commit: commit.to_string(),
         ..Default::default()
     };
-    // (source dir, kind dir) -> id -> sha256, as found in the files.
-    let mut held: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
-    let files = snapshot.files_under(EVIDENCE_DIR)?;
-    let paths: BTreeSet<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
-    let mut captured_paths: BTreeSet<String> = BTreeSet::new();
-    for (p, oid) in &files {
-        if !p.ends_with(".json") {
-            continue;
-        }
-        let mut segs = p.splitn(4, '/');
-        let (_, src_dir, kind_dir) = (
-            segs.next(),
-            segs.next().unwrap_or(""),
-            segs.next().unwrap_or(""),
-        );
-        report.artifacts += 1;
-        let bytes = snapshot.read_blob(*oid)?;
-        let doc: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
+    let all = snapshot.files_under("")?;
+    let present: HashMap<&str, git2::Oid> = all.iter().map(|(p, o)| (p.as_str(), *o)).collect();
+    let mut accounted: BTreeSet<String> = BTreeSet::new();
+    let read = |report: &mut VerifyReport, p: &str, oid: git2::Oid| -> Option<Vec<u8>> {
+        match snapshot.read_blob(oid) {
+            Ok(b) => Some(b),
             Err(e) => {
-                report.findings.push(Diagnostic::error(
-                    "artifact-invalid",
+                report.finding(
+                    "object-unreadable",
                     p,
-                    format!("not valid JSON: {e}"),
-                ));
-                continue;
+                    format!("cannot read its object: {e}"),
+                );
+                None
             }
-        };
-        if let Some(missing) = REQUIRED.iter().find(|k| doc.get(**k).is_none()) {
-            report.findings.push(Diagnostic::error(
-                "artifact-invalid",
-                p,
-                format!("missing field `{missing}`"),
-            ));
-            continue;
         }
-        if doc["schema"] != ARTIFACT_SCHEMA {
-            report.findings.push(Diagnostic::error(
-                "artifact-invalid",
-                p,
-                format!("unknown schema {}", doc["schema"]),
-            ));
-            continue;
-        }
-        let recorded = doc["sha256"].as_str().unwrap_or_default().to_string();
-        let actual = canonical::digest_value(&doc["content"]);
-        if actual != recorded {
-            report.findings.push(Diagnostic::error(
-                "artifact-hash-mismatch",
-                p,
-                format!("content hashes to {actual}, but the file records {recorded}"),
-            ));
-        }
-        let (source, kind, object_id) = (
-            doc["source"].as_str().unwrap_or_default(),
-            doc["kind"].as_str().unwrap_or_default(),
-            doc["object_id"].as_str().unwrap_or_default(),
-        );
-        let id = doc["id"].as_str().unwrap_or_default().to_string();
-        let expected_path = format!(
-            "{}/{}.json",
-            Artifact::kind_dir(source, kind),
-            path::escape_object_path(object_id)
-        );
-        if expected_path != *p || id != format!("{source}:{kind}:{object_id}") {
-            report.findings.push(Diagnostic::error(
-                "artifact-misplaced",
-                p,
-                format!("id `{id}` belongs at {expected_path}"),
-            ));
-        }
-        if let Some(cap) = doc["content"].get("captured").filter(|c| c.is_object()) {
-            report.captured += 1;
-            let cpath = p.trim_end_matches(".json").to_string();
-            captured_paths.insert(cpath.clone());
-            let want = cap["sha256"].as_str().unwrap_or_default();
-            match paths
-                .contains(cpath.as_str())
-                .then(|| snapshot.read(&cpath))
-            {
-                Some(Ok(Some(b))) => {
-                    let got = canonical::sha256_hex(&b);
-                    if got != want {
-                        report.findings.push(Diagnostic::error(
-                            "captured-hash-mismatch",
-                            &cpath,
-                            format!("bytes hash to {got}, but {p} records {want}"),
-                        ));
-                    }
+    };
+
+    // Layout version.
+    match present.get(LAYOUT_PATH) {
+        Some(oid) => {
+            accounted.insert(LAYOUT_PATH.to_string());
+            if let Some(b) = read(&mut report, LAYOUT_PATH, *oid) {
+                let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                if v["version"].as_u64() != Some(u64::from(LAYOUT_VERSION)) {
+                    report.finding(
+                        "layout-unsupported",
+                        LAYOUT_PATH,
+                        format!(
+                            "layout version {} is not the version this cleartrail reads ({LAYOUT_VERSION})",
+                            v["version"]
+                        ),
+                    );
                 }
-                Some(Err(e)) => return Err(e),
-                _ => report.findings.push(Diagnostic::error(
-                    "captured-missing",
-                    p,
-                    format!("captured document {cpath} is missing"),
-                )),
             }
         }
-        held.entry((src_dir.to_string(), kind_dir.to_string()))
-            .or_default()
-            .insert(id, recorded);
+        None if all.iter().any(|(p, _)| p.starts_with("evidence/")) => report.finding(
+            "layout-unsupported",
+            LAYOUT_PATH,
+            "the branch holds evidence but no layout version file",
+        ),
+        None => {}
     }
 
-    for (p, _) in &files {
-        if !p.ends_with(".json") && !captured_paths.contains(p) {
-            report.findings.push(Diagnostic::error(
+    // Artifacts and captured documents: reading, parsing and hashing is
+    // the cost, split over two threads with a repository handle each.
+    let prefix = format!("{EVIDENCE_DIR}/");
+    let artifacts: Vec<(&String, git2::Oid)> = all
+        .iter()
+        .filter(|(p, _)| p.starts_with(&prefix) && p.ends_with(".json"))
+        .map(|(p, o)| (p, *o))
+        .collect();
+    let (first, second) = artifacts.split_at(artifacts.len() / 2);
+    let git_dir = snapshot.git_dir().to_path_buf();
+    let (mine, other) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| match git2::Repository::open(&git_dir) {
+            Ok(repo) => Ok(second
+                .iter()
+                .map(|(p, oid)| {
+                    check_artifact(p, *oid, &present, &|o| {
+                        repo.find_blob(o)
+                            .map(|b| b.content().to_vec())
+                            .map_err(|e| e.message().to_string())
+                    })
+                })
+                .collect::<Vec<_>>()),
+            Err(e) => Err(StoreError::Git {
+                context: format!("opening {} on a reader thread", git_dir.display()),
+                source: e,
+            }),
+        });
+        let mine: Vec<Checked> = first
+            .iter()
+            .map(|(p, oid)| {
+                check_artifact(p, *oid, &present, &|o| {
+                    snapshot.read_blob(o).map_err(|e| format!("{e:#}"))
+                })
+            })
+            .collect();
+        (mine, other.join().expect("verify thread panicked"))
+    });
+    let mut seen: Vec<Seen> = Vec::with_capacity(artifacts.len());
+    for c in mine.into_iter().chain(other?) {
+        report.artifacts += 1;
+        accounted.insert(c.path);
+        report.findings.extend(c.findings);
+        if let Some(cp) = c.captured {
+            report.captured += 1;
+            accounted.insert(cp);
+        }
+        seen.extend(c.seen);
+    }
+
+    collections(snapshot, &all, &seen, &mut accounted, &mut report)?;
+    tombstones(snapshot, &present, &all, &mut accounted, &mut report);
+    derived(snapshot, &present, &mut accounted, &mut report);
+
+    // Whatever else sits in a folder ClearTrail owns was put there by hand.
+    for (p, _) in &all {
+        let top = p.split('/').next().unwrap_or_default();
+        if OWNED_FOLDERS.contains(&top)
+            && !accounted.contains(p)
+            && p != crate::artifact::STATE_PATH
+        {
+            report.finding(
                 "stray-file",
                 p,
-                "no artifact names this file: it was added outside cleartrail",
-            ));
-        }
-    }
-
-    let mut recorded_kinds = BTreeSet::new();
-    for (p, oid) in snapshot.files_under(COLLECTIONS_DIR)? {
-        let Some(rest) = p
-            .strip_prefix(&format!("{COLLECTIONS_DIR}/"))
-            .and_then(|r| r.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        let Some((src_dir, kind_dir)) = rest.split_once('/') else {
-            continue;
-        };
-        report.collections += 1;
-        let key = (src_dir.to_string(), kind_dir.to_string());
-        recorded_kinds.insert(key.clone());
-        let doc: Value = match serde_json::from_slice(&snapshot.read_blob(oid)?) {
-            Ok(v) => v,
-            Err(e) => {
-                report.findings.push(Diagnostic::error(
-                    "collection-invalid",
-                    &p,
-                    format!("not valid JSON: {e}"),
-                ));
-                continue;
-            }
-        };
-        let (Some(digest), Some(count)) = (doc["digest"].as_str(), doc["count"].as_u64()) else {
-            report.findings.push(Diagnostic::error(
-                "collection-invalid",
-                &p,
-                "missing `digest` or `count`",
-            ));
-            continue;
-        };
-        if doc["schema"] != COLLECTION_SCHEMA {
-            report.findings.push(Diagnostic::error(
-                "collection-invalid",
-                &p,
-                format!("unknown schema {}", doc["schema"]),
-            ));
-            continue;
-        }
-        let set = held.get(&key).cloned().unwrap_or_default();
-        let actual = set_digest(set.iter().map(|(i, s)| (i.as_str(), s.as_str())));
-        if actual != digest {
-            let dir = format!("{EVIDENCE_DIR}/{src_dir}/{kind_dir}");
-            report.findings.push(Diagnostic::error(
-                "collection-digest-mismatch",
-                &p,
-                format!(
-                    "the {} artifacts under {dir} give digest {actual}, the record says {digest} ({count} artifacts): an artifact was removed, added or altered",
-                    set.len()
-                ),
-            ));
-        }
-        if set.len() as u64 != count {
-            report.findings.push(Diagnostic::error(
-                "collection-count-mismatch",
-                &p,
-                format!("{} artifacts held, the record says {count}", set.len()),
-            ));
-        }
-    }
-    for (key, set) in &held {
-        if !recorded_kinds.contains(key) {
-            report.findings.push(Diagnostic::error(
-                "collection-missing",
-                format!("{EVIDENCE_DIR}/{}/{}", key.0, key.1),
-                format!("{} artifacts held without a collection record", set.len()),
-            ));
+                "no record accounts for this file: it was added outside cleartrail",
+            );
         }
     }
     report
         .findings
-        .sort_by(|a, b| (&a.path, a.code).cmp(&(&b.path, b.code)));
+        .sort_by(|a, b| (&a.path, a.code, &a.message).cmp(&(&b.path, b.code, &b.message)));
     Ok(report)
+}
+
+/// What checking one artifact found.
+struct Checked {
+    path: String,
+    findings: Vec<Diagnostic>,
+    /// The captured document it names, when present.
+    captured: Option<String>,
+    seen: Option<Seen>,
+}
+
+/// Checks one artifact file: readable, well formed, sealed, in place, and
+/// its captured document intact.
+fn check_artifact(
+    p: &str,
+    oid: git2::Oid,
+    present: &HashMap<&str, git2::Oid>,
+    read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, String>,
+) -> Checked {
+    let mut out = Checked {
+        path: p.to_string(),
+        findings: Vec::new(),
+        captured: None,
+        seen: None,
+    };
+    let mut finding = |code: &'static str, path: &str, msg: String| {
+        out.findings.push(Diagnostic::error(code, path, msg));
+    };
+    let bytes = match read(oid) {
+        Ok(b) => b,
+        Err(e) => {
+            finding(
+                "object-unreadable",
+                p,
+                format!("cannot read its object: {e}"),
+            );
+            return out;
+        }
+    };
+    let doc: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            finding("artifact-invalid", p, format!("not valid JSON: {e}"));
+            return out;
+        }
+    };
+    if let Some(missing) = REQUIRED.iter().find(|k| doc.get(**k).is_none()) {
+        finding("artifact-invalid", p, format!("missing field `{missing}`"));
+        return out;
+    }
+    if doc["schema"] != ARTIFACT_SCHEMA {
+        finding(
+            "artifact-invalid",
+            p,
+            format!("unknown schema {}", doc["schema"]),
+        );
+        return out;
+    }
+    let text = |k: &str| doc[k].as_str().unwrap_or_default();
+    let recorded = text("sha256").to_string();
+    let actual = canonical::document_digest(&doc);
+    if actual != recorded {
+        finding(
+            "artifact-hash-mismatch",
+            p,
+            format!(
+                "the document hashes to {actual}, but it records {recorded}: a field was edited"
+            ),
+        );
+    }
+    let (source, kind, object_id) = (text("source"), text("kind"), text("object_id"));
+    let id = text("id").to_string();
+    let period = DateSpan::from_json(&doc["period"]);
+    let shard = doc["shard"].as_str();
+    let expected_path = format!(
+        "{}.json",
+        Artifact::base_path_of(source, kind, shard, object_id)
+    );
+    let expected_shard = shard.map(|_| period.map(|s| path::month_shard(s.start, object_id)));
+    if expected_path != p
+        || id != format!("{source}:{kind}:{object_id}")
+        || expected_shard.is_some_and(|e| e.as_deref() != shard)
+    {
+        finding(
+            "artifact-misplaced",
+            p,
+            format!(
+                "id `{id}` (period {}, shard {}) belongs at {expected_path}",
+                doc["period"], doc["shard"]
+            ),
+        );
+    }
+    if let Some(cap) = doc["content"].get("captured").filter(|c| c.is_object()) {
+        let cpath = p.trim_end_matches(".json").to_string();
+        let want = cap["sha256"].as_str().unwrap_or_default();
+        match present.get(cpath.as_str()) {
+            Some(coid) => {
+                match read(*coid) {
+                    Ok(b) => {
+                        let got = canonical::sha256_hex(&b);
+                        if got != want {
+                            finding(
+                                "captured-hash-mismatch",
+                                &cpath,
+                                format!("bytes hash to {got}, but {p} records {want}"),
+                            );
+                        }
+                    }
+                    Err(e) => finding(
+                        "object-unreadable",
+                        &cpath,
+                        format!("cannot read its object: {e}"),
+                    ),
+                }
+                out.captured = Some(cpath);
+            }
+            None => finding(
+                "captured-missing",
+                p,
+                format!("captured document {cpath} is missing"),
+            ),
+        }
+    }
+    out.seen = Some(Seen {
+        id,
+        sha: recorded,
+        group: group_of_shard(shard),
+        kind_dir: Artifact::kind_dir(source, kind),
+        query: text("query").to_string(),
+        kind: kind.to_string(),
+        start: period.map(|s| s.start),
+    });
+    out
+}
+
+/// Recomputes every collection record from the artifacts present.
+fn collections(
+    snapshot: &Snapshot<'_>,
+    all: &[(String, git2::Oid)],
+    seen: &[Seen],
+    accounted: &mut BTreeSet<String>,
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    // kind dir -> group -> (id, sha)
+    type Lines<'a> = Vec<(&'a str, &'a str)>;
+    let mut held: BTreeMap<&str, BTreeMap<&str, Lines<'_>>> = BTreeMap::new();
+    for s in seen {
+        held.entry(s.kind_dir.as_str())
+            .or_default()
+            .entry(s.group.as_str())
+            .or_default()
+            .push((&s.id, &s.sha));
+    }
+    let mut recorded_dirs = BTreeSet::new();
+    let prefix = format!("{COLLECTIONS_DIR}/");
+    for (p, oid) in all.iter().filter(|(p, _)| p.starts_with(&prefix)) {
+        accounted.insert(p.clone());
+        let Some((src_dir, kind_dir)) = p
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".json"))
+            .and_then(|r| r.split_once('/'))
+        else {
+            report.finding("collection-invalid", p, "not a collection record path");
+            continue;
+        };
+        report.collections += 1;
+        let dir = format!("{EVIDENCE_DIR}/{src_dir}/{kind_dir}");
+        recorded_dirs.insert(dir.clone());
+        let doc: Value = match snapshot.read_blob(*oid) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(v) => v,
+                Err(e) => {
+                    report.finding("collection-invalid", p, format!("not valid JSON: {e}"));
+                    continue;
+                }
+            },
+            Err(e) => {
+                report.finding(
+                    "object-unreadable",
+                    p,
+                    format!("cannot read its object: {e}"),
+                );
+                continue;
+            }
+        };
+        if doc["schema"] != COLLECTION_SCHEMA {
+            report.finding(
+                "collection-invalid",
+                p,
+                format!("unknown schema {}", doc["schema"]),
+            );
+            continue;
+        }
+        let (Some(digest), Some(count), Some(groups_doc), Some(queries)) = (
+            doc["digest"].as_str(),
+            doc["count"].as_u64(),
+            doc["groups"].as_object(),
+            doc["queries"].as_array(),
+        ) else {
+            report.finding(
+                "collection-invalid",
+                p,
+                "missing `digest`, `count`, `groups` or `queries`",
+            );
+            continue;
+        };
+        let recorded_groups: BTreeMap<String, GroupDigest> = groups_doc
+            .iter()
+            .map(|(g, d)| {
+                (
+                    g.clone(),
+                    GroupDigest {
+                        count: d["count"].as_u64().unwrap_or(u64::MAX),
+                        digest: d["digest"].as_str().unwrap_or_default().to_string(),
+                    },
+                )
+            })
+            .collect();
+        if groups_digest(&recorded_groups) != digest
+            || recorded_groups.values().map(|g| g.count).sum::<u64>() != count
+        {
+            report.finding(
+                "collection-invalid",
+                p,
+                "its `digest`/`count` do not summarize its own `groups`",
+            );
+        }
+        let present_groups = held.get(dir.as_str()).cloned().unwrap_or_default();
+        let names: BTreeSet<&str> = recorded_groups
+            .keys()
+            .map(String::as_str)
+            .chain(present_groups.keys().copied())
+            .collect();
+        for g in names {
+            let lines = present_groups.get(g).cloned().unwrap_or_default();
+            let actual = set_digest(lines.iter().copied());
+            match recorded_groups.get(g) {
+                Some(r) if r.digest == actual && r.count == lines.len() as u64 => {}
+                Some(r) => {
+                    if r.count != lines.len() as u64 {
+                        report.finding(
+                            "collection-count-mismatch",
+                            p,
+                            format!(
+                                "group {g}: {} artifacts under {dir}, the record says {}: an artifact was added or removed",
+                                lines.len(),
+                                r.count
+                            ),
+                        );
+                    }
+                    if r.digest != actual {
+                        report.finding(
+                            "collection-digest-mismatch",
+                            p,
+                            format!(
+                                "group {g}: the artifacts under {dir} give digest {actual}, the record says {}: an artifact was removed, added or altered",
+                                r.digest
+                            ),
+                        );
+                    }
+                }
+                None => report.finding(
+                    "collection-count-mismatch",
+                    p,
+                    format!(
+                        "group {g}: {} artifacts under {dir} that the record does not list",
+                        lines.len()
+                    ),
+                ),
+            }
+        }
+        // Each complete query's answer must still be there, exactly.
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        for q in queries {
+            if q["outcome"] != "complete" {
+                continue;
+            }
+            let label = format!(
+                "{}/{}",
+                q["source_name"].as_str().unwrap_or_default(),
+                q["query_id"].as_str().unwrap_or_default()
+            );
+            let span = DateSpan::from_json(&q["period"]);
+            let lines: Vec<(&str, &str)> = seen
+                .iter()
+                .filter(|s| s.kind_dir == dir && s.kind == kind && s.query == label)
+                .filter(|s| {
+                    span.is_none_or(|sp| s.start.is_some_and(|d| sp.start <= d && d <= sp.end))
+                })
+                .map(|s| (s.id.as_str(), s.sha.as_str()))
+                .collect();
+            let actual = set_digest(lines.iter().copied());
+            if q["count"].as_u64() != Some(lines.len() as u64)
+                || q["digest"].as_str() != Some(actual.as_str())
+            {
+                report.finding(
+                    "collection-query-mismatch",
+                    p,
+                    format!(
+                        "query `{label}` recorded {} results (digest {}), the branch holds {} of them (digest {actual})",
+                        q["count"],
+                        q["digest"],
+                        lines.len()
+                    ),
+                );
+            }
+        }
+    }
+    for (dir, groups) in &held {
+        if !recorded_dirs.contains(*dir) {
+            report.finding(
+                "collection-missing",
+                *dir,
+                format!(
+                    "{} artifacts held without a collection record",
+                    groups.values().map(Vec::len).sum::<usize>()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Tombstones must be well formed, sit where their artifact was, and not
+/// contradict an artifact that is present.
+fn tombstones(
+    snapshot: &Snapshot<'_>,
+    present: &HashMap<&str, git2::Oid>,
+    all: &[(String, git2::Oid)],
+    accounted: &mut BTreeSet<String>,
+    report: &mut VerifyReport,
+) {
+    let prefix = format!("{TOMBSTONES_DIR}/");
+    for (p, oid) in all.iter().filter(|(p, _)| p.starts_with(&prefix)) {
+        accounted.insert(p.clone());
+        report.tombstones += 1;
+        let doc: Option<Value> = snapshot
+            .read_blob(*oid)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let Some(doc) = doc.filter(|d| d["schema"] == TOMBSTONE_SCHEMA) else {
+            report.finding(
+                "tombstone-invalid",
+                p,
+                "not a readable tombstone (cleartrail.tombstone/v1)",
+            );
+            continue;
+        };
+        let artifact_path = format!("{EVIDENCE_DIR}/{}", &p[prefix.len()..]);
+        let fields_ok = doc["id"].is_string()
+            && doc["last_sha256"].is_string()
+            && doc["path"].as_str() == Some(artifact_path.as_str());
+        if !fields_ok {
+            report.finding(
+                "tombstone-invalid",
+                p,
+                format!("its `id`, `last_sha256` or `path` (expected {artifact_path}) is wrong"),
+            );
+        }
+        if present.contains_key(artifact_path.as_str()) {
+            report.finding(
+                "tombstone-invalid",
+                p,
+                format!("{artifact_path} is present, yet recorded as removed"),
+            );
+        }
+    }
+}
+
+/// Every artifact a (verified) listing names must be present: this names
+/// the path of a deleted artifact, which digests alone cannot.
+fn missing_listed(
+    listing: &str,
+    bytes: &[u8],
+    present: &HashMap<&str, git2::Oid>,
+    report: &mut VerifyReport,
+) {
+    let text = String::from_utf8_lossy(bytes);
+    for line in text.lines().filter(|l| l.starts_with("| ")) {
+        let Some(start) = line.find("](") else {
+            continue;
+        };
+        let rest = &line[start + 2..];
+        let Some(end) = rest.find(')') else {
+            continue;
+        };
+        let mut target = &rest[..end];
+        while let Some(t) = target.strip_prefix("../") {
+            target = t;
+        }
+        if !target.starts_with("evidence/") {
+            continue;
+        }
+        let target = target.replace("%25", "%");
+        if !present.contains_key(target.as_str()) {
+            report.finding(
+                "artifact-missing",
+                target,
+                format!("listed in {listing} but not on the branch: the artifact was deleted"),
+            );
+        }
+    }
+}
+
+/// Derived files must match the digests their manifest records.
+fn derived(
+    snapshot: &Snapshot<'_>,
+    present: &HashMap<&str, git2::Oid>,
+    accounted: &mut BTreeSet<String>,
+    report: &mut VerifyReport,
+) {
+    let Some(oid) = present.get(DERIVED_PATH) else {
+        if present
+            .keys()
+            .any(|p| p.starts_with("checks/") || p.starts_with("mappings/"))
+        {
+            report.finding(
+                "derived-mismatch",
+                DERIVED_PATH,
+                "derived files are present but their manifest is missing",
+            );
+        }
+        return;
+    };
+    accounted.insert(DERIVED_PATH.to_string());
+    let doc: Option<Value> = snapshot
+        .read_blob(*oid)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(files) = doc
+        .as_ref()
+        .filter(|d| d["schema"] == DERIVED_SCHEMA)
+        .and_then(|d| d["files"].as_object())
+    else {
+        report.finding(
+            "derived-mismatch",
+            DERIVED_PATH,
+            "not a readable manifest of derived files",
+        );
+        return;
+    };
+    for (path, want) in files {
+        report.derived += 1;
+        accounted.insert(path.clone());
+        let Some(oid) = present.get(path.as_str()) else {
+            report.finding(
+                "derived-missing",
+                path,
+                format!("listed in {DERIVED_PATH} but not on the branch"),
+            );
+            continue;
+        };
+        match snapshot.read_blob(*oid) {
+            Ok(b) => {
+                let got = canonical::sha256_hex(&b);
+                if Some(got.as_str()) == want.as_str() && path.starts_with("listings/") {
+                    missing_listed(path, &b, present, report);
+                }
+                if Some(got.as_str()) != want.as_str() {
+                    report.finding(
+                        "derived-mismatch",
+                        path,
+                        format!(
+                            "hashes to {got}, {DERIVED_PATH} records {want}: edited outside cleartrail"
+                        ),
+                    );
+                }
+            }
+            Err(e) => report.finding(
+                "object-unreadable",
+                path,
+                format!("cannot read its object: {e}"),
+            ),
+        }
+    }
 }

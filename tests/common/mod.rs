@@ -326,3 +326,16 @@ pub fn tamper(repo: &Path, branch: &str, path: &str, new: Option<&[u8]>) {
     let c = r.commit(None, &s, &s, "tamper", &tree, &[&head]).unwrap();
     r.reference(&refname, c, true, "tamper").unwrap();
 }
+
+/// The path of the artifact file of `kind_dir` (e.g. `evidence/git/commit`)
+/// whose object path ends in `tail` (e.g. a commit id), wherever its month
+/// shard puts it.
+pub fn artifact_path(repo: &Path, rev: &str, kind_dir: &str, tail: &str) -> String {
+    let suffix = format!("/{tail}.json");
+    let found: Vec<String> = tree_files(repo, rev)
+        .into_keys()
+        .filter(|p| p.starts_with(&format!("{kind_dir}/")) && p.ends_with(&suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "artifact {kind_dir}/**{suffix}: {found:?}");
+    found.into_iter().next().unwrap()
+}

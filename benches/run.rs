@@ -1,0 +1,339 @@
+//! Whole-command benchmark: what a user runs, at the size a real
+//! organization has. A local git source with N first-parent commits in the
+//! period (100,000 by default; `-- --quick` for 10,000, `-- --n N` for any
+//! size), then the `cleartrail` binary itself:
+//!
+//! 1. a cold `run` into a new evidence repository;
+//! 2. `git fast-import` of the same evidence files, in the same run, as the
+//!    yardstick for writing that many objects;
+//! 3. a `run` with nothing new (must make no commit);
+//! 4. a `run` after 100 new commits in the source;
+//! 5. `gaps`, `packet --out` and `verify`.
+//!
+//! Each is timed (wall clock) with its peak RSS (from `wait4`'s rusage),
+//! and the ratios are printed against the targets. Run with
+//! `cargo bench --bench run`. It also reports the largest folder and the
+//! largest file on the evidence branch (GitHub lists 1,000 entries).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cleartrail");
+/// 2025-01-01T00:00:00Z: the period is the calendar year 2025.
+const YEAR_START: i64 = 1_735_689_600;
+
+struct Measured {
+    wall: Duration,
+    peak_rss_kib: i64,
+    stdout: String,
+}
+
+/// Runs a command to completion, with its wall time and peak RSS.
+fn measure(cmd: &mut Command) -> Measured {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    // Read the pipes on threads so a chatty child never blocks.
+    let mut child = child;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 on our own child with valid out-pointers; the rusage
+    // struct is plain data and zero is a valid initial value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    let wall = start.elapsed();
+    let stdout = t_out.join().unwrap();
+    let stderr = t_err.join().unwrap();
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    assert!(ok, "{cmd:?} failed ({status}):\n{stdout}\n{stderr}");
+    Measured {
+        wall,
+        peak_rss_kib: usage.ru_maxrss,
+        stdout,
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Appends `count` first-parent commits (numbered from `from`) to the
+/// source's `main` with `git fast-import`: squash-merge style subjects
+/// (`... (#N)`), one small file changed each, dates spread over 2025.
+fn add_commits(src: &Path, from: usize, count: usize, total: usize) {
+    let mut stream = Vec::new();
+    for i in from..from + count {
+        // Spread evenly over the year, in order.
+        let t = YEAR_START + (i as i64) * (364 * 86_400) / (total as i64);
+        let msg = format!(
+            "Update service module {i} (#{})\n\nReviewed-by: Lead <lead@example.com>\n",
+            i + 1
+        );
+        let body = format!("value {i}\n");
+        write!(
+            stream,
+            "commit refs/heads/main\nauthor Dev {a} <dev{a}@example.com> {t} +0000\ncommitter Dev {a} <dev{a}@example.com> {t} +0000\ndata {}\n{msg}",
+            msg.len(),
+            a = i % 97
+        )
+        .unwrap();
+        if i == from && from > 0 {
+            writeln!(stream, "from refs/heads/main^0").unwrap();
+        }
+        write!(
+            stream,
+            "M 100644 inline src/m{}.txt\ndata {}\n{body}\n",
+            i % 500,
+            body.len()
+        )
+        .unwrap();
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(src)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&stream).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Every blob of a tree, as (path, bytes).
+fn tree_files(repo: &Path, rev: &str) -> Vec<(String, Vec<u8>)> {
+    let r = git2::Repository::open(repo).unwrap();
+    let tree = r.revparse_single(rev).unwrap().peel_to_tree().unwrap();
+    let mut out = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        if e.kind() == Some(git2::ObjectType::Blob) {
+            let b = r.find_blob(e.id()).unwrap();
+            out.push((format!("{dir}{}", e.name().unwrap()), b.content().to_vec()));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    out
+}
+
+/// `git fast-import` of the same files as one commit into a new repository.
+fn fast_import(files: &[(String, Vec<u8>)], dir: &Path) -> Duration {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "--bare"]);
+    let mut stream = Vec::with_capacity(files.iter().map(|f| f.1.len() + 100).sum());
+    write!(
+        stream,
+        "commit refs/heads/evidence\ncommitter b <b@example.com> 1790000000 +0000\ndata 2\nx\n"
+    )
+    .unwrap();
+    for (p, b) in files {
+        write!(stream, "M 100644 inline {p}\ndata {}\n", b.len()).unwrap();
+        stream.extend_from_slice(b);
+        stream.push(b'\n');
+    }
+    let start = Instant::now();
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&stream).unwrap();
+    assert!(child.wait().unwrap().success());
+    start.elapsed()
+}
+
+/// The largest folder (entries) and the largest file (bytes) of a tree.
+fn extremes(files: &[(String, Vec<u8>)]) -> ((String, usize), (String, usize)) {
+    let mut dirs: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    for (p, _) in files {
+        let parts: Vec<&str> = p.split('/').collect();
+        for i in 0..parts.len() {
+            let dir = parts[..i].join("/");
+            dirs.entry(dir).or_default().insert(parts[i].to_string());
+        }
+    }
+    let folder = dirs
+        .into_iter()
+        .map(|(d, s)| (d, s.len()))
+        .max_by_key(|(d, n)| (*n, d.clone()))
+        .unwrap_or_default();
+    let file = files
+        .iter()
+        .map(|(p, b)| (p.clone(), b.len()))
+        .max_by_key(|(p, n)| (*n, p.clone()))
+        .unwrap_or_default();
+    (folder, file)
+}
+
+fn cleartrail(cfg: &Path, repo: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .arg("--config")
+        .arg(cfg)
+        .arg("--repo")
+        .arg(repo)
+        .arg("-q")
+        // Pinned "now": as-of dates and commit times do not vary.
+        .env("SOURCE_DATE_EPOCH", "1767225600");
+    c
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut n = 100_000usize;
+    if args.iter().any(|a| a == "--quick") {
+        n = 10_000;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--n") {
+        n = args[i + 1].parse().expect("--n N");
+    }
+    let work: PathBuf = tempfile::tempdir().unwrap().keep();
+    let src = work.join("source");
+    std::fs::create_dir_all(&src).unwrap();
+    git(&src, &["init", "-q", "-b", "main"]);
+    eprintln!("building a source repository of {n} commits...");
+    add_commits(&src, 0, n, n + 100);
+    git(&src, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let cfg = work.join("cleartrail.yml");
+    std::fs::write(
+        &cfg,
+        "version: 1\nperiod: 2025\nsources:\n  app:\n    type: git\n    path: source\n    branch: main\n",
+    )
+    .unwrap();
+    let ev = work.join("evidence");
+    let branch = "refs/heads/cleartrail/evidence";
+
+    eprintln!("cold run...");
+    let cold = measure(&mut cleartrail(&cfg, &ev, &["run"]));
+    let tip1 = git(&ev, &["rev-parse", branch]);
+    let files = tree_files(&ev, branch);
+    let evidence_files: Vec<(String, Vec<u8>)> = files.clone();
+    let fi = fast_import(&evidence_files, &work.join("fast-import"));
+
+    eprintln!("re-run with nothing new...");
+    let again = measure(&mut cleartrail(&cfg, &ev, &["run"]));
+    let tip2 = git(&ev, &["rev-parse", branch]);
+    assert_eq!(tip1, tip2, "a run with nothing new made a commit");
+
+    eprintln!("100 new commits...");
+    add_commits(&src, n, 100, n + 100);
+    let hundred = measure(&mut cleartrail(&cfg, &ev, &["run"]));
+    let tip3 = git(&ev, &["rev-parse", branch]);
+    assert_ne!(tip2, tip3, "100 new commits made no commit");
+
+    eprintln!("gaps, packet, verify...");
+    let gaps = measure(&mut cleartrail(&cfg, &ev, &["gaps", "--format", "json"]));
+    let packet_dir = work.join("packet");
+    let packet = measure(&mut cleartrail(
+        &cfg,
+        &ev,
+        &[
+            "packet",
+            "--period",
+            "2025",
+            "--out",
+            packet_dir.to_str().unwrap(),
+        ],
+    ));
+    let verify = measure(Command::new(BIN).args(["verify", "--repo", ev.to_str().unwrap(), "-q"]));
+    assert!(
+        verify.stdout.contains(" 0 findings"),
+        "verify: {}",
+        verify.stdout
+    );
+
+    let final_files = tree_files(&ev, branch);
+    let ((dir, entries), (file, size)) = extremes(&final_files);
+    let total: usize = final_files.iter().map(|f| f.1.len()).sum();
+
+    let c = secs(cold.wall);
+    println!(
+        "\nwhole-command benchmark: {n} commits in the period, {} files ({:.1} MiB) on the evidence branch",
+        final_files.len(),
+        total as f64 / 1048576.0
+    );
+    println!("| measure | wall | peak RSS | ratio | target |");
+    println!("|---|--:|--:|--:|---|");
+    let row = |name: &str, m: &Measured, ratio: String, target: &str| {
+        println!(
+            "| {name} | {:.2} s | {} MiB | {ratio} | {target} |",
+            secs(m.wall),
+            m.peak_rss_kib / 1024
+        );
+    };
+    row(
+        "cold run",
+        &cold,
+        format!("{:.2}x fast-import", c / secs(fi)),
+        "<= 1.5x fast-import, RSS <= 300 MiB",
+    );
+    println!("| git fast-import, same files | {:.2} s | | | |", secs(fi));
+    row(
+        "run, nothing new",
+        &again,
+        format!("{:.1}% of cold", 100.0 * secs(again.wall) / c),
+        "<= 10%, no commit",
+    );
+    row(
+        "run, 100 new commits",
+        &hundred,
+        format!("{:.1}% of cold", 100.0 * secs(hundred.wall) / c),
+        "<= 15%",
+    );
+    row(
+        "gaps",
+        &gaps,
+        format!("{:.1}% of cold", 100.0 * secs(gaps.wall) / c),
+        "<= 15%",
+    );
+    row(
+        "packet",
+        &packet,
+        format!("{:.1}% of cold", 100.0 * secs(packet.wall) / c),
+        "<= 15%",
+    );
+    row(
+        "verify",
+        &verify,
+        format!("{:.1}% of cold", 100.0 * secs(verify.wall) / c),
+        "<= 15%",
+    );
+    println!("largest folder: {dir}/ with {entries} entries (limit 1,000)");
+    println!("largest file: {file} with {size} bytes (limit 1 MB)");
+    std::fs::remove_dir_all(&work).ok();
+}

@@ -1,0 +1,113 @@
+//! The one registry of finding codes: every code a diagnostic can carry
+//! (verify findings, check results, gap statuses), with what it means. A
+//! code, once published, keeps its meaning; tests check that codes are
+//! unique, kebab-case and documented in the README.
+
+/// Codes of `cleartrail verify` findings.
+pub const VERIFY: &[(&str, &str)] = &[
+    (
+        "branch-missing",
+        "the evidence branch does not exist, locally or as a remote-tracking branch",
+    ),
+    (
+        "layout-unsupported",
+        "the branch's layout version file is missing or names a version this cleartrail does not read",
+    ),
+    (
+        "object-unreadable",
+        "a file's git object cannot be read (missing, or its content does not match its id)",
+    ),
+    (
+        "artifact-invalid",
+        "an artifact file is not valid JSON, lacks a required field or has an unknown schema",
+    ),
+    (
+        "artifact-hash-mismatch",
+        "an artifact does not hash (RFC 8785, every field but `sha256`) to its recorded `sha256`",
+    ),
+    (
+        "artifact-missing",
+        "an artifact that a verified listing names is not on the branch (it was deleted)",
+    ),
+    (
+        "artifact-misplaced",
+        "an artifact file is not at the path its id and shard map to",
+    ),
+    (
+        "captured-missing",
+        "the captured document an artifact names is not beside it",
+    ),
+    (
+        "captured-hash-mismatch",
+        "a captured document's bytes do not hash to the recorded SHA-256",
+    ),
+    (
+        "collection-invalid",
+        "a collection record is unreadable, lacks a field, or its totals do not summarize its groups",
+    ),
+    (
+        "collection-digest-mismatch",
+        "the artifacts held in a month group do not give the recorded digest (one was altered or swapped)",
+    ),
+    (
+        "collection-count-mismatch",
+        "the number of artifacts held in a month group differs from the record (one was added or removed)",
+    ),
+    (
+        "collection-query-mismatch",
+        "what a complete query returned, as recorded, is no longer exactly on the branch",
+    ),
+    (
+        "collection-missing",
+        "artifacts are held for a source and kind that has no collection record",
+    ),
+    (
+        "tombstone-invalid",
+        "a tombstone is unreadable, misplaced, or its artifact is still present",
+    ),
+    (
+        "derived-missing",
+        "a derived file listed in `.cleartrail/derived.json` is not on the branch",
+    ),
+    (
+        "derived-mismatch",
+        "a derived file (check result, mapping, page, README) was edited outside cleartrail, or its manifest is missing",
+    ),
+    (
+        "stray-file",
+        "a file in a folder cleartrail owns that no record accounts for (added by hand)",
+    ),
+];
+
+/// Every code with its meaning: verify findings, then checks.
+pub fn all() -> Vec<(&'static str, &'static str)> {
+    VERIFY
+        .iter()
+        .copied()
+        .chain(crate::checks::CHECKS.iter().map(|c| (c.code, c.doc)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn codes_are_unique_kebab_case_and_documented() {
+        let readme = include_str!("../../README.md");
+        let mut seen = BTreeSet::new();
+        for (code, doc) in all() {
+            assert!(seen.insert(code), "duplicate code {code}");
+            assert!(
+                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{code} is not kebab-case"
+            );
+            assert!(!doc.trim().is_empty(), "{code} has no description");
+            assert!(
+                readme.contains(&format!("`{code}`")),
+                "{code} is not documented in README.md"
+            );
+        }
+    }
+}
