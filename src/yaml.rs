@@ -192,6 +192,8 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("is {0}, not a regular file")]
     NotAFile(&'static str),
+    #[error("is in {0}, the machine's own state, not a file to read")]
+    System(&'static str),
     #[error("is larger than the {max} bytes allowed")]
     TooLarge { max: usize },
     #[error("is not valid UTF-8 text (byte {offset})")]
@@ -212,6 +214,19 @@ impl From<ReadError> for std::io::Error {
 /// hand-written YAML files beside the configuration (catalog overrides).
 pub fn read_text(path: &Path) -> std::io::Result<String> {
     Ok(read_bounded(path, Bounds::CONFIG.max_bytes)?)
+}
+
+/// Pseudo-file systems whose files are the machine's state (a process's
+/// environment, memory, devices), not documents: never read as input,
+/// wherever a path or link points.
+pub const SYSTEM_ROOTS: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// The system root a resolved path lies under, if any.
+pub fn system_root(resolved: &Path) -> Option<&'static str> {
+    SYSTEM_ROOTS
+        .iter()
+        .copied()
+        .find(|r| resolved.starts_with(r))
 }
 
 /// A name for a file type that is not a regular file.
@@ -272,6 +287,13 @@ pub fn open_regular(path: &Path, follow: bool) -> Result<std::fs::File, ReadErro
 /// the path itself) as UTF-8 text. Checks the type before opening, so a
 /// FIFO, a device or a folder is refused without being opened.
 pub fn read_bounded(path: &Path, max: usize) -> Result<String, ReadError> {
+    // `/proc/self/environ` is a regular file: refuse it by where it is,
+    // or a parse error could echo the environment's tokens.
+    if let Ok(resolved) = path.canonicalize()
+        && let Some(root) = system_root(&resolved)
+    {
+        return Err(ReadError::System(root));
+    }
     let ft = match std::fs::metadata(path) {
         Ok(m) => m.file_type(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
@@ -296,16 +318,9 @@ pub fn read_bounded(path: &Path, max: usize) -> Result<String, ReadError> {
 /// test harness.
 #[cfg(test)]
 pub(crate) fn in_child_process(name: &str, body: impl FnOnce()) {
-    const CHILD: &str = "CLEARTRAIL_TEST_CHILD";
-    if std::env::var(CHILD).as_deref() == Ok(name) {
-        body();
+    let Some(out) = child_process(name, body) else {
         return;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .output()
-        .unwrap();
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
@@ -313,6 +328,24 @@ pub(crate) fn in_child_process(name: &str, body: impl FnOnce()) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `body` when this process is the child for test `name` (and
+/// returns `None`); otherwise starts that child and returns its output.
+#[cfg(test)]
+fn child_process(name: &str, body: impl FnOnce()) -> Option<std::process::Output> {
+    const CHILD: &str = "CLEARTRAIL_TEST_CHILD";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        body();
+        return None;
+    }
+    Some(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, name)
+            .output()
+            .unwrap(),
+    )
 }
 
 #[cfg(test)]
@@ -371,6 +404,50 @@ mod tests {
         }
     }
 
+    fn bomb(levels: char) -> String {
+        let mut s = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (i, prev) in ('b'..=levels).zip('a'..) {
+            s.push_str(&format!(
+                "{i}: &{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+        }
+        s
+    }
+
+    /// What the parsers do without these bounds, checked rather than
+    /// assumed: serde_yaml stops deep nesting (128 levels) and alias
+    /// bombs (a jump limit) itself, but only after loading every event;
+    /// yaml-rust2's loader copies every alias and overflows the stack on
+    /// deep nesting (so this runs in a child process, which must crash).
+    #[test]
+    fn the_parsers_unbounded_behaviour() {
+        let deep = format!("a:\n{}x\n", "- ".repeat(10_000));
+        let e = serde_yaml::from_str::<serde_yaml::Value>(&deep).unwrap_err();
+        assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
+        let e = serde_yaml::from_str::<serde_yaml::Value>(&bomb('i')).unwrap_err();
+        assert!(e.to_string().contains("repetition limit exceeded"), "{e}");
+        // Five levels of ten: 100,000 copies from 300 bytes.
+        let docs = yaml_rust2::YamlLoader::load_from_str(&bomb('e')).unwrap();
+        let e = &docs[0]["e"];
+        let leaves = e.as_vec().unwrap().len()
+            * e[0].as_vec().unwrap().len()
+            * e[0][0].as_vec().unwrap().len()
+            * e[0][0][0].as_vec().unwrap().len();
+        assert_eq!(leaves, 10_000);
+        let name = "yaml::tests::the_parsers_unbounded_behaviour";
+        let crashed = child_process(name, || {
+            let deep = format!("a:\n{}x\n", "- ".repeat(200_000));
+            let _ = yaml_rust2::YamlLoader::load_from_str(&deep);
+        });
+        if let Some(out) = crashed {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && stderr.contains("overflowed its stack"),
+                "yaml-rust2 now loads 200,000 nested sequences: {stderr}"
+            );
+        }
+    }
+
     #[test]
     fn aliases_count_toward_depth() {
         // 40 levels anchored, then used 40 levels down: 80 in all.
@@ -404,10 +481,18 @@ mod tests {
             Err(ReadError::NotAFile("a folder"))
         ));
         #[cfg(target_os = "linux")]
-        assert!(matches!(
-            read_bounded(Path::new("/dev/zero"), 10),
-            Err(ReadError::NotAFile("a character device"))
-        ));
+        {
+            assert!(matches!(
+                read_bounded(Path::new("/dev/zero"), 10),
+                Err(ReadError::System("/dev"))
+            ));
+            let link = d.path().join("env.yml");
+            std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
+            assert!(matches!(
+                read_bounded(&link, 1 << 20),
+                Err(ReadError::System("/proc"))
+            ));
+        }
         let f = d.path().join("f");
         std::fs::write(&f, "0123456789abc").unwrap();
         assert!(matches!(

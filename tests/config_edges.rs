@@ -53,6 +53,8 @@ fn unreadable_configs_exit_2_with_the_path() {
             .unwrap()
             .success()
     );
+    let environ = f.root.path().join("environ.yml");
+    std::os::unix::fs::symlink("/proc/self/environ", &environ).unwrap();
     let binary = f.root.path().join("binary.yml");
     std::fs::write(&binary, b"version: 1\nbranch: \xff\xfe\n").unwrap();
     let big = f.root.path().join("big.yml");
@@ -64,8 +66,9 @@ fn unreadable_configs_exit_2_with_the_path() {
         (&fifo, "is a FIFO, not a regular file"),
         (
             Path::new("/dev/zero"),
-            "is a character device, not a regular file",
+            "is in /dev, the machine's own state",
         ),
+        (&environ, "is in /proc, the machine's own state"),
         (&binary, "is not valid UTF-8 text (byte 19)"),
         (&big, "is larger than the 1048576 bytes allowed"),
     ];

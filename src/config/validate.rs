@@ -232,14 +232,6 @@ fn check_evidence_branch(cx: &mut Ctx<'_>, branch: &str) {
     }
 }
 
-/// Where no evidence folder may be: pseudo-file systems whose files are
-/// the machine's state (environment, memory, devices), not documents.
-const SYSTEM_ROOTS: &[&str] = &["/proc", "/sys", "/dev"];
-
-fn is_system_path(p: &Path) -> bool {
-    SYSTEM_ROOTS.iter().any(|r| p.starts_with(r))
-}
-
 fn validate_source(
     cx: &mut Ctx<'_>,
     dir: &Path,
@@ -325,13 +317,12 @@ fn validate_source(
             if let Some(p) = &path
                 && cx.check_paths
             {
-                if is_system_path(p) {
+                if let Some(root) = crate::yaml::system_root(p) {
                     cx.at_value(
                         &format!("{at}.path"),
                         format!(
-                            "{} is a system folder ({}), not documents",
-                            p.display(),
-                            SYSTEM_ROOTS.join(", ")
+                            "{} is a system folder (in {root}, the machine's own state), not documents",
+                            p.display()
                         ),
                         Some("point `path` at a folder of policies or other documents".into()),
                     );

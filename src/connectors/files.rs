@@ -36,10 +36,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConnectorError {
     move |source| ConnectorError::Io { path, source }
 }
 
-/// Pseudo-file systems whose files are the machine's state (a process's
-/// environment, memory, devices): never read, wherever a link points.
-const SYSTEM_ROOTS: &[&str] = &["/proc", "/sys", "/dev"];
-
 /// A file to collect: its path relative to the source root (with `/`),
 /// and where to read it (the file itself, or the resolved target of a
 /// link inside the root).
@@ -65,7 +61,7 @@ fn resolve_root(path: &Path) -> Result<PathBuf, ConnectorError> {
         path: path.display().to_string(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
     };
-    if SYSTEM_ROOTS.iter().any(|r| root.starts_with(r)) {
+    if crate::yaml::system_root(&root).is_some() {
         return Err(refuse(format!(
             "resolves to {}, a system folder, not documents",
             root.display()
@@ -187,7 +183,7 @@ fn resolve_link(root: &Path, link: &Path) -> Result<Result<PathBuf, String>, Con
         }
         Err(e) => return Err(io_err(link)(e)),
     };
-    if let Some(sys) = SYSTEM_ROOTS.iter().find(|r| target.starts_with(r)) {
+    if let Some(sys) = crate::yaml::system_root(&target) {
         return Ok(Err(format!(
             "symbolic link into {sys}, the machine's own state, not a document: never read"
         )));
