@@ -233,7 +233,36 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 fn load_text(path: &Path, text: &str, check_paths: bool) -> Result<Config, ConfigError> {
     let display = path.display().to_string();
-    let raw = raw::parse(&display, text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    let raw = match raw::parse(&display, text) {
+        Ok(raw) => raw,
+        Err(p) => {
+            // A value of the wrong type stops serde; unknown and repeated
+            // keys are still worth reporting with it, when the text is
+            // well-formed and within bounds.
+            let mut problems = Vec::new();
+            if crate::yaml::check(text, &crate::yaml::Bounds::CONFIG).is_ok() {
+                let locs = locate::Locations::parse(text);
+                problems = raw::structure_problems(&display, &locs);
+            }
+            // serde's "duplicate field" is the repeated key already named
+            // with both its lines.
+            let repeated = p
+                .message
+                .split("duplicate field `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .is_some_and(|field| {
+                    problems
+                        .iter()
+                        .any(|q| q.message.contains(&format!("{field}` is written twice")))
+                });
+            if !repeated {
+                problems.push(p);
+            }
+            problems.sort_by_key(|p| (p.line, p.col));
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
     let locs = locate::Locations::parse(text);
     let mut problems = raw::structure_problems(&display, &locs);
     let dir = path

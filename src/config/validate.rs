@@ -598,6 +598,33 @@ mod tests {
         assert!(p[4].2.starts_with("path `nowhere` does not exist"), "{p:?}");
     }
 
+    #[test]
+    fn a_type_error_is_reported_with_unknown_and_repeated_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = messages(
+            dir.path(),
+            "version: 1\nsorces: {}\nsources:\n  d:\n    type: files\n    path: .\n    exclude: 5\nbranch: a\nbranch: b\n",
+        );
+        let lines: Vec<usize> = p.iter().map(|p| p.0).collect();
+        assert_eq!(lines, [2, 7, 9], "{p:#?}");
+        assert!(p[0].2.starts_with("unknown field `sorces`"), "{p:?}");
+        assert!(p[1].2.contains("invalid type"), "{p:?}");
+        assert_eq!(p[2].2, "`branch` is written twice, on lines 8 and 9");
+        // A repeated field of the configuration itself is named once.
+        let p = messages(
+            dir.path(),
+            "version: 1\nbranch: a\nbranch: b\nsources: {}\n",
+        );
+        assert_eq!(
+            p,
+            [(
+                3,
+                1,
+                "`branch` is written twice, on lines 2 and 3".to_string()
+            )]
+        );
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_files_source_in_a_system_folder_is_refused() {
