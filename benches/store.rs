@@ -4,9 +4,23 @@
 //! for 10,000 artifacts). Prints the median of three runs of each; the
 //! first 100-change commit runs right after the full write (the new pack
 //! not yet open), the "warm" figure is the median of ten more after it.
+//!
+//! Two comparisons decide how the store is built:
+//! - the store's own writer (spliced raw trees, hand-written pack) against
+//!   git2's incremental tree editing (`TreeUpdateBuilder`) with objects
+//!   collected in an in-memory pack (`Mempack`), dumped and indexed
+//!   through `Odb::packwriter`, on the same two commits;
+//! - libgit2's object hash checking on (the default) and off, on the
+//!   100-change commit and on reading every file back through a
+//!   `Snapshot` (what `verify` does).
+//!
+//! It also times looking up every file's blob id through a `Snapshot`
+//! (one walk of the tree, then binary searches) against resolving each
+//! path from the root tree, which is what the snapshot did before.
 
 use cleartrail::artifact::{Artifact, DateSpan};
 use cleartrail::store::{Author, ChangeSet, CommitOutcome, Store};
+use git2::{FileMode, ObjectType, Oid, Repository};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -71,6 +85,58 @@ fn fast_import_stream(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     s
 }
 
+/// The alternative writer: every blob into an in-memory object store,
+/// the tree by `TreeUpdateBuilder` on the base tree, the commit, then the
+/// lot dumped as one pack and indexed into the repository. Returns the
+/// new commit.
+fn git2_commit(path: &std::path::Path, base: Option<Oid>, files: &[(String, Vec<u8>)]) -> Oid {
+    let repo = Repository::open(path).unwrap();
+    let odb = repo.odb().unwrap();
+    let mempack = odb.add_new_mempack_backend(1000).unwrap();
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    for (p, b) in files {
+        let id = odb.write(ObjectType::Blob, b).unwrap();
+        update.upsert(p.as_str(), id, FileMode::Blob);
+    }
+    let base_tree = match base {
+        Some(c) => repo.find_commit(c).unwrap().tree().unwrap(),
+        None => {
+            let empty = odb.write(ObjectType::Tree, b"").unwrap();
+            repo.find_tree(empty).unwrap()
+        }
+    };
+    let tree = update.create_updated(&repo, &base_tree).unwrap();
+    let tree = repo.find_tree(tree).unwrap();
+    let sig = git2::Signature::new(
+        "bench",
+        "bench@example.com",
+        &git2::Time::new(1_790_000_000, 0),
+    )
+    .unwrap();
+    let parent = base.map(|b| repo.find_commit(b).unwrap());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    let commit = repo
+        .commit(None, &sig, &sig, "git2", &tree, &parents)
+        .unwrap();
+    let mut buf = git2::Buf::new();
+    mempack.dump(&repo, &mut buf).unwrap();
+    let mut writer = odb.packwriter().unwrap();
+    writer.write_all(&buf).unwrap();
+    writer.commit().unwrap();
+    mempack.reset().unwrap();
+    commit
+}
+
+/// Reads every file of a commit back through a snapshot; returns the bytes read.
+fn read_all(store: &Store, commit: Oid) -> usize {
+    let snap = store.snapshot(Some(commit)).unwrap();
+    snap.files_under("")
+        .unwrap()
+        .iter()
+        .map(|(_, id)| snap.read_blob(*id).unwrap().len())
+        .sum()
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 10_000 } else { 100_000 };
@@ -95,6 +161,10 @@ fn main() {
     let mut incr = Vec::new();
     let mut fi = Vec::new();
     let mut warm = Vec::new();
+    let (mut alt_full, mut alt_incr) = (Vec::new(), Vec::new());
+    let (mut hash_on_commit, mut hash_off_commit) = (Vec::new(), Vec::new());
+    let (mut hash_on_read, mut hash_off_read) = (Vec::new(), Vec::new());
+    let (mut lookups_index, mut lookups_get_path) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_or_init(&dir.path().join("ev")).unwrap();
@@ -133,6 +203,7 @@ fn main() {
         else {
             panic!("expected a commit")
         };
+        let first_incr = tip;
         // Later syncs: the repository is warm (its pack open, its pages
         // cached), as for every run after the first of a scheduled job.
         for revision in 2..12 {
@@ -181,12 +252,78 @@ fn main() {
             String::from_utf8_lossy(&theirs.stdout).trim(),
             ours.to_string()
         );
+
+        // Hash checking: a 100-change commit and a full read-back, on and off.
+        for (on, commit_t, read_t) in [
+            (true, &mut hash_on_commit, &mut hash_on_read),
+            (false, &mut hash_off_commit, &mut hash_off_read),
+        ] {
+            git2::opts::strict_hash_verification(on);
+            let store = Store::open(&dir.path().join("ev")).unwrap();
+            let mut cs = ChangeSet::new();
+            for k in 0..100 {
+                let a = artifact((k * 7919) % n, 100 + on as u32);
+                cs.put(a.json_path(), a.to_bytes().0);
+            }
+            let t = Instant::now();
+            let out = store
+                .commit("bench", Some(tip), Some(tip), &cs, "100 changes", &author())
+                .unwrap();
+            commit_t.push(t.elapsed());
+            let CommitOutcome::Committed { commit, .. } = out else {
+                panic!("expected a commit")
+            };
+            tip = commit;
+            let t = Instant::now();
+            assert!(read_all(&store, tip) > total_bytes / 2);
+            read_t.push(t.elapsed());
+        }
+        git2::opts::strict_hash_verification(true);
+
+        // Looking up every file of the tree: the snapshot's index against
+        // resolving each path from the root tree, as before.
+        {
+            let snap = store.snapshot(Some(tip)).unwrap();
+            let t = Instant::now();
+            let found = files
+                .iter()
+                .filter(|(p, _)| snap.blob_id(p).is_some())
+                .count();
+            lookups_index.push(t.elapsed());
+            assert_eq!(found, n);
+            let root = store.repo().find_commit(tip).unwrap().tree().unwrap();
+            let t = Instant::now();
+            let found = files
+                .iter()
+                .take(n / 10)
+                .filter(|(p, _)| root.get_path(std::path::Path::new(p)).is_ok())
+                .count();
+            lookups_get_path.push(t.elapsed() * 10);
+            assert_eq!(found, n / 10);
+        }
+
+        // The alternative writer, on a repository of its own.
+        let gdir = dir.path().join("g2");
+        Repository::init_bare(&gdir).unwrap();
+        let t = Instant::now();
+        let g_full = git2_commit(&gdir, None, &files);
+        alt_full.push(t.elapsed());
+        let t = Instant::now();
+        let g_incr = git2_commit(&gdir, Some(g_full), &changed);
+        alt_incr.push(t.elapsed());
+        let grepo = Repository::open(&gdir).unwrap();
+        assert_eq!(grepo.find_commit(g_full).unwrap().tree_id(), ours);
+        let ours_incr = store.repo().find_commit(first_incr).unwrap().tree_id();
+        assert_eq!(grepo.find_commit(g_incr).unwrap().tree_id(), ours_incr);
+
         eprintln!(
-            "run {}: full {:?}, 100 changes {:?}, fast-import {:?}",
+            "run {}: full {:?}, 100 changes {:?}, fast-import {:?}, git2 full {:?}, git2 100 changes {:?}",
             run + 1,
             full[run],
             incr[run],
-            fi[run]
+            fi[run],
+            alt_full[run],
+            alt_incr[run],
         );
     }
     let (f, i, g, w) = (median(full), median(incr), median(fi), median(warm));
@@ -212,5 +349,26 @@ fn main() {
     println!(
         "warm / full write:         {:.2}%",
         100.0 * w.as_secs_f64() / f.as_secs_f64()
+    );
+    let ms = |v: Vec<Duration>| median(v).as_secs_f64() * 1e3;
+    println!(
+        "git2 TreeUpdateBuilder + mempack: full {:>8.1} ms, 100-change {:>6.1} ms",
+        ms(alt_full),
+        ms(alt_incr)
+    );
+    println!(
+        "look up every file: snapshot index {:>8.1} ms, Tree::get_path from the root {:>8.1} ms (extrapolated from a tenth)",
+        ms(lookups_index),
+        ms(lookups_get_path)
+    );
+    println!(
+        "hash checks on:  100-change commit {:>6.1} ms, read every file {:>7.1} ms",
+        ms(hash_on_commit),
+        ms(hash_on_read)
+    );
+    println!(
+        "hash checks off: 100-change commit {:>6.1} ms, read every file {:>7.1} ms",
+        ms(hash_off_commit),
+        ms(hash_off_read)
     );
 }

@@ -458,11 +458,7 @@ fn listing_files(
             "# {source} / {kind}: every artifact held\n\nNewest first within each month; `-` holds artifacts that are not dated by month.\n\n| month | artifacts | listing |\n|---|--:|---|\n"
         );
         for (group, mut items) in groups.into_iter().rev() {
-            items.sort_by(|a, b| {
-                b.period_end()
-                    .cmp(&a.period_end())
-                    .then_with(|| a.id.cmp(&b.id))
-            });
+            items.sort_by(|a, b| evaluate::newest_first(a, b));
             let name = if group == "-" {
                 "undated".to_string()
             } else {

@@ -66,6 +66,15 @@ impl Held {
         self.doc["url"].as_str().unwrap_or_default()
     }
 
+    /// The latest of the object's own timestamps (RFC 3339 in UTC, so
+    /// they order as strings), `""` when it has none.
+    pub fn latest_observed(&self) -> &str {
+        self.doc["observed"]
+            .as_object()
+            .and_then(|m| m.values().filter_map(Value::as_str).max())
+            .unwrap_or("")
+    }
+
     pub fn sha256(&self) -> &str {
         self.doc["sha256"].as_str().unwrap_or_default()
     }

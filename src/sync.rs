@@ -13,7 +13,9 @@ use crate::artifact::{
 use crate::config::Config;
 use crate::connectors::{self, ConnectorError, Limits, Outcome, QueryResult};
 use crate::period::Period;
-use crate::store::{Author, ChangeSet, CommitOutcome, Snapshot, Store, StoreError, blob_id};
+use crate::store::{
+    Author, ChangeSet, CommitOutcome, CommitSpec, Snapshot, Store, StoreError, blob_id,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -43,6 +45,14 @@ pub enum SyncError {
     CorruptArtifact { path: String, reason: String },
     #[error(transparent)]
     Derive(#[from] crate::audit::AuditError),
+    #[error(
+        "refusing to start a new history for the evidence branch `{branch}`: {reason}\n  hint: {hint}"
+    )]
+    WouldFork {
+        branch: String,
+        reason: String,
+        hint: String,
+    },
 }
 
 /// Files derived from the evidence about to be committed (checks,
@@ -172,22 +182,31 @@ pub fn commit_with(
     loop {
         attempt += 1;
         let tip = store.branch_tip(branch)?;
-        // A new evidence branch forks from HEAD, so that its pull request
-        // shares history with the default branch.
-        let base = match tip {
-            Some(t) => Some(t),
-            None => store.resolve("HEAD").ok(),
-        };
-        let snapshot = store.snapshot(base)?;
+        let base = Base::choose(store, branch, tip)?;
+        let snapshot = store.snapshot_tree(base.tree);
         let mut plan = plan(&snapshot, results, &opts.period, opts.now)?;
+        // A branch behind a default branch that moved on is rebuilt on it
+        // only when there is something to commit: a run with nothing new
+        // makes no commit, whatever happened on the default branch.
+        let (base, snapshot) = match (&base.diverged, plan.changed()) {
+            (Some((_, d)), true) => {
+                let grafted = base.graft(store, *d)?;
+                let snap = store.snapshot_tree(grafted.tree);
+                plan = self::plan(&snap, results, &opts.period, opts.now)?;
+                (grafted, snap)
+            }
+            _ => (base, snapshot),
+        };
         if let Some(derive_files) = derived {
-            let evidence_changed = plan.evidence_changed();
+            // On a new base every derived file is written again: the
+            // default branch's copies may be older.
+            let evidence_changed = plan.evidence_changed() || base.rebuilt;
             for (path, bytes) in derive_files(&snapshot, &plan.changes, evidence_changed)? {
                 match bytes {
-                    Some(b) if snapshot.blob_id(&path) != Some(blob_id(&b)) => {
+                    Some(b) if snapshot.try_blob_id(&path)? != Some(blob_id(&b)) => {
                         plan.changes.put(path, b)
                     }
-                    None if snapshot.blob_id(&path).is_some() => plan.changes.delete(path),
+                    None if snapshot.try_blob_id(&path)?.is_some() => plan.changes.delete(path),
                     _ => {}
                 }
             }
@@ -198,7 +217,15 @@ pub fn commit_with(
         };
         let message = plan.message(&opts.period, opts.now);
         let outcome = if plan.changed() {
-            store.commit(branch, tip, base, &plan.changes, &message, &author)
+            store.commit_with(&CommitSpec {
+                branch,
+                expected: tip,
+                parents: base.parents.clone(),
+                base_tree: base.tree,
+                changes: &plan.changes,
+                message: &message,
+                author: &author,
+            })
         } else {
             Ok(CommitOutcome::Unchanged { tip })
         };
@@ -228,6 +255,132 @@ pub fn commit_with(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Top-level names ClearTrail owns on the evidence branch: when the branch
+/// is rebuilt on the default branch, these come from the branch and
+/// everything else from the default branch.
+pub const OWNED: &[&str] = &[
+    EVIDENCE_DIR,
+    artifact::COLLECTIONS_DIR,
+    TOMBSTONES_DIR,
+    "checks",
+    "mappings",
+    "listings",
+    "packets",
+    ".cleartrail",
+    "README.md",
+];
+
+/// What a commit is built on.
+struct Base {
+    /// The tree the changes apply to.
+    tree: Option<git2::Oid>,
+    parents: Vec<git2::Oid>,
+    /// The branch tip and the default branch's tip, when the default
+    /// branch has commits the evidence branch lacks and the evidence branch
+    /// has commits the default branch lacks.
+    diverged: Option<(git2::Oid, git2::Oid)>,
+    /// Whether the tree was rebuilt on the default branch.
+    rebuilt: bool,
+}
+
+impl Base {
+    /// - No branch yet: fork from the default branch (so its pull request
+    ///   shares history), unless the branch exists on a remote or the
+    ///   clone is shallow: starting a new history there would fork one
+    ///   that exists.
+    /// - The default branch holds the branch tip (its pull request was
+    ///   merged): build on the default branch.
+    /// - Otherwise on the branch tip, noting when the default branch moved
+    ///   on meanwhile.
+    fn choose(store: &Store, branch: &str, tip: Option<git2::Oid>) -> Result<Base, SyncError> {
+        let own_ref = format!("refs/heads/{branch}");
+        let default = store
+            .default_branch_tip()?
+            .filter(|(name, _)| *name != own_ref)
+            .map(|(_, oid)| oid);
+        let repo = store.repo();
+        let tree_of = |c: git2::Oid| store.commit_tree(c).map(Some);
+        match tip {
+            None => {
+                if let Some((remote_ref, _)) = store.remote_tips(branch)?.into_iter().next() {
+                    return Err(SyncError::WouldFork {
+                        branch: branch.to_string(),
+                        reason: format!("it exists as `{remote_ref}` but not locally"),
+                        hint: format!(
+                            "fetch it first: `git fetch {} {branch}:{branch}`",
+                            remote_ref
+                                .strip_prefix("refs/remotes/")
+                                .and_then(|r| r.split('/').next())
+                                .unwrap_or("origin")
+                        ),
+                    });
+                }
+                if store.is_shallow() {
+                    return Err(SyncError::WouldFork {
+                        branch: branch.to_string(),
+                        reason: "the repository is a shallow clone, which may simply not have fetched it".into(),
+                        hint: format!(
+                            "fetch it (`git fetch origin {branch}:{branch}`) or, if the remote has none yet, the whole history (`git fetch --unshallow`; `fetch-depth: 0` in actions/checkout)"
+                        ),
+                    });
+                }
+                Ok(Base {
+                    tree: default.map(tree_of).transpose()?.flatten(),
+                    parents: default.into_iter().collect(),
+                    diverged: None,
+                    rebuilt: false,
+                })
+            }
+            Some(b) => {
+                let descends = |a: git2::Oid, of: git2::Oid| {
+                    repo.graph_descendant_of(a, of)
+                        .map_err(|e| StoreError::Git {
+                            context: format!("comparing {a} with {of}"),
+                            source: e,
+                        })
+                };
+                match default {
+                    Some(d) if d != b && descends(d, b)? => Ok(Base {
+                        tree: tree_of(d)?,
+                        parents: vec![d],
+                        diverged: None,
+                        rebuilt: true,
+                    }),
+                    Some(d) if d != b && !descends(b, d)? => Ok(Base {
+                        tree: tree_of(b)?,
+                        parents: vec![b],
+                        diverged: Some((b, d)),
+                        rebuilt: false,
+                    }),
+                    _ => Ok(Base {
+                        tree: tree_of(b)?,
+                        parents: vec![b],
+                        diverged: None,
+                        rebuilt: false,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The default branch's files with ClearTrail's own from the branch,
+    /// committed as a merge of both.
+    fn graft(&self, store: &Store, default: git2::Oid) -> Result<Base, SyncError> {
+        let (b, _) = self.diverged.expect("graft needs a diverged base");
+        let tree = store.graft(
+            Some(store.commit_tree(default)?),
+            Some(store.commit_tree(b)?),
+            OWNED,
+        )?;
+        Ok(Base {
+            tree,
+            parents: vec![b, default],
+            diverged: None,
+            rebuilt: true,
+        })
     }
 }
 
@@ -543,11 +696,11 @@ pub fn plan(
             }
             // An object that comes back is no longer removed.
             let tomb = tombstone_path(&json_path);
-            if snapshot.blob_id(&tomb).is_some() {
+            if snapshot.try_blob_id(&tomb)?.is_some() {
                 changes.delete(tomb);
             }
             let new_id = blob_id(&bytes);
-            let new = match snapshot.blob_id(&json_path) {
+            let new = match snapshot.try_blob_id(&json_path)? {
                 None => {
                     st.added += 1;
                     changes.put(json_path.clone(), bytes);
@@ -562,7 +715,7 @@ pub fn plan(
             };
             if let (Some(cp), Some(c)) = (item.captured_path(), &item.captured) {
                 returned_paths.insert(cp.clone());
-                if snapshot.blob_id(&cp) != Some(blob_id(&c.bytes)) {
+                if snapshot.try_blob_id(&cp)? != Some(blob_id(&c.bytes)) {
                     changes.put(cp, c.bytes.clone());
                 }
             }
@@ -656,7 +809,8 @@ pub fn plan(
                 dirty.insert(group);
                 changes.delete(path.clone());
                 let captured = path.trim_end_matches(".json").to_string();
-                if snapshot.blob_id(&captured).is_some() && !returned_paths.contains(&captured) {
+                if snapshot.try_blob_id(&captured)?.is_some() && !returned_paths.contains(&captured)
+                {
                     changes.delete(captured);
                 }
                 let tomb = json!({
@@ -727,7 +881,7 @@ pub fn plan(
             groups,
         };
         let bytes = record.to_bytes();
-        if snapshot.blob_id(&record_path) != Some(blob_id(&bytes)) {
+        if snapshot.try_blob_id(&record_path)? != Some(blob_id(&bytes)) {
             changes.put(record_path, bytes);
         }
         if let Some(st) = stats.get_mut(&key) {
@@ -742,7 +896,7 @@ pub fn plan(
         "artifact_schema": artifact::ARTIFACT_SCHEMA,
         "collection_schema": artifact::COLLECTION_SCHEMA,
     }));
-    if snapshot.blob_id(artifact::LAYOUT_PATH) != Some(blob_id(&layout)) {
+    if snapshot.try_blob_id(artifact::LAYOUT_PATH)? != Some(blob_id(&layout)) {
         changes.put(artifact::LAYOUT_PATH, layout);
     }
 
@@ -753,7 +907,7 @@ pub fn plan(
             "queries": states,
         });
         let bytes = canonical::to_pretty(&doc);
-        if snapshot.blob_id(artifact::STATE_PATH) != Some(blob_id(&bytes)) {
+        if snapshot.try_blob_id(artifact::STATE_PATH)? != Some(blob_id(&bytes)) {
             changes.put(artifact::STATE_PATH, bytes);
         }
     }

@@ -212,6 +212,17 @@ fn malformed() -> BTreeSet<String> {
     assert!(has(&found, "artifact-misplaced", &moved), "{found:?}");
     record(found);
 
+    // The captured document beside a policy has one byte flipped.
+    let f = synced();
+    let repo = f.evidence();
+    let doc = "evidence/files/document/policies/org-chart.csv";
+    let mut bytes = tree_files(&repo, BRANCH)[doc].clone();
+    bytes[0] ^= 1;
+    tamper(&repo, BRANCH, doc, Some(&bytes));
+    let found = verify(&repo);
+    assert!(has(&found, "captured-hash-mismatch", doc), "{found:?}");
+    record(found);
+
     // The captured document beside a policy is gone.
     let f = synced();
     let repo = f.evidence();

@@ -111,6 +111,7 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     let report = crate::sync::commit_with(&store, &config.branch, &results, &opts, Some(&derive))
         .map_err(|e| match e {
         crate::sync::SyncError::Derive(d) if d.is_usage() => Error::usage(d),
+        e @ crate::sync::SyncError::WouldFork { .. } => Error::usage(e),
         other => Error::runtime(
             anyhow::Error::new(other).context(format!("sync into {}", g.repo.display())),
         ),

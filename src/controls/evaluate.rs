@@ -444,11 +444,22 @@ fn evidence_ref(h: &Held, fresh: bool, origin: &str, failing: &[&'static str]) -
     }
 }
 
-/// Newest first, then by id: the order every page lists evidence in.
-fn newest_first(a: &Held, b: &Held) -> std::cmp::Ordering {
+/// Newest first (by the last day it covers, then its latest own
+/// timestamp), then by id: the order every page lists evidence in.
+pub fn newest_first(a: &Held, b: &Held) -> std::cmp::Ordering {
     b.period_end()
         .cmp(&a.period_end())
+        .then_with(|| b.latest_observed().cmp(a.latest_observed()))
         .then_with(|| a.id.cmp(&b.id))
+}
+
+/// The newest `n` items in order, without sorting the rest.
+fn newest(items: &mut Vec<(&Held, &'static str)>, n: usize) {
+    if items.len() > n {
+        items.select_nth_unstable_by(n - 1, |a, b| newest_first(a.0, b.0));
+        items.truncate(n);
+    }
+    items.sort_by(|a, b| newest_first(a.0, b.0));
 }
 
 /// Everything evaluation reads.
@@ -516,41 +527,37 @@ fn evaluate_requirement(
             .get(h.id.as_str())
             .map_or(no_fail, |v| v.as_slice())
     };
-    let mut counted: Vec<(&Held, &'static str)> = matched
+    let (mut counted, mut rest): (Vec<_>, Vec<_>) = matched
         .iter()
         .copied()
-        .filter(|(h, _)| counts(h, req, inp))
-        .collect();
-    counted.sort_by(|a, b| newest_first(a.0, b.0));
-    let failing_items: Vec<&(&Held, &'static str)> = counted
+        .partition(|(h, _)| counts(h, req, inp));
+    let mut failing_items: Vec<(&Held, &'static str)> = counted
         .iter()
+        .copied()
         .filter(|(h, _)| !fails(h).is_empty())
         .collect();
+    let (n_counted, n_failing) = (counted.len(), failing_items.len());
     let min = req.min_count as usize;
     let status = if matched.len() < min {
         Status::Missing
-    } else if counted.len() < min {
+    } else if n_counted < min {
         Status::Stale
-    } else if !failing_items.is_empty() {
+    } else if n_failing > 0 {
         Status::Failing
     } else {
         Status::Covered
     };
     // Shown: counted items first (newest first), then the rest.
+    newest(&mut counted, SHOWN);
+    newest(&mut failing_items, SHOWN);
     let mut shown: Vec<EvidenceRef> = counted
         .iter()
-        .take(SHOWN)
         .map(|(h, o)| evidence_ref(h, true, o, fails(h)))
         .collect();
     if shown.len() < SHOWN {
-        let mut rest: Vec<&(&Held, &'static str)> = matched
-            .iter()
-            .filter(|(h, _)| !counts(h, req, inp))
-            .collect();
-        rest.sort_by(|a, b| newest_first(a.0, b.0));
+        newest(&mut rest, SHOWN - shown.len());
         shown.extend(
-            rest.into_iter()
-                .take(SHOWN - shown.len())
+            rest.iter()
                 .map(|(h, o)| evidence_ref(h, false, o, fails(h))),
         );
     }
@@ -576,11 +583,10 @@ fn evaluate_requirement(
         },
         selectors: req.any_of.clone(),
         matched: matched.len(),
-        fresh: counted.len(),
-        failing: failing_items.len(),
+        fresh: n_counted,
+        failing: n_failing,
         exceptions: failing_items
             .iter()
-            .take(SHOWN)
             .map(|(h, o)| evidence_ref(h, true, o, fails(h)))
             .collect(),
         evidence: shown,

@@ -3,9 +3,9 @@
 //!
 //! A first sync of a large organization writes hundreds of thousands of
 //! small blobs; as loose objects that is one file create per object. The
-//! pack is written to a temporary name, its index after it, and both are
+//! pack and its index are written to temporary names and flushed, then
 //! renamed into `objects/pack/`, pack first, so a reader never finds an
-//! index without its pack.
+//! index without its pack; the folder is flushed after the renames.
 
 use super::StoreError;
 use crate::artifact::canonical::hex;
@@ -160,6 +160,11 @@ impl PackBuilder {
 
     /// Writes the pack and its index into `objects_dir/pack/`. Returns the
     /// pack's path, or `None` when there was nothing to write.
+    ///
+    /// Both files are written under temporary names (`tmp_cleartrail_*`,
+    /// removed on any failure), flushed to disk, then renamed into place,
+    /// pack first (git reads a pack only through its index), and the
+    /// folder is flushed so the renames survive a power cut.
     pub fn finish(mut self, objects_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
         if self.entries.is_empty() {
             return Ok(None);
@@ -173,33 +178,63 @@ impl PackBuilder {
         // The pack's name is its checksum, not known until the body is
         // hashed: write the body to a unique temporary file while a second
         // thread hashes it.
-        let tmp = temp_path(&dir, "pack");
+        let tmp_pack = TempFile(temp_path(&dir, "pack"));
         let body = &self.body;
-        let (pack_sum, mut file) = std::thread::scope(|scope| -> Result<_, StoreError> {
+        let pack_sum = std::thread::scope(|scope| -> Result<_, StoreError> {
             let hasher = scope.spawn(|| -> [u8; 20] { Sha1::digest(body).into() });
-            let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            f.write_all(body).map_err(|e| StoreError::io(&tmp, e))?;
+            let mut f = create(&tmp_pack.0)?;
+            f.write_all(body)
+                .map_err(|e| StoreError::io(&tmp_pack.0, e))?;
             let sum = hasher.join().expect("hashing does not panic");
-            Ok((sum, f))
+            f.write_all(&sum)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| StoreError::io(&tmp_pack.0, e))?;
+            Ok(sum)
         })?;
-        file.write_all(&pack_sum)
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        // Data and the size needed to read it back; the rename follows.
-        file.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
-        drop(file);
 
         self.entries
             .sort_unstable_by(|a, b| a.oid.as_bytes().cmp(b.oid.as_bytes()));
         let idx = build_index(&self.entries, &pack_sum);
+        let tmp_idx = TempFile(temp_path(&dir, "idx"));
+        let mut f = create(&tmp_idx.0)?;
+        f.write_all(&idx)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StoreError::io(&tmp_idx.0, e))?;
+        drop(f);
+
         let name = format!("pack-{}", hex(&pack_sum));
         let pack_path = dir.join(format!("{name}.pack"));
         let idx_path = dir.join(format!("{name}.idx"));
-        std::fs::rename(&tmp, &pack_path).map_err(|e| StoreError::io(&pack_path, e))?;
-        // The index can be rebuilt from the pack (`git index-pack`): no
-        // second flush to disk for it.
-        write_atomic(&dir, &idx_path, &idx)?;
+        // The same checksum means the same objects: a pack already there
+        // (an earlier identical write) is kept as it is.
+        if !(pack_path.exists() && idx_path.exists()) {
+            std::fs::rename(&tmp_pack.0, &pack_path).map_err(|e| StoreError::io(&pack_path, e))?;
+            if let Err(e) = std::fs::rename(&tmp_idx.0, &idx_path) {
+                // A pack without its index is never read: do not leave it.
+                let _ = std::fs::remove_file(&pack_path);
+                return Err(StoreError::io(&idx_path, e));
+            }
+            super::recover::sync_dir(&dir);
+        }
         Ok(Some(pack_path))
     }
+}
+
+/// A temporary file, removed when dropped unless renamed away first.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn create(path: &Path) -> Result<std::fs::File, StoreError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))
 }
 
 fn build_index(entries: &[Entry], pack_sum: &[u8; 20]) -> Vec<u8> {
@@ -248,15 +283,11 @@ fn build_index(entries: &[Entry], pack_sum: &[u8; 20]) -> Vec<u8> {
 fn temp_path(dir: &Path, ext: &str) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    dir.join(format!("tmp_cleartrail_{}_{seq}.{ext}", std::process::id()))
-}
-
-fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = temp_path(dir, "idx");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, dest).map_err(|e| StoreError::io(dest, e))
+    dir.join(format!(
+        "{}{}_{seq}.{ext}",
+        super::recover::TEMP_PREFIX,
+        std::process::id()
+    ))
 }
 
 #[cfg(test)]
@@ -306,6 +337,31 @@ mod tests {
             let obj = odb.read(*oid).unwrap();
             assert_eq!(obj.data(), data.as_bytes());
             assert_eq!(obj.kind(), git2::ObjectType::Blob);
+        }
+        // libgit2's hash checks are process-wide and another test may
+        // have changed them: git itself re-hashes every object of the
+        // pack and checks the index's offsets and CRCs.
+        let pack = std::fs::read_dir(dir.path().join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .unwrap();
+        let out = std::process::Command::new("git")
+            .args(["verify-pack", "-v"])
+            .arg(&pack)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed = String::from_utf8_lossy(&out.stdout);
+        for (oid, _) in &ids {
+            assert!(
+                listed.contains(&format!("{oid} blob")),
+                "{oid} not in the pack"
+            );
         }
     }
 }

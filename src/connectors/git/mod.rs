@@ -250,7 +250,9 @@ impl GitSource {
         let old_tip = saved.and_then(|s| {
             let (prefix, old) = s.rsplit_once(" tip=")?;
             let (now_prefix, _) = state.rsplit_once(" tip=")?;
-            (prefix == now_prefix).then(|| Oid::from_str(old).ok()).flatten()
+            (prefix == now_prefix)
+                .then(|| Oid::from_str(old).ok())
+                .flatten()
         });
         let urls = UrlBase::of(&repo, &self.name);
         // The first-parent line from the tip (down to the old tip when
@@ -296,7 +298,8 @@ impl GitSource {
         let mut seen: HashSet<Oid> = HashSet::from([tip]);
         if let Some(old) = hide {
             let mut w = repo.revwalk().map_err(git_err(p, "walking history"))?;
-            w.push(old).map_err(git_err(p, format!("walking history from {old}")))?;
+            w.push(old)
+                .map_err(git_err(p, format!("walking history from {old}")))?;
             for o in w {
                 seen.insert(o.map_err(git_err(p, format!("walking history from {old}")))?);
             }

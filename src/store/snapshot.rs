@@ -1,0 +1,189 @@
+//! Read-only views of one tree of the evidence repository.
+//!
+//! A run asks for thousands of paths of the same tree. Resolving each one
+//! from the root (`Tree::get_path`) re-reads and re-parses every folder on
+//! the way, including a folder of tens of thousands of entries, once per
+//! lookup. A [`Snapshot`] instead walks its tree once, on first use, into a
+//! sorted index of every file path and folder path; lookups are binary
+//! searches and a folder's files are one contiguous range of that index.
+//!
+//! Objects are read through libgit2's object database, which re-hashes
+//! what it reads: a forged object fails the read with an error naming it.
+
+use super::StoreError;
+use super::tree::parse_tree;
+use git2::{Oid, Repository};
+use std::cell::OnceCell;
+
+/// Every file (blob or symlink) and folder of a tree, by full path, each
+/// list sorted by its path's bytes.
+#[derive(Debug, Default)]
+struct Index {
+    files: Vec<(String, Oid)>,
+    dirs: Vec<String>,
+}
+
+impl Index {
+    /// Reads `root` and every tree below it, once each.
+    fn build(repo: &Repository, root: Oid) -> Result<Index, StoreError> {
+        let odb = repo
+            .odb()
+            .map_err(|e| StoreError::git("opening the object database", e))?;
+        let mut index = Index::default();
+        let mut stack: Vec<(String, Oid)> = vec![(String::new(), root)];
+        while let Some((dir, id)) = stack.pop() {
+            let what = if dir.is_empty() {
+                format!("tree {id} (the root folder)")
+            } else {
+                format!("tree {id} (folder {dir})")
+            };
+            let obj = odb
+                .read(id)
+                .map_err(|e| StoreError::git(format!("reading {what}"), e))?;
+            if obj.kind() != git2::ObjectType::Tree {
+                return Err(StoreError::Corrupt { what });
+            }
+            let entries = parse_tree(obj.data()).ok_or(StoreError::Corrupt { what })?;
+            for e in entries {
+                let name = String::from_utf8_lossy(e.name);
+                let path = if dir.is_empty() {
+                    name.into_owned()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                match e.mode {
+                    b"40000" => {
+                        index.dirs.push(path.clone());
+                        stack.push((path, e.oid));
+                    }
+                    // Submodule links are not files of the evidence.
+                    b"160000" => {}
+                    _ => index.files.push((path, e.oid)),
+                }
+            }
+        }
+        index.files.sort_unstable();
+        index.dirs.sort_unstable();
+        Ok(index)
+    }
+
+    /// The range of `sorted` whose paths lie below the folder `prefix`
+    /// (everything for the empty prefix).
+    fn below<'a, T>(sorted: &'a [T], key: impl Fn(&T) -> &str, prefix: &str) -> &'a [T] {
+        if prefix.is_empty() {
+            return sorted;
+        }
+        let lo = format!("{prefix}/");
+        let start = sorted.partition_point(|t| key(t) < lo.as_str());
+        let len = sorted[start..].partition_point(|t| key(t).starts_with(&lo));
+        &sorted[start..start + len]
+    }
+}
+
+/// Read-only access to the files of one tree (usually a commit's) of the
+/// evidence repository.
+pub struct Snapshot<'r> {
+    repo: &'r Repository,
+    tree: Option<Oid>,
+    index: OnceCell<Index>,
+}
+
+impl<'r> Snapshot<'r> {
+    pub(super) fn new(repo: &'r Repository, tree: Option<Oid>) -> Self {
+        Snapshot {
+            repo,
+            tree,
+            index: OnceCell::new(),
+        }
+    }
+
+    /// The repository's git folder, for readers on other threads (a
+    /// `Repository` handle is not shared between threads).
+    pub fn git_dir(&self) -> &std::path::Path {
+        self.repo.path()
+    }
+
+    /// Whether there is no tree at all (no commit yet).
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_none()
+    }
+
+    /// The root tree's id, `None` when there is no tree.
+    pub fn tree_id(&self) -> Option<Oid> {
+        self.tree
+    }
+
+    /// The index, built on first use. A failed build is not kept: the next
+    /// call tries again and reports the same error.
+    fn index(&self) -> Result<&Index, StoreError> {
+        if let Some(i) = self.index.get() {
+            return Ok(i);
+        }
+        let built = match self.tree {
+            None => Index::default(),
+            Some(t) => Index::build(self.repo, t)?,
+        };
+        Ok(self.index.get_or_init(|| built))
+    }
+
+    /// The blob id at `path`, if a file is there. A tree that cannot be
+    /// read counts as no file here; use [`Snapshot::try_blob_id`] where
+    /// "cannot read" must not be taken for "absent".
+    pub fn blob_id(&self, path: &str) -> Option<Oid> {
+        self.try_blob_id(path).ok().flatten()
+    }
+
+    /// The blob id at `path`: `Ok(None)` only when no file is there.
+    pub fn try_blob_id(&self, path: &str) -> Result<Option<Oid>, StoreError> {
+        let files = &self.index()?.files;
+        Ok(files
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .ok()
+            .map(|i| files[i].1))
+    }
+
+    /// The bytes of the file at `path`.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.try_blob_id(path)? {
+            None => Ok(None),
+            Some(id) => self
+                .repo
+                .find_blob(id)
+                .map(|b| Some(b.content().to_vec()))
+                .map_err(|e| StoreError::git(format!("reading blob {id} ({path})"), e)),
+        }
+    }
+
+    /// The bytes of the blob `id`.
+    pub fn read_blob(&self, id: Oid) -> Result<Vec<u8>, StoreError> {
+        self.repo
+            .find_blob(id)
+            .map(|b| b.content().to_vec())
+            .map_err(|e| StoreError::git(format!("reading blob {id}"), e))
+    }
+
+    /// Every file below the folder `prefix` (no trailing slash; empty for
+    /// the whole tree), as (path relative to the repository root, blob id),
+    /// sorted by path.
+    pub fn files_under(&self, prefix: &str) -> Result<Vec<(String, Oid)>, StoreError> {
+        let files = &self.index()?.files;
+        Ok(Index::below(files, |(p, _)| p.as_str(), prefix).to_vec())
+    }
+
+    /// Names of the immediate sub-folders of the folder `prefix` (empty
+    /// for the root), sorted.
+    pub fn dirs_under(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let dirs = &self.index()?.dirs;
+        let skip = if prefix.is_empty() {
+            0
+        } else {
+            prefix.len() + 1
+        };
+        Ok(Index::below(dirs, |d| d.as_str(), prefix)
+            .iter()
+            .map(|d| &d[skip..])
+            .filter(|rest| !rest.contains('/'))
+            .map(str::to_string)
+            .collect())
+    }
+}
