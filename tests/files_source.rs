@@ -289,6 +289,19 @@ fn hostile_front_matter_is_an_error_in_the_artifact() {
         d["content"]["front_matter_error"],
         "line 4: YAML nested deeper than 64 levels"
     );
+    // The policy checks flag both as broken policies.
+    let checks: String = files
+        .iter()
+        .filter(|(p, _)| p.starts_with("checks/"))
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    for name in ["bomb.md", "deep.md"] {
+        assert!(
+            checks.contains(&format!("policies/{name}"))
+                && checks.contains("front matter does not parse"),
+            "{name} not flagged by a check"
+        );
+    }
     let biggest = files.values().map(Vec::len).max().unwrap();
     assert!(biggest < 1 << 20, "a file of {biggest} bytes was committed");
 }
