@@ -29,6 +29,7 @@ pub mod period;
 pub mod store;
 pub mod sync;
 pub mod verify;
+pub mod yaml;
 
 pub use error::ExitStatus;
 

@@ -1,7 +1,10 @@
 //! `cleartrail.yml`: parsed in two phases.
 //!
-//! 1. [`raw`]: serde_yaml into structs that reject unknown keys; a syntax or
-//!    shape error carries serde_yaml's line and column.
+//! 1. [`raw`]: the file is read as a bounded text (never opening a FIFO or
+//!    device, at most [`crate::yaml::Bounds::CONFIG`] bytes), walked
+//!    within the YAML bounds, then parsed by serde_yaml; a syntax or shape
+//!    error carries serde_yaml's line and column. Unknown and repeated keys
+//!    are collected as problems, not stopped at.
 //! 2. [`validate`]: raw values into a [`Config`] that cannot be invalid
 //!    (periods parsed, paths resolved against the config file's folder and
 //!    checked to exist). Every problem is reported, each with
@@ -161,6 +164,13 @@ pub enum ConfigError {
         "configuration {path} not found\n  hint: run `cleartrail init` to write a starter, or pass --config FILE"
     )]
     NotFound { path: String },
+    /// The path names something that is not a readable configuration
+    /// text (a folder, a FIFO, a device, binary or oversized content): a
+    /// problem of what the user pointed at, not of the machine.
+    #[error(
+        "cannot read configuration {path}: it {reason}\n  hint: --config names a YAML text file"
+    )]
+    Unreadable { path: String, reason: String },
     #[error("{}", render_problems(.0))]
     Invalid(Vec<Problem>),
 }
@@ -201,17 +211,15 @@ pub fn load_for_reading(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn load_mode(path: &Path, check_paths: bool) -> Result<Config, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
+    use crate::yaml::ReadError;
+    let display = path.display().to_string();
+    let text = match crate::yaml::read_bounded(path, crate::yaml::Bounds::CONFIG.max_bytes) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ConfigError::NotFound {
-                path: path.display().to_string(),
-            });
-        }
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.display().to_string(),
-                source,
+        Err(ReadError::NotFound) => return Err(ConfigError::NotFound { path: display }),
+        Err(e) => {
+            return Err(ConfigError::Unreadable {
+                path: display,
+                reason: e.to_string(),
             });
         }
     };
@@ -225,8 +233,38 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 fn load_text(path: &Path, text: &str, check_paths: bool) -> Result<Config, ConfigError> {
     let display = path.display().to_string();
-    let raw = raw::parse(&display, text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    let raw = match raw::parse(&display, text) {
+        Ok(raw) => raw,
+        Err(p) => {
+            // A value of the wrong type stops serde; unknown and repeated
+            // keys are still worth reporting with it, when the text is
+            // well-formed and within bounds.
+            let mut problems = Vec::new();
+            if crate::yaml::check(text, &crate::yaml::Bounds::CONFIG).is_ok() {
+                let locs = locate::Locations::parse(text);
+                problems = raw::structure_problems(&display, &locs);
+            }
+            // serde's "duplicate field" is the repeated key already named
+            // with both its lines.
+            let repeated = p
+                .message
+                .split("duplicate field `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .is_some_and(|field| {
+                    problems
+                        .iter()
+                        .any(|q| q.message.contains(&format!("{field}` is written twice")))
+                });
+            if !repeated {
+                problems.push(p);
+            }
+            problems.sort_by_key(|p| (p.line, p.col));
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
     let locs = locate::Locations::parse(text);
+    let mut problems = raw::structure_problems(&display, &locs);
     let dir = path
         .parent()
         .map(|p| {
@@ -238,5 +276,11 @@ fn load_text(path: &Path, text: &str, check_paths: bool) -> Result<Config, Confi
         })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    validate(raw, &display, &dir, &locs, check_paths).map_err(ConfigError::Invalid)
+    match validate(raw, &display, &dir, &locs, check_paths) {
+        Ok(config) if problems.is_empty() => return Ok(config),
+        Ok(_) => {}
+        Err(more) => problems.extend(more),
+    }
+    problems.sort_by_key(|p| (p.line, p.col));
+    Err(ConfigError::Invalid(problems))
 }

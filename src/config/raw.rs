@@ -1,11 +1,19 @@
-//! Phase one: the configuration exactly as written, rejecting unknown keys.
+//! Phase one: the configuration exactly as written.
+//!
+//! Every YAML text goes through [`crate::yaml::check`] first, so a hostile
+//! file is refused with its position before a parser builds anything.
+//! The configuration's own types accept unknown keys while parsing, and
+//! [`structure_problems`] reports each of them (and every key written
+//! twice) afterwards: an unknown key must not hide the other problems of
+//! the file, as serde's first-error `deny_unknown_fields` would.
 
 use super::Problem;
+use super::locate::{Locations, join_path};
+use crate::yaml::{BoundError, Bounds};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub version: Option<serde_yaml::Value>,
     pub period: Option<serde_yaml::Value>,
@@ -21,13 +29,11 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCheck {
     pub severity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSource {
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -40,14 +46,151 @@ pub struct RawSource {
     pub gpg_keyring: Option<String>,
 }
 
-/// Parses YAML text into the raw form; the error carries file:line:col.
+/// Parses configuration text into the raw form, within
+/// [`Bounds::CONFIG`]; the error carries file:line:col. Unknown keys are
+/// left for [`structure_problems`].
 pub fn parse(file: &str, text: &str) -> Result<RawConfig, Problem> {
     parse_as(file, text)
 }
 
-/// Parses YAML text into any raw type that rejects unknown fields; the
+/// Problems of the file's shape that parsing let through: keys the
+/// configuration does not know (with a suggestion) and keys written twice
+/// in one mapping (serde would keep the last without a word).
+pub fn structure_problems(file: &str, locs: &Locations) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (segments, pos) in locs.keys() {
+        let known = match segments {
+            [_] => fields_of::<RawConfig>(),
+            [s, _, _] if s == "sources" => fields_of::<RawSource>(),
+            [c, _, _] if c == "checks" => fields_of::<RawCheck>(),
+            _ => continue,
+        };
+        let key = segments[segments.len() - 1].as_str();
+        if known.contains(&key) {
+            continue;
+        }
+        let parent = join_path(&segments[..segments.len() - 1]);
+        let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        let mut message = format!(
+            "unknown field `{key}`, expected one of {}",
+            expected.join(", ")
+        );
+        if !parent.is_empty() {
+            message = format!("{parent}: {message}");
+        }
+        out.push(Problem {
+            file: file.into(),
+            line: pos.line,
+            col: pos.col,
+            hint: unknown_field_hint(&message),
+            message,
+        });
+    }
+    for d in locs.duplicates() {
+        out.push(Problem {
+            file: file.into(),
+            line: d.again.line,
+            col: d.again.col,
+            message: format!(
+                "`{}` is written twice, on lines {} and {}",
+                d.path, d.first.line, d.again.line
+            ),
+            hint: Some("YAML keeps only the last of the two: merge them or rename one".into()),
+        });
+    }
+    out
+}
+
+/// Field names a derived `Deserialize` struct knows, as serde passes them
+/// to the deserializer (renames applied): the one list of valid keys, so
+/// a field added to a raw struct is known here without another edit.
+pub fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    match T::deserialize(FieldsOf) {
+        Err(Fields(f)) => f,
+        Ok(_) => &[],
+    }
+}
+
+/// A deserializer that only answers "which fields?".
+struct FieldsOf;
+
+#[derive(Debug)]
+struct Fields(&'static [&'static str]);
+
+impl std::fmt::Display for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fields {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Fields {}
+
+impl serde::de::Error for Fields {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Fields(&[])
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldsOf {
+    type Error = Fields;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+        Err(Fields(&[]))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Fields> {
+        Err(Fields(fields))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
+/// A broken bound as a problem of `file`.
+pub fn bound_problem(file: &str, e: &BoundError) -> Problem {
+    let (line, col) = e.position().unwrap_or((1, 1));
+    Problem {
+        file: file.into(),
+        line,
+        col,
+        message: e.to_string(),
+        hint: Some(match e {
+            BoundError::TooLarge { .. } => "split the file or remove what it does not need".into(),
+            BoundError::TooManyAliasNodes { .. } => {
+                "write the values out instead of repeating them through aliases (`*name`)".into()
+            }
+            _ => "cleartrail reads plain, shallow YAML; flatten the structure".into(),
+        }),
+    }
+}
+
+/// Parses YAML text into any raw type within [`Bounds::CONFIG`]; the
 /// error carries file:line:col and, for a misspelt key, a suggestion.
 pub fn parse_as<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, Problem> {
+    parse_as_bounded(file, text, &Bounds::CONFIG)
+}
+
+/// [`parse_as`] within the given bounds.
+pub fn parse_as_bounded<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    text: &str,
+    bounds: &Bounds,
+) -> Result<T, Problem> {
+    // A syntax error is left to serde_yaml, which reports it in the words
+    // users already see; only a broken bound stops here.
+    if let Err(e) = crate::yaml::check(text, bounds)
+        && e.is_bound()
+    {
+        return Err(bound_problem(file, &e));
+    }
     if text.trim().is_empty() {
         return Err(Problem {
             file: file.into(),
@@ -114,16 +257,60 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    fn structure(text: &str) -> Vec<Problem> {
+        parse("c.yml", text).unwrap();
+        structure_problems("c.yml", &Locations::parse(text))
+    }
+
     #[test]
-    fn unknown_keys_are_rejected_with_position_and_suggestion() {
-        let text = "version: 1\nsources:\n  app:\n    type: git\n    pth: .\n";
-        let p = parse("c.yml", text).unwrap_err();
-        assert_eq!((p.line, p.col), (5, 5), "{p}");
-        assert!(p.message.contains("unknown field `pth`"), "{p}");
-        assert_eq!(p.hint.as_deref(), Some("did you mean `path`?"));
-        let top = parse("c.yml", "verison: 1\n").unwrap_err();
-        assert_eq!((top.line, top.col), (1, 1));
-        assert_eq!(top.hint.as_deref(), Some("did you mean `version`?"));
+    fn unknown_keys_are_reported_with_position_and_suggestion() {
+        let text = "version: 1\nsources:\n  app:\n    type: git\n    pth: .\nchecks:\n  x:\n    sevrity: off\n";
+        let p = structure(text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!((p[0].line, p[0].col), (5, 5), "{}", p[0]);
+        assert!(
+            p[0].message
+                .starts_with("sources.app: unknown field `pth`, expected one of `type`, `path`"),
+            "{}",
+            p[0]
+        );
+        assert_eq!(p[0].hint.as_deref(), Some("did you mean `path`?"));
+        assert_eq!((p[1].line, p[1].col), (8, 5));
+        assert_eq!(p[1].hint.as_deref(), Some("did you mean `severity`?"));
+        let top = structure("verison: 1\n");
+        assert_eq!((top[0].line, top[0].col), (1, 1));
+        assert!(top[0].message.starts_with("unknown field `verison`"));
+        assert_eq!(top[0].hint.as_deref(), Some("did you mean `version`?"));
+    }
+
+    #[test]
+    fn keys_written_twice_name_both_lines() {
+        let p = structure("version: 1\nsources:\n  a:\n    type: git\n  a:\n    type: files\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].line, p[0].col), (5, 3));
+        assert_eq!(
+            p[0].message,
+            "`sources.a` is written twice, on lines 3 and 5"
+        );
+    }
+
+    #[test]
+    fn fields_of_sees_renames() {
+        assert_eq!(fields_of::<RawCheck>(), ["severity"]);
+        assert!(fields_of::<RawSource>().contains(&"type"));
+        assert!(fields_of::<RawConfig>().contains(&"out_of_scope"));
+    }
+
+    #[test]
+    fn broken_bounds_are_problems_with_positions() {
+        let deep = format!("version: 1\nperiod:\n{}x\n", "- ".repeat(10_000));
+        let p = parse("c.yml", &deep).unwrap_err();
+        assert_eq!(p.line, 3, "{p}");
+        assert!(p.message.contains("nested deeper than 64 levels"), "{p}");
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n";
+        let p = parse("c.yml", bomb).unwrap_err();
+        assert_eq!(p.line, 4, "{p}");
+        assert!(p.message.contains("aliases expand to more than"), "{p}");
     }
 
     #[test]

@@ -72,8 +72,9 @@ pub fn validate(
     };
 
     match raw.version.as_ref().map(scalar_text) {
+        // Not written anywhere: point at the start of the document.
         None => cx.push(
-            Default::default(),
+            super::locate::Pos { line: 1, col: 1 },
             "missing `version`",
             Some("add `version: 1` as the first line".into()),
         ),
@@ -101,13 +102,7 @@ pub fn validate(
     };
 
     let branch = raw.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
-    if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
-        cx.at_value(
-            "branch",
-            format!("`{branch}` is not a valid branch name"),
-            Some("use letters, digits, `-`, `_` and `/`, e.g. cleartrail/evidence".into()),
-        );
-    }
+    check_evidence_branch(&mut cx, &branch);
 
     if raw.sources.is_empty() {
         cx.at_key(
@@ -146,6 +141,13 @@ pub fn validate(
     for (fw, entries) in raw.out_of_scope.unwrap_or_default() {
         for (id, reason) in entries {
             let at = format!("out_of_scope.{fw}.{id}");
+            if fw == "soc2" && id == "security" {
+                cx.at_key(
+                    &at,
+                    "the SOC 2 `security` category cannot be out of scope: its common criteria (CC1-CC9) are required in every SOC 2 report",
+                    Some("declare single controls out of scope, each with its reason, or remove this entry".into()),
+                );
+            }
             if reason.trim().is_empty() {
                 cx.at_value(
                     &at,
@@ -199,6 +201,34 @@ pub fn validate(
     } else {
         cx.problems.sort_by_key(|p| (p.line, p.col));
         Err(cx.problems)
+    }
+}
+
+/// Branch names cleartrail never writes evidence to: the default branch of
+/// a new evidence repository (`main`, created by `cleartrail init`) and
+/// the other usual default. Evidence lives on a branch of its own so that
+/// it reaches the default branch only through a reviewed pull request.
+const DEFAULT_BRANCHES: &[&str] = &["main", "master"];
+
+fn check_evidence_branch(cx: &mut Ctx<'_>, branch: &str) {
+    // git's own rules for a branch name, which are stricter than for a
+    // reference (`HEAD`, a leading `-`).
+    let valid = git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
+        && git2::Branch::name_is_valid(branch).unwrap_or(false);
+    if !valid {
+        cx.at_value(
+            "branch",
+            format!("`{branch}` is not a valid branch name"),
+            Some("use letters, digits, `-`, `_` and `/`, e.g. cleartrail/evidence".into()),
+        );
+    } else if DEFAULT_BRANCHES.contains(&branch) {
+        cx.at_value(
+            "branch",
+            format!("the evidence branch cannot be `{branch}`: it would be the repository's default branch"),
+            Some(format!(
+                "leave `branch` out to use `{DEFAULT_BRANCH}`; evidence reaches the default branch through a pull request"
+            )),
+        );
     }
 }
 
@@ -282,15 +312,27 @@ fn validate_source(
             not_for(cx, "branch", src.branch.is_some());
             not_for(cx, "allowed_signers", src.allowed_signers.is_some());
             not_for(cx, "gpg_keyring", src.gpg_keyring.is_some());
+            // The path was resolved once (a link to a folder is fine);
+            // what it resolved to must be an ordinary folder.
             if let Some(p) = &path
                 && cx.check_paths
-                && !p.is_dir()
             {
-                cx.at_value(
-                    &format!("{at}.path"),
-                    format!("{} is not a folder", p.display()),
-                    None,
-                );
+                if let Some(root) = crate::yaml::system_root(p) {
+                    cx.at_value(
+                        &format!("{at}.path"),
+                        format!(
+                            "{} is a system folder (in {root}, the machine's own state), not documents",
+                            p.display()
+                        ),
+                        Some("point `path` at a folder of policies or other documents".into()),
+                    );
+                } else if !p.is_dir() {
+                    cx.at_value(
+                        &format!("{at}.path"),
+                        format!("{} is not a folder", p.display()),
+                        None,
+                    );
+                }
             }
             let exclude = src.exclude.unwrap_or_default();
             for (i, e) in exclude.iter().enumerate() {
@@ -479,6 +521,124 @@ mod tests {
             err.problems()[0].message,
             "unsupported configuration version"
         );
+    }
+
+    fn messages(dir: &Path, text: &str) -> Vec<(usize, usize, String)> {
+        load_in(dir, text)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.col, p.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_version_is_reported_at_the_document_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = messages(dir.path(), "sources:\n  d:\n    type: files\n    path: .\n");
+        assert_eq!(p, [(1, 1, "missing `version`".to_string())]);
+    }
+
+    #[test]
+    fn branches_git_refuses_and_default_branches_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = "sources:\n  d:\n    type: files\n    path: .\n";
+        for (branch, expect) in [
+            ("HEAD", "`HEAD` is not a valid branch name"),
+            ("-x", "`-x` is not a valid branch name"),
+            ("main", "the evidence branch cannot be `main`"),
+            ("master", "the evidence branch cannot be `master`"),
+        ] {
+            let p = messages(
+                dir.path(),
+                &format!("version: 1\nbranch: \"{branch}\"\n{src}"),
+            );
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!((p[0].0, p[0].1), (2, 9));
+            assert!(p[0].2.starts_with(expect), "{p:?}");
+        }
+        load_in(
+            dir.path(),
+            &format!("version: 1\nbranch: evidence/main\n{src}"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn soc2_security_cannot_be_out_of_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = messages(
+            dir.path(),
+            "version: 1\nsources:\n  d:\n    type: files\n    path: .\nout_of_scope:\n  soc2:\n    privacy: no personal data\n    security: we are small\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].0, p[0].1), (9, 5));
+        assert!(
+            p[0].2
+                .contains("common criteria (CC1-CC9) are required in every SOC 2 report"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_does_not_hide_other_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = messages(
+            dir.path(),
+            "version: 1\nperoid: 2026\nbranch: HEAD\nsources:\n  d:\n    type: files\n    path: .\n    exclud: [x]\n  d:\n    type: files\n    path: .\n  e:\n    type: files\n    path: nowhere\n",
+        );
+        let lines: Vec<usize> = p.iter().map(|p| p.0).collect();
+        assert_eq!(lines, [2, 3, 8, 9, 14], "{p:#?}");
+        assert!(p[0].2.starts_with("unknown field `peroid`"), "{p:?}");
+        assert!(
+            p[2].2.starts_with("sources.d: unknown field `exclud`"),
+            "{p:?}"
+        );
+        assert_eq!(p[3].2, "`sources.d` is written twice, on lines 5 and 9");
+        assert!(p[4].2.starts_with("path `nowhere` does not exist"), "{p:?}");
+    }
+
+    #[test]
+    fn a_type_error_is_reported_with_unknown_and_repeated_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = messages(
+            dir.path(),
+            "version: 1\nsorces: {}\nsources:\n  d:\n    type: files\n    path: .\n    exclude: 5\nbranch: a\nbranch: b\n",
+        );
+        let lines: Vec<usize> = p.iter().map(|p| p.0).collect();
+        assert_eq!(lines, [2, 7, 9], "{p:#?}");
+        assert!(p[0].2.starts_with("unknown field `sorces`"), "{p:?}");
+        assert!(p[1].2.contains("invalid type"), "{p:?}");
+        assert_eq!(p[2].2, "`branch` is written twice, on lines 8 and 9");
+        // A repeated field of the configuration itself is named once.
+        let p = messages(
+            dir.path(),
+            "version: 1\nbranch: a\nbranch: b\nsources: {}\n",
+        );
+        assert_eq!(
+            p,
+            [(
+                3,
+                1,
+                "`branch` is written twice, on lines 2 and 3".to_string()
+            )]
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_files_source_in_a_system_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/proc/self", dir.path().join("me")).unwrap();
+        for path in ["/proc/self", "me", "/dev", "/sys"] {
+            let p = messages(
+                dir.path(),
+                &format!("version: 1\nsources:\n  d:\n    type: files\n    path: {path}\n"),
+            );
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!((p[0].0, p[0].1), (5, 11));
+            assert!(p[0].2.contains("is a system folder"), "{p:?}");
+        }
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl Catalogs {
                 .collect();
             paths.sort();
             for p in paths {
-                let text = std::fs::read_to_string(&p).map_err(|source| CatalogError::Read {
+                let text = crate::yaml::read_text(&p).map_err(|source| CatalogError::Read {
                     path: p.display().to_string(),
                     source,
                 })?;

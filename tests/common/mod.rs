@@ -199,6 +199,49 @@ pub fn cleartrail(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the binary like [`cleartrail`], with extra environment,
+/// and kills it if it has not finished after a minute: a run blocked on a
+/// FIFO must fail the test rather than hang the suite. (A hang guard, not
+/// a timing assertion: a passing run takes well under a second.)
+pub fn cleartrail_guarded(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cleartrail"));
+    cmd.args(args)
+        .env("SOURCE_DATE_EPOCH", NOW.to_string())
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "cleartrail {args:?} hung (killed after 60 s); stderr so far:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap(),
+        stderr: std::fs::read(&err_path).unwrap(),
+    }
+}
+
 /// `cleartrail COMMAND --config CFG --repo REPO EXTRA...`
 pub fn command_with(command: &str, cfg: &Path, repo: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
