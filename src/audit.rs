@@ -129,7 +129,9 @@ impl<'a> Settings<'a> {
     ) -> Self {
         let manual = config.and_then(|c| {
             let p = c.dir.join(ManualMappings::FILE);
-            std::fs::read_to_string(&p).ok().map(|t| (p, t))
+            // Bounded and never a FIFO or device: a hostile file here
+            // must not hang or exhaust the run.
+            crate::yaml::read_text(&p).ok().map(|t| (p, t))
         });
         Settings {
             catalogs,

@@ -515,3 +515,40 @@ fn github_step_outputs_are_written_in_actions() {
             .contains("| files | document | 3 | 3 |")
     );
 }
+
+#[test]
+fn moving_sources_and_evidence_changes_no_byte() {
+    // The same sources in two different places, one of them a folder of
+    // documents outside any git repository.
+    let mut trees = Vec::new();
+    for _ in 0..2 {
+        let f = Fixture::new();
+        let loose = f.root.path().join("loose-policies");
+        std::fs::create_dir_all(&loose).unwrap();
+        std::fs::write(loose.join("vendor-policy.md"), POLICY_OK).unwrap();
+        let cfg = f.config(
+            "version: 1\nsources:\n  app:\n    type: git\n    path: src\n  loose:\n    type: files\n    path: loose-policies\n",
+        );
+        let out = command_with("run", &cfg, &f.evidence(), &["--period", "2026"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let root = f.root.path().display().to_string();
+        for (p, b) in tree_files(&f.evidence(), BRANCH) {
+            assert!(
+                !String::from_utf8_lossy(&b).contains(&root),
+                "{p} names the local folder {root}"
+            );
+        }
+        let r = git2::Repository::open(f.evidence()).unwrap();
+        trees.push(
+            r.revparse_single(BRANCH)
+                .unwrap()
+                .peel_to_tree()
+                .unwrap()
+                .id(),
+        );
+    }
+    assert_eq!(
+        trees[0], trees[1],
+        "the evidence depends on where the folders are"
+    );
+}

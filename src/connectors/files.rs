@@ -403,7 +403,6 @@ impl FilesSource {
         let mut out = Vec::with_capacity(files.len());
         for entry in &files {
             let rel = &entry.rel;
-            let abs = &entry.read_from;
             let bytes = match read_entry(&root, entry)? {
                 Ok(b) => b,
                 Err(None) => continue,
@@ -447,7 +446,16 @@ impl FilesSource {
                 .unwrap_or_else(|| rel.rsplit('/').next().unwrap_or(rel).to_string());
             let url = match (&git, change) {
                 (Some(g), Some((sha, _))) => g.urls.blob(sha, &repo_path(rel)),
-                _ => format!("file://{}", abs.display()),
+                // Never a local path: the evidence must not change when
+                // the folder moves, nor tell where a runner keeps it.
+                _ => format!(
+                    "local:{}/{}",
+                    self.name,
+                    rel.split('/')
+                        .map(crate::artifact::path::escape_segment)
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ),
             };
             let content = json!({
                 "path": rel,

@@ -93,7 +93,7 @@ impl Templates {
         for (name, text) in BUILTIN {
             let (file, text) = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
                 Some(p) => {
-                    let t = std::fs::read_to_string(&p).map_err(|source| TemplateError::Read {
+                    let t = crate::yaml::read_text(&p).map_err(|source| TemplateError::Read {
                         path: p.display().to_string(),
                         source,
                     })?;
