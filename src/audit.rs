@@ -18,7 +18,7 @@ use crate::controls::evaluate::{
 };
 use crate::diag::Level;
 use crate::evidence::{self, Evidence, Held};
-use crate::packet::{PacketFile, TemplateError, Templates};
+use crate::packet::{TemplateError, Templates};
 use crate::period::Period;
 use crate::store::{ChangeSet, Snapshot, StoreError};
 use crate::verify::{DERIVED_PATH, DERIVED_SCHEMA};
@@ -709,76 +709,4 @@ pub fn stale_derived(
         }
     }
     Ok(stale.into_iter().collect())
-}
-
-#[derive(Serialize)]
-struct PacketIndexContext<'a> {
-    framework: &'a FrameworkStatus,
-    period: &'a str,
-    evidence_commit: &'a str,
-    as_of: String,
-}
-
-#[derive(Serialize)]
-struct PacketControlContext<'a> {
-    control: &'a evaluate::ControlStatus,
-    framework_title: &'a str,
-    period: &'a str,
-    evidence_commit: &'a str,
-    as_of: String,
-}
-
-/// Renders packets for the evaluated frameworks (optionally one control),
-/// plus the manifest. Paths are relative to the packet folder.
-pub fn packet_files(
-    audit: &Audit,
-    templates: &Templates,
-    period: &Period,
-    as_of: NaiveDate,
-    commit: &str,
-    only_control: Option<&str>,
-) -> Result<Vec<PacketFile>, AuditError> {
-    let mut files = Vec::new();
-    let label = period.label();
-    for fs in &audit.statuses {
-        let dir = escape_name(&fs.framework);
-        if only_control.is_none() {
-            let index = templates.render(
-                "packet/index.md.j2",
-                &PacketIndexContext {
-                    framework: fs,
-                    period: label,
-                    evidence_commit: commit,
-                    as_of: as_of.to_string(),
-                },
-            )?;
-            files.push(PacketFile {
-                path: format!("{dir}/index.md"),
-                bytes: index.into_bytes(),
-            });
-        }
-        for c in fs
-            .controls
-            .iter()
-            .filter(|c| only_control.is_none_or(|id| id == c.id))
-        {
-            let page = templates.render(
-                "packet/control.md.j2",
-                &PacketControlContext {
-                    control: c,
-                    framework_title: &fs.title,
-                    period: label,
-                    evidence_commit: commit,
-                    as_of: as_of.to_string(),
-                },
-            )?;
-            files.push(PacketFile {
-                path: format!("{dir}/controls/{}", c.file),
-                bytes: page.into_bytes(),
-            });
-        }
-    }
-    let manifest = crate::packet::manifest(&files, label, commit, &as_of.to_string());
-    files.push(manifest);
-    Ok(files)
 }

@@ -11,6 +11,7 @@
 //! ([`commands`]) orchestrate; the domain logic lives in the modules below
 //! them.
 
+pub mod actions;
 pub mod artifact;
 pub mod audit;
 pub mod checks;

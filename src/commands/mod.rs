@@ -2,9 +2,10 @@
 //! store, call the domain modules, print). Errors get their exit class
 //! here: configuration and usage problems are 2, the rest 3.
 
-pub(crate) mod audit;
 mod controls;
+pub(crate) mod gaps;
 mod init;
+mod packet;
 mod sync;
 mod verify;
 
@@ -20,8 +21,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Sync(a) => sync::run(g, a, false),
         Command::Run(a) => sync::run(g, a, true),
         Command::Verify(a) => verify::run(g, a),
-        Command::Gaps(a) => audit::gaps(g, a),
-        Command::Packet(a) => audit::packet(g, a),
+        Command::Gaps(a) => gaps::run(g, a),
+        Command::Packet(a) => packet::run(g, a),
         Command::Controls(c) => controls::run(g, c),
     }
 }
@@ -192,4 +193,42 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::runtime(anyhow::Error::new(e).context("starting the async runtime")))
+}
+
+/// Audit errors a user fixes by editing a file are 2, the rest 3.
+pub(crate) fn audit_error(e: crate::audit::AuditError) -> Error {
+    if e.is_usage() {
+        Error::usage(e)
+    } else {
+        Error::runtime(e)
+    }
+}
+
+/// Without a configuration file, the configuration recorded on the
+/// evidence branch decides scope, severities and manual mappings, so a
+/// plain clone judges exactly as the branch's README does.
+pub(crate) fn recorded_config(
+    snapshot: &crate::store::Snapshot<'_>,
+    config: Option<&crate::config::Config>,
+) -> Result<Option<crate::audit::EffectiveConfig>, Error> {
+    if config.is_some() {
+        return Ok(None);
+    }
+    let rec = crate::audit::EffectiveConfig::read(snapshot).map_err(Error::runtime)?;
+    if rec.is_some() {
+        tracing::info!(
+            "no configuration file: using the configuration recorded on the evidence branch ({})",
+            crate::audit::CONFIG_RECORD_PATH
+        );
+    }
+    Ok(rec)
+}
+
+pub(crate) fn restricted(
+    mut scope: crate::controls::evaluate::Scope,
+    catalogs: &crate::controls::Catalogs,
+    framework: Option<&str>,
+) -> Result<crate::controls::evaluate::Scope, Error> {
+    restrict_framework(&mut scope, catalogs, framework)?;
+    Ok(scope)
 }

@@ -14,7 +14,6 @@ use crate::sync::{SyncOptions, SyncReport};
 use anyhow::Context as _;
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatus, Error> {
     let full = super::load_config(g)?;
@@ -320,7 +319,7 @@ fn print_report(
             v
         }
         Format::Markdown => render_markdown(r, coverage),
-        Format::Github => crate::diag::render_github(&super::audit::gap_diagnostics(statuses)),
+        Format::Github => crate::diag::render_github(&super::gaps::gap_diagnostics(statuses)),
         Format::Text => {
             // `gaps` must read the same configuration to give the same scope.
             let config_arg = match &g.config {
@@ -358,28 +357,15 @@ fn live_statuses(g: &GlobalArgs, r: &SyncReport) -> anyhow::Result<Vec<Framework
     Ok(audit::evaluate(&snapshot, None, &settings)?.statuses)
 }
 
-/// Appends to `GITHUB_STEP_SUMMARY` and `GITHUB_OUTPUT` when set.
+/// The job summary and step outputs, in GitHub Actions.
 fn github_outputs(r: &SyncReport, statuses: &[audit::Coverage]) -> anyhow::Result<()> {
-    let append = |var: &str, text: &str| -> anyhow::Result<()> {
-        if let Some(path) = std::env::var_os(var) {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .with_context(|| format!("opening ${var}"))?;
-            f.write_all(text.as_bytes())
-                .with_context(|| format!("writing ${var}"))?;
-        }
-        Ok(())
-    };
-    append("GITHUB_STEP_SUMMARY", &render_markdown(r, statuses))?;
+    crate::actions::append_summary(&render_markdown(r, statuses))?;
     let (a, c, d) = r.totals();
-    append(
-        "GITHUB_OUTPUT",
-        &format!(
-            "changed={}\ncommit={}\nadded={a}\nupdated={c}\nremoved={d}\n",
-            r.commit.is_some(),
-            r.commit.as_deref().unwrap_or("")
-        ),
-    )
+    crate::actions::set_outputs(&[
+        ("changed", r.commit.is_some().to_string()),
+        ("commit", r.commit.clone().unwrap_or_default()),
+        ("added", a.to_string()),
+        ("updated", c.to_string()),
+        ("removed", d.to_string()),
+    ])
 }

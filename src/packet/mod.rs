@@ -1,4 +1,4 @@
-//! Rendering: minijinja templates (shipped in the binary from `templates/`,
+//! Packets and rendering: minijinja templates (shipped in the binary from `templates/`,
 //! overridden file by file by the evidence repository's own `templates/`),
 //! packets for auditors per framework and period with a manifest of every
 //! file's SHA-256, and the error that names the template file and line.
@@ -274,6 +274,78 @@ pub fn write_to(dir: &Path, files: &[PacketFile]) -> std::io::Result<Vec<PathBuf
         written.push(p);
     }
     Ok(written)
+}
+
+#[derive(Serialize)]
+struct PacketIndexContext<'a> {
+    framework: &'a crate::controls::evaluate::FrameworkStatus,
+    period: &'a str,
+    evidence_commit: &'a str,
+    as_of: String,
+}
+
+#[derive(Serialize)]
+struct PacketControlContext<'a> {
+    control: &'a crate::controls::evaluate::ControlStatus,
+    framework_title: &'a str,
+    period: &'a str,
+    evidence_commit: &'a str,
+    as_of: String,
+}
+
+/// Renders packets for the evaluated frameworks (optionally one control),
+/// plus the manifest. Paths are relative to the packet folder.
+pub fn packet_files(
+    audit: &crate::audit::Audit,
+    templates: &Templates,
+    period: &crate::period::Period,
+    as_of: chrono::NaiveDate,
+    commit: &str,
+    only_control: Option<&str>,
+) -> Result<Vec<PacketFile>, TemplateError> {
+    let mut files = Vec::new();
+    let label = period.label();
+    for fs in &audit.statuses {
+        let dir = crate::artifact::path::escape_name(&fs.framework);
+        if only_control.is_none() {
+            let index = templates.render(
+                "packet/index.md.j2",
+                &PacketIndexContext {
+                    framework: fs,
+                    period: label,
+                    evidence_commit: commit,
+                    as_of: as_of.to_string(),
+                },
+            )?;
+            files.push(PacketFile {
+                path: format!("{dir}/index.md"),
+                bytes: index.into_bytes(),
+            });
+        }
+        for c in fs
+            .controls
+            .iter()
+            .filter(|c| only_control.is_none_or(|id| id == c.id))
+        {
+            let page = templates.render(
+                "packet/control.md.j2",
+                &PacketControlContext {
+                    control: c,
+                    framework_title: &fs.title,
+                    period: label,
+                    evidence_commit: commit,
+                    as_of: as_of.to_string(),
+                },
+            )?;
+            files.push(PacketFile {
+                path: format!("{dir}/controls/{}", c.file),
+                bytes: page.into_bytes(),
+            });
+        }
+    }
+    let manifest = manifest(&files, label, commit, &as_of.to_string());
+    files.push(manifest);
+    Ok(files)
 }
 
 #[cfg(test)]
