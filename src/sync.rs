@@ -25,7 +25,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 pub const STATE_SCHEMA: &str = "cleartrail.state/v1";
 
 /// How many times a lost race for the branch is retried on the new tip.
-pub const MAX_ATTEMPTS: usize = 5;
+/// Every round of a race has a winner, so this many writers starting
+/// together all land; a short, growing, jittered pause between attempts
+/// keeps them from colliding in lockstep.
+pub const MAX_ATTEMPTS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -251,6 +254,7 @@ pub fn commit_with(
                     "{e}; planning again on the new tip (attempt {})",
                     attempt + 1
                 );
+                std::thread::sleep(race_pause(attempt));
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -382,6 +386,19 @@ impl Base {
             rebuilt: true,
         })
     }
+}
+
+/// A pause before attempt `attempt + 1`: 5 ms times the attempt, plus up
+/// to as much again of jitter from the clock's nanoseconds and the process
+/// id (no random source needed to break lockstep).
+fn race_pause(attempt: usize) -> std::time::Duration {
+    let base = 5 * attempt as u64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let jitter = (nanos ^ u64::from(std::process::id()).wrapping_mul(2_654_435_761)) % (base + 1);
+    std::time::Duration::from_millis(base + jitter)
 }
 
 /// What a sync will write.
