@@ -9,7 +9,7 @@
 //! counts, the first exceptions and the newest rows, and link to listings
 //! split by month and into parts of [`LISTING_ROWS`] rows.
 
-use crate::artifact::{COLLECTIONS_DIR, canonical, group_of_shard, path::escape_name};
+use crate::artifact::{COLLECTIONS_DIR, canonical, path::escape_name};
 use crate::checks::{self, CheckContext, CheckResult};
 use crate::config::{Config, SourceSpec};
 use crate::controls::Catalogs;
@@ -269,7 +269,7 @@ pub fn evaluate(
     overlay: Option<&ChangeSet>,
     s: &Settings<'_>,
 ) -> Result<Audit, AuditError> {
-    let held = evidence::load(snapshot, overlay)?;
+    let held = evidence::load(snapshot, overlay, &keep_fields(s.catalogs))?;
     let manual = match (&s.manual, &s.manual_recorded) {
         (Some((path, text)), _) => {
             ManualMappings::load(path, text, s.catalogs, &held).map_err(AuditError::Mapping)?
@@ -312,6 +312,29 @@ pub fn evaluate(
         statuses,
         manual,
     })
+}
+
+/// The `content` fields evaluation reads: those the checks name, the
+/// commit id pages show, and the first segment of every selector's
+/// `where` path in the catalogs in effect.
+fn keep_fields(catalogs: &Catalogs) -> evidence::Keep {
+    let mut keep: std::collections::HashSet<String> = checks::CONTENT_FIELDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    keep.insert("sha".into());
+    for fw in &catalogs.frameworks {
+        for c in &fw.controls {
+            for r in &c.requirements {
+                for sel in &r.any_of {
+                    for path in sel.conditions.keys() {
+                        keep.insert(path.split('.').next().unwrap_or(path).to_string());
+                    }
+                }
+            }
+        }
+    }
+    evidence::Keep::Fields(keep)
 }
 
 /// Per framework: how many in-scope controls have each status. Recorded
@@ -448,7 +471,7 @@ fn listing_files(
         by_kind
             .entry((&h.source, &h.kind))
             .or_default()
-            .entry(group_of_shard(h.doc["shard"].as_str()))
+            .entry(h.group.clone())
             .or_default()
             .push(h);
     }

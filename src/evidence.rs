@@ -13,7 +13,8 @@ use chrono::NaiveDate;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-/// One artifact as held.
+/// One artifact as held: the fields evaluation reads, typed, and the
+/// part of `content` that checks and selectors read (see [`Keep`]).
 #[derive(Debug, Clone)]
 pub struct Held {
     pub id: String,
@@ -22,21 +23,63 @@ pub struct Held {
     /// Path of the artifact file in the repository.
     pub path: String,
     pub period: Option<DateSpan>,
-    pub doc: Value,
+    pub title: String,
+    pub url: String,
+    pub sha256: String,
+    /// The month group of its shard (`-` when unsharded).
+    pub group: String,
+    /// The latest of the object's own timestamps (RFC 3339, UTC).
+    pub latest: String,
+    pub content: Value,
+}
+
+/// Which top-level `content` fields to keep in memory: those checks and
+/// catalog selectors read. A change's message and trailers, its author and
+/// committer, are read by nothing that evaluates, and keeping every field of
+/// 100,000 artifacts as parsed JSON costs gigabytes.
+#[derive(Debug, Clone, Default)]
+pub enum Keep {
+    /// Everything (small inputs, tests).
+    #[default]
+    All,
+    Fields(std::collections::HashSet<String>),
+}
+
+impl Keep {
+    fn retain(&self, content: &mut Value) {
+        if let (Keep::Fields(keep), Value::Object(m)) = (self, content) {
+            m.retain(|k, _| keep.contains(k));
+        }
+    }
 }
 
 impl Held {
-    fn parse(path: String, bytes: &[u8]) -> Option<Held> {
-        let doc: Value = serde_json::from_slice(bytes).ok()?;
-        let text = |k: &str| doc[k].as_str().map(str::to_string);
+    /// From a parsed artifact document.
+    pub fn from_document(path: String, mut doc: Value, keep: &Keep) -> Option<Held> {
+        let text = |doc: &Value, k: &str| doc[k].as_str().map(str::to_string);
+        let mut content = doc["content"].take();
+        keep.retain(&mut content);
         Some(Held {
-            id: text("id")?,
-            source: text("source")?,
-            kind: text("kind")?,
+            id: text(&doc, "id")?,
+            source: text(&doc, "source")?,
+            kind: text(&doc, "kind")?,
             period: DateSpan::from_json(&doc["period"]),
+            title: text(&doc, "title").unwrap_or_default(),
+            url: text(&doc, "url").unwrap_or_default(),
+            sha256: text(&doc, "sha256").unwrap_or_default(),
+            group: crate::artifact::group_of_shard(doc["shard"].as_str()),
+            latest: doc["observed"]
+                .as_object()
+                .and_then(|m| m.values().filter_map(Value::as_str).max())
+                .unwrap_or("")
+                .to_string(),
             path,
-            doc,
+            content,
         })
+    }
+
+    fn parse(path: String, bytes: &[u8], keep: &Keep) -> Option<Held> {
+        Self::from_document(path, serde_json::from_slice(bytes).ok()?, keep)
     }
 
     /// The last day the artifact is evidence for.
@@ -50,7 +93,7 @@ impl Held {
     }
 
     pub fn content(&self) -> &Value {
-        &self.doc["content"]
+        &self.content
     }
 
     /// Looks up a dotted path in `content`.
@@ -59,24 +102,21 @@ impl Held {
     }
 
     pub fn title(&self) -> &str {
-        self.doc["title"].as_str().unwrap_or_default()
+        &self.title
     }
 
     pub fn url(&self) -> &str {
-        self.doc["url"].as_str().unwrap_or_default()
+        &self.url
     }
 
     /// The latest of the object's own timestamps (RFC 3339 in UTC, so
     /// they order as strings), `""` when it has none.
     pub fn latest_observed(&self) -> &str {
-        self.doc["observed"]
-            .as_object()
-            .and_then(|m| m.values().filter_map(Value::as_str).max())
-            .unwrap_or("")
+        &self.latest
     }
 
     pub fn sha256(&self) -> &str {
-        self.doc["sha256"].as_str().unwrap_or_default()
+        &self.sha256
     }
 }
 
@@ -135,7 +175,11 @@ impl Evidence {
 
 /// Every parseable artifact under `evidence/`. Unparseable files are left
 /// to `verify` to report.
-pub fn load(snapshot: &Snapshot<'_>, overlay: Option<&ChangeSet>) -> Result<Evidence, StoreError> {
+pub fn load(
+    snapshot: &Snapshot<'_>,
+    overlay: Option<&ChangeSet>,
+    keep: &Keep,
+) -> Result<Evidence, StoreError> {
     let mut files: BTreeMap<String, Option<&[u8]>> = BTreeMap::new();
     let mut oids: HashMap<String, git2::Oid> = HashMap::new();
     for (path, oid) in snapshot.files_under(EVIDENCE_DIR)? {
@@ -172,8 +216,8 @@ pub fn load(snapshot: &Snapshot<'_>, overlay: Option<&ChangeSet>) -> Result<Evid
         let mut out = Vec::with_capacity(part.len());
         for (path, bytes) in part {
             let parsed = match bytes {
-                Some(b) => Held::parse(path.clone(), b),
-                None => Held::parse(path.clone(), &read(oids[path])?),
+                Some(b) => Held::parse(path.clone(), b, keep),
+                None => Held::parse(path.clone(), &read(oids[path])?, keep),
             };
             out.extend(parsed);
         }

@@ -159,8 +159,9 @@ pub async fn sync(
         Some(tip) => read_states(&store.snapshot(Some(tip))?)?,
         None => BTreeMap::new(),
     };
-    let results = collect_all(config, opts, &states).await?;
-    commit_results(store, &config.branch, &results, opts)
+    let mut results = collect_all(config, opts, &states).await?;
+    let prepared = prepare(&mut results);
+    commit_prepared(store, &config.branch, &results, &prepared, opts, None)
 }
 
 /// Plans and commits already-collected results.
@@ -170,14 +171,21 @@ pub fn commit_results(
     results: &[QueryResult],
     opts: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
-    commit_with(store, branch, results, opts, None)
+    let prepared: Vec<Vec<PreparedItem>> = results
+        .iter()
+        .map(|r| r.items.iter().map(PreparedItem::of).collect())
+        .collect();
+    commit_prepared(store, branch, results, &prepared, opts, None)
 }
 
 /// Plans, adds the derived files, and commits it all in one commit.
-pub fn commit_with(
+/// `results[i]` carries the metadata of the query whose artifacts are
+/// `prepared[i]` (see [`prepare`]).
+pub fn commit_prepared(
     store: &Store,
     branch: &str,
     results: &[QueryResult],
+    prepared: &[Vec<PreparedItem>],
     opts: &SyncOptions,
     derived: Option<&Derive<'_>>,
 ) -> Result<SyncReport, SyncError> {
@@ -187,7 +195,7 @@ pub fn commit_with(
         let tip = store.branch_tip(branch)?;
         let base = Base::choose(store, branch, tip)?;
         let snapshot = store.snapshot_tree(base.tree);
-        let mut plan = plan(&snapshot, results, &opts.period, opts.now)?;
+        let mut plan = plan(&snapshot, results, prepared, &opts.period, opts.now)?;
         // A branch behind a default branch that moved on is rebuilt on it
         // only when there is something to commit: a run with nothing new
         // makes no commit, whatever happened on the default branch.
@@ -195,7 +203,7 @@ pub fn commit_with(
             (Some((_, d)), true) => {
                 let grafted = base.graft(store, *d)?;
                 let snap = store.snapshot_tree(grafted.tree);
-                plan = self::plan(&snap, results, &opts.period, opts.now)?;
+                plan = self::plan(&snap, results, prepared, &opts.period, opts.now)?;
                 (grafted, snap)
             }
             _ => (base, snapshot),
@@ -443,6 +451,65 @@ impl Plan {
     }
 }
 
+/// An artifact serialized once, ready to be compared with the branch and
+/// written: its file bytes and digests, without the parsed values (which
+/// cost several times the bytes in memory).
+pub struct PreparedItem {
+    pub id: String,
+    pub source: String,
+    pub kind: String,
+    pub json_path: String,
+    pub bytes: Vec<u8>,
+    pub sha: String,
+    /// The git blob id of `bytes`.
+    pub blob: git2::Oid,
+    /// The month group of its shard (`-` when unsharded).
+    pub group: String,
+    /// Captured document: (path, bytes, blob id).
+    pub captured: Option<(String, Vec<u8>, git2::Oid)>,
+}
+
+impl PreparedItem {
+    fn of(a: &Artifact) -> Self {
+        let (bytes, sha) = a.to_bytes();
+        PreparedItem {
+            id: a.id(),
+            source: a.source.clone(),
+            kind: a.kind.clone(),
+            json_path: a.json_path(),
+            blob: blob_id(&bytes),
+            bytes,
+            sha,
+            group: group_of_shard(a.shard.as_deref()),
+            captured: match (a.captured_path(), &a.captured) {
+                (Some(p), Some(c)) => Some((p, c.bytes.clone(), blob_id(&c.bytes))),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Serializes every collected artifact once, on two threads, and drops the
+/// parsed artifacts from `results` (their metadata stays). What planning
+/// and retries need from then on is only the bytes.
+pub fn prepare(results: &mut [QueryResult]) -> Vec<Vec<PreparedItem>> {
+    results
+        .iter_mut()
+        .map(|r| {
+            let items = std::mem::take(&mut r.items);
+            let (a, b) = items.split_at(items.len() / 2);
+            let (pa, pb) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| b.iter().map(PreparedItem::of).collect::<Vec<_>>());
+                let mine: Vec<PreparedItem> = a.iter().map(PreparedItem::of).collect();
+                (mine, other.join().expect("serializer thread panicked"))
+            });
+            let mut out = pa;
+            out.extend(pb);
+            out
+        })
+        .collect()
+}
+
 /// Where the tombstone of the artifact file at `path` lives.
 fn tombstone_path(path: &str) -> String {
     let rel = path
@@ -662,6 +729,7 @@ impl Scope<'_> {
 pub fn plan(
     snapshot: &Snapshot<'_>,
     results: &[QueryResult],
+    prepared: &[Vec<PreparedItem>],
     period: &Period,
     now: DateTime<Utc>,
 ) -> Result<Plan, SyncError> {
@@ -673,7 +741,7 @@ pub fn plan(
     let mut scopes: BTreeMap<(String, String), Scope<'_>> = BTreeMap::new();
     let mut states = read_states(snapshot)?;
 
-    for r in results {
+    for (ri, r) in results.iter().enumerate() {
         if let Some(st) = &r.state {
             states.insert(r.label(), st.clone());
         }
@@ -694,7 +762,7 @@ pub fn plan(
                 .or_default()
                 .push(r);
         }
-        for item in &r.items {
+        for item in &prepared[ri] {
             let key = (item.source.clone(), item.kind.clone());
             let st = stats.entry(key.clone()).or_insert_with(|| KindStats {
                 source: item.source.clone(),
@@ -702,50 +770,47 @@ pub fn plan(
                 ..Default::default()
             });
             st.collected += 1;
-            let (bytes, sha) = item.to_bytes();
-            let id = item.id();
-            let json_path = item.json_path();
+            let json_path = &item.json_path;
             if !returned_paths.insert(json_path.clone()) {
                 return Err(SyncError::DuplicateId {
                     source_name: r.source_name.clone(),
-                    id,
+                    id: item.id.clone(),
                 });
             }
             // An object that comes back is no longer removed.
-            let tomb = tombstone_path(&json_path);
+            let tomb = tombstone_path(json_path);
             if snapshot.try_blob_id(&tomb)?.is_some() {
                 changes.delete(tomb);
             }
-            let new_id = blob_id(&bytes);
-            let new = match snapshot.try_blob_id(&json_path)? {
+            let new = match snapshot.try_blob_id(json_path)? {
                 None => {
                     st.added += 1;
-                    changes.put(json_path.clone(), bytes);
+                    changes.put(json_path.clone(), item.bytes.clone());
                     true
                 }
-                Some(old) if old != new_id => {
+                Some(old) if old != item.blob => {
                     st.changed += 1;
-                    changes.put(json_path.clone(), bytes);
+                    changes.put(json_path.clone(), item.bytes.clone());
                     true
                 }
                 Some(_) => false,
             };
-            if let (Some(cp), Some(c)) = (item.captured_path(), &item.captured) {
+            if let Some((cp, bytes, blob)) = &item.captured {
                 returned_paths.insert(cp.clone());
-                if snapshot.try_blob_id(&cp)? != Some(blob_id(&c.bytes)) {
-                    changes.put(cp, c.bytes.clone());
+                if snapshot.try_blob_id(cp)? != Some(*blob) {
+                    changes.put(cp.clone(), bytes.clone());
                 }
             }
             per_kind
                 .entry(item.kind.as_str())
                 .or_default()
-                .push((id.clone(), sha.clone()));
+                .push((item.id.clone(), item.sha.clone()));
             returned.entry(key).or_default().insert(
-                json_path,
+                json_path.clone(),
                 Returned {
-                    id,
-                    sha,
-                    group: group_of_shard(item.shard.as_deref()),
+                    id: item.id.clone(),
+                    sha: item.sha.clone(),
+                    group: item.group.clone(),
                     new,
                 },
             );

@@ -161,14 +161,7 @@ fn of_kind<'a>(results: &'a [QueryResult], kind: &str) -> Vec<&'a Artifact> {
 /// An artifact as the checks see it once held on the evidence branch.
 fn held(a: &Artifact) -> Held {
     let (doc, _) = a.to_document();
-    Held {
-        id: a.id(),
-        source: a.source.clone(),
-        kind: a.kind.clone(),
-        path: a.json_path(),
-        period: a.period,
-        doc,
-    }
+    Held::from_document(a.json_path(), doc, &cleartrail::evidence::Keep::All).unwrap()
 }
 
 /// The labels of the changes a check flags, sorted.

@@ -14,6 +14,20 @@ use std::collections::BTreeMap;
 
 pub const CHECK_SCHEMA: &str = "cleartrail.check/v1";
 
+/// Top-level `content` fields the checks read: evaluation keeps these
+/// (and the selectors' own) in memory and drops the rest.
+pub const CONTENT_FIELDS: &[&str] = &[
+    "front_matter",
+    "front_matter_error",
+    "sha",
+    "signature",
+    "review_trace",
+    "change_type",
+    "parents",
+    "rules",
+    "path",
+];
+
 /// A check's identity and documentation.
 pub struct CheckDef {
     pub code: &'static str,
@@ -363,14 +377,19 @@ mod tests {
     fn change(sha: &str, day: &str, content: Value) -> Held {
         let mut content = content;
         content["sha"] = json!(sha);
-        Held {
-            id: format!("git:change:app/{sha}"),
-            source: "git".into(),
-            kind: "change".into(),
-            path: format!("evidence/git/change/app/{sha}.json"),
-            period: crate::artifact::DateSpan::from_json(&json!({"start": day, "end": day})),
-            doc: json!({"title": format!("summary {sha}"), "period": {"start": day, "end": day}, "content": content}),
-        }
+        Held::from_document(
+            format!("evidence/git/change/app/{sha}.json"),
+            json!({
+                "id": format!("git:change:app/{sha}"),
+                "source": "git",
+                "kind": "change",
+                "title": format!("summary {sha}"),
+                "period": {"start": day, "end": day},
+                "content": content,
+            }),
+            &crate::evidence::Keep::All,
+        )
+        .unwrap()
     }
 
     fn run_one(held: &[Held], code: &str) -> CheckResult {

@@ -98,7 +98,7 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     // trace, not even a new empty repository. What queries saved last time
     // is read from the branch when it exists.
     let states = saved_states(&g.repo, &config.branch)?;
-    let results = super::runtime()?
+    let mut results = super::runtime()?
         .block_on(crate::sync::collect_all(&config, &opts, &states))
         .with_context(|| format!("sync into {}", g.repo.display()))
         .map_err(Error::runtime)?;
@@ -107,8 +107,17 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         other => Error::runtime(other),
     })?;
     refuse_checked_out(&store, &config.branch)?;
-    let report = crate::sync::commit_with(&store, &config.branch, &results, &opts, Some(&derive))
-        .map_err(|e| match e {
+    // Serialized once; the parsed artifacts are dropped here.
+    let prepared = crate::sync::prepare(&mut results);
+    let report = crate::sync::commit_prepared(
+        &store,
+        &config.branch,
+        &results,
+        &prepared,
+        &opts,
+        Some(&derive),
+    )
+    .map_err(|e| match e {
         crate::sync::SyncError::Derive(d) if d.is_usage() => Error::usage(d),
         e @ crate::sync::SyncError::WouldFork { .. } => Error::usage(e),
         other => Error::runtime(

@@ -436,7 +436,7 @@ fn evidence_ref(h: &Held, fresh: bool, origin: &str, failing: &[&'static str]) -
         title: h.title().to_string(),
         sha256: h.sha256().to_string(),
         commit,
-        period: h.doc["period"].clone(),
+        period: h.period.map_or(Value::Null, |p| p.to_json()),
         date: h.period_end().map(|d| d.to_string()).unwrap_or_default(),
         fresh,
         origin: origin.to_string(),
