@@ -91,13 +91,7 @@ pub fn gap_diagnostics(statuses: &[crate::controls::evaluate::FrameworkStatus]) 
         .map(|c: &ControlStatus| {
             let status = c.status.expect("gaps are in scope");
             Diagnostic {
-                code: match status {
-                    Status::Missing => "gap-missing",
-                    Status::Failing => "gap-failing",
-                    Status::Stale => "gap-stale",
-                    Status::Unapproved => "gap-unapproved",
-                    Status::Covered => "covered",
-                },
+                code: crate::diag::codes::gap(status).unwrap_or("covered"),
                 severity: if matches!(status, Status::Missing | Status::Failing) {
                     Severity::Error
                 } else {

@@ -79,12 +79,45 @@ pub const VERIFY: &[(&str, &str)] = &[
     ),
 ];
 
-/// Every code with its meaning: verify findings, then checks.
+/// Codes of gaps (`gaps --format github`), one per status that is a gap.
+pub const GAPS: &[(&str, &str)] = &[
+    (
+        "gap-missing",
+        "an in-scope control has a requirement with no matching evidence (error)",
+    ),
+    (
+        "gap-failing",
+        "an in-scope control's evidence fails an error-level check (error)",
+    ),
+    (
+        "gap-stale",
+        "an in-scope control's evidence is older than its freshness, or outside the period (warning)",
+    ),
+    (
+        "gap-unapproved",
+        "an in-scope control's evidence is not yet approved (warning)",
+    ),
+];
+
+/// The gap code of a control status, `None` for `covered`.
+pub fn gap(status: crate::controls::evaluate::Status) -> Option<&'static str> {
+    use crate::controls::evaluate::Status;
+    match status {
+        Status::Missing => Some(GAPS[0].0),
+        Status::Failing => Some(GAPS[1].0),
+        Status::Stale => Some(GAPS[2].0),
+        Status::Unapproved => Some(GAPS[3].0),
+        Status::Covered => None,
+    }
+}
+
+/// Every code with its meaning: verify findings, checks, then gaps.
 pub fn all() -> Vec<(&'static str, &'static str)> {
     VERIFY
         .iter()
         .copied()
         .chain(crate::checks::CHECKS.iter().map(|c| (c.code, c.doc)))
+        .chain(GAPS.iter().copied())
         .collect()
 }
 
