@@ -231,17 +231,12 @@ fn packets_are_byte_identical_and_match_their_manifest() {
     let a = f.root.path().join("packet-a");
     let b = f.root.path().join("packet-b");
     for dir in [&a, &b] {
-        let out = cleartrail(&[
+        let out = command_with(
             "packet",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--repo",
-            f.evidence().to_str().unwrap(),
-            "--period",
-            "2026",
-            "--out",
-            dir.to_str().unwrap(),
-        ]);
+            &cfg,
+            &f.evidence(),
+            &["--period", "2026", "--out", dir.to_str().unwrap()],
+        );
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
     let list = |d: &Path| {
@@ -301,19 +296,19 @@ fn packets_are_byte_identical_and_match_their_manifest() {
 
     // Rendering one control into the same folder replaces the older
     // packet: nothing is left that its manifest does not list.
-    let out = cleartrail(&[
+    let out = command_with(
         "packet",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        f.evidence().to_str().unwrap(),
-        "--period",
-        "2026",
-        "--control",
-        "CC8.1",
-        "--out",
-        a.to_str().unwrap(),
-    ]);
+        &cfg,
+        &f.evidence(),
+        &[
+            "--period",
+            "2026",
+            "--control",
+            "CC8.1",
+            "--out",
+            a.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let again = list(&a);
     let manifest: Value =
@@ -324,17 +319,12 @@ fn packets_are_byte_identical_and_match_their_manifest() {
     let other = f.root.path().join("not-a-packet");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "mine").unwrap();
-    let out = cleartrail(&[
+    let out = command_with(
         "packet",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repo",
-        f.evidence().to_str().unwrap(),
-        "--period",
-        "2026",
-        "--out",
-        other.to_str().unwrap(),
-    ]);
+        &cfg,
+        &f.evidence(),
+        &["--period", "2026", "--out", other.to_str().unwrap()],
+    );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("holds no packet"), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);

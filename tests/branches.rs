@@ -110,11 +110,7 @@ fn the_branch_is_rebuilt_on_a_default_branch_that_moved_on() {
     assert_eq!(tip(&f.evidence(), &format!("refs/heads/{BRANCH}")), first);
     // New evidence: the commit merges the default branch, and carries its
     // current files, not stale copies.
-    std::fs::write(
-        f.src().join("policies/new-policy.md"),
-        "---\ntitle: New\nowner: CISO\nlast_reviewed: 2026-06-01\n---\n# New\n",
-    )
-    .unwrap();
+    add_a_policy(&f);
     let out = run(&f);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let t = tip(&f.evidence(), &format!("refs/heads/{BRANCH}"));
@@ -141,11 +137,7 @@ fn after_its_pull_request_merged_the_branch_continues_from_the_default_branch() 
     let ev = tip(&f.evidence(), &format!("refs/heads/{BRANCH}"));
     // The pull request merged: main holds the evidence, plus a commit.
     let merged = commit_on(&r, "main", &[("notes.md", "after merge\n")], "Notes", ev);
-    std::fs::write(
-        f.src().join("policies/new-policy.md"),
-        "---\ntitle: New\nowner: CISO\nlast_reviewed: 2026-06-01\n---\n# New\n",
-    )
-    .unwrap();
+    add_a_policy(&f);
     let out = run(&f);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let t = tip(&f.evidence(), &format!("refs/heads/{BRANCH}"));
@@ -157,6 +149,15 @@ fn after_its_pull_request_merged_the_branch_continues_from_the_default_branch() 
         tree_files(&f.evidence(), BRANCH)["notes.md"],
         b"after merge\n"
     );
+}
+
+/// New evidence in the sources: a policy document.
+fn add_a_policy(f: &Fixture) {
+    std::fs::write(
+        f.src().join("policies/new-policy.md"),
+        "---\ntitle: New\nowner: CISO\nlast_reviewed: 2026-06-01\n---\n# New\n",
+    )
+    .unwrap();
 }
 
 /// Commits `files` on top of `parent` and moves `branch` there, without

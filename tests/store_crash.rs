@@ -11,6 +11,9 @@
 //! the next, uninterrupted write succeeds with no manual step and gives
 //! the tree an uninterrupted run gives.
 
+mod common;
+use common::fsck;
+
 use cleartrail::store::{Author, ChangeSet, CommitOutcome, Store};
 use git2::Oid;
 use std::path::{Path, PathBuf};
@@ -108,28 +111,6 @@ impl Reference {
         self.store
             .write_tree_id(self.parity[(round % 2) as usize], &cs)
             .unwrap()
-    }
-}
-
-fn fsck(path: &Path) {
-    if !path.join(".git").exists() {
-        return;
-    }
-    let out = Command::new("git")
-        .args(["fsck", "--full", "--strict", "--no-dangling"])
-        .current_dir(path)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "git fsck: {text}");
-    for bad in ["error", "warning", "missing", "broken", "mismatch", "bad"] {
-        assert!(!text.contains(bad), "git fsck: {text}");
     }
 }
 

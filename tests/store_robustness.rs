@@ -2,6 +2,9 @@
 //! crashes put in its way. Every repository the store writes here is
 //! checked by git's own `git fsck --full --strict`, not only by libgit2.
 
+mod common;
+use common::fsck;
+
 use cleartrail::store::{Author, ChangeSet, CommitOutcome, CommitSpec, Store, StoreError};
 use git2::Oid;
 use std::collections::BTreeSet;
@@ -39,30 +42,6 @@ fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// `git fsck --full --strict` finds nothing wrong.
-fn fsck(dir: &Path) {
-    let out = Command::new("git")
-        .args(["fsck", "--full", "--strict", "--no-dangling"])
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "git fsck in {}: {text}",
-        dir.display()
-    );
-    for bad in ["error", "warning", "missing", "broken", "mismatch", "bad"] {
-        assert!(!text.contains(bad), "git fsck in {}: {text}", dir.display());
-    }
 }
 
 fn committed(out: CommitOutcome) -> Oid {

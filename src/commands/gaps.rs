@@ -2,8 +2,7 @@
 //! and print the status of every in-scope control (text, JSON, Markdown or
 //! GitHub annotations); exit 1 when a status named in `--fail-on` occurs.
 
-use super::{audit_error, recorded_config, restricted};
-use crate::audit::{self, Settings};
+use crate::audit;
 use crate::cli::{GapsArgs, GlobalArgs};
 use crate::controls::evaluate::{ControlStatus, Status};
 use crate::diag::{self, Diagnostic, Format, Severity};
@@ -127,16 +126,15 @@ pub fn run(g: &GlobalArgs, args: &GapsArgs) -> Result<ExitStatus, Error> {
     let commit = store.resolve(&rev).map_err(Error::usage)?;
     let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
     let as_of = audit::as_of(&period, now.date_naive());
-    let recorded = recorded_config(&snapshot, config.as_ref())?;
-    let rec_scope = recorded
-        .as_ref()
-        .map(|r| restricted(r.scope(), &catalogs, args.framework.as_deref()))
-        .transpose()?;
-    let settings = match (&recorded, &rec_scope) {
-        (Some(r), Some(sc)) => Settings::recorded(&catalogs, sc, r, &period, as_of),
-        _ => Settings::new(&catalogs, &scope, config.as_ref(), &period, as_of),
-    };
-    let result = audit::evaluate(&snapshot, None, &settings).map_err(audit_error)?;
+    let result = super::evaluate_branch(
+        &snapshot,
+        config.as_ref(),
+        &catalogs,
+        &scope,
+        args.framework.as_deref(),
+        &period,
+        as_of,
+    )?;
     let out = match g.format {
         Format::Json => {
             serde_json::to_string_pretty(&rows(&result.statuses)).map_err(Error::runtime)? + "\n"

@@ -207,7 +207,7 @@ pub(crate) fn audit_error(e: crate::audit::AuditError) -> Error {
 /// Without a configuration file, the configuration recorded on the
 /// evidence branch decides scope, severities and manual mappings, so a
 /// plain clone judges exactly as the branch's README does.
-pub(crate) fn recorded_config(
+fn recorded_config(
     snapshot: &crate::store::Snapshot<'_>,
     config: Option<&crate::config::Config>,
 ) -> Result<Option<crate::audit::EffectiveConfig>, Error> {
@@ -224,11 +224,37 @@ pub(crate) fn recorded_config(
     Ok(rec)
 }
 
-pub(crate) fn restricted(
+fn restricted(
     mut scope: crate::controls::evaluate::Scope,
     catalogs: &crate::controls::Catalogs,
     framework: Option<&str>,
 ) -> Result<crate::controls::evaluate::Scope, Error> {
     restrict_framework(&mut scope, catalogs, framework)?;
     Ok(scope)
+}
+
+/// Evaluates a snapshot as `gaps` and `packet` do: with the configuration
+/// file when there is one, else with the configuration recorded on the
+/// branch (so a plain clone judges as the branch's README does).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn evaluate_branch(
+    snapshot: &crate::store::Snapshot<'_>,
+    config: Option<&Config>,
+    catalogs: &crate::controls::Catalogs,
+    scope: &crate::controls::evaluate::Scope,
+    framework: Option<&str>,
+    period: &crate::period::Period,
+    as_of: chrono::NaiveDate,
+) -> Result<crate::audit::Audit, Error> {
+    use crate::audit::Settings;
+    let recorded = recorded_config(snapshot, config)?;
+    let rec_scope = recorded
+        .as_ref()
+        .map(|r| restricted(r.scope(), catalogs, framework))
+        .transpose()?;
+    let settings = match (&recorded, &rec_scope) {
+        (Some(r), Some(sc)) => Settings::recorded(catalogs, sc, r, period, as_of),
+        _ => Settings::new(catalogs, scope, config, period, as_of),
+    };
+    crate::audit::evaluate(snapshot, None, &settings).map_err(audit_error)
 }

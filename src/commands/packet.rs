@@ -2,8 +2,7 @@
 //! branch, with their manifest, into a folder (`--out`) or as a commit to
 //! `packets/<period>/` on the branch.
 
-use super::{audit_error, recorded_config, restricted};
-use crate::audit::{self, Settings};
+use crate::audit;
 use crate::cli::{GlobalArgs, PacketArgs};
 use crate::error::{Error, ExitStatus};
 use crate::packet::Templates;
@@ -45,16 +44,15 @@ pub fn run(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
         })?;
     let as_of = audit::as_of(&period, commit_day);
     let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
-    let recorded = recorded_config(&snapshot, config.as_ref())?;
-    let rec_scope = recorded
-        .as_ref()
-        .map(|r| restricted(r.scope(), &catalogs, args.framework.as_deref()))
-        .transpose()?;
-    let settings = match (&recorded, &rec_scope) {
-        (Some(r), Some(sc)) => Settings::recorded(&catalogs, sc, r, &period, as_of),
-        _ => Settings::new(&catalogs, &scope, config.as_ref(), &period, as_of),
-    };
-    let result = audit::evaluate(&snapshot, None, &settings).map_err(audit_error)?;
+    let result = super::evaluate_branch(
+        &snapshot,
+        config.as_ref(),
+        &catalogs,
+        &scope,
+        args.framework.as_deref(),
+        &period,
+        as_of,
+    )?;
     let files = crate::packet::packet_files(
         &result,
         &templates,

@@ -339,3 +339,32 @@ pub fn artifact_path(repo: &Path, rev: &str, kind_dir: &str, tail: &str) -> Stri
     assert_eq!(found.len(), 1, "artifact {kind_dir}/**{suffix}: {found:?}");
     found.into_iter().next().unwrap()
 }
+
+/// `git fsck --full --strict` finds nothing wrong in the repository at
+/// `dir` (nothing to check when the folder does not exist: a run killed
+/// before creating it).
+pub fn fsck(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    let out = Command::new("git")
+        .args(["fsck", "--full", "--strict", "--no-dangling"])
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "git fsck in {}: {text}",
+        dir.display()
+    );
+    for bad in ["error", "warning", "missing", "broken", "mismatch", "bad"] {
+        assert!(!text.contains(bad), "git fsck in {}: {text}", dir.display());
+    }
+}

@@ -272,25 +272,11 @@ impl GitSource {
             first_parent.insert(oid);
             at = c.parent_ids().next();
         }
+        // Not a fast-forward (the old tip is not on the line): the walk
+        // went to the root, and the answer is complete.
         let (outcome, hide) = match old_tip {
             Some(old) if reached_old => (Outcome::Incremental, Some(old)),
-            Some(_) => {
-                // Not a fast-forward: the whole first-parent line is needed.
-                let mut at = Some(tip);
-                while let Some(oid) = at {
-                    first_parent.insert(oid);
-                    at = repo
-                        .find_commit(oid)
-                        .map_err(git_err(
-                            p,
-                            format!("reading commit {oid} of {branch}: missing or unreadable"),
-                        ))?
-                        .parent_ids()
-                        .next();
-                }
-                (Outcome::Complete, None)
-            }
-            None => (Outcome::Complete, None),
+            _ => (Outcome::Complete, None),
         };
         // Commits reachable from the tip (and not from the old tip), each
         // read by id so a missing or unreadable object fails the source
