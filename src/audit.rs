@@ -566,6 +566,9 @@ pub fn inputs_fingerprint(
         "catalogs": canonical::value_of(&settings.catalogs.frameworks),
         "templates": templates.fingerprint(),
         "period": settings.period.to_string(),
+        // Freshness is judged as of this day: another day may judge
+        // differently, so it must derive again.
+        "as_of": settings.as_of.to_string(),
     });
     canonical::sha256_hex(&canonical::jcs(&doc))
 }
@@ -698,8 +701,8 @@ pub fn derived_files(
 }
 
 /// Derived files on the branch that this run no longer produces: those the
-/// last manifest listed, plus anything in the folders only derivation
-/// writes (`checks/`, `listings/`, `mappings/`) and generated control pages.
+/// last manifest listed and this run does not write. Files ClearTrail did
+/// not write (a README beside catalog overrides, say) are never touched.
 pub fn stale_derived(
     snapshot: &Snapshot<'_>,
     produced: &BTreeSet<&str>,
@@ -709,26 +712,9 @@ pub fn stale_derived(
         && let Some(files) = m["files"].as_object()
     {
         for p in files.keys() {
-            if !produced.contains(p.as_str()) && snapshot.blob_id(p).is_some() {
+            if !produced.contains(p.as_str()) && snapshot.try_blob_id(p)?.is_some() {
                 stale.insert(p.clone());
             }
-        }
-    }
-    for folder in ["checks", "listings", "mappings"] {
-        for (path, _) in snapshot.files_under(folder)? {
-            if !produced.contains(path.as_str()) {
-                stale.insert(path);
-            }
-        }
-    }
-    for (path, _) in snapshot.files_under("controls")? {
-        // Only generated pages (controls/<framework>/<id>.md), never a
-        // catalog override committed beside them.
-        if path.ends_with(".md")
-            && path.matches('/').count() == 2
-            && !produced.contains(path.as_str())
-        {
-            stale.insert(path);
         }
     }
     Ok(stale.into_iter().collect())

@@ -103,6 +103,11 @@ pub struct SyncOptions {
     pub period: Period,
     pub now: DateTime<Utc>,
     pub limits: Limits,
+    /// Every source name the configuration has (also those `--source`
+    /// leaves out of this run). Evidence held for any other name is of a
+    /// source that was renamed or removed, and is tombstoned. `None`: keep
+    /// such evidence (a library caller that syncs a partial configuration).
+    pub configured: Option<BTreeSet<String>>,
 }
 
 /// Collects every configured source concurrently.
@@ -195,7 +200,7 @@ pub fn commit_prepared(
         let tip = store.branch_tip(branch)?;
         let base = Base::choose(store, branch, tip)?;
         let snapshot = store.snapshot_tree(base.tree);
-        let mut plan = plan(&snapshot, results, prepared, &opts.period, opts.now)?;
+        let mut plan = plan(&snapshot, results, prepared, opts)?;
         // A branch behind a default branch that moved on is rebuilt on it
         // only when there is something to commit: a run with nothing new
         // makes no commit, whatever happened on the default branch.
@@ -203,7 +208,7 @@ pub fn commit_prepared(
             (Some((_, d)), true) => {
                 let grafted = base.graft(store, *d)?;
                 let snap = store.snapshot_tree(grafted.tree);
-                plan = self::plan(&snap, results, prepared, &opts.period, opts.now)?;
+                plan = self::plan(&snap, results, prepared, opts)?;
                 (grafted, snap)
             }
             _ => (base, snapshot),
@@ -298,6 +303,55 @@ struct Base {
     rebuilt: bool,
 }
 
+/// The repository's default branch: what `origin/HEAD` names, else a
+/// local `main` or `master`. Never the checked-out branch as such, nor a
+/// detached HEAD: a run from a feature branch or a pull request's merge
+/// ref must not merge unreviewed work into the evidence branch.
+fn default_branch(store: &Store) -> Result<Option<(String, git2::Oid)>, SyncError> {
+    let repo = store.repo();
+    let mut candidates: Vec<String> = Vec::new();
+    if let Ok(r) = repo.find_reference("refs/remotes/origin/HEAD")
+        && let Ok(Some(t)) = r.symbolic_target()
+    {
+        candidates.push(t.to_string());
+    }
+    candidates.extend([
+        "refs/heads/main".to_string(),
+        "refs/heads/master".to_string(),
+    ]);
+    for name in candidates {
+        match repo.refname_to_id(&name) {
+            Ok(oid) => return Ok(Some((name, oid))),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Git {
+                    context: format!("reading {name}"),
+                    source: e,
+                }
+                .into());
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether two commits differ in any top-level entry ClearTrail owns.
+fn owned_differ(store: &Store, a: git2::Oid, b: git2::Oid) -> Result<bool, SyncError> {
+    let repo = store.repo();
+    let tree = |c: git2::Oid| {
+        repo.find_commit(c)
+            .and_then(|c| c.tree())
+            .map_err(|e| StoreError::Git {
+                context: format!("reading commit {c}"),
+                source: e,
+            })
+    };
+    let (ta, tb) = (tree(a)?, tree(b)?);
+    Ok(OWNED
+        .iter()
+        .any(|name| ta.get_name(name).map(|e| e.id()) != tb.get_name(name).map(|e| e.id())))
+}
+
 impl Base {
     /// - No branch yet: fork from the default branch (so its pull request
     ///   shares history), unless the branch exists on a remote or the
@@ -309,8 +363,7 @@ impl Base {
     ///   on meanwhile.
     fn choose(store: &Store, branch: &str, tip: Option<git2::Oid>) -> Result<Base, SyncError> {
         let own_ref = format!("refs/heads/{branch}");
-        let default = store
-            .default_branch_tip()?
+        let default = default_branch(store)?
             .filter(|(name, _)| *name != own_ref)
             .map(|(_, oid)| oid);
         let repo = store.repo();
@@ -359,7 +412,10 @@ impl Base {
                         tree: tree_of(d)?,
                         parents: vec![d],
                         diverged: None,
-                        rebuilt: true,
+                        // Derive again only if the default branch changed
+                        // what ClearTrail owns (a merged pull request
+                        // brings exactly the branch's own files).
+                        rebuilt: owned_differ(store, d, b)?,
                     }),
                     Some(d) if d != b && !descends(b, d)? => Ok(Base {
                         tree: tree_of(b)?,
@@ -570,6 +626,7 @@ pub fn read_states(snapshot: &Snapshot<'_>) -> Result<BTreeMap<String, String>, 
 struct Existing {
     queries: Vec<QueryRecord>,
     groups: BTreeMap<String, GroupDigest>,
+    tombstones: Option<GroupDigest>,
 }
 
 fn existing_record(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<Existing>, SyncError> {
@@ -630,7 +687,58 @@ fn existing_record(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<Existin
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Some(Existing { queries, groups }))
+    let tombstones = Some(GroupDigest {
+        count: doc["tombstones"]["count"].as_u64().unwrap_or(u64::MAX),
+        digest: text(&doc["tombstones"]["digest"]),
+    })
+    .filter(|t| t.count != u64::MAX);
+    Ok(Some(Existing {
+        queries,
+        groups,
+        tombstones,
+    }))
+}
+
+/// Count and [`set_digest`] of the tombstones under `dir`, as they will be
+/// after `changes`.
+fn tombstone_digest(
+    snapshot: &Snapshot<'_>,
+    changes: &ChangeSet,
+    dir: &str,
+) -> Result<GroupDigest, SyncError> {
+    let mut files: BTreeMap<String, Option<Vec<u8>>> = snapshot
+        .files_under(dir)?
+        .into_iter()
+        .map(|(p, _)| (p, None))
+        .collect();
+    for (p, c) in changes.iter() {
+        if p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/') {
+            match c {
+                Some(b) => {
+                    files.insert(p.clone(), Some(b.clone()));
+                }
+                None => {
+                    files.remove(p);
+                }
+            }
+        }
+    }
+    let mut lines = Vec::with_capacity(files.len());
+    for (p, bytes) in files {
+        let bytes = match bytes {
+            Some(b) => b,
+            None => snapshot.read(&p)?.unwrap_or_default(),
+        };
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        lines.push((
+            v["id"].as_str().unwrap_or_default().to_string(),
+            v["last_sha256"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    Ok(GroupDigest {
+        count: lines.len() as u64,
+        digest: set_digest(lines.iter().map(|(i, s)| (i.as_str(), s.as_str()))),
+    })
 }
 
 /// What planning reads from a held artifact it did not get back this run.
@@ -730,9 +838,10 @@ pub fn plan(
     snapshot: &Snapshot<'_>,
     results: &[QueryResult],
     prepared: &[Vec<PreparedItem>],
-    period: &Period,
-    now: DateTime<Utc>,
+    opts: &SyncOptions,
 ) -> Result<Plan, SyncError> {
+    let (period, now) = (&opts.period, opts.now);
+    let configured = opts.configured.as_ref();
     let mut changes = ChangeSet::new();
     let mut stats: BTreeMap<(String, String), KindStats> = BTreeMap::new();
     let mut returned: BTreeMap<(String, String), HashMap<String, Returned>> = BTreeMap::new();
@@ -853,6 +962,34 @@ pub fn plan(
         }
     }
 
+    // Collections that hold evidence of a source no longer configured are
+    // cleaned up too, even when no configured source yields their kind.
+    if let Some(names) = configured {
+        for (path, _) in snapshot.files_under(artifact::COLLECTIONS_DIR)? {
+            let Some((src, kind)) = path
+                .strip_prefix(&format!("{}/", artifact::COLLECTIONS_DIR))
+                .and_then(|r| r.strip_suffix(".json"))
+                .and_then(|r| r.split_once('/'))
+            else {
+                continue;
+            };
+            let key = (src.to_string(), kind.to_string());
+            if query_records.contains_key(&key) {
+                continue;
+            }
+            let orphaned = existing_record(snapshot, &path)?
+                .is_some_and(|e| e.queries.iter().any(|q| !names.contains(&q.source_name)));
+            if orphaned {
+                stats.entry(key.clone()).or_insert_with(|| KindStats {
+                    source: src.to_string(),
+                    kind: kind.to_string(),
+                    ..Default::default()
+                });
+                query_records.insert(key, Vec::new());
+            }
+        }
+    }
+
     // Removals, and the completeness record of every (source, kind) this
     // run collected.
     for (key, mut recs) in query_records {
@@ -860,7 +997,13 @@ pub fn plan(
         let kind_dir = Artifact::kind_dir(src, kind);
         let record_path = CollectionRecord::path(src, kind);
         let existing = existing_record(snapshot, &record_path)?;
+        let existing_tombs = existing.as_ref().and_then(|e| e.tombstones.clone());
         let scope = scopes.get(&key);
+        let unconfigured = |name: &str| configured.is_some_and(|c| !c.contains(name));
+        // Evidence of a renamed or removed source may sit in any month.
+        let orphans = existing
+            .as_ref()
+            .is_some_and(|e| e.queries.iter().any(|q| unconfigured(&q.source_name)));
         let mut back = returned.remove(&key).unwrap_or_default();
         // Month groups whose digest must be recomputed.
         let mut dirty: BTreeSet<String> = back
@@ -880,13 +1023,14 @@ pub fn plan(
                 continue;
             }
             let group = group_of_path(&kind_dir, &path);
-            if !scope.is_some_and(|s| s.may_ask_in(&group, period)) {
+            if !orphans && !scope.is_some_and(|s| s.may_ask_in(&group, period)) {
                 others.entry(group).or_default().push((path, oid));
                 continue;
             }
             let held = read_identity(snapshot, &path, oid)?;
             let source_name = held.query.split('/').next().unwrap_or_default();
-            if scope.is_some_and(|s| s.asked(source_name, held.start, period)) {
+            let gone = unconfigured(source_name);
+            if gone || scope.is_some_and(|s| s.asked(source_name, held.start, period)) {
                 removed += 1;
                 dirty.insert(group);
                 changes.delete(path.clone());
@@ -901,7 +1045,11 @@ pub fn plan(
                     "path": path,
                     "last_sha256": held.sha,
                     "removed_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "reason": format!("no longer returned by its source for period {period}"),
+                    "reason": if gone {
+                        format!("its source `{source_name}` is no longer configured")
+                    } else {
+                        format!("no longer returned by its source for period {period}")
+                    },
                 });
                 changes.put(tombstone_path(&path), canonical::to_pretty(&tomb));
             } else {
@@ -949,18 +1097,28 @@ pub fn plan(
             .map(|r| (r.source_name.clone(), r.query_id.clone()))
             .collect();
         if let Some(e) = existing {
-            recs.extend(
-                e.queries
-                    .into_iter()
-                    .filter(|q| !ran.contains(&(q.source_name.clone(), q.query_id.clone()))),
-            );
+            recs.extend(e.queries.into_iter().filter(|q| {
+                !ran.contains(&(q.source_name.clone(), q.query_id.clone()))
+                    && !unconfigured(&q.source_name)
+            }));
         }
         recs.sort_by(|a, b| (&a.source_name, &a.query_id).cmp(&(&b.source_name, &b.query_id)));
+        // Tombstones of this kind: recounted when this run adds or drops
+        // one (or the record has none yet), else as recorded.
+        let tomb_dir = format!("{TOMBSTONES_DIR}/{}", &kind_dir[EVIDENCE_DIR.len() + 1..]);
+        let tomb_changed = changes.iter().any(|(p, _)| {
+            p.starts_with(&tomb_dir) && p.as_bytes().get(tomb_dir.len()) == Some(&b'/')
+        });
+        let tombstones = match existing_tombs {
+            Some(t) if !tomb_changed => t,
+            _ => tombstone_digest(snapshot, &changes, &tomb_dir)?,
+        };
         let record = CollectionRecord {
             source: src.clone(),
             kind: kind.clone(),
             queries: recs,
             groups,
+            tombstones,
         };
         let bytes = record.to_bytes();
         if snapshot.try_blob_id(&record_path)? != Some(blob_id(&bytes)) {

@@ -17,7 +17,18 @@ fn evidence_repo_with_main(f: &Fixture) -> Repository {
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
     let r = Repository::init_opts(f.evidence(), &opts).unwrap();
-    commit(&r, &[("notes.md", "v1\n")], "Evidence repository", T0, &[]);
+    commit(
+        &r,
+        &[
+            ("notes.md", "v1\n"),
+            // A file of the project's own beside generated pages: never
+            // touched by a run.
+            ("controls/soc2/NOTES.md", "ours\n"),
+        ],
+        "Evidence repository",
+        T0,
+        &[],
+    );
     r
 }
 
@@ -43,6 +54,39 @@ fn a_new_branch_forks_from_the_default_branch() {
     let c = r.find_commit(t).unwrap();
     assert_eq!(c.parent_ids().collect::<Vec<_>>(), vec![main]);
     assert_eq!(tree_files(&f.evidence(), BRANCH)["notes.md"], b"v1\n");
+    // Twice: the second run has nothing new and must not delete it either.
+    add_a_policy(&f);
+    assert_eq!(code(&run(&f)), 0);
+    assert_eq!(
+        tree_files(&f.evidence(), BRANCH)["controls/soc2/NOTES.md"],
+        b"ours\n"
+    );
+}
+
+#[test]
+fn unreviewed_work_checked_out_is_never_merged_into_the_evidence() {
+    let f = Fixture::new();
+    let r = evidence_repo_with_main(&f);
+    assert_eq!(code(&run(&f)), 0);
+    let first = tip(&f.evidence(), &format!("refs/heads/{BRANCH}"));
+    // A feature branch, checked out, with work nobody reviewed; main moved
+    // on too, so a merge would be due.
+    let main0 = r.refname_to_id("refs/heads/main").unwrap();
+    let feature = commit_on(&r, "feature", &[("wip.txt", "unreviewed\n")], "WIP", main0);
+    r.set_head("refs/heads/feature").unwrap();
+    add_a_policy(&f);
+    let out = run(&f);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let t = tip(&f.evidence(), &format!("refs/heads/{BRANCH}"));
+    let parents: Vec<Oid> = r.find_commit(t).unwrap().parent_ids().collect();
+    assert_eq!(parents, vec![first], "built on the evidence tip alone");
+    assert!(!tree_files(&f.evidence(), BRANCH).contains_key("wip.txt"));
+    // Detached at the feature commit (a pull request's merge ref in CI).
+    r.set_head_detached(feature).unwrap();
+    std::fs::write(f.src().join("policies/another.md"), "# Another\n").unwrap();
+    let out = run(&f);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!tree_files(&f.evidence(), BRANCH).contains_key("wip.txt"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::sync::{Arc, Barrier};
 
 fn options() -> SyncOptions {
     SyncOptions {
+        configured: None,
         period: "2026".parse().unwrap(),
         now: chrono::DateTime::from_timestamp(NOW, 0).unwrap(),
         limits: Limits::default(),

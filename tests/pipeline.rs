@@ -552,3 +552,94 @@ fn moving_sources_and_evidence_changes_no_byte() {
         "the evidence depends on where the folders are"
     );
 }
+
+/// Runs with the clock pinned to `now` (seconds since 1970).
+fn run_at(f: &Fixture, cfg: &std::path::Path, now: i64) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cleartrail"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--repo"])
+        .arg(f.evidence())
+        .args(["--period", "2026"])
+        .env("SOURCE_DATE_EPOCH", now.to_string())
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_with_nothing_new_still_judges_as_of_its_day() {
+    let f = Fixture::new();
+    // Reviewed 2025-06-01: fresh until 2026-06-01.
+    std::fs::write(
+        f.src().join("policies/access-control-policy.md"),
+        POLICY_OK.replace("last_reviewed: 2026-03-14", "last_reviewed: 2025-06-01"),
+    )
+    .unwrap();
+    let cfg = f.default_config();
+    let march = 1_772_445_600 + 10 * DAY; // 2026-03-12
+    let out = run_at(&f, &cfg, march);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let check = |f: &Fixture| -> Value {
+        serde_json::from_slice(
+            &tree_files(&f.evidence(), BRANCH)["checks/policy-review-overdue.json"],
+        )
+        .unwrap()
+    };
+    let exceptions = |v: &Value| -> Vec<String> {
+        v["exceptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["artifact"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let acp = "files:document:policies/access-control-policy.md".to_string();
+    assert!(!exceptions(&check(&f)).contains(&acp));
+    // Same sources in July: nothing new, but the review is now overdue,
+    // and the branch says so.
+    let july = march + 120 * DAY;
+    let out = run_at(&f, &cfg, july);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(exceptions(&check(&f)).contains(&acp), "{}", check(&f));
+    // Again the same day: judged the same, so no commit.
+    let before = commit_count(&f.evidence(), BRANCH);
+    let out = run_at(&f, &cfg, july);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(commit_count(&f.evidence(), BRANCH), before);
+}
+
+#[test]
+fn evidence_of_a_renamed_source_is_tombstoned_not_counted_twice() {
+    let f = Fixture::new();
+    let out = sync_into(&f, &f.default_config(), &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let changes = |f: &Fixture| -> u64 {
+        json_at(&f.evidence(), "collections/git/change.json")["count"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = changes(&f);
+    // The git source `app` is renamed `app2`.
+    let cfg = f.config(
+        "version: 1\nsources:\n  app2:\n    type: git\n    path: src\n  policies:\n    type: files\n    path: src/policies\n",
+    );
+    let out = sync_into(&f, &cfg, &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(changes(&f), before, "the old name's changes are still held");
+    let files = tree_files(&f.evidence(), BRANCH);
+    assert!(
+        !files
+            .keys()
+            .any(|p| p.starts_with("evidence/git/") && p.contains("/app/")),
+        "evidence of `app` is still on the branch"
+    );
+    let tomb = files
+        .iter()
+        .find(|(p, _)| p.starts_with("tombstones/git/change/"))
+        .map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap())
+        .expect("a tombstone for the old name's changes");
+    assert_eq!(tomb["reason"], "its source `app` is no longer configured");
+    let unsigned = json_at(&f.evidence(), "checks/commit-unsigned.json");
+    assert_eq!(unsigned["population"].as_u64(), Some(before));
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+}

@@ -323,6 +323,20 @@ fn derived_and_strays() -> BTreeSet<String> {
     assert!(has(&found, "tombstone-invalid", tomb), "{found:?}");
     assert!(has(&found, "tombstone-invalid", fake), "{found:?}");
     codes.extend(found.into_iter().map(|(c, _)| c));
+    // Deleting a tombstone erases that an object disappeared: the
+    // collection record still counts it.
+    tamper(&repo, BRANCH, tomb, None);
+    tamper(&repo, BRANCH, fake, None);
+    let found = verify(&repo);
+    assert!(
+        has(
+            &found,
+            "tombstone-missing",
+            "collections/files/document.json"
+        ),
+        "{found:?}"
+    );
+    codes.extend(found.into_iter().map(|(c, _)| c));
 
     // The layout version file says a version this build does not read.
     let f = synced();

@@ -286,6 +286,10 @@ pub struct CollectionRecord {
     pub queries: Vec<QueryRecord>,
     /// Per month group: the artifacts of this source and kind held.
     pub groups: BTreeMap<String, GroupDigest>,
+    /// The tombstones of this source and kind: how many, and [`set_digest`]
+    /// over their `<id> <last_sha256>` lines, so a deleted tombstone (an
+    /// object's disappearance erased) is noticed.
+    pub tombstones: GroupDigest,
 }
 
 impl CollectionRecord {
@@ -343,6 +347,7 @@ impl CollectionRecord {
             "kind": self.kind,
             "queries": queries,
             "groups": groups,
+            "tombstones": {"count": self.tombstones.count, "digest": self.tombstones.digest},
             "count": self.count(),
             "digest": self.digest(),
             "digest_rule": DIGEST_RULE,

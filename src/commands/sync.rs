@@ -36,6 +36,8 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     );
     let statuses: RefCell<Vec<FrameworkStatus>> = RefCell::new(Vec::new());
     let coverage: RefCell<Vec<audit::Coverage>> = RefCell::new(Vec::new());
+    // The parsed evidence of the last attempt, freed (or not) at the end.
+    let parsed: RefCell<Option<crate::evidence::Evidence>> = RefCell::new(None);
     let derive = |snapshot: &crate::store::Snapshot<'_>,
                   changes: &crate::store::ChangeSet,
                   evidence_changed: bool| {
@@ -63,6 +65,8 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         {
             *coverage.borrow_mut() =
                 serde_json::from_value(m["coverage"].clone()).unwrap_or_default();
+            // Full statuses, if a format needs them, are evaluated anew.
+            statuses.borrow_mut().clear();
             return Ok(Vec::new());
         }
         let a = audit::evaluate(snapshot, Some(changes), &settings)?;
@@ -77,13 +81,21 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         )?;
         *coverage.borrow_mut() = a.statuses.iter().map(audit::Coverage::of).collect();
         *statuses.borrow_mut() = a.statuses;
-        // Freeing every parsed artifact one by one costs more than the
-        // process has left to live.
-        std::mem::forget(a.held);
+        *parsed.borrow_mut() = Some(a.held);
         let produced: std::collections::BTreeSet<&str> =
             files.iter().map(|(p, _)| p.as_str()).collect();
         let stale =
             audit::stale_derived(snapshot, &produced).map_err(crate::sync::SyncError::Store)?;
+        // Judged again (a new day, say) and nothing a reader sees changed:
+        // the manifest alone would differ, and that is not worth a commit.
+        let unchanged = stale.is_empty()
+            && files.iter().all(|(p, b)| {
+                p == crate::verify::DERIVED_PATH
+                    || snapshot.blob_id(p) == Some(crate::store::blob_id(b))
+            });
+        if !evidence_changed && unchanged {
+            return Ok(Vec::new());
+        }
         let mut out: Vec<(String, Option<Vec<u8>>)> =
             files.into_iter().map(|(p, b)| (p, Some(b))).collect();
         out.extend(stale.into_iter().map(|p| (p, None)));
@@ -93,6 +105,7 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         period: period.clone(),
         now,
         limits: Default::default(),
+        configured: Some(full.sources.iter().map(|s| s.name.clone()).collect()),
     };
     // Collect before touching the repository: a failing source leaves no
     // trace, not even a new empty repository. What queries saved last time
@@ -126,6 +139,9 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     })?;
     let statuses = statuses.into_inner();
     let coverage = coverage.into_inner();
+    // Freeing every parsed artifact one by one costs more than the
+    // process has left to live.
+    std::mem::forget(parsed.into_inner());
     // The commit has landed: failing to print about it must not turn the
     // run into a failure (exit 3 promises nothing was written).
     if let Err(e) = print_report(g, &report, &coverage, &statuses, scheduled) {

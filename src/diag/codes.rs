@@ -66,6 +66,10 @@ pub const VERIFY: &[(&str, &str)] = &[
         "a tombstone is unreadable, misplaced, or its artifact is still present",
     ),
     (
+        "tombstone-missing",
+        "the tombstones of a source and kind differ from what its collection record counts (one was deleted, added or edited)",
+    ),
+    (
         "derived-missing",
         "a derived file listed in `.cleartrail/derived.json` is not on the branch",
     ),

@@ -474,6 +474,36 @@ fn collections(
                 ),
             }
         }
+        // The tombstones it counts must all still be there: deleting one
+        // would erase the record that an object disappeared.
+        let tomb_prefix = format!("{TOMBSTONES_DIR}/{src_dir}/{kind_dir}/");
+        let mut tomb_lines: Vec<(String, String)> = Vec::new();
+        for (_, toid) in all.iter().filter(|(tp, _)| tp.starts_with(&tomb_prefix)) {
+            let v: Value = snapshot
+                .read_blob(*toid)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            tomb_lines.push((
+                v["id"].as_str().unwrap_or_default().to_string(),
+                v["last_sha256"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+        let tomb_digest = set_digest(tomb_lines.iter().map(|(i, s)| (i.as_str(), s.as_str())));
+        if doc["tombstones"]["count"].as_u64() != Some(tomb_lines.len() as u64)
+            || doc["tombstones"]["digest"].as_str() != Some(tomb_digest.as_str())
+        {
+            report.finding(
+                "tombstone-missing",
+                p,
+                format!(
+                    "the record counts {} tombstones (digest {}), {tomb_prefix} holds {} (digest {tomb_digest}): a tombstone was deleted, added or edited",
+                    doc["tombstones"]["count"],
+                    doc["tombstones"]["digest"],
+                    tomb_lines.len()
+                ),
+            );
+        }
         // Each complete query's answer must still be there, exactly.
         let kind = doc["kind"].as_str().unwrap_or_default();
         for q in queries {

@@ -206,7 +206,7 @@ impl GitSource {
     /// What the history query saves for the next run: everything its
     /// answer depends on (tool version, period, the signing keys named,
     /// branch) and the tip it read. `None` for a branch with no commits.
-    fn history_state(&self, branch: &str, tip: Oid) -> String {
+    fn history_state(&self, urls: &UrlBase, branch: &str, tip: Oid) -> String {
         let keys: String = [&self.allowed_signers, &self.gpg_keyring]
             .iter()
             .map(|k| match k {
@@ -217,11 +217,15 @@ impl GitSource {
             })
             .collect::<Vec<_>>()
             .join(",");
+        // Every artifact's URL starts with it: another remote means other
+        // URLs for what is already held.
+        let url_base = crate::artifact::canonical::sha256_hex(urls.commit("").as_bytes());
         format!(
-            "v1 tool={} period={}..{} keys={keys} branch={branch} tip={tip}",
+            "v1 tool={} period={}..{} keys={keys} urls={} branch={branch} tip={tip}",
             env!("CARGO_PKG_VERSION"),
             self.period.start(),
-            self.period.end()
+            self.period.end(),
+            &url_base[..16]
         )
     }
 
@@ -242,7 +246,8 @@ impl GitSource {
         let Some(tip) = oid else {
             return Ok((Vec::new(), Outcome::Complete, None));
         };
-        let state = self.history_state(&branch, tip);
+        let urls = UrlBase::of(&repo, &self.name);
+        let state = self.history_state(&urls, &branch, tip);
         if saved == Some(state.as_str()) {
             return Ok((Vec::new(), Outcome::NotModified, Some(state)));
         }
@@ -254,7 +259,6 @@ impl GitSource {
                 .then(|| Oid::from_str(old).ok())
                 .flatten()
         });
-        let urls = UrlBase::of(&repo, &self.name);
         // The first-parent line from the tip (down to the old tip when
         // there is one): what reached the branch.
         let mut first_parent = HashSet::new();
