@@ -56,6 +56,8 @@ impl AuditError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct EffectiveConfig {
     pub schema: String,
+    /// The period judged (`2026`, `2026-Q3`, `2026-07-01..2026-09-30`).
+    pub period: String,
     pub frameworks: Vec<String>,
     /// framework -> control id -> reason.
     pub out_of_scope: BTreeMap<String, BTreeMap<String, String>>,
@@ -197,6 +199,7 @@ impl<'a> Settings<'a> {
         }
         EffectiveConfig {
             schema: CONFIG_RECORD_SCHEMA.to_string(),
+            period: self.period.to_string(),
             frameworks: self.scope.frameworks.clone(),
             out_of_scope,
             check_severity: self
@@ -541,7 +544,9 @@ fn listing_files(
     files
 }
 
-/// A Markdown table cell: no pipes, no line breaks, bounded length.
+/// A Markdown table cell and link text: no pipes, no line breaks, no
+/// brackets (written as entities, so a title can never open or close a
+/// link, and `verify` reads each row's link unambiguously), bounded length.
 fn cell(s: &str) -> String {
     let one: String = s
         .chars()
@@ -549,6 +554,8 @@ fn cell(s: &str) -> String {
         .take(200)
         .collect();
     one.replace('|', "\\|")
+        .replace('[', "&#91;")
+        .replace(']', "&#93;")
 }
 
 /// A fingerprint of everything derived files depend on besides the

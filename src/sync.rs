@@ -604,18 +604,36 @@ fn month_span(group: &str) -> Option<(NaiveDate, NaiveDate)> {
     Some((first, next.pred_opt()?))
 }
 
-/// The saved query states on the branch (`.cleartrail/state.json`).
+/// The saved query states on the branch (`.cleartrail/state.json`), each
+/// kept only when the query's collection record saved the same state: an
+/// edited state file (a tip moved past a commit, say, so that it is never
+/// collected) costs a complete collection instead of hiding evidence.
 pub fn read_states(snapshot: &Snapshot<'_>) -> Result<BTreeMap<String, String>, SyncError> {
     let Some(bytes) = snapshot.read(artifact::STATE_PATH)? else {
         return Ok(BTreeMap::new());
     };
     // A damaged state only costs a complete collection.
     let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let mut recorded: BTreeMap<String, String> = BTreeMap::new();
+    for (path, _) in snapshot.files_under(artifact::COLLECTIONS_DIR)? {
+        for q in existing_record(snapshot, &path)?
+            .map(|e| e.queries)
+            .unwrap_or_default()
+        {
+            if let Some(st) = q.state {
+                recorded.insert(format!("{}/{}", q.source_name, q.query_id), st);
+            }
+        }
+    }
     Ok(doc["queries"]
         .as_object()
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .filter_map(|(k, v)| {
+                    let v = v.as_str()?;
+                    (recorded.get(k).map(String::as_str) == Some(v))
+                        .then(|| (k.clone(), v.to_string()))
+                })
                 .collect()
         })
         .unwrap_or_default())
@@ -652,6 +670,7 @@ fn existing_record(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<Existin
                     query: text(&q["query"]),
                     outcome: text(&q["outcome"]),
                     since: q["since"].as_str().map(str::to_string),
+                    state: q["state"].as_str().map(str::to_string),
                     filters: q["filters"]
                         .as_object()
                         .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
@@ -949,6 +968,7 @@ pub fn plan(
                     Outcome::Incremental => r.since.clone(),
                     _ => None,
                 },
+                state: r.state.clone(),
                 filters: r.query.filters.clone(),
                 pages: r.pages,
                 count: entries.len() as u64,

@@ -353,6 +353,18 @@ fn a_packet_commits_to_the_branch_by_default() {
     assert!(!files.contains_key("packets/2026/soc2/index.md"));
     let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
     assert_eq!(code(&v), 0, "{}", stdout(&v));
+    // What auditors receive is verified too: an edited page is named.
+    let page = "packets/2026/soc2/controls/CC8.1.md";
+    let mut bytes = files[page].clone();
+    bytes.extend_from_slice(b"\nAll good.\n");
+    tamper(&f.evidence(), "cleartrail/evidence", page, Some(&bytes));
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&v), 1, "{}", stdout(&v));
+    assert!(
+        stdout(&v).contains(&format!("error[packet-mismatch]: {page}:")),
+        "{}",
+        stdout(&v)
+    );
 }
 
 #[test]

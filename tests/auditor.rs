@@ -30,7 +30,9 @@ fn a_plain_clone_verifies_and_gives_the_readmes_gaps() {
     let cfg = f.config(
         "version: 1\nsources:\n  app:\n    type: git\n    path: src\n  policies:\n    type: files\n    path: src/policies\nout_of_scope:\n  soc2:\n    privacy: No personal data of end users.\n    P1.1: Same.\n",
     );
-    let out = command_with("run", &cfg, &f.evidence(), &["--period", "2026"]);
+    // A quarter, not the current year: the clone must judge the same
+    // period without being told.
+    let out = command_with("run", &cfg, &f.evidence(), &["--period", "2026-Q1"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let clone = f.root.path().join("auditor");
     let st = Command::new("git")

@@ -643,3 +643,39 @@ fn evidence_of_a_renamed_source_is_tombstoned_not_counted_twice() {
     let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
     assert_eq!(code(&v), 0, "{}", stdout(&v));
 }
+
+#[test]
+fn an_edited_state_cannot_hide_new_commits() {
+    let f = Fixture::new();
+    let src = git2::Repository::open(f.src()).unwrap();
+    // Collect while the branch stood at the first merge.
+    src.reference("refs/heads/main", f.commits[4], true, "rewind")
+        .unwrap();
+    let out = sync_into(&f, &f.default_config(), &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The branch moves on; someone with push access to the evidence repo
+    // sets the saved tip to the new one, so the run would think it has
+    // seen it.
+    src.reference("refs/heads/main", f.commits[7], true, "forward")
+        .unwrap();
+    let state =
+        String::from_utf8(tree_files(&f.evidence(), BRANCH)[".cleartrail/state.json"].clone())
+            .unwrap();
+    let forged = state.replace(&f.commits[4].to_string(), &f.commits[7].to_string());
+    assert_ne!(state, forged);
+    tamper(
+        &f.evidence(),
+        BRANCH,
+        ".cleartrail/state.json",
+        Some(forged.as_bytes()),
+    );
+    let out = sync_into(&f, &f.default_config(), &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The last commit is collected all the same.
+    artifact_path(
+        &f.evidence(),
+        BRANCH,
+        "evidence/git/change",
+        &f.commits[7].to_string(),
+    );
+}

@@ -253,6 +253,40 @@ fn malformed() -> BTreeSet<String> {
     // evidence, and the README that summarizes them still verifies.
     record(found);
 
+    // A well-formed artifact planted where it belongs, sealed, but never
+    // collected: no listing names it, and its month no longer adds up.
+    let f = synced();
+    let repo = f.evidence();
+    let mut d = doc_at(&repo, &a_commit_artifact(&f));
+    let fake = "ab".repeat(20);
+    d["object_id"] = Value::String(format!("app/{fake}"));
+    d["id"] = Value::String(format!("git:commit:app/{fake}"));
+    let start =
+        chrono::NaiveDate::parse_from_str(d["period"]["start"].as_str().unwrap(), "%Y-%m-%d")
+            .unwrap();
+    let shard = cleartrail::artifact::path::month_shard(start, &format!("app/{fake}"));
+    d["shard"] = Value::String(shard.clone());
+    d["sha256"] = Value::String(canonical::document_digest(&d));
+    let planted = format!(
+        "{}.json",
+        cleartrail::artifact::Artifact::base_path_of(
+            "git",
+            "commit",
+            Some(&shard),
+            &format!("app/{fake}")
+        )
+    );
+    write_doc(&repo, &planted, &d);
+    let found = verify(&repo);
+    assert!(has(&found, "artifact-unlisted", &planted), "{found:?}");
+    assert!(
+        !found
+            .iter()
+            .any(|(c, p)| p == &planted && c != "artifact-unlisted"),
+        "{found:?}"
+    );
+    record(found);
+
     // A query's recorded answer no longer on the branch, though the month
     // totals were rewritten to match.
     let f = synced();
@@ -336,6 +370,19 @@ fn derived_and_strays() -> BTreeSet<String> {
         ),
         "{found:?}"
     );
+    codes.extend(found.into_iter().map(|(c, _)| c));
+
+    // A committed packet, one page edited.
+    let f = synced();
+    let repo = f.evidence();
+    let out = command_with("packet", &f.default_config(), &repo, &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = "packets/2026/soc2/controls/CC8.1.md";
+    let mut bytes = tree_files(&repo, BRANCH)[page].clone();
+    bytes.extend_from_slice(b"\nCovered.\n");
+    tamper(&repo, BRANCH, page, Some(&bytes));
+    let found = verify(&repo);
+    assert!(has(&found, "packet-mismatch", page), "{found:?}");
     codes.extend(found.into_iter().map(|(c, _)| c));
 
     // The layout version file says a version this build does not read.

@@ -267,6 +267,9 @@ pub struct QueryRecord {
     pub outcome: String,
     /// For an incremental answer: the saved state it started from.
     pub since: Option<String>,
+    /// The state the query saved for the next run (also in
+    /// `.cleartrail/state.json`, which is trusted only when it agrees).
+    pub state: Option<String>,
     /// Filters applied (period, branch, ...), as strings.
     pub filters: BTreeMap<String, String>,
     pub pages: u64,
@@ -328,6 +331,7 @@ impl CollectionRecord {
                     "query": q.query,
                     "outcome": q.outcome,
                     "since": q.since,
+                    "state": q.state,
                     "filters": q.filters,
                     "pages": q.pages,
                     "count": q.count,

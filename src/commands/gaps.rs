@@ -118,13 +118,27 @@ pub fn run(g: &GlobalArgs, args: &GapsArgs) -> Result<ExitStatus, Error> {
     }
     let config = super::optional_config(g)?;
     let now = crate::clock::now();
-    let period = super::resolve_period(args.period.as_deref(), config.as_ref(), now)?;
+    // Checked before touching the repository: a bad --period is a usage
+    // error wherever it is run.
+    super::resolve_period(args.period.as_deref(), config.as_ref(), now)?;
     let (catalogs, mut scope) = super::catalogs_and_scope(config.as_ref())?;
     super::restrict_framework(&mut scope, &catalogs, args.framework.as_deref())?;
     let store = super::open_store(g)?;
     let rev = super::require_evidence_rev(&store, args.rev.as_deref(), config.as_ref())?;
     let commit = store.resolve(&rev).map_err(Error::usage)?;
     let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
+    // Without --period or a configured one, the period the branch was
+    // judged for (so a clone agrees with its README), else this year.
+    let period = match (&args.period, config.as_ref().and_then(|c| c.period.clone())) {
+        (None, None) => match audit::EffectiveConfig::read(&snapshot)
+            .map_err(Error::runtime)?
+            .and_then(|r| r.period.parse::<crate::period::Period>().ok())
+        {
+            Some(p) => p,
+            None => super::resolve_period(None, config.as_ref(), now)?,
+        },
+        _ => super::resolve_period(args.period.as_deref(), config.as_ref(), now)?,
+    };
     let as_of = audit::as_of(&period, now.date_naive());
     let result = super::evaluate_branch(
         &snapshot,

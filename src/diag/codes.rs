@@ -30,6 +30,10 @@ pub const VERIFY: &[(&str, &str)] = &[
         "an artifact that a verified listing names is not on the branch (it was deleted)",
     ),
     (
+        "artifact-unlisted",
+        "an artifact that no listing names (added outside cleartrail)",
+    ),
+    (
         "artifact-misplaced",
         "an artifact file is not at the path its id and shard map to",
     ),
@@ -76,6 +80,10 @@ pub const VERIFY: &[(&str, &str)] = &[
     (
         "derived-mismatch",
         "a derived file (check result, mapping, page, README) was edited outside cleartrail, or its manifest is missing",
+    ),
+    (
+        "packet-mismatch",
+        "a committed packet's file differs from, or is missing against, the digest its manifest lists",
     ),
     (
         "stray-file",

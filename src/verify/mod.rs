@@ -36,6 +36,7 @@ pub const OWNED_FOLDERS: &[&str] = &[
     "checks",
     "mappings",
     "listings",
+    "packets",
     ".cleartrail",
 ];
 
@@ -183,7 +184,21 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
 
     collections(snapshot, &all, &seen, &mut accounted, &mut report)?;
     tombstones(snapshot, &present, &all, &mut accounted, &mut report);
-    derived(snapshot, &present, &mut accounted, &mut report);
+    // Every artifact must be listed: a listing is what an auditor browses,
+    // and an artifact slipped in without a row would go unseen there.
+    if let Some(listed) = derived(snapshot, &present, &mut accounted, &mut report) {
+        for (p, _) in &artifacts {
+            if !listed.contains(p.as_str()) {
+                report.finding(
+                    "artifact-unlisted",
+                    p.as_str(),
+                    "no listing names this artifact: it was added outside cleartrail",
+                );
+            }
+        }
+    }
+
+    packets(snapshot, &all, &mut accounted, &mut report);
 
     // Whatever else sits in a folder ClearTrail owns was put there by hand.
     for (p, _) in &all {
@@ -602,16 +617,76 @@ fn tombstones(
     }
 }
 
+/// Every committed packet must hold exactly what its manifest lists, with
+/// the digests it lists: auditors receive these files.
+fn packets(
+    snapshot: &Snapshot<'_>,
+    all: &[(String, git2::Oid)],
+    accounted: &mut BTreeSet<String>,
+    report: &mut VerifyReport,
+) {
+    let present: HashMap<&str, git2::Oid> = all.iter().map(|(p, o)| (p.as_str(), *o)).collect();
+    for (mp, moid) in all
+        .iter()
+        .filter(|(p, _)| p.starts_with("packets/") && p.ends_with("/manifest.json"))
+    {
+        accounted.insert(mp.clone());
+        let dir = mp.trim_end_matches("manifest.json");
+        let doc: Option<Value> = snapshot
+            .read_blob(*moid)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let Some(files) = doc
+            .as_ref()
+            .filter(|d| d["schema"] == crate::packet::MANIFEST_SCHEMA)
+            .and_then(|d| d["files"].as_array())
+        else {
+            report.finding("packet-mismatch", mp, "not a readable packet manifest");
+            continue;
+        };
+        for f in files {
+            let rel = f["path"].as_str().unwrap_or_default();
+            let path = format!("{dir}{rel}");
+            accounted.insert(path.clone());
+            match present.get(path.as_str()).map(|o| snapshot.read_blob(*o)) {
+                Some(Ok(b)) => {
+                    let got = canonical::sha256_hex(&b);
+                    if f["sha256"].as_str() != Some(got.as_str()) {
+                        report.finding(
+                            "packet-mismatch",
+                            &path,
+                            format!("hashes to {got}, {mp} lists {}", f["sha256"]),
+                        );
+                    }
+                }
+                Some(Err(e)) => report.finding(
+                    "object-unreadable",
+                    &path,
+                    format!("cannot read its object: {e}"),
+                ),
+                None => report.finding(
+                    "packet-mismatch",
+                    &path,
+                    format!("listed in {mp} but not on the branch"),
+                ),
+            }
+        }
+    }
+}
+
 /// Every artifact a (verified) listing names must be present: this names
 /// the path of a deleted artifact, which digests alone cannot.
 fn missing_listed(
     listing: &str,
     bytes: &[u8],
     present: &HashMap<&str, git2::Oid>,
+    listed: &mut BTreeSet<String>,
     report: &mut VerifyReport,
 ) {
     let text = String::from_utf8_lossy(bytes);
     for line in text.lines().filter(|l| l.starts_with("| ")) {
+        // Titles never hold `](` (listings write brackets as entities), so
+        // the first one opens the row's link.
         let Some(start) = line.find("](") else {
             continue;
         };
@@ -627,6 +702,7 @@ fn missing_listed(
             continue;
         }
         let target = target.replace("%25", "%");
+        listed.insert(target.clone());
         if !present.contains_key(target.as_str()) {
             report.finding(
                 "artifact-missing",
@@ -638,12 +714,16 @@ fn missing_listed(
 }
 
 /// Derived files must match the digests their manifest records.
+/// Returns the artifact paths that verified listings name, when the branch
+/// has listings at all.
 fn derived(
     snapshot: &Snapshot<'_>,
     present: &HashMap<&str, git2::Oid>,
     accounted: &mut BTreeSet<String>,
     report: &mut VerifyReport,
-) {
+) -> Option<BTreeSet<String>> {
+    let mut listed = BTreeSet::new();
+    let mut has_listings = false;
     let Some(oid) = present.get(DERIVED_PATH) else {
         if present
             .keys()
@@ -655,7 +735,7 @@ fn derived(
                 "derived files are present but their manifest is missing",
             );
         }
-        return;
+        return None;
     };
     accounted.insert(DERIVED_PATH.to_string());
     let doc: Option<Value> = snapshot
@@ -672,7 +752,7 @@ fn derived(
             DERIVED_PATH,
             "not a readable manifest of derived files",
         );
-        return;
+        return None;
     };
     for (path, want) in files {
         report.derived += 1;
@@ -688,8 +768,11 @@ fn derived(
         match snapshot.read_blob(*oid) {
             Ok(b) => {
                 let got = canonical::sha256_hex(&b);
-                if Some(got.as_str()) == want.as_str() && path.starts_with("listings/") {
-                    missing_listed(path, &b, present, report);
+                if path.starts_with("listings/") {
+                    has_listings = true;
+                    if Some(got.as_str()) == want.as_str() {
+                        missing_listed(path, &b, present, &mut listed, report);
+                    }
                 }
                 if Some(got.as_str()) != want.as_str() {
                     report.finding(
@@ -708,4 +791,5 @@ fn derived(
             ),
         }
     }
+    has_listings.then_some(listed)
 }
