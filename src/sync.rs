@@ -521,6 +521,8 @@ pub struct PreparedItem {
     pub blob: git2::Oid,
     /// The month group of its shard (`-` when unsharded).
     pub group: String,
+    /// The first day it is evidence for.
+    pub start: Option<NaiveDate>,
     /// Captured document: (path, bytes, blob id).
     pub captured: Option<(String, Vec<u8>, git2::Oid)>,
 }
@@ -537,6 +539,7 @@ impl PreparedItem {
             bytes,
             sha,
             group: group_of_shard(a.shard.as_deref()),
+            start: a.period.map(|p| p.start),
             captured: match (a.captured_path(), &a.captured) {
                 (Some(p), Some(c)) => Some((p, c.bytes.clone(), blob_id(&c.bytes))),
                 _ => None,
@@ -647,6 +650,24 @@ struct Existing {
     tombstones: Option<GroupDigest>,
 }
 
+fn parse_groups(v: &Value) -> BTreeMap<String, GroupDigest> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(g, d)| {
+                    Some((
+                        g.clone(),
+                        GroupDigest {
+                            count: d["count"].as_u64()?,
+                            digest: d["digest"].as_str()?.to_string(),
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn existing_record(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<Existing>, SyncError> {
     let Some(bytes) = snapshot.read(path)? else {
         return Ok(None);
@@ -671,6 +692,7 @@ fn existing_record(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<Existin
                     outcome: text(&q["outcome"]),
                     since: q["since"].as_str().map(str::to_string),
                     state: q["state"].as_str().map(str::to_string),
+                    groups: parse_groups(&q["groups"]),
                     filters: q["filters"]
                         .as_object()
                         .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
@@ -690,22 +712,7 @@ fn existing_record(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<Existin
                 .collect()
         })
         .unwrap_or_default();
-    let groups = doc["groups"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(g, d)| {
-                    Some((
-                        g.clone(),
-                        GroupDigest {
-                            count: d["count"].as_u64()?,
-                            digest: d["digest"].as_str()?.to_string(),
-                        },
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let groups = parse_groups(&doc["groups"]);
     let tombstones = Some(GroupDigest {
         count: doc["tombstones"]["count"].as_u64().unwrap_or(u64::MAX),
         digest: text(&doc["tombstones"]["digest"]),
@@ -760,6 +767,15 @@ fn tombstone_digest(
     })
 }
 
+/// Count and [`set_digest`] of some lines.
+fn line_digest<'a>(lines: impl Iterator<Item = &'a Line>) -> GroupDigest {
+    let pairs: Vec<(&str, &str)> = lines.map(|l| (l.id.as_str(), l.sha.as_str())).collect();
+    GroupDigest {
+        count: pairs.len() as u64,
+        digest: set_digest(pairs.iter().copied()),
+    }
+}
+
 /// What planning reads from a held artifact it did not get back this run.
 struct HeldIdentity {
     id: String,
@@ -800,8 +816,20 @@ struct Returned {
     id: String,
     sha: String,
     group: String,
+    /// The query label (`<source name>/<query id>`) that returned it.
+    label: String,
+    start: Option<NaiveDate>,
     /// Added or changed by this run.
     new: bool,
+}
+
+/// A held artifact as a line of a digest, with what decides which query's
+/// set it belongs to.
+struct Line {
+    id: String,
+    sha: String,
+    label: String,
+    start: Option<NaiveDate>,
 }
 
 /// How the queries of this run cover one (source, kind).
@@ -939,6 +967,8 @@ pub fn plan(
                     id: item.id.clone(),
                     sha: item.sha.clone(),
                     group: item.group.clone(),
+                    label: r.label(),
+                    start: item.start,
                     new,
                 },
             );
@@ -969,6 +999,7 @@ pub fn plan(
                     _ => None,
                 },
                 state: r.state.clone(),
+                groups: BTreeMap::new(),
                 filters: r.query.filters.clone(),
                 pages: r.pages,
                 count: entries.len() as u64,
@@ -1036,7 +1067,7 @@ pub fn plan(
         }
         // Held but not returned, by group: (path, blob) to read if needed.
         let mut others: BTreeMap<String, Vec<(String, git2::Oid)>> = BTreeMap::new();
-        let mut kept: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut kept: BTreeMap<String, Vec<Line>> = BTreeMap::new();
         let mut removed = 0u64;
         for (path, oid) in snapshot.files_under(&kind_dir)? {
             if !path.ends_with(".json") || back.contains_key(&path) {
@@ -1073,7 +1104,12 @@ pub fn plan(
                 });
                 changes.put(tombstone_path(&path), canonical::to_pretty(&tomb));
             } else {
-                kept.entry(group).or_default().push((held.id, held.sha));
+                kept.entry(group).or_default().push(Line {
+                    id: held.id,
+                    sha: held.sha,
+                    label: held.query,
+                    start: held.start,
+                });
             }
         }
         let mut groups: BTreeMap<String, GroupDigest> = existing
@@ -1087,27 +1123,94 @@ pub fn plan(
             .chain(kept.keys().cloned())
             .collect();
         groups.retain(|g, _| all_groups.contains(g));
+        // Every held line of each recomputed group, for the queries' own
+        // group digests below.
+        let mut recomputed: BTreeMap<String, Vec<Line>> = BTreeMap::new();
         for g in &all_groups {
             if !dirty.contains(g) && groups.contains_key(g) {
                 continue;
             }
-            let mut lines: Vec<(String, String)> = back
+            let mut lines: Vec<Line> = back
                 .values()
                 .filter(|r| &r.group == g)
-                .map(|r| (r.id.clone(), r.sha.clone()))
+                .map(|r| Line {
+                    id: r.id.clone(),
+                    sha: r.sha.clone(),
+                    label: r.label.clone(),
+                    start: r.start,
+                })
                 .collect();
             lines.extend(kept.remove(g).unwrap_or_default());
             for (path, oid) in others.remove(g).unwrap_or_default() {
                 let h = read_identity(snapshot, &path, oid)?;
-                lines.push((h.id, h.sha));
+                lines.push(Line {
+                    id: h.id,
+                    sha: h.sha,
+                    label: h.query,
+                    start: h.start,
+                });
             }
-            groups.insert(
-                g.clone(),
-                GroupDigest {
-                    count: lines.len() as u64,
-                    digest: set_digest(lines.iter().map(|(i, s)| (i.as_str(), s.as_str()))),
-                },
-            );
+            groups.insert(g.clone(), line_digest(lines.iter()));
+            recomputed.insert(g.clone(), lines);
+        }
+        // Each query that ran keeps, per month, a digest over everything
+        // it has found that is held: after an incremental answer as after a
+        // complete one, so `verify` can always check a query's set.
+        let previous: BTreeMap<(String, String), BTreeMap<String, GroupDigest>> = existing
+            .as_ref()
+            .map(|e| {
+                e.queries
+                    .iter()
+                    .map(|q| {
+                        (
+                            (q.source_name.clone(), q.query_id.clone()),
+                            q.groups.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for rec in recs.iter_mut() {
+            let label = format!("{}/{}", rec.source_name, rec.query_id);
+            let in_scope = |start: Option<NaiveDate>| {
+                rec.period
+                    .is_none_or(|p| start.is_some_and(|d| p.start <= d && d <= p.end))
+            };
+            if rec.outcome == Outcome::Complete.as_str() {
+                let mut by_group: BTreeMap<&str, Vec<Line>> = BTreeMap::new();
+                for r in back
+                    .values()
+                    .filter(|r| r.label == label && in_scope(r.start))
+                {
+                    by_group.entry(r.group.as_str()).or_default().push(Line {
+                        id: r.id.clone(),
+                        sha: r.sha.clone(),
+                        label: String::new(),
+                        start: r.start,
+                    });
+                }
+                rec.groups = by_group
+                    .into_iter()
+                    .map(|(g, ls)| (g.to_string(), line_digest(ls.iter())))
+                    .collect();
+            } else {
+                let mut qg = previous
+                    .get(&(rec.source_name.clone(), rec.query_id.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                for (g, lines) in &recomputed {
+                    let mine: Vec<&Line> = lines
+                        .iter()
+                        .filter(|l| l.label == label && in_scope(l.start))
+                        .collect();
+                    if mine.is_empty() {
+                        qg.remove(g);
+                    } else {
+                        qg.insert(g.clone(), line_digest(mine.into_iter()));
+                    }
+                }
+                rec.groups = qg;
+            }
         }
         back.clear();
         // Queries not run, or answered "not modified", keep their last

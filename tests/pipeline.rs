@@ -679,3 +679,48 @@ fn an_edited_state_cannot_hide_new_commits() {
         &f.commits[7].to_string(),
     );
 }
+
+#[test]
+fn after_an_incremental_run_each_query_still_proves_its_set() {
+    let f = Fixture::new();
+    let src = git2::Repository::open(f.src()).unwrap();
+    src.reference("refs/heads/main", f.commits[4], true, "rewind")
+        .unwrap();
+    assert_eq!(
+        code(&sync_into(&f, &f.default_config(), &["--period", "2026"])),
+        0
+    );
+    src.reference("refs/heads/main", f.commits[7], true, "forward")
+        .unwrap();
+    assert_eq!(
+        code(&sync_into(&f, &f.default_config(), &["--period", "2026"])),
+        0
+    );
+    let rec = json_at(&f.evidence(), "collections/git/change.json");
+    let q = &rec["queries"][0];
+    assert_eq!(q["outcome"], "incremental", "{q}");
+    let total: u64 = q["groups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, rec["count"].as_u64().unwrap(), "{rec}");
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+    // An artifact the first, complete answer found is deleted: the query's
+    // own record still notices.
+    let victim = artifact_path(
+        &f.evidence(),
+        BRANCH,
+        "evidence/git/change",
+        &f.commits[0].to_string(),
+    );
+    tamper(&f.evidence(), BRANCH, &victim, None);
+    let v = cleartrail(&["verify", "--repo", f.evidence().to_str().unwrap()]);
+    assert!(
+        stdout(&v).contains("error[collection-query-mismatch]: collections/git/change.json:"),
+        "{}",
+        stdout(&v)
+    );
+}

@@ -270,6 +270,9 @@ pub struct QueryRecord {
     /// The state the query saved for the next run (also in
     /// `.cleartrail/state.json`, which is trusted only when it agrees).
     pub state: Option<String>,
+    /// Per month group: everything this query has found that is held (in
+    /// its period), whether its last answer was complete or incremental.
+    pub groups: BTreeMap<String, GroupDigest>,
     /// Filters applied (period, branch, ...), as strings.
     pub filters: BTreeMap<String, String>,
     pub pages: u64,
@@ -332,6 +335,7 @@ impl CollectionRecord {
                     "outcome": q.outcome,
                     "since": q.since,
                     "state": q.state,
+                    "groups": q.groups.iter().map(|(g, d)| (g.clone(), json!({"count": d.count, "digest": d.digest}))).collect::<Map<String, Value>>(),
                     "filters": q.filters,
                     "pages": q.pages,
                     "count": q.count,

@@ -59,7 +59,7 @@ pub const VERIFY: &[(&str, &str)] = &[
     ),
     (
         "collection-query-mismatch",
-        "what a complete query returned, as recorded, is no longer exactly on the branch",
+        "what a query has found, as its record keeps it per month, is no longer exactly on the branch",
     ),
     (
         "collection-missing",

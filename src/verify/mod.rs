@@ -519,40 +519,79 @@ fn collections(
                 ),
             );
         }
-        // Each complete query's answer must still be there, exactly.
+        // Each query's set (everything it found that is held, per month)
+        // must still be there, exactly; a complete answer must also be
+        // exactly what it returned.
         let kind = doc["kind"].as_str().unwrap_or_default();
         for q in queries {
-            if q["outcome"] != "complete" {
-                continue;
-            }
             let label = format!(
                 "{}/{}",
                 q["source_name"].as_str().unwrap_or_default(),
                 q["query_id"].as_str().unwrap_or_default()
             );
             let span = DateSpan::from_json(&q["period"]);
-            let lines: Vec<(&str, &str)> = seen
+            let mine: Vec<&Seen> = seen
                 .iter()
                 .filter(|s| s.kind_dir == dir && s.kind == kind && s.query == label)
                 .filter(|s| {
                     span.is_none_or(|sp| s.start.is_some_and(|d| sp.start <= d && d <= sp.end))
                 })
-                .map(|s| (s.id.as_str(), s.sha.as_str()))
                 .collect();
-            let actual = set_digest(lines.iter().copied());
-            if q["count"].as_u64() != Some(lines.len() as u64)
-                || q["digest"].as_str() != Some(actual.as_str())
-            {
+            let mut by_group: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+            for s in &mine {
+                by_group
+                    .entry(s.group.as_str())
+                    .or_default()
+                    .push((s.id.as_str(), s.sha.as_str()));
+            }
+            let actual: serde_json::Map<String, Value> = by_group
+                .iter()
+                .map(|(g, ls)| {
+                    (
+                        g.to_string(),
+                        serde_json::json!({"count": ls.len(), "digest": set_digest(ls.iter().copied())}),
+                    )
+                })
+                .collect();
+            let recorded = q["groups"].as_object().cloned().unwrap_or_default();
+            if recorded != actual {
+                let differ: Vec<&String> = recorded
+                    .keys()
+                    .chain(actual.keys())
+                    .filter(|g| recorded.get(*g) != actual.get(*g))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 report.finding(
                     "collection-query-mismatch",
                     p,
                     format!(
-                        "query `{label}` recorded {} results (digest {}), the branch holds {} of them (digest {actual})",
-                        q["count"],
-                        q["digest"],
-                        lines.len()
+                        "query `{label}`: what it found is no longer exactly on the branch in month group(s) {}",
+                        differ.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
                     ),
                 );
+                continue;
+            }
+            if q["outcome"] == "complete" {
+                let lines: Vec<(&str, &str)> = mine
+                    .iter()
+                    .map(|s| (s.id.as_str(), s.sha.as_str()))
+                    .collect();
+                let digest = set_digest(lines.iter().copied());
+                if q["count"].as_u64() != Some(lines.len() as u64)
+                    || q["digest"].as_str() != Some(digest.as_str())
+                {
+                    report.finding(
+                        "collection-query-mismatch",
+                        p,
+                        format!(
+                            "query `{label}` recorded {} results (digest {}), the branch holds {} of them (digest {digest})",
+                            q["count"],
+                            q["digest"],
+                            lines.len()
+                        ),
+                    );
+                }
             }
         }
     }
