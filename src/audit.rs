@@ -372,11 +372,7 @@ impl Coverage {
 
     /// `1 covered, 2 missing, ...` in the order of [`Status::ALL`].
     pub fn summary(&self) -> String {
-        Status::ALL
-            .iter()
-            .map(|st| format!("{} {}", self.count(*st), st.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        Status::summary(|st| self.count(st))
     }
 }
 

@@ -279,14 +279,15 @@ pub fn commit_prepared(
 /// is rebuilt on the default branch, these come from the branch and
 /// everything else from the default branch.
 pub const OWNED: &[&str] = &[
-    EVIDENCE_DIR,
-    artifact::COLLECTIONS_DIR,
-    TOMBSTONES_DIR,
-    "checks",
-    "mappings",
-    "listings",
-    "packets",
-    ".cleartrail",
+    artifact::OWNED_FOLDERS[0],
+    artifact::OWNED_FOLDERS[1],
+    artifact::OWNED_FOLDERS[2],
+    artifact::OWNED_FOLDERS[3],
+    artifact::OWNED_FOLDERS[4],
+    artifact::OWNED_FOLDERS[5],
+    artifact::OWNED_FOLDERS[6],
+    artifact::OWNED_FOLDERS[7],
+    // Generated at the root, beside the default branch's own files.
     "README.md",
 ];
 
@@ -1276,4 +1277,44 @@ pub fn plan(
     }
 
     Ok(Plan { changes, stats })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_branch_owns_every_folder_cleartrail_writes_and_its_readme() {
+        assert_eq!(
+            &OWNED[..artifact::OWNED_FOLDERS.len()],
+            artifact::OWNED_FOLDERS
+        );
+        assert_eq!(OWNED.len(), artifact::OWNED_FOLDERS.len() + 1);
+        assert_eq!(OWNED.last(), Some(&"README.md"));
+    }
+
+    #[test]
+    fn month_groups_come_from_sharded_paths_only() {
+        let dir = "evidence/git/change";
+        assert_eq!(
+            group_of_path(dir, "evidence/git/change/2026-03/ab/app/x.json"),
+            "2026-03"
+        );
+        // A source named like a month, unsharded: not a group.
+        assert_eq!(
+            group_of_path(dir, "evidence/git/change/2026-03/x.json"),
+            "-"
+        );
+        assert_eq!(
+            group_of_path(dir, "evidence/git/change/2026-03/zz/app/x.json"),
+            "-"
+        );
+        assert_eq!(
+            month_span("2026-02"),
+            Some((
+                NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+                NaiveDate::from_ymd_opt(2026, 2, 28).unwrap()
+            ))
+        );
+    }
 }

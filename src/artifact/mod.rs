@@ -27,6 +27,18 @@ pub const EVIDENCE_DIR: &str = "evidence";
 pub const COLLECTIONS_DIR: &str = "collections";
 pub const TOMBSTONES_DIR: &str = "tombstones";
 pub const STATE_PATH: &str = ".cleartrail/state.json";
+/// Top-level folders ClearTrail alone writes on the evidence branch.
+pub const OWNED_FOLDERS: &[&str] = &[
+    EVIDENCE_DIR,
+    COLLECTIONS_DIR,
+    TOMBSTONES_DIR,
+    "checks",
+    "mappings",
+    "listings",
+    "packets",
+    ".cleartrail",
+];
+
 /// The layout version of the evidence branch (see [`LAYOUT_VERSION`]).
 pub const LAYOUT_PATH: &str = ".cleartrail/layout.json";
 /// Version 2: artifacts of period-scoped queries are sharded by month and

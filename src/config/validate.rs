@@ -54,7 +54,9 @@ fn valid_source_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
+        // A letter first: a name like `2026-03` would read as a month shard
+        // in the evidence layout.
+        && name.as_bytes()[0].is_ascii_lowercase()
 }
 
 pub fn validate(
@@ -245,7 +247,7 @@ fn validate_source(
             &at,
             format!("source name `{name}` is not allowed"),
             Some(
-                "names are lower-case letters, digits, `-` and `_`; they appear in artifact ids"
+                "names start with a lower-case letter, then letters, digits, `-` and `_`; they appear in artifact ids and paths"
                     .into(),
             ),
         );

@@ -54,6 +54,16 @@ impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|x| x.as_str() == s)
     }
+
+    /// `1 covered, 2 missing, ...` in the order of [`Status::ALL`], from a
+    /// count per status.
+    pub fn summary(count: impl Fn(Status) -> usize) -> String {
+        Status::ALL
+            .iter()
+            .map(|st| format!("{} {}", count(*st), st.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// One manual mapping: an artifact a person counts as evidence for a
@@ -372,11 +382,7 @@ impl FrameworkStatus {
 
     /// `1 covered, 2 missing, ...` in the order of [`Status::ALL`].
     pub fn summary(&self) -> String {
-        Status::ALL
-            .iter()
-            .map(|st| format!("{} {}", self.count(*st), st.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        Status::summary(|st| self.count(st))
     }
 }
 

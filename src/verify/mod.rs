@@ -27,18 +27,9 @@ pub use crate::diag::codes::VERIFY as CODES;
 pub const DERIVED_PATH: &str = ".cleartrail/derived.json";
 pub const DERIVED_SCHEMA: &str = "cleartrail.derived/v1";
 
-/// Top-level folders (and files) that ClearTrail writes; anything in them
-/// that no record accounts for is a stray.
-pub const OWNED_FOLDERS: &[&str] = &[
-    EVIDENCE_DIR,
-    COLLECTIONS_DIR,
-    TOMBSTONES_DIR,
-    "checks",
-    "mappings",
-    "listings",
-    "packets",
-    ".cleartrail",
-];
+/// Top-level folders that ClearTrail writes; anything in them that no
+/// record accounts for is a stray.
+pub use crate::artifact::OWNED_FOLDERS;
 
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {

@@ -402,15 +402,11 @@ impl GitSource {
         }
     }
 
-    fn change_artifact(&self, f: &CommitFacts, urls: &UrlBase, query: &Query) -> Artifact {
-        let c = change::classify(&f.summary, &f.message, f.parents.len(), &f.trailers);
+    /// What every artifact of a commit says about it, change or commit.
+    fn commit_content(f: &CommitFacts, extra: Value) -> Value {
         let mut content = json!({
             "sha": f.sha,
             "parents": f.parents,
-            "change_type": c.change_type,
-            "pull_request": c.pull_request.as_ref().map(change::PullRequest::to_json),
-            "reviewers": c.reviewers,
-            "review_trace": c.review_trace_json(),
             "author": f.author,
             "committer": f.committer,
             "signature": f.signature,
@@ -418,7 +414,24 @@ impl GitSource {
             "message": f.message,
             "trailers": f.trailers,
         });
+        if let (Some(m), Value::Object(e)) = (content.as_object_mut(), extra) {
+            m.extend(e);
+        }
         f.add_encoding(&mut content);
+        content
+    }
+
+    fn change_artifact(&self, f: &CommitFacts, urls: &UrlBase, query: &Query) -> Artifact {
+        let c = change::classify(&f.summary, &f.message, f.parents.len(), &f.trailers);
+        let content = Self::commit_content(
+            f,
+            json!({
+                "change_type": c.change_type,
+                "pull_request": c.pull_request.as_ref().map(change::PullRequest::to_json),
+                "reviewers": c.reviewers,
+                "review_trace": c.review_trace_json(),
+            }),
+        );
         self.artifact("change", f, content, urls, query)
     }
 
@@ -429,18 +442,7 @@ impl GitSource {
         urls: &UrlBase,
         query: &Query,
     ) -> Artifact {
-        let mut content = json!({
-            "sha": f.sha,
-            "parents": f.parents,
-            "first_parent": first_parent,
-            "author": f.author,
-            "committer": f.committer,
-            "signature": f.signature,
-            "summary": f.summary,
-            "message": f.message,
-            "trailers": f.trailers,
-        });
-        f.add_encoding(&mut content);
+        let content = Self::commit_content(f, json!({ "first_parent": first_parent }));
         self.artifact("commit", f, content, urls, query)
     }
 
