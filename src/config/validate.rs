@@ -438,6 +438,17 @@ mod tests {
     use super::super::{ConfigError, load_str};
     use std::path::Path;
 
+    #[test]
+    fn source_names_start_with_a_letter_so_none_reads_as_a_month_shard() {
+        use super::valid_source_name;
+        assert!(valid_source_name("app"));
+        assert!(valid_source_name("app-2_x"));
+        assert!(!valid_source_name("2026-03"));
+        assert!(!valid_source_name("-x"));
+        assert!(!valid_source_name("App"));
+        assert!(!valid_source_name(""));
+    }
+
     fn load_in(dir: &Path, text: &str) -> Result<super::Config, ConfigError> {
         load_str(&dir.join("cleartrail.yml"), text)
     }
