@@ -649,7 +649,7 @@ fn evaluate_control(fw: &Framework, c: &Control, inp: &Inputs<'_>) -> ControlSta
     if requirements.is_empty() && other_evidence.is_empty() {
         status = Status::Missing;
         reasons.push(
-            "no collectable evidence is defined for it: map evidence manually in mappings/"
+            "no collectable evidence is defined for it: map evidence by hand in mappings.yaml beside cleartrail.yml"
                 .to_string(),
         );
     }
