@@ -1126,6 +1126,9 @@ pub fn plan(
         groups.retain(|g, _| all_groups.contains(g));
         // Every held line of each recomputed group, for the queries' own
         // group digests below.
+        let incremental = recs
+            .iter()
+            .any(|r| r.outcome == Outcome::Incremental.as_str());
         let mut recomputed: BTreeMap<String, Vec<Line>> = BTreeMap::new();
         for g in &all_groups {
             if !dirty.contains(g) && groups.contains_key(g) {
@@ -1152,7 +1155,9 @@ pub fn plan(
                 });
             }
             groups.insert(g.clone(), line_digest(lines.iter()));
-            recomputed.insert(g.clone(), lines);
+            if incremental {
+                recomputed.insert(g.clone(), lines);
+            }
         }
         // Each query that ran keeps, per month, a digest over everything
         // it has found that is held: after an incremental answer as after a
@@ -1178,21 +1183,25 @@ pub fn plan(
                     .is_none_or(|p| start.is_some_and(|d| p.start <= d && d <= p.end))
             };
             if rec.outcome == Outcome::Complete.as_str() {
-                let mut by_group: BTreeMap<&str, Vec<Line>> = BTreeMap::new();
+                let mut by_group: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
                 for r in back
                     .values()
                     .filter(|r| r.label == label && in_scope(r.start))
                 {
-                    by_group.entry(r.group.as_str()).or_default().push(Line {
-                        id: r.id.clone(),
-                        sha: r.sha.clone(),
-                        label: String::new(),
-                        start: r.start,
-                    });
+                    by_group
+                        .entry(r.group.as_str())
+                        .or_default()
+                        .push((r.id.as_str(), r.sha.as_str()));
                 }
                 rec.groups = by_group
                     .into_iter()
-                    .map(|(g, ls)| (g.to_string(), line_digest(ls.iter())))
+                    .map(|(g, pairs)| {
+                        let digest = GroupDigest {
+                            count: pairs.len() as u64,
+                            digest: set_digest(pairs.iter().copied()),
+                        };
+                        (g.to_string(), digest)
+                    })
                     .collect();
             } else {
                 let mut qg = previous
