@@ -304,38 +304,6 @@ struct Base {
     rebuilt: bool,
 }
 
-/// The repository's default branch: what `origin/HEAD` names, else a
-/// local `main` or `master`. Never the checked-out branch as such, nor a
-/// detached HEAD: a run from a feature branch or a pull request's merge
-/// ref must not merge unreviewed work into the evidence branch.
-fn default_branch(store: &Store) -> Result<Option<(String, git2::Oid)>, SyncError> {
-    let repo = store.repo();
-    let mut candidates: Vec<String> = Vec::new();
-    if let Ok(r) = repo.find_reference("refs/remotes/origin/HEAD")
-        && let Ok(Some(t)) = r.symbolic_target()
-    {
-        candidates.push(t.to_string());
-    }
-    candidates.extend([
-        "refs/heads/main".to_string(),
-        "refs/heads/master".to_string(),
-    ]);
-    for name in candidates {
-        match repo.refname_to_id(&name) {
-            Ok(oid) => return Ok(Some((name, oid))),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => {}
-            Err(e) => {
-                return Err(StoreError::Git {
-                    context: format!("reading {name}"),
-                    source: e,
-                }
-                .into());
-            }
-        }
-    }
-    Ok(None)
-}
-
 /// Whether two commits differ in any top-level entry ClearTrail owns.
 fn owned_differ(store: &Store, a: git2::Oid, b: git2::Oid) -> Result<bool, SyncError> {
     let repo = store.repo();
@@ -364,7 +332,8 @@ impl Base {
     ///   on meanwhile.
     fn choose(store: &Store, branch: &str, tip: Option<git2::Oid>) -> Result<Base, SyncError> {
         let own_ref = format!("refs/heads/{branch}");
-        let default = default_branch(store)?
+        let default = store
+            .default_branch_tip()?
             .filter(|(name, _)| *name != own_ref)
             .map(|(_, oid)| oid);
         let repo = store.repo();

@@ -607,7 +607,7 @@ fn shallow_clones_are_detected() {
 }
 
 #[test]
-fn the_default_branch_is_heads_target_or_origin_head() {
+fn the_default_branch_is_origin_head_or_main_never_the_checkout() {
     let dir = tempfile::tempdir().unwrap();
     let (path, head) = repo_with_remotes(dir.path());
     let store = Store::open(&path).unwrap();
@@ -615,12 +615,19 @@ fn the_default_branch_is_heads_target_or_origin_head() {
         store.default_branch_tip().unwrap(),
         Some(("refs/heads/main".to_string(), head))
     );
+    // Detached, or on a feature branch with its own commit: still main.
     git(&path, &["checkout", "-q", "--detach"]);
     assert_eq!(
         store.default_branch_tip().unwrap(),
-        Some(("HEAD".to_string(), head))
+        Some(("refs/heads/main".to_string(), head))
     );
-    // A clone whose HEAD names an unborn branch falls back on origin/HEAD.
+    git(&path, &["checkout", "-q", "-b", "feature"]);
+    git(&path, &["commit", "-q", "--allow-empty", "-m", "wip"]);
+    assert_eq!(
+        store.default_branch_tip().unwrap(),
+        Some(("refs/heads/main".to_string(), head))
+    );
+    // A clone names it through origin/HEAD.
     git(&path, &["checkout", "-q", "main"]);
     let url = format!("file://{}", path.display());
     git(dir.path(), &["clone", "-q", &url, "clone"]);

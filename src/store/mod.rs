@@ -306,30 +306,27 @@ impl Store {
         self.repo.is_shallow()
     }
 
-    /// The repository's default branch and its tip: the branch `HEAD`
-    /// names when it has a commit (`("refs/heads/main", id)`; `("HEAD",
-    /// id)` for a detached `HEAD`), else the one `refs/remotes/origin/HEAD`
-    /// names (`("refs/remotes/origin/main", id)`), else `None`.
+    /// The repository's default branch and its tip: the branch
+    /// `refs/remotes/origin/HEAD` names (`("refs/remotes/origin/main", id)`),
+    /// else a local `main`, else `master`, else `None`. Never the checked-out
+    /// branch as such, nor a detached `HEAD`: a run from a feature branch or
+    /// a pull request's merge ref must not take unreviewed work for the
+    /// default branch.
     pub fn default_branch_tip(&self) -> Result<Option<(String, Oid)>, StoreError> {
-        for head in ["HEAD", "refs/remotes/origin/HEAD"] {
-            let r = match self.repo.find_reference(head) {
-                Ok(r) => r,
-                Err(e) if e.code() == ErrorCode::NotFound => continue,
-                Err(e) => return Err(StoreError::git(format!("reading {head}"), e)),
-            };
-            let name = match r.symbolic_target_bytes() {
-                Some(t) => String::from_utf8_lossy(t).into_owned(),
-                None => head.to_string(),
-            };
-            match r.resolve() {
-                Ok(r) => {
-                    if let Some(oid) = r.target() {
-                        return Ok(Some((name, oid)));
-                    }
-                }
-                // An unborn branch: no commit yet.
-                Err(e) if e.code() == ErrorCode::NotFound => {}
-                Err(e) => return Err(StoreError::git(format!("resolving {head}"), e)),
+        let mut candidates: Vec<String> = Vec::new();
+        if let Ok(r) = self.repo.find_reference("refs/remotes/origin/HEAD")
+            && let Ok(Some(t)) = r.symbolic_target()
+        {
+            candidates.push(t.to_string());
+        }
+        candidates.extend([
+            "refs/heads/main".to_string(),
+            "refs/heads/master".to_string(),
+        ]);
+        for name in candidates {
+            match self.ref_tip(&name)? {
+                Some(oid) => return Ok(Some((name, oid))),
+                None => continue,
             }
         }
         Ok(None)
