@@ -569,13 +569,14 @@ fn evaluate_requirement(
     }
     let mut ids: Vec<&str> = matched.iter().map(|(h, _)| h.id.as_str()).collect();
     ids.sort_unstable();
-    let mut listings: Vec<String> = matched
+    // One listing per (source, kind), named once, not once per artifact.
+    let listings: Vec<String> = matched
         .iter()
-        .map(|(h, _)| listing_index(&h.source, &h.kind))
+        .map(|(h, _)| (h.source.as_str(), h.kind.as_str()))
         .collect::<BTreeSet<_>>()
         .into_iter()
+        .map(|(source, kind)| listing_index(source, kind))
         .collect();
-    listings.sort();
     RequirementStatus {
         id: req.id.clone(),
         description: req.description.clone(),

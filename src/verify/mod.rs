@@ -189,7 +189,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         }
     }
 
-    packets(snapshot, &all, &mut accounted, &mut report);
+    packets(snapshot, &all, &present, &mut accounted, &mut report);
 
     // Whatever else sits in a folder ClearTrail owns was put there by hand.
     for (p, _) in &all {
@@ -652,10 +652,10 @@ fn tombstones(
 fn packets(
     snapshot: &Snapshot<'_>,
     all: &[(String, git2::Oid)],
+    present: &HashMap<&str, git2::Oid>,
     accounted: &mut BTreeSet<String>,
     report: &mut VerifyReport,
 ) {
-    let present: HashMap<&str, git2::Oid> = all.iter().map(|(p, o)| (p.as_str(), *o)).collect();
     for (mp, moid) in all
         .iter()
         .filter(|(p, _)| p.starts_with("packets/") && p.ends_with("/manifest.json"))
