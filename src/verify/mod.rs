@@ -287,18 +287,38 @@ fn check_artifact(
         "{}.json",
         Artifact::base_path_of(source, kind, shard, object_id)
     );
-    let expected_shard = shard.map(|_| period.map(|s| path::month_shard(s.start, object_id)));
-    if expected_path != p
-        || id != format!("{source}:{kind}:{object_id}")
-        || expected_shard.is_some_and(|e| e.as_deref() != shard)
-    {
+    // The shard a sharded artifact must have, from its own period: the
+    // path it belongs at follows from that shard, not from the one it says.
+    let due_shard = shard.map(|_| period.map(|s| path::month_shard(s.start, object_id)));
+    let due_path = match &due_shard {
+        Some(Some(d)) => format!(
+            "{}.json",
+            Artifact::base_path_of(source, kind, Some(d), object_id)
+        ),
+        _ => expected_path.clone(),
+    };
+    if id != format!("{source}:{kind}:{object_id}") {
+        finding(
+            "artifact-misplaced",
+            p,
+            format!("its id `{id}` is not `{source}:{kind}:{object_id}`"),
+        );
+    } else if due_shard.as_ref().is_some_and(|d| d.as_deref() != shard) {
         finding(
             "artifact-misplaced",
             p,
             format!(
-                "id `{id}` (period {}, shard {}) belongs at {expected_path}",
-                doc["period"], doc["shard"]
+                "its shard {} does not match its period {} (shard {}): it belongs at {due_path}",
+                doc["shard"],
+                doc["period"],
+                due_shard.flatten().unwrap_or_else(|| "none".into())
             ),
+        );
+    } else if expected_path != p {
+        finding(
+            "artifact-misplaced",
+            p,
+            format!("id `{id}` belongs at {expected_path}"),
         );
     }
     if let Some(cap) = doc["content"].get("captured").filter(|c| c.is_object()) {
