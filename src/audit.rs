@@ -295,7 +295,7 @@ pub fn evaluate(
             severities: &s.severities,
         },
     );
-    let mut sources: BTreeSet<String> = held.iter().map(|h| h.source.clone()).collect();
+    let mut sources: BTreeSet<String> = held.iter().map(|h| h.source.to_string()).collect();
     sources.extend(s.source_types.iter().cloned());
     let failing = evaluate::failing_index(&checks);
     let statuses = evaluate::evaluate(&Inputs {
@@ -465,12 +465,12 @@ fn listing_files(
     held: &Evidence,
     failing: &std::collections::HashMap<&str, Vec<&'static str>>,
 ) -> Vec<(String, Vec<u8>)> {
-    let mut by_kind: BTreeMap<(&str, &str), BTreeMap<String, Vec<&Held>>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&Held>>> = BTreeMap::new();
     for h in held.iter() {
         by_kind
             .entry((&h.source, &h.kind))
             .or_default()
-            .entry(h.group.clone())
+            .entry(&h.group)
             .or_default()
             .push(h);
     }
@@ -486,7 +486,7 @@ fn listing_files(
             let name = if group == "-" {
                 "undated".to_string()
             } else {
-                group.clone()
+                group.to_string()
             };
             let mut links = Vec::new();
             for (i, chunk) in items.chunks(LISTING_ROWS).enumerate() {
@@ -511,7 +511,7 @@ fn listing_files(
                         None => format!("`{}`", cell(&h.id)),
                     };
                     let fails = failing
-                        .get(h.id.as_str())
+                        .get(&*h.id)
                         .map(|v| {
                             v.iter()
                                 .map(|c| format!("`{c}`"))

@@ -6,10 +6,9 @@
 
 use crate::artifact::canonical;
 use crate::diag::{Diagnostic, Level, Severity};
-use crate::evidence::Held;
+use crate::evidence::{Held, Lite};
 use chrono::NaiveDate;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub const CHECK_SCHEMA: &str = "cleartrail.check/v1";
@@ -140,10 +139,9 @@ pub struct CheckContext<'a> {
 /// Policy documents: documents with front matter, including front matter
 /// that does not parse (a broken policy must not escape the checks).
 fn is_policy(h: &Held) -> bool {
-    matches!(
-        (h.source.as_str(), h.kind.as_str()),
-        ("files" | "gdrive", "document")
-    ) && (h.content()["front_matter"].is_object() || h.content()["front_matter_error"].is_string())
+    matches!((&*h.source, &*h.kind), ("files" | "gdrive", "document"))
+        && (h.content()["front_matter"].is_object()
+            || h.content()["front_matter_error"].is_string())
 }
 
 /// The front-matter problem of a policy, as an exception reason.
@@ -160,13 +158,13 @@ fn in_period(h: &Held, period: &crate::period::Period) -> bool {
 /// The change population: `change` artifacts of git sources in the period.
 fn changes<'a>(held: &'a [Held], period: &crate::period::Period) -> Vec<&'a Held> {
     held.iter()
-        .filter(|h| h.source == "git" && h.kind == "change" && in_period(h, period))
+        .filter(|h| &*h.source == "git" && &*h.kind == "change" && in_period(h, period))
         .collect()
 }
 
 /// `change 1a2b3c4d5e6f ("summary")`: the commit id a reader looks up.
 fn change_label(h: &Held) -> String {
-    let sha = h.field("sha").and_then(Value::as_str).unwrap_or_default();
+    let sha = h.field("sha").and_then(Lite::as_str).unwrap_or_default();
     let short = sha.get(..12).unwrap_or(sha);
     format!("change {short} (\"{}\")", h.title())
 }
@@ -185,9 +183,9 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
         let mut missing_source = Vec::new();
         let mut paths = BTreeMap::new();
         let mut exception = |h: &Held, reason: String| {
-            paths.insert(h.id.clone(), h.path.clone());
+            paths.insert(h.id.to_string(), h.path.to_string());
             exceptions.push(Exception {
-                artifact: h.id.clone(),
+                artifact: h.id.to_string(),
                 reason,
             });
         };
@@ -252,7 +250,7 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
             "commit-unsigned" => {
                 let pop = changes(held, cx.period);
                 for h in &pop {
-                    if h.field("signature.type").is_none_or(Value::is_null) {
+                    if h.field("signature.type").is_none_or(Lite::is_null) {
                         exception(h, format!("{} is not signed", change_label(h)));
                     }
                 }
@@ -269,16 +267,16 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                     .into_iter()
                     .filter(|h| {
                         matches!(
-                            h.field("signature.status").and_then(Value::as_str),
+                            h.field("signature.status").and_then(Lite::as_str),
                             Some("verified" | "unverified")
                         )
                     })
                     .collect();
                 for h in &pop {
-                    if h.field("signature.status").and_then(Value::as_str) == Some("unverified") {
+                    if h.field("signature.status").and_then(Lite::as_str) == Some("unverified") {
                         let sig = |k: &str| {
                             h.field(&format!("signature.{k}"))
-                                .and_then(Value::as_str)
+                                .and_then(Lite::as_str)
                                 .unwrap_or("?")
                                 .to_string()
                         };
@@ -305,11 +303,11 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
             "change-without-review-trace" => {
                 let pop = changes(held, cx.period);
                 for h in &pop {
-                    if h.field("review_trace").is_none_or(Value::is_null) {
-                        let how = match h.field("change_type").and_then(Value::as_str) {
+                    if h.field("review_trace").is_none_or(Lite::is_null) {
+                        let how = match h.field("change_type").and_then(Lite::as_str) {
                             Some("direct")
                                 if h.field("parents")
-                                    .and_then(Value::as_array)
+                                    .and_then(Lite::as_array)
                                     .is_some_and(|p| p.len() > 1) =>
                             {
                                 "a merge made outside any pull request"
@@ -371,7 +369,7 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     /// A held `change` artifact; the one place that builds `Held` here.
     fn change(sha: &str, day: &str, content: Value) -> Held {

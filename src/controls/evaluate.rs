@@ -8,7 +8,7 @@ use super::{Catalogs, Control, Framework, Requirement, Selector};
 use crate::checks::CheckResult;
 use crate::config::{Config, Problem};
 use crate::diag::Severity;
-use crate::evidence::{Evidence, Held};
+use crate::evidence::{Evidence, Held, Lite};
 use crate::period::Period;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -390,17 +390,17 @@ fn matches_conditions(sel: &Selector, h: &Held) -> bool {
     sel.conditions
         .iter()
         .all(|(path, want)| match h.field(path) {
-            Some(Value::Array(items)) => items.iter().any(|v| scalar_eq(v, want)),
+            Some(Lite::Array(items)) => items.iter().any(|v| scalar_eq(v, want)),
             Some(v) => scalar_eq(v, want),
             None => false,
         })
 }
 
-fn scalar_eq(v: &Value, want: &str) -> bool {
+fn scalar_eq(v: &Lite, want: &str) -> bool {
     match v {
-        Value::String(s) => s == want,
-        Value::Number(n) => n.to_string() == want,
-        Value::Bool(b) => b.to_string() == want,
+        Lite::String(s) => &**s == want,
+        Lite::Number(n) => n.to_string() == want,
+        Lite::Bool(b) => b.to_string() == want,
         _ => false,
     }
 }
@@ -431,13 +431,13 @@ pub fn listing_index(source: &str, kind: &str) -> String {
 }
 
 fn evidence_ref(h: &Held, fresh: bool, origin: &str, failing: &[&'static str]) -> EvidenceRef {
-    let commit = match (h.source.as_str(), h.kind.as_str()) {
+    let commit = match (&*h.source, &*h.kind) {
         ("git", "change" | "commit" | "merge") => h.content()["sha"].as_str().map(str::to_string),
         _ => None,
     };
     EvidenceRef {
-        id: h.id.clone(),
-        path: h.path.clone(),
+        id: h.id.to_string(),
+        path: h.path.to_string(),
         url: h.url().to_string(),
         title: h.title().to_string(),
         sha256: h.sha256().to_string(),
@@ -511,7 +511,7 @@ fn evaluate_requirement(
             if h.period_start().is_some_and(|d| d > inp.as_of) || !matches_conditions(sel, h) {
                 continue;
             }
-            if seen.insert(h.id.as_str()) {
+            if seen.insert(&*h.id) {
                 matched.push((h, "rule"));
             }
         }
@@ -521,18 +521,14 @@ fn evaluate_requirement(
             if c == control_id
                 && e.requirement.as_deref() == Some(req.id.as_str())
                 && let Some(h) = inp.held.get(&e.artifact)
-                && seen.insert(h.id.as_str())
+                && seen.insert(&*h.id)
             {
                 matched.push((h, "manual"));
             }
         }
     }
     let no_fail: &[&'static str] = &[];
-    let fails = |h: &Held| {
-        inp.failing
-            .get(h.id.as_str())
-            .map_or(no_fail, |v| v.as_slice())
-    };
+    let fails = |h: &Held| inp.failing.get(&*h.id).map_or(no_fail, |v| v.as_slice());
     let (mut counted, mut rest): (Vec<_>, Vec<_>) = matched
         .iter()
         .copied()
@@ -567,12 +563,12 @@ fn evaluate_requirement(
                 .map(|(h, o)| evidence_ref(h, false, o, fails(h))),
         );
     }
-    let mut ids: Vec<&str> = matched.iter().map(|(h, _)| h.id.as_str()).collect();
+    let mut ids: Vec<&str> = matched.iter().map(|(h, _)| &*h.id).collect();
     ids.sort_unstable();
     // One listing per (source, kind), named once, not once per artifact.
     let listings: Vec<String> = matched
         .iter()
-        .map(|(h, _)| (h.source.as_str(), h.kind.as_str()))
+        .map(|(h, _)| (&*h.source, &*h.kind))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .map(|(source, kind)| listing_index(source, kind))
@@ -615,10 +611,7 @@ fn evaluate_control(fw: &Framework, c: &Control, inp: &Inputs<'_>) -> ControlSta
         .filter(|(cid, e)| *cid == &c.id && e.requirement.is_none())
         .filter_map(|(_, e)| inp.held.get(&e.artifact))
         .map(|h| {
-            let fails = inp
-                .failing
-                .get(h.id.as_str())
-                .map_or(&[][..], |v| v.as_slice());
+            let fails = inp.failing.get(&*h.id).map_or(&[][..], |v| v.as_slice());
             evidence_ref(h, true, "manual", fails)
         })
         .collect();

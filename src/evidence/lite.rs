@@ -1,0 +1,294 @@
+//! A compact, read-only JSON value for evidence held in memory.
+//!
+//! `serde_json::Value` spends a B-tree node per object and a growable
+//! buffer per string; across 200,000 held artifacts that is most of a
+//! run's memory. `Lite` stores the same tree in boxed slices (no spare
+//! capacity), with object keys shared through a small interner, and is
+//! parsed straight from the artifact bytes: fields nobody reads are
+//! skipped without being built (see [`KeepSeed`]).
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+/// A JSON value; objects keep their keys in document order (artifact
+/// files are written with sorted keys, so that is sorted order).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Lite {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(Box<str>),
+    Array(Box<[Lite]>),
+    Object(Box<[(Arc<str>, Lite)]>),
+}
+
+static NULL: Lite = Lite::Null;
+
+impl Lite {
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Lite> {
+        match self {
+            Lite::Object(m) => m.iter().find(|(k, _)| &**k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Lite::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Lite]> {
+        match self {
+            Lite::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Lite::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Lite::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Lite::Null)
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Lite::Object(_))
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Lite::String(_))
+    }
+
+    /// Drops the object members whose key `keep` rejects.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        if let Lite::Object(m) = self {
+            let kept: Vec<(Arc<str>, Lite)> = std::mem::take(m)
+                .into_vec()
+                .into_iter()
+                .filter(|(k, _)| keep(k))
+                .collect();
+            *m = kept.into_boxed_slice();
+        }
+    }
+
+    /// The same value as a `serde_json::Value` (for templates and tests).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Lite::Null => Value::Null,
+            Lite::Bool(b) => Value::Bool(*b),
+            Lite::Number(n) => Value::Number(n.clone()),
+            Lite::String(s) => Value::String(s.to_string()),
+            Lite::Array(a) => Value::Array(a.iter().map(Lite::to_value).collect()),
+            Lite::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// From a `serde_json::Value`, sharing keys through `keys`.
+    pub fn from_value(v: Value, keys: &mut Keys) -> Lite {
+        match v {
+            Value::Null => Lite::Null,
+            Value::Bool(b) => Lite::Bool(b),
+            Value::Number(n) => Lite::Number(n),
+            Value::String(s) => Lite::String(s.into_boxed_str()),
+            Value::Array(a) => {
+                Lite::Array(a.into_iter().map(|v| Lite::from_value(v, keys)).collect())
+            }
+            Value::Object(m) => Lite::Object(
+                m.into_iter()
+                    .map(|(k, v)| (keys.intern(&k), Lite::from_value(v, keys)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl std::ops::Index<&str> for Lite {
+    type Output = Lite;
+
+    /// Like `serde_json::Value`: a missing member (or a non-object) is null.
+    fn index(&self, key: &str) -> &Lite {
+        self.get(key).unwrap_or(&NULL)
+    }
+}
+
+impl fmt::Display for Lite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_value())
+    }
+}
+
+/// Shares object keys: a few dozen distinct names across every artifact.
+#[derive(Debug, Default)]
+pub struct Keys(HashSet<Arc<str>>);
+
+impl Keys {
+    pub fn intern(&mut self, k: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(k) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(k);
+        self.0.insert(a.clone());
+        a
+    }
+}
+
+/// Parses a value, keeping at the top level only the members `keep`
+/// accepts (`None`: all); rejected members are skipped unbuilt.
+pub struct KeepSeed<'k> {
+    pub keys: &'k mut Keys,
+    pub keep: Option<&'k dyn Fn(&str) -> bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeepSeed<'_> {
+    type Value = Lite;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Lite, D::Error> {
+        d.deserialize_any(LiteVisitor {
+            keys: self.keys,
+            keep: self.keep,
+        })
+    }
+}
+
+struct LiteVisitor<'k> {
+    keys: &'k mut Keys,
+    keep: Option<&'k dyn Fn(&str) -> bool>,
+}
+
+impl<'de> Visitor<'de> for LiteVisitor<'_> {
+    type Value = Lite;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Lite, E> {
+        Ok(Lite::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Lite, E> {
+        Ok(Lite::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Lite, E> {
+        Ok(Lite::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Lite, E> {
+        Ok(Lite::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Lite, E> {
+        Ok(Lite::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Lite, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Lite::Null, Lite::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Lite, E> {
+        Ok(Lite::String(s.into()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Lite, E> {
+        Ok(Lite::String(s.into_boxed_str()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lite, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element_seed(KeepSeed {
+            keys: &mut *self.keys,
+            keep: None,
+        })? {
+            out.push(v);
+        }
+        Ok(Lite::Array(out.into_boxed_slice()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lite, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if self.keep.is_some_and(|keep| !keep(&k)) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let v = map.next_value_seed(KeepSeed {
+                keys: &mut *self.keys,
+                keep: None,
+            })?;
+            out.push((self.keys.intern(&k), v));
+        }
+        Ok(Lite::Object(out.into_boxed_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(text: &str, keep: Option<&dyn Fn(&str) -> bool>) -> Lite {
+        let mut keys = Keys::default();
+        let mut de = serde_json::Deserializer::from_str(text);
+        KeepSeed {
+            keys: &mut keys,
+            keep,
+        }
+        .deserialize(&mut de)
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trips_every_json_type() {
+        let v = json!({"a": [1, -2, 2.5, "x", null, true], "b": {"c": {"d": "e"}}, "u": 18446744073709551615u64});
+        let lite = parse(&v.to_string(), None);
+        assert_eq!(lite.to_value(), v);
+        assert_eq!(lite["b"]["c"]["d"].as_str(), Some("e"));
+        assert!(lite["missing"]["deeper"].is_null());
+        assert_eq!(lite["a"].as_array().map(<[Lite]>::len), Some(6));
+    }
+
+    #[test]
+    fn skips_members_it_does_not_keep_at_the_top_level_only() {
+        let keep = |k: &str| k == "signature";
+        let lite = parse(
+            r#"{"message": {"huge": [1,2,3]}, "signature": {"message": "kept", "status": "verified"}}"#,
+            Some(&keep),
+        );
+        assert!(lite.get("message").is_none());
+        assert_eq!(lite["signature"]["message"].as_str(), Some("kept"));
+    }
+
+    #[test]
+    fn shares_keys_between_values() {
+        let mut keys = Keys::default();
+        let a = Lite::from_value(json!({"status": 1}), &mut keys);
+        let b = Lite::from_value(json!({"status": 2}), &mut keys);
+        match (a, b) {
+            (Lite::Object(a), Lite::Object(b)) => assert!(Arc::ptr_eq(&a[0].0, &b[0].0)),
+            _ => unreachable!("objects parse to objects"),
+        }
+    }
+}

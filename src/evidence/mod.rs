@@ -1,0 +1,386 @@
+//! The evidence held on a branch, read back once as parsed artifacts, for
+//! mapping, checks, gaps and packets. An optional change set overlays the
+//! commit being prepared, so derived files describe exactly what the
+//! commit will hold.
+//!
+//! Each artifact is read and parsed exactly once, its dates parsed once,
+//! and the whole is indexed by (source, kind), so evaluation looks only at
+//! the artifacts a selector can match.
+
+pub mod lite;
+
+use crate::artifact::{DateSpan, EVIDENCE_DIR};
+use crate::store::{ChangeSet, Snapshot, StoreError};
+use chrono::NaiveDate;
+pub use lite::Lite;
+use lite::{KeepSeed, Keys};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// One artifact as held: the fields evaluation reads, typed, and the
+/// part of `content` that checks and selectors read (see [`Keep`]).
+/// Strings are boxed (no spare capacity) and the few distinct sources,
+/// kinds and months are shared: 200,000 of these must fit in memory.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub id: Box<str>,
+    pub source: Arc<str>,
+    pub kind: Arc<str>,
+    /// Path of the artifact file in the repository.
+    pub path: Box<str>,
+    pub period: Option<DateSpan>,
+    pub title: Box<str>,
+    pub url: Box<str>,
+    pub sha256: Box<str>,
+    /// The month group of its shard (`-` when unsharded).
+    pub group: Arc<str>,
+    /// The latest of the object's own timestamps (RFC 3339, UTC).
+    pub latest: Box<str>,
+    pub content: Lite,
+}
+
+/// Which top-level `content` fields to keep in memory: those checks and
+/// catalog selectors read. A change's message and trailers, its author and
+/// committer, are read by nothing that evaluates, and keeping every field of
+/// 100,000 artifacts in memory costs gigabytes.
+#[derive(Debug, Clone, Default)]
+pub enum Keep {
+    /// Everything (small inputs, tests).
+    #[default]
+    All,
+    Fields(std::collections::HashSet<String>),
+}
+
+impl Keep {
+    fn accepts(&self, k: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Fields(keep) => keep.contains(k),
+        }
+    }
+}
+
+impl Held {
+    /// From a parsed artifact document.
+    pub fn from_document(path: String, doc: Value, keep: &Keep) -> Option<Held> {
+        let bytes = serde_json::to_vec(&doc).ok()?;
+        Self::parse(path, &bytes, keep, &mut Keys::default())
+    }
+
+    /// From the bytes of an artifact file, in one pass: `content` members
+    /// that `keep` rejects are skipped without being built. `None` when the
+    /// file is not an artifact (`verify` reports those).
+    fn parse(path: String, bytes: &[u8], keep: &Keep, keys: &mut Keys) -> Option<Held> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let doc = DocSeed { keep, keys }.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(Held {
+            id: doc.id?,
+            source: doc.source?,
+            kind: doc.kind?,
+            path: path.into_boxed_str(),
+            period: doc.period,
+            title: doc.title.unwrap_or_default(),
+            url: doc.url.unwrap_or_default(),
+            sha256: doc.sha256.unwrap_or_default(),
+            group: doc.group,
+            latest: doc.latest,
+            content: doc.content,
+        })
+    }
+
+    /// The last day the artifact is evidence for.
+    pub fn period_end(&self) -> Option<NaiveDate> {
+        self.period.map(|p| p.end)
+    }
+
+    /// The first day the artifact is evidence for.
+    pub fn period_start(&self) -> Option<NaiveDate> {
+        self.period.map(|p| p.start)
+    }
+
+    pub fn content(&self) -> &Lite {
+        &self.content
+    }
+
+    /// Looks up a dotted path in `content`.
+    pub fn field(&self, path: &str) -> Option<&Lite> {
+        path.split('.').try_fold(self.content(), |v, k| v.get(k))
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The latest of the object's own timestamps (RFC 3339 in UTC, so
+    /// they order as strings), `""` when it has none.
+    pub fn latest_observed(&self) -> &str {
+        &self.latest
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// Every parseable artifact, sorted by id, with an index by (source, kind).
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub held: Vec<Held>,
+    by_kind: HashMap<(Arc<str>, Arc<str>), Vec<u32>>,
+}
+
+impl Evidence {
+    pub fn new(mut held: Vec<Held>) -> Self {
+        held.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut by_kind: HashMap<(Arc<str>, Arc<str>), Vec<u32>> = HashMap::new();
+        for (i, h) in held.iter().enumerate() {
+            by_kind
+                .entry((h.source.clone(), h.kind.clone()))
+                .or_default()
+                .push(i as u32);
+        }
+        Evidence { held, by_kind }
+    }
+
+    /// The artifacts of one source type and kind, in id order.
+    pub fn of_kind<'a>(&'a self, source: &str, kind: &str) -> impl Iterator<Item = &'a Held> {
+        self.by_kind
+            .get(&(Arc::from(source), Arc::from(kind)))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.held[i as usize])
+    }
+
+    /// By id (the artifacts are sorted by id).
+    pub fn get(&self, id: &str) -> Option<&Held> {
+        self.held
+            .binary_search_by(|h| (*h.id).cmp(id))
+            .ok()
+            .map(|i| &self.held[i])
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Held> {
+        self.held.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// Every parseable artifact under `evidence/`. Unparseable files are left
+/// to `verify` to report.
+pub fn load(
+    snapshot: &Snapshot<'_>,
+    overlay: Option<&ChangeSet>,
+    keep: &Keep,
+) -> Result<Evidence, StoreError> {
+    /// Where an artifact's bytes come from.
+    enum From<'a> {
+        Held(git2::Oid),
+        Overlay(&'a [u8]),
+    }
+    let mut files: Vec<(String, From<'_>)> = snapshot
+        .files_under(EVIDENCE_DIR)?
+        .into_iter()
+        .filter(|(p, _)| p.ends_with(".json"))
+        .map(|(p, oid)| (p, From::Held(oid)))
+        .collect();
+    let prefix = format!("{EVIDENCE_DIR}/");
+    if let Some(cs) = overlay {
+        // Both are sorted by path: merge them in one pass.
+        let mut out = Vec::with_capacity(files.len());
+        let mut held = files.into_iter().peekable();
+        for (path, change) in cs.iter() {
+            if !path.starts_with(&prefix) || !path.ends_with(".json") {
+                continue;
+            }
+            while held.peek().is_some_and(|(p, _)| p < path) {
+                out.extend(held.next());
+            }
+            if held.peek().is_some_and(|(p, _)| p == path) {
+                held.next();
+            }
+            if let Some(bytes) = change {
+                out.push((path.clone(), From::Overlay(bytes.as_slice())));
+            }
+        }
+        out.extend(held);
+        files = out;
+    }
+    // Reading (inflating) and parsing is the cost; two threads, each with
+    // its own handle on the repository, halve it on a 2-core runner.
+    let half = files.len() / 2;
+    let second = files.split_off(half);
+    let first = files;
+    let git_dir = snapshot.git_dir().to_path_buf();
+    let read_part = |part: Vec<(String, From<'_>)>,
+                     read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, StoreError>|
+     -> Result<Vec<Held>, StoreError> {
+        let mut keys = Keys::default();
+        let mut out = Vec::with_capacity(part.len());
+        for (path, from) in part {
+            let parsed = match from {
+                From::Overlay(b) => Held::parse(path, b, keep, &mut keys),
+                From::Held(oid) => Held::parse(path, &read(oid)?, keep, &mut keys),
+            };
+            out.extend(parsed);
+        }
+        Ok(out)
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| -> Result<Vec<Held>, StoreError> {
+            let repo = git2::Repository::open(&git_dir).map_err(|e| StoreError::Git {
+                context: format!("opening {} on a reader thread", git_dir.display()),
+                source: e,
+            })?;
+            read_part(second, &|oid| {
+                repo.find_blob(oid)
+                    .map(|b| b.content().to_vec())
+                    .map_err(|e| StoreError::Git {
+                        context: format!("reading blob {oid}"),
+                        source: e,
+                    })
+            })
+        });
+        let mine = read_part(first, &|oid| snapshot.read_blob(oid));
+        (mine, other.join().expect("reader thread panicked"))
+    });
+    let mut out = a?;
+    out.extend(b?);
+    Ok(Evidence::new(out))
+}
+
+/// The fields of an artifact document that [`Held`] keeps.
+struct Doc {
+    id: Option<Box<str>>,
+    source: Option<Arc<str>>,
+    kind: Option<Arc<str>>,
+    period: Option<DateSpan>,
+    title: Option<Box<str>>,
+    url: Option<Box<str>>,
+    sha256: Option<Box<str>>,
+    group: Arc<str>,
+    latest: Box<str>,
+    content: Lite,
+}
+
+struct DocSeed<'k> {
+    keep: &'k Keep,
+    keys: &'k mut Keys,
+}
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
+    type Value = Doc;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocSeed<'_> {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an artifact document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Id,
+            Title,
+            Url,
+            Sha256,
+            Source,
+            Kind,
+            Shard,
+            Period,
+            Observed,
+            Content,
+            #[serde(other)]
+            Other,
+        }
+        #[derive(serde::Deserialize)]
+        struct Span<'a> {
+            #[serde(borrow)]
+            start: Cow<'a, str>,
+            #[serde(borrow)]
+            end: Cow<'a, str>,
+        }
+        type Text = Option<Box<str>>;
+        let mut doc = Doc {
+            id: None,
+            source: None,
+            kind: None,
+            period: None,
+            title: None,
+            url: None,
+            sha256: None,
+            group: self.keys.intern("-"),
+            latest: Box::from(""),
+            content: Lite::Null,
+        };
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::Id => doc.id = map.next_value::<Text>()?,
+                Field::Title => doc.title = map.next_value::<Text>()?,
+                Field::Url => doc.url = map.next_value::<Text>()?,
+                Field::Sha256 => doc.sha256 = map.next_value::<Text>()?,
+                Field::Source => {
+                    doc.source = map.next_value::<Text>()?.map(|s| self.keys.intern(&s))
+                }
+                Field::Kind => doc.kind = map.next_value::<Text>()?.map(|s| self.keys.intern(&s)),
+                Field::Shard => {
+                    let shard = map.next_value::<Text>()?;
+                    doc.group = self
+                        .keys
+                        .intern(&crate::artifact::group_of_shard(shard.as_deref()));
+                }
+                Field::Period => {
+                    let span = map.next_value::<Option<Span<'de>>>()?;
+                    doc.period = span.and_then(|m| {
+                        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+                        Some(DateSpan {
+                            start: day(&m.start)?,
+                            end: day(&m.end)?,
+                        })
+                    });
+                }
+                Field::Observed => {
+                    let times = map.next_value::<BTreeMap<Box<str>, Value>>()?;
+                    doc.latest = times
+                        .values()
+                        .filter_map(Value::as_str)
+                        .max()
+                        .unwrap_or("")
+                        .into();
+                }
+                Field::Content => {
+                    let keep = |k: &str| self.keep.accepts(k);
+                    doc.content = map.next_value_seed(KeepSeed {
+                        keys: &mut *self.keys,
+                        keep: Some(&keep),
+                    })?;
+                }
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(doc)
+    }
+}
