@@ -636,7 +636,7 @@ pub fn derived_files(
             if path.starts_with(&format!("{COLLECTIONS_DIR}/")) {
                 match change {
                     Some(b) => {
-                        collections.insert(path.clone(), b.clone());
+                        collections.insert(path.clone(), b.to_vec());
                     }
                     None => {
                         collections.remove(path);

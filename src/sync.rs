@@ -485,7 +485,7 @@ pub struct PreparedItem {
     pub source: String,
     pub kind: String,
     pub json_path: String,
-    pub bytes: Vec<u8>,
+    pub bytes: std::sync::Arc<[u8]>,
     pub sha: String,
     /// The git blob id of `bytes`.
     pub blob: git2::Oid,
@@ -494,7 +494,7 @@ pub struct PreparedItem {
     /// The first day it is evidence for.
     pub start: Option<NaiveDate>,
     /// Captured document: (path, bytes, blob id).
-    pub captured: Option<(String, Vec<u8>, git2::Oid)>,
+    pub captured: Option<(String, std::sync::Arc<[u8]>, git2::Oid)>,
 }
 
 impl PreparedItem {
@@ -506,12 +506,12 @@ impl PreparedItem {
             kind: a.kind.clone(),
             json_path: a.json_path(),
             blob: blob_id(&bytes),
-            bytes,
+            bytes: bytes.into(),
             sha,
             group: group_of_shard(a.shard.as_deref()),
             start: a.period.map(|p| p.start),
             captured: match (a.captured_path(), &a.captured) {
-                (Some(p), Some(c)) => Some((p, c.bytes.clone(), blob_id(&c.bytes))),
+                (Some(p), Some(c)) => Some((p, c.bytes.as_slice().into(), blob_id(&c.bytes))),
                 _ => None,
             },
         }
@@ -711,7 +711,7 @@ fn tombstone_digest(
         if p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/') {
             match c {
                 Some(b) => {
-                    files.insert(p.clone(), Some(b.clone()));
+                    files.insert(p.clone(), Some(b.to_vec()));
                 }
                 None => {
                     files.remove(p);

@@ -214,7 +214,7 @@ pub fn load(
                 held.next();
             }
             if let Some(bytes) = change {
-                out.push((path.clone(), From::Overlay(bytes.as_slice())));
+                out.push((path.clone(), From::Overlay(bytes)));
             }
         }
         out.extend(held);

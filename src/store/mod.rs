@@ -114,7 +114,8 @@ impl StoreError {
 /// A set of file changes against a base tree: new bytes, or deletion.
 #[derive(Debug, Default, Clone)]
 pub struct ChangeSet {
-    entries: BTreeMap<String, Option<Vec<u8>>>,
+    // Shared, not copied: a planner holds the same bytes for retries.
+    entries: BTreeMap<String, Option<std::sync::Arc<[u8]>>>,
 }
 
 impl ChangeSet {
@@ -124,8 +125,8 @@ impl ChangeSet {
 
     /// Writes `bytes` as the file `path` (replacing a file, or a folder, of
     /// that name).
-    pub fn put(&mut self, path: impl Into<String>, bytes: Vec<u8>) {
-        self.entries.insert(path.into(), Some(bytes));
+    pub fn put(&mut self, path: impl Into<String>, bytes: impl Into<std::sync::Arc<[u8]>>) {
+        self.entries.insert(path.into(), Some(bytes.into()));
     }
 
     /// Removes the file `path` if there is one. A folder of that name is
@@ -142,8 +143,8 @@ impl ChangeSet {
         self.entries.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Option<Vec<u8>>)> {
-        self.entries.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&String, Option<&[u8]>)> {
+        self.entries.iter().map(|(p, b)| (p, b.as_deref()))
     }
 }
 

@@ -28,13 +28,13 @@ pub(super) fn write_tree(
 ) -> Result<Option<Oid>, StoreError> {
     let mut root = Dir::default();
     for (path, change) in changes.iter() {
-        root.insert(path, change.as_deref())?;
+        root.insert(path, change)?;
     }
     let odb = repo
         .odb()
         .map_err(|e| StoreError::git("opening the object database", e))?;
     let mut sink = if changes.len() > PACK_THRESHOLD {
-        Sink::Pack(Box::default())
+        Sink::Pack(Box::new(PackBuilder::spilling(objects_dir)))
     } else {
         Sink::Loose(
             repo.odb()
@@ -201,7 +201,7 @@ fn build_split<'d>(
         Ok((out, own))
     })?;
     if let (Sink::Pack(main), Sink::Pack(other)) = (sink, other_pack) {
-        main.absorb(*other);
+        main.absorb(*other)?;
     }
     results.sort_by_key(|(i, _)| *i);
     Ok(results
@@ -319,7 +319,7 @@ impl Sink<'_> {
                 odb.write(t, data)
                     .map_err(|e| StoreError::git("writing an object", e))
             }
-            Sink::Pack(pb) => Ok(pb.add(kind, data)),
+            Sink::Pack(pb) => pb.add(kind, data),
         }
     }
 }
