@@ -87,6 +87,7 @@ impl GitSource {
 
     fn open(&self) -> Result<Repository, ConnectorError> {
         let p = &self.path;
+        crate::store::limit_mapped_packs();
         let repo = Repository::open(p).map_err(git_err(p, "opening"))?;
         if repo.is_shallow() {
             return Err(ConnectorError::Git {
