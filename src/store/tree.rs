@@ -348,14 +348,56 @@ impl<'a> Dir<'a> {
 
     /// Writes every new blob, in path order, and keeps its id.
     pub(super) fn write_blobs(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
-        for node in self.children.values_mut() {
-            match node {
-                Node::Blob(Some(bytes)) => *node = Node::Written(sink.write(ObjKind::Blob, bytes)?),
-                Node::Dir(d) => d.write_blobs(sink)?,
-                Node::Blob(None) | Node::Written(_) => {}
+        let mut pending = Vec::new();
+        self.pending_blobs(&mut pending);
+        match sink {
+            Sink::Pack(main) => {
+                // Deflating is most of writing a blob: two threads each
+                // compress half of a batch into a builder of their own,
+                // which the main builder then takes in (in a fixed order).
+                // Batches bound what sits in memory before it spills.
+                const BATCH: usize = 4096;
+                for batch in pending.chunks_mut(BATCH) {
+                    let half = batch.len() / 2;
+                    let (a, b) = batch.split_at_mut(half);
+                    let compress = |part: &mut [&mut Node<'_>]| -> Result<PackBuilder, StoreError> {
+                        let mut pb = PackBuilder::new();
+                        for node in part.iter_mut() {
+                            if let Node::Blob(Some(bytes)) = **node {
+                                **node = Node::Written(pb.add(ObjKind::Blob, bytes)?);
+                            }
+                        }
+                        Ok(pb)
+                    };
+                    let (pa, pb) = std::thread::scope(|scope| {
+                        let other = scope.spawn(|| compress(b));
+                        let mine = compress(a);
+                        (mine, other.join().expect("a compressing thread panicked"))
+                    });
+                    main.absorb(pa?)?;
+                    main.absorb(pb?)?;
+                }
+            }
+            Sink::Loose(_) => {
+                for node in pending {
+                    if let Node::Blob(Some(bytes)) = *node {
+                        *node = Node::Written(sink.write(ObjKind::Blob, bytes)?);
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Every node with new bytes, in path order.
+    fn pending_blobs<'s>(&'s mut self, out: &mut Vec<&'s mut Node<'a>>) {
+        for node in self.children.values_mut() {
+            match node {
+                Node::Blob(Some(_)) => out.push(node),
+                Node::Dir(d) => d.pending_blobs(out),
+                Node::Blob(None) | Node::Written(_) => {}
+            }
+        }
     }
 
     pub(super) fn insert(
