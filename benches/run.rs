@@ -1,7 +1,8 @@
 //! Whole-command benchmark: what a user runs, at the size a real
 //! organization has. A local git source with N first-parent commits in the
 //! period (100,000 by default; `-- --quick` for 10,000, `-- --n N` for any
-//! size), then the `cleartrail` binary itself:
+//! size; `-- --keep` keeps the source and evidence repositories for
+//! profiling), then the `cleartrail` binary itself:
 //!
 //! 1. a cold `run` into a new evidence repository;
 //! 2. `git fast-import` of the same evidence files, in the same run, as the
@@ -341,5 +342,9 @@ fn main() {
     );
     println!("largest folder: {dir}/ with {entries} entries (limit 1,000)");
     println!("largest file: {file} with {size} bytes (limit 1 MB)");
-    std::fs::remove_dir_all(&work).ok();
+    if args.iter().any(|a| a == "--keep") {
+        eprintln!("kept for profiling: {}", work.display());
+    } else {
+        std::fs::remove_dir_all(&work).ok();
+    }
 }

@@ -520,20 +520,30 @@ impl PreparedItem {
 
 /// Serializes every collected artifact once, on two threads, and drops the
 /// parsed artifacts from `results` (their metadata stays). What planning
-/// and retries need from then on is only the bytes.
+/// and retries need from then on is only the bytes. Artifacts are dropped
+/// a chunk at a time as they are serialized, so the parsed form and the
+/// bytes of a large collection are never both in memory whole.
 pub fn prepare(results: &mut [QueryResult]) -> Vec<Vec<PreparedItem>> {
+    const CHUNK: usize = 4096;
     results
         .iter_mut()
         .map(|r| {
-            let items = std::mem::take(&mut r.items);
-            let (a, b) = items.split_at(items.len() / 2);
-            let (pa, pb) = std::thread::scope(|scope| {
-                let other = scope.spawn(|| b.iter().map(PreparedItem::of).collect::<Vec<_>>());
-                let mine: Vec<PreparedItem> = a.iter().map(PreparedItem::of).collect();
-                (mine, other.join().expect("serializer thread panicked"))
-            });
-            let mut out = pa;
-            out.extend(pb);
+            let mut items = std::mem::take(&mut r.items).into_iter();
+            let mut out = Vec::with_capacity(items.len());
+            loop {
+                let chunk: Vec<Artifact> = items.by_ref().take(CHUNK).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                let (a, b) = chunk.split_at(chunk.len() / 2);
+                let (pa, pb) = std::thread::scope(|scope| {
+                    let other = scope.spawn(|| b.iter().map(PreparedItem::of).collect::<Vec<_>>());
+                    let mine: Vec<PreparedItem> = a.iter().map(PreparedItem::of).collect();
+                    (mine, other.join().expect("serializer thread panicked"))
+                });
+                out.extend(pa);
+                out.extend(pb);
+            }
             out
         })
         .collect()
