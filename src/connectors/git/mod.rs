@@ -286,17 +286,23 @@ impl GitSource {
         // Commits reachable from the tip (and not from the old tip), each
         // read by id so a missing or unreadable object fails the source
         // naming it (a revwalk would only say that something was not found).
+        // After a fast-forward, libgit2's walk of `tip ^old` lists the new
+        // commits without visiting the whole history below the old tip.
+        let mut stack = Vec::new();
         let mut seen: HashSet<Oid> = HashSet::from([tip]);
-        if let Some(old) = hide {
-            let mut w = repo.revwalk().map_err(git_err(p, "walking history"))?;
-            w.push(old)
-                .map_err(git_err(p, format!("walking history from {old}")))?;
-            for o in w {
-                seen.insert(o.map_err(git_err(p, format!("walking history from {old}")))?);
+        match hide {
+            Some(old) => {
+                let what = format!("walking history from {tip} down to {old}");
+                let mut w = repo.revwalk().map_err(git_err(p, &what))?;
+                w.push(tip).map_err(git_err(p, &what))?;
+                w.hide(old).map_err(git_err(p, &what))?;
+                for o in w {
+                    stack.push(o.map_err(git_err(p, &what))?);
+                }
             }
-            seen.insert(tip);
+            None => stack.push(tip),
         }
-        let mut stack = if hide == Some(tip) { vec![] } else { vec![tip] };
+        let walking = hide.is_none();
         let mut verifier = self.verifier();
         let mut out = Vec::new();
         while let Some(oid) = stack.pop() {
@@ -306,9 +312,11 @@ impl GitSource {
                     "reading commit {oid} (reachable from {branch} at {tip}): missing or unreadable"
                 ),
             ))?;
-            for parent in commit.parent_ids() {
-                if seen.insert(parent) {
-                    stack.push(parent);
+            if walking {
+                for parent in commit.parent_ids() {
+                    if seen.insert(parent) {
+                        stack.push(parent);
+                    }
                 }
             }
             if !self
