@@ -496,22 +496,27 @@ pub fn failing_index(checks: &[CheckResult]) -> HashMap<&str, Vec<&'static str>>
     out
 }
 
+/// Per artifact (by [`Held::pos`]): the error-level checks that list it.
+type FailAt<'a> = [&'a [&'static str]];
+
 fn evaluate_requirement(
     req: &Requirement,
     control_id: &str,
     mapping: Option<&MappingFile>,
     inp: &Inputs<'_>,
+    fail_at: &FailAt<'_>,
 ) -> RequirementStatus {
     // (artifact, origin), each artifact once.
     let mut matched: Vec<(&Held, &'static str)> = Vec::new();
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut seen = vec![false; inp.held.len()];
+    let mut seen_insert = |h: &Held| !std::mem::replace(&mut seen[h.pos as usize], true);
     for sel in &req.any_of {
         for h in inp.held.of_kind(&sel.source, &sel.kind) {
             // Evidence dated after the as-of date did not exist yet then.
             if h.period_start().is_some_and(|d| d > inp.as_of) || !matches_conditions(sel, h) {
                 continue;
             }
-            if seen.insert(&*h.id) {
+            if seen_insert(h) {
                 matched.push((h, "rule"));
             }
         }
@@ -521,14 +526,14 @@ fn evaluate_requirement(
             if c == control_id
                 && e.requirement.as_deref() == Some(req.id.as_str())
                 && let Some(h) = inp.held.get(&e.artifact)
-                && seen.insert(&*h.id)
+                && seen_insert(h)
             {
                 matched.push((h, "manual"));
             }
         }
     }
     let no_fail: &[&'static str] = &[];
-    let fails = |h: &Held| inp.failing.get(&*h.id).map_or(no_fail, |v| v.as_slice());
+    let fails = |h: &Held| fail_at.get(h.pos as usize).copied().unwrap_or(no_fail);
     let (mut counted, mut rest): (Vec<_>, Vec<_>) = matched
         .iter()
         .copied()
@@ -598,12 +603,17 @@ fn evaluate_requirement(
     }
 }
 
-fn evaluate_control(fw: &Framework, c: &Control, inp: &Inputs<'_>) -> ControlStatus {
+fn evaluate_control(
+    fw: &Framework,
+    c: &Control,
+    inp: &Inputs<'_>,
+    fail_at: &FailAt<'_>,
+) -> ControlStatus {
     let mapping = inp.mappings.get(&fw.id);
     let requirements: Vec<RequirementStatus> = c
         .requirements
         .iter()
-        .map(|r| evaluate_requirement(r, &c.id, mapping, inp))
+        .map(|r| evaluate_requirement(r, &c.id, mapping, inp, fail_at))
         .collect();
     let other_evidence: Vec<EvidenceRef> = mapping
         .into_iter()
@@ -732,6 +742,11 @@ fn evaluate_control(fw: &Framework, c: &Control, inp: &Inputs<'_>) -> ControlSta
 
 /// Evaluates every in-scope framework.
 pub fn evaluate(inp: &Inputs<'_>) -> Vec<FrameworkStatus> {
+    let fail_at: Vec<&[&'static str]> = inp
+        .held
+        .iter()
+        .map(|h| inp.failing.get(&*h.id).map_or(&[][..], |v| v.as_slice()))
+        .collect();
     inp.scope
         .frameworks
         .iter()
@@ -740,7 +755,7 @@ pub fn evaluate(inp: &Inputs<'_>) -> Vec<FrameworkStatus> {
             let controls: Vec<ControlStatus> = fw
                 .controls
                 .iter()
-                .map(|c| evaluate_control(fw, c, inp))
+                .map(|c| evaluate_control(fw, c, inp, &fail_at))
                 .collect();
             let mut counts: BTreeMap<Status, usize> = Status::ALL.iter().map(|s| (*s, 0)).collect();
             for c in &controls {
