@@ -119,6 +119,9 @@ pub struct Settings<'a> {
     /// Manual mappings already validated (from a recorded configuration).
     pub manual_recorded: Option<ManualMappings>,
     pub overrides: BTreeMap<String, String>,
+    /// Take held artifacts parsed by an earlier run from the repository's
+    /// cache (the writer only: see `evidence::cache`).
+    pub held_cache: bool,
 }
 
 impl<'a> Settings<'a> {
@@ -163,6 +166,7 @@ impl<'a> Settings<'a> {
             manual,
             manual_recorded: None,
             overrides: config.map(override_digests).unwrap_or_default(),
+            held_cache: false,
         }
     }
 
@@ -185,6 +189,7 @@ impl<'a> Settings<'a> {
             manual: None,
             manual_recorded: Some(rec.manual_mappings.clone()),
             overrides: rec.overrides.clone(),
+            held_cache: false,
         }
     }
 
@@ -272,7 +277,7 @@ pub fn evaluate(
     overlay: Option<&ChangeSet>,
     s: &Settings<'_>,
 ) -> Result<Audit, AuditError> {
-    let held = evidence::load(snapshot, overlay, &keep_fields(s.catalogs))?;
+    let held = evidence::load(snapshot, overlay, &keep_fields(s.catalogs), s.held_cache)?;
     let manual = match (&s.manual, &s.manual_recorded) {
         (Some((path, text)), _) => {
             ManualMappings::load(path, text, s.catalogs, &held).map_err(AuditError::Mapping)?

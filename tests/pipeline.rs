@@ -724,3 +724,56 @@ fn after_an_incremental_run_each_query_still_proves_its_set() {
         stdout(&v)
     );
 }
+
+/// The writer's cache of parsed evidence (in the git folder, by blob id)
+/// saves time only: a run with it, with none, and with a damaged one all
+/// commit the same tree, and a damaged one is replaced.
+#[test]
+fn the_held_evidence_cache_changes_nothing_but_time() {
+    let f = Fixture::new();
+    let src = git2::Repository::open(f.src()).unwrap();
+    src.reference("refs/heads/main", f.commits[4], true, "rewind")
+        .unwrap();
+    let cfg = f.default_config();
+    assert_eq!(code(&sync_into(&f, &cfg, &["--period", "2026"])), 0);
+    let cache = f.evidence().join(".git/cleartrail/held-v1");
+    assert!(cache.is_file(), "the first run leaves a cache");
+    src.reference("refs/heads/main", f.commits[7], true, "forward")
+        .unwrap();
+    // Three copies of the evidence repository before the second run.
+    let copy = |name: &str| {
+        let dst = f.root.path().join(name);
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(f.evidence())
+            .arg(&dst)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        dst
+    };
+    let (without, damaged) = (copy("without"), copy("damaged"));
+    std::fs::remove_file(without.join(".git/cleartrail/held-v1")).unwrap();
+    let bytes = std::fs::read(damaged.join(".git/cleartrail/held-v1")).unwrap();
+    std::fs::write(
+        damaged.join(".git/cleartrail/held-v1"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let mut trees = Vec::new();
+    for repo in [f.evidence(), without.clone(), damaged.clone()] {
+        let out = command_with("run", &cfg, &repo, &["--period", "2026"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        trees.push(tree_files(&repo, BRANCH));
+    }
+    assert!(trees[0].len() > 10);
+    assert_eq!(trees[0], trees[1], "with and without the cache");
+    assert_eq!(trees[0], trees[2], "with a damaged cache");
+    let rebuilt = std::fs::read(damaged.join(".git/cleartrail/held-v1")).unwrap();
+    assert!(
+        rebuilt.len() > bytes.len() / 2,
+        "the damaged cache is rewritten"
+    );
+    let v = cleartrail(&["verify", "--repo", damaged.to_str().unwrap()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+}

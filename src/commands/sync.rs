@@ -27,13 +27,18 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     // the repository is touched.
     let (catalogs, scope) = super::catalogs_and_scope(Some(&full))?;
     let templates = Templates::load(Some(&full.templates_dir())).map_err(Error::usage)?;
-    let settings = Settings::new(
-        &catalogs,
-        &scope,
-        Some(&full),
-        &period,
-        audit::as_of(&period, now.date_naive()),
-    );
+    let settings = Settings {
+        // The writer judges again after every change: artifacts it parsed
+        // before come from its cache instead of being read again.
+        held_cache: true,
+        ..Settings::new(
+            &catalogs,
+            &scope,
+            Some(&full),
+            &period,
+            audit::as_of(&period, now.date_naive()),
+        )
+    };
     let statuses: RefCell<Vec<FrameworkStatus>> = RefCell::new(Vec::new());
     let coverage: RefCell<Vec<audit::Coverage>> = RefCell::new(Vec::new());
     // The parsed evidence of the last attempt, freed (or not) at the end.

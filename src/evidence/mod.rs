@@ -7,6 +7,7 @@
 //! and the whole is indexed by (source, kind), so evaluation looks only at
 //! the artifacts a selector can match.
 
+mod cache;
 pub mod lite;
 
 use crate::artifact::{DateSpan, EVIDENCE_DIR};
@@ -40,6 +41,11 @@ pub struct Held {
     /// The latest of the object's own timestamps (RFC 3339, UTC).
     pub latest: Box<str>,
     pub content: Lite,
+    /// The git blob id of the artifact file.
+    pub blob: git2::Oid,
+    /// Its position in [`Evidence::held`] (set there): per-artifact facts
+    /// of an evaluation live in vectors indexed by it, not in maps by id.
+    pub pos: u32,
 }
 
 /// Which top-level `content` fields to keep in memory: those checks and
@@ -67,13 +73,20 @@ impl Held {
     /// From a parsed artifact document.
     pub fn from_document(path: String, doc: Value, keep: &Keep) -> Option<Held> {
         let bytes = serde_json::to_vec(&doc).ok()?;
-        Self::parse(path, &bytes, keep, &mut Keys::default())
+        let blob = crate::store::blob_id(&bytes);
+        Self::parse(path, &bytes, blob, keep, &mut Keys::default())
     }
 
     /// From the bytes of an artifact file, in one pass: `content` members
     /// that `keep` rejects are skipped without being built. `None` when the
     /// file is not an artifact (`verify` reports those).
-    fn parse(path: String, bytes: &[u8], keep: &Keep, keys: &mut Keys) -> Option<Held> {
+    fn parse(
+        path: String,
+        bytes: &[u8],
+        blob: git2::Oid,
+        keep: &Keep,
+        keys: &mut Keys,
+    ) -> Option<Held> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let doc = DocSeed { keep, keys }.deserialize(&mut de).ok()?;
         de.end().ok()?;
@@ -89,6 +102,8 @@ impl Held {
             group: doc.group,
             latest: doc.latest,
             content: doc.content,
+            blob,
+            pos: 0,
         })
     }
 
@@ -141,7 +156,8 @@ impl Evidence {
     pub fn new(mut held: Vec<Held>) -> Self {
         held.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         let mut by_kind: HashMap<(Arc<str>, Arc<str>), Vec<u32>> = HashMap::new();
-        for (i, h) in held.iter().enumerate() {
+        for (i, h) in held.iter_mut().enumerate() {
+            h.pos = i as u32;
             by_kind
                 .entry((h.source.clone(), h.kind.clone()))
                 .or_default()
@@ -181,11 +197,14 @@ impl Evidence {
 }
 
 /// Every parseable artifact under `evidence/`. Unparseable files are left
-/// to `verify` to report.
+/// to `verify` to report. With `use_cache` (the writer only), artifacts
+/// parsed by an earlier run are taken from the repository's cache by blob
+/// id instead of being read and parsed again (see [`cache`]).
 pub fn load(
     snapshot: &Snapshot<'_>,
     overlay: Option<&ChangeSet>,
     keep: &Keep,
+    use_cache: bool,
 ) -> Result<Evidence, StoreError> {
     /// Where an artifact's bytes come from.
     enum From<'a> {
@@ -220,6 +239,29 @@ pub fn load(
         out.extend(held);
         files = out;
     }
+    let cache_file = use_cache.then(|| cache::path(snapshot.git_dir()));
+    let fingerprint = cache::fingerprint(keep);
+    let mut cached = match &cache_file {
+        Some(f) => cache::read(f, &fingerprint),
+        None => HashMap::new(),
+    };
+    let mut hits = Vec::with_capacity(cached.len());
+    if !cached.is_empty() {
+        files.retain_mut(|(path, from)| match from {
+            From::Held(oid) => match cached.remove(oid) {
+                Some(mut h) => {
+                    h.path = std::mem::take(path).into_boxed_str();
+                    hits.push(h);
+                    false
+                }
+                None => true,
+            },
+            From::Overlay(_) => true,
+        });
+    }
+    let parsed_anew = files.len();
+    let stale = cached.len();
+    drop(cached);
     // Reading (inflating) and parsing is the cost; two threads, each with
     // its own handle on the repository, halve it on a 2-core runner.
     let half = files.len() / 2;
@@ -233,8 +275,8 @@ pub fn load(
         let mut out = Vec::with_capacity(part.len());
         for (path, from) in part {
             let parsed = match from {
-                From::Overlay(b) => Held::parse(path, b, keep, &mut keys),
-                From::Held(oid) => Held::parse(path, &read(oid)?, keep, &mut keys),
+                From::Overlay(b) => Held::parse(path, b, crate::store::blob_id(b), keep, &mut keys),
+                From::Held(oid) => Held::parse(path, &read(oid)?, oid, keep, &mut keys),
             };
             out.extend(parsed);
         }
@@ -258,8 +300,14 @@ pub fn load(
         let mine = read_part(first, &|oid| snapshot.read_blob(oid));
         (mine, other.join().expect("reader thread panicked"))
     });
-    let mut out = a?;
+    let mut out = hits;
+    out.extend(a?);
     out.extend(b?);
+    if let Some(file) = cache_file
+        && (parsed_anew > 0 || stale > 0)
+    {
+        cache::write(&file, &fingerprint, &out);
+    }
     Ok(Evidence::new(out))
 }
 

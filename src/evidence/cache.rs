@@ -1,0 +1,309 @@
+//! The writer's cache of parsed evidence, by blob id, in the repository's
+//! git folder (`cleartrail/held-v1`), never on the evidence branch.
+//!
+//! A run with a few new artifacts must not re-read and re-parse 200,000
+//! held ones to judge them again: that was most of such a run. Blob ids are
+//! content hashes, so an entry can never describe other bytes; the cache is
+//! only as trusted as the repository folder it sits in, which is why only
+//! `run`/`sync` (the writer, already trusting that folder with its refs)
+//! uses it. `gaps`, `packet` and `verify` always read the objects, hash
+//! checked. A missing, stale or damaged cache is ignored and rewritten.
+
+use super::Held;
+use super::lite::{Keys, Lite};
+use crate::artifact::DateSpan;
+use chrono::{Datelike, NaiveDate};
+use git2::Oid;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MAGIC: &[u8] = b"cleartrail held cache v1\n";
+
+pub fn path(git_dir: &Path) -> PathBuf {
+    git_dir.join("cleartrail").join("held-v1")
+}
+
+/// What the cache depends on besides blob ids: the content fields kept.
+pub fn fingerprint(keep: &super::Keep) -> String {
+    match keep {
+        super::Keep::All => "all".into(),
+        super::Keep::Fields(f) => {
+            let mut v: Vec<&str> = f.iter().map(String::as_str).collect();
+            v.sort_unstable();
+            v.join(",")
+        }
+    }
+}
+
+/// The cached entries, by blob id (paths are the snapshot's); empty when
+/// there is no usable cache.
+pub fn read(file: &Path, fingerprint: &str) -> HashMap<Oid, Held> {
+    let Ok(bytes) = std::fs::read(file) else {
+        return HashMap::new();
+    };
+    match decode(&bytes, fingerprint) {
+        Some(m) => m,
+        None => {
+            tracing::debug!(
+                "ignoring the unusable held-evidence cache {}",
+                file.display()
+            );
+            HashMap::new()
+        }
+    }
+}
+
+/// Replaces the cache with `held` (atomically: a reader sees the old file
+/// or the new one). Failing to write it only costs the next run time.
+pub fn write(file: &Path, fingerprint: &str, held: &[Held]) {
+    let result = (|| -> std::io::Result<()> {
+        let dir = file.parent().expect("the cache file is in a folder");
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("held-v1.tmp{}", std::process::id()));
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        // Encoded an entry at a time: the whole file never sits in memory.
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(MAGIC);
+        put_str(&mut out, fingerprint);
+        out.extend_from_slice(&(held.len() as u64).to_le_bytes());
+        for h in held {
+            out.extend_from_slice(h.blob.as_bytes());
+            for s in [
+                &*h.id, &*h.source, &*h.kind, &*h.title, &*h.url, &*h.sha256, &*h.group, &*h.latest,
+            ] {
+                put_str(&mut out, s);
+            }
+            match h.period {
+                Some(p) => {
+                    out.push(1);
+                    out.extend_from_slice(&p.start.num_days_from_ce().to_le_bytes());
+                    out.extend_from_slice(&p.end.num_days_from_ce().to_le_bytes());
+                }
+                None => out.push(0),
+            }
+            put_lite(&mut out, &h.content);
+            f.write_all(&out)?;
+            out.clear();
+        }
+        f.into_inner().map_err(|e| e.into_error())?;
+        std::fs::rename(&tmp, file)
+    })();
+    if let Err(e) = result {
+        tracing::debug!(
+            "could not write the held-evidence cache {}: {e}",
+            file.display()
+        );
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_lite(out: &mut Vec<u8>, v: &Lite) {
+    match v {
+        Lite::Null => out.push(0),
+        Lite::Bool(false) => out.push(1),
+        Lite::Bool(true) => out.push(2),
+        Lite::Number(n) => {
+            out.push(3);
+            put_str(out, &n.to_string());
+        }
+        Lite::String(s) => {
+            out.push(4);
+            put_str(out, s);
+        }
+        Lite::Array(a) => {
+            out.push(5);
+            out.extend_from_slice(&(a.len() as u32).to_le_bytes());
+            for item in a.iter() {
+                put_lite(out, item);
+            }
+        }
+        Lite::Object(m) => {
+            out.push(6);
+            out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+            for (k, item) in m.iter() {
+                put_str(out, k);
+                put_lite(out, item);
+            }
+        }
+    }
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+    keys: Keys,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.rest.len() < n {
+            return None;
+        }
+        let (a, b) = self.rest.split_at(n);
+        self.rest = b;
+        Some(a)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
+    fn lite(&mut self, depth: usize) -> Option<Lite> {
+        // Written by this code from parsed JSON, whose depth serde_json
+        // bounds; a damaged file must not recurse without end either.
+        if depth > 256 {
+            return None;
+        }
+        Some(match self.take(1)?[0] {
+            0 => Lite::Null,
+            1 => Lite::Bool(false),
+            2 => Lite::Bool(true),
+            3 => Lite::Number(self.str()?.parse().ok()?),
+            4 => Lite::String(self.str()?.into()),
+            5 => {
+                let n = self.u32()? as usize;
+                let mut a = Vec::with_capacity(n.min(self.rest.len()));
+                for _ in 0..n {
+                    a.push(self.lite(depth + 1)?);
+                }
+                Lite::Array(a.into_boxed_slice())
+            }
+            6 => {
+                let n = self.u32()? as usize;
+                let mut m = Vec::with_capacity(n.min(self.rest.len()));
+                for _ in 0..n {
+                    let k = self.str()?;
+                    let k = self.keys.intern(k);
+                    m.push((k, self.lite(depth + 1)?));
+                }
+                Lite::Object(m.into_boxed_slice())
+            }
+            _ => return None,
+        })
+    }
+
+    fn shared(&mut self) -> Option<Arc<str>> {
+        let s = self.str()?;
+        Some(self.keys.intern(s))
+    }
+}
+
+fn decode(bytes: &[u8], fingerprint: &str) -> Option<HashMap<Oid, Held>> {
+    let mut r = Reader {
+        rest: bytes.strip_prefix(MAGIC)?,
+        keys: Keys::default(),
+    };
+    if r.str()? != fingerprint {
+        return None;
+    }
+    let n = u64::from_le_bytes(r.take(8)?.try_into().ok()?) as usize;
+    let mut out = HashMap::with_capacity(n.min(bytes.len() / 64));
+    for _ in 0..n {
+        let blob = Oid::from_bytes(r.take(20)?).ok()?;
+        let id: Box<str> = r.str()?.into();
+        let source = r.shared()?;
+        let kind = r.shared()?;
+        let title = r.str()?.into();
+        let url = r.str()?.into();
+        let sha256 = r.str()?.into();
+        let group = r.shared()?;
+        let latest = r.str()?.into();
+        let period = match r.take(1)?[0] {
+            0 => None,
+            1 => {
+                let start = NaiveDate::from_num_days_from_ce_opt(r.i32()?)?;
+                let end = NaiveDate::from_num_days_from_ce_opt(r.i32()?)?;
+                Some(DateSpan { start, end })
+            }
+            _ => return None,
+        };
+        let content = r.lite(0)?;
+        out.insert(
+            blob,
+            Held {
+                id,
+                source,
+                kind,
+                path: Box::from(""),
+                period,
+                title,
+                url,
+                sha256,
+                group,
+                latest,
+                content,
+                blob,
+                pos: 0,
+            },
+        );
+    }
+    r.rest.is_empty().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn held(i: u32) -> Held {
+        let doc = json!({
+            "id": format!("git:change:{i}"), "source": "git", "kind": "change",
+            "title": "t", "url": "u", "sha256": "s", "shard": "2025-03/ab",
+            "period": {"start": "2025-03-01", "end": "2025-03-02"},
+            "observed": {"committed": "2025-03-02T00:00:00Z"},
+            "content": {"sha": "abc", "n": 1.5, "signature": {"status": null, "ok": [true, false]}}
+        });
+        Held::from_document(
+            format!("evidence/x/{i}.json"),
+            doc,
+            &super::super::Keep::All,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn entries_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path());
+        let all: Vec<Held> = (0..3).map(held).collect();
+        write(&file, "fp", &all);
+        let back = read(&file, "fp");
+        assert_eq!(back.len(), 3);
+        for h in &all {
+            let b = &back[&h.blob];
+            assert_eq!(
+                (&b.id, &b.group, &b.latest, b.period),
+                (&h.id, &h.group, &h.latest, h.period)
+            );
+            assert_eq!(b.content, h.content);
+        }
+    }
+
+    #[test]
+    fn another_fingerprint_or_damage_means_no_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path());
+        write(&file, "fp", &[held(1)]);
+        assert!(read(&file, "other").is_empty());
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(read(&file, "fp").is_empty());
+        std::fs::write(&file, b"junk").unwrap();
+        assert!(read(&file, "fp").is_empty());
+    }
+}
