@@ -110,12 +110,14 @@ pub struct SyncOptions {
     pub configured: Option<BTreeSet<String>>,
 }
 
-/// Collects every configured source concurrently.
+/// Collects every configured source concurrently, serializing each page of
+/// artifacts as it arrives (see [`prepare_items`]): the results (with empty
+/// `items`) and, for each, its prepared artifacts.
 pub async fn collect_all(
     config: &Config,
     opts: &SyncOptions,
     states: &BTreeMap<String, String>,
-) -> Result<Vec<QueryResult>, SyncError> {
+) -> Result<(Vec<QueryResult>, Vec<Vec<PreparedItem>>), SyncError> {
     let mut set = tokio::task::JoinSet::new();
     for src in &config.sources {
         let conn = connectors::from_config(src, &opts.period);
@@ -123,7 +125,14 @@ pub async fn collect_all(
         let name = src.name.clone();
         let states = states.clone();
         set.spawn(async move {
-            let r = connectors::collect(conn.as_ref(), limits, crate::clock::now, &states).await;
+            let r = connectors::collect_with(
+                conn.as_ref(),
+                limits,
+                crate::clock::now,
+                &states,
+                prepare_items,
+            )
+            .await;
             (name, r)
         });
     }
@@ -150,8 +159,11 @@ pub async fn collect_all(
         return Err(e);
     }
     // Join order is arbitrary; plans must not depend on it.
-    all.sort_by(|a, b| (&a.source_name, &a.query.id).cmp(&(&b.source_name, &b.query.id)));
-    Ok(all)
+    all.sort_by(|a, b| (&a.0.source_name, &a.0.query.id).cmp(&(&b.0.source_name, &b.0.query.id)));
+    Ok(all
+        .into_iter()
+        .map(|(r, pages)| (r, pages.into_iter().flatten().collect()))
+        .unzip())
 }
 
 /// Collects, plans and commits, retrying the plan on a lost race.
@@ -164,8 +176,7 @@ pub async fn sync(
         Some(tip) => read_states(&store.snapshot(Some(tip))?)?,
         None => BTreeMap::new(),
     };
-    let mut results = collect_all(config, opts, &states).await?;
-    let prepared = prepare(&mut results);
+    let (results, prepared) = collect_all(config, opts, &states).await?;
     commit_prepared(store, &config.branch, &results, &prepared, opts, None)
 }
 
@@ -518,35 +529,38 @@ impl PreparedItem {
     }
 }
 
-/// Serializes every collected artifact once, on two threads, and drops the
-/// parsed artifacts from `results` (their metadata stays). What planning
-/// and retries need from then on is only the bytes. Artifacts are dropped
-/// a chunk at a time as they are serialized, so the parsed form and the
-/// bytes of a large collection are never both in memory whole.
+/// Serializes every collected artifact once and drops the parsed artifacts
+/// from `results` (their metadata stays). What planning and retries need
+/// from then on is only the bytes.
 pub fn prepare(results: &mut [QueryResult]) -> Vec<Vec<PreparedItem>> {
-    const CHUNK: usize = 4096;
     results
         .iter_mut()
-        .map(|r| {
-            let mut items = std::mem::take(&mut r.items).into_iter();
-            let mut out = Vec::with_capacity(items.len());
-            loop {
-                let chunk: Vec<Artifact> = items.by_ref().take(CHUNK).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                let (a, b) = chunk.split_at(chunk.len() / 2);
-                let (pa, pb) = std::thread::scope(|scope| {
-                    let other = scope.spawn(|| b.iter().map(PreparedItem::of).collect::<Vec<_>>());
-                    let mine: Vec<PreparedItem> = a.iter().map(PreparedItem::of).collect();
-                    (mine, other.join().expect("serializer thread panicked"))
-                });
-                out.extend(pa);
-                out.extend(pb);
-            }
-            out
-        })
+        .map(|r| prepare_items(std::mem::take(&mut r.items)))
         .collect()
+}
+
+/// Serializes artifacts on two threads, a chunk at a time, dropping each
+/// chunk once serialized: the parsed form and the bytes of many artifacts
+/// are never both in memory whole.
+pub fn prepare_items(items: Vec<Artifact>) -> Vec<PreparedItem> {
+    const CHUNK: usize = 4096;
+    let mut items = items.into_iter();
+    let mut out = Vec::with_capacity(items.len());
+    loop {
+        let chunk: Vec<Artifact> = items.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let (a, b) = chunk.split_at(chunk.len() / 2);
+        let (pa, pb) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| b.iter().map(PreparedItem::of).collect::<Vec<_>>());
+            let mine: Vec<PreparedItem> = a.iter().map(PreparedItem::of).collect();
+            (mine, other.join().expect("serializer thread panicked"))
+        });
+        out.extend(pa);
+        out.extend(pb);
+    }
+    out
 }
 
 /// Where the tombstone of the artifact file at `path` lives.

@@ -6,7 +6,7 @@ mod common;
 
 use cleartrail::connectors::Limits;
 use cleartrail::store::Store;
-use cleartrail::sync::{SyncOptions, collect_all, commit_results};
+use cleartrail::sync::{SyncOptions, collect_all, commit_prepared};
 use common::*;
 use std::sync::{Arc, Barrier};
 
@@ -56,7 +56,15 @@ fn concurrent_syncs_of_different_sources_keep_both() {
                 std::thread::spawn(move || {
                     let store = Store::open(&repo).unwrap();
                     barrier.wait();
-                    commit_results(&store, "cleartrail/evidence", &results, &options())
+                    let (results, prepared) = &*results;
+                    commit_prepared(
+                        &store,
+                        "cleartrail/evidence",
+                        results,
+                        prepared,
+                        &options(),
+                        None,
+                    )
                 })
             })
             .collect();

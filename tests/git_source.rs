@@ -1045,3 +1045,55 @@ fn key_files_named_in_the_config_reach_the_source() {
     assert_eq!(signed.content["signature"]["status"], "verified");
     assert_eq!(signed.content["signature"]["signer"], "alice@example.com");
 }
+
+/// A history longer than one page (2,000 commits) comes out in pages,
+/// newest first across the page boundary, each commit exactly once, and
+/// the same as a run that saved nothing.
+#[test]
+fn a_long_history_comes_in_pages_with_every_commit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("long");
+    let mut opts = git2::RepositoryInitOptions::new();
+    opts.initial_head("main");
+    Repository::init_opts(&src, &opts).unwrap();
+    // 2,500 commits through fast-import: 2026-01-01 on, an hour apart.
+    let mut stream = String::new();
+    for i in 0..2500u64 {
+        let t = 1_767_225_600 + i * 3600;
+        let msg = format!("Change {i} (#{i})\n");
+        stream.push_str(&format!(
+            "commit refs/heads/main\ncommitter Dev <dev@example.com> {t} +0000\ndata {}\n{msg}",
+            msg.len()
+        ));
+        stream.push_str(&format!(
+            "M 100644 inline f.txt\ndata {}\n{i}\n\n",
+            format!("{i}\n").len()
+        ));
+    }
+    let mut child = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&src)
+        .args(["fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stream.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let source = GitSource::new("app".into(), src.clone(), Some("main".into()), year());
+    let results = collect(&source).unwrap();
+    let history = results.iter().find(|r| r.query.id == "history").unwrap();
+    assert_eq!(history.pages, 2, "2,500 commits make two pages");
+    let commits = of_kind(&results, "commit");
+    let changes = of_kind(&results, "change");
+    assert_eq!((commits.len(), changes.len()), (2500, 2500));
+    let ids: std::collections::BTreeSet<String> = commits.iter().map(|a| a.id()).collect();
+    assert_eq!(ids.len(), 2500, "each commit once");
+    let times: Vec<&String> = commits.iter().map(|a| &a.observed["committed"]).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first, also across the page boundary"
+    );
+    // The next run's first page does not see a page of this one.
+    let again = collect(&source).unwrap();
+    assert_eq!(of_kind(&again, "commit").len(), 2500);
+}

@@ -116,7 +116,9 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     // trace, not even a new empty repository. What queries saved last time
     // is read from the branch when it exists.
     let states = saved_states(&g.repo, &config.branch)?;
-    let mut results = super::runtime()?
+    // Each page is serialized as it arrives; the parsed artifacts are
+    // dropped there.
+    let (results, prepared) = super::runtime()?
         .block_on(crate::sync::collect_all(&config, &opts, &states))
         .with_context(|| format!("sync into {}", g.repo.display()))
         .map_err(Error::runtime)?;
@@ -125,8 +127,6 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         other => Error::runtime(other),
     })?;
     refuse_checked_out(&store, &config.branch)?;
-    // Serialized once; the parsed artifacts are dropped here.
-    let prepared = crate::sync::prepare(&mut results);
     let report = crate::sync::commit_prepared(
         &store,
         &config.branch,

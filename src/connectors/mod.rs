@@ -212,6 +212,27 @@ pub async fn collect(
     now: impl Fn() -> DateTime<Utc>,
     states: &BTreeMap<String, String>,
 ) -> Result<Vec<QueryResult>, ConnectorError> {
+    let out = collect_with(connector, limits, now, states, |items| items).await?;
+    Ok(out
+        .into_iter()
+        .map(|(mut r, pages)| {
+            r.items = pages.into_iter().flatten().collect();
+            r
+        })
+        .collect())
+}
+
+/// [`collect`], with each page's artifacts handed to `convert` (off the
+/// async executor) as soon as they are stamped, and only what it returns
+/// kept: a large source is never in memory as parsed artifacts at once.
+/// The results' `items` are empty; the converted pages come beside them.
+pub async fn collect_with<T: Send + 'static>(
+    connector: &dyn Connector,
+    limits: Limits,
+    now: impl Fn() -> DateTime<Utc>,
+    states: &BTreeMap<String, String>,
+    convert: fn(Vec<Artifact>) -> T,
+) -> Result<Vec<(QueryResult, Vec<T>)>, ConnectorError> {
     let mut out = Vec::new();
     for query in connector.queries() {
         let mut req = PageRequest {
@@ -223,7 +244,7 @@ pub async fn collect(
         let since = req.state.clone();
         let mut outcome: Outcome;
         let mut state: Option<String>;
-        let mut items = Vec::new();
+        let mut converted = Vec::new();
         let mut skipped = Vec::new();
         let mut pages = 0u64;
         let mut etag = None;
@@ -243,7 +264,12 @@ pub async fn collect(
                     item.shard = None;
                 }
             }
-            items.extend(page.items);
+            let items = std::mem::take(&mut page.items);
+            converted.push(
+                tokio::task::spawn_blocking(move || convert(items))
+                    .await
+                    .map_err(|e| ConnectorError::Task(e.to_string()))?,
+            );
             for s in &page.skipped {
                 tracing::warn!(
                     source = connector.name(),
@@ -293,21 +319,24 @@ pub async fn collect(
                 None => break,
             }
         }
-        out.push(QueryResult {
-            source_type: connector.source_type(),
-            source_name: connector.name().to_string(),
-            query,
-            pages,
-            items,
-            skipped: {
-                skipped.sort();
-                skipped
+        out.push((
+            QueryResult {
+                source_type: connector.source_type(),
+                source_name: connector.name().to_string(),
+                query,
+                pages,
+                items: Vec::new(),
+                skipped: {
+                    skipped.sort();
+                    skipped
+                },
+                etag,
+                outcome,
+                since,
+                state,
             },
-            etag,
-            outcome,
-            since,
-            state,
-        });
+            converted,
+        ));
     }
     Ok(out)
 }

@@ -197,7 +197,7 @@ impl Default for Author {
     }
 }
 
-/// Bounds how much of the pack files libgit2 keeps mapped. By default it
+/// Bounds how much of the pack files libgit2 keeps mapped, and its cache. By default it
 /// maps up to 8 GiB in 1 GiB windows and unmaps nothing: reading every
 /// artifact of a 150 MB pack once (as `gaps`, `packet` and `verify` do)
 /// then holds all of it in the process's resident memory. Small windows
@@ -212,6 +212,9 @@ pub fn limit_mapped_packs() {
         unsafe {
             let _ = git2::opts::set_mwindow_size(8 << 20);
             let _ = git2::opts::set_mwindow_mapped_limit(32 << 20);
+            // Parsed commits and trees it caches (256 MiB by default):
+            // walking 100,000 commits filled it.
+            let _ = git2::opts::set_cache_max_size(32 << 20);
         }
     });
 }

@@ -47,7 +47,22 @@ pub struct GitSource {
     /// The branch and tip, resolved once so every query of a run reads the
     /// same commit and the collection records name it.
     tip: Arc<OnceLock<Result<Tip, CachedError>>>,
+    /// The history query's walk, made on its first page and read by the
+    /// later ones: artifacts are built a page at a time, so a history of
+    /// 100,000 commits is never in memory as parsed artifacts at once.
+    walk: Arc<std::sync::Mutex<Option<Arc<Walk>>>>,
 }
+
+/// What the history query found: the commits to record, newest first.
+struct Walk {
+    /// (commit, on the first-parent line), in the order artifacts go out.
+    commits: Vec<(Oid, bool)>,
+    outcome: Outcome,
+    state: String,
+}
+
+/// Commits per page of the history query (two artifacts each, at most).
+const HISTORY_PAGE: usize = 2_000;
 
 /// A resolution error kept for every query of the run: (path, context,
 /// libgit2's message).
@@ -70,6 +85,7 @@ impl GitSource {
             allowed_signers: None,
             gpg_keyring: None,
             tip: Arc::default(),
+            walk: Arc::default(),
         }
     }
 
@@ -236,21 +252,25 @@ impl GitSource {
     /// new commits when the old tip is on the new tip's first-parent line
     /// (a fast-forward), and a complete answer otherwise (a force-push, a
     /// new period, other keys).
-    fn history(
-        &self,
-        query: &Query,
-        saved: Option<&str>,
-    ) -> Result<(Vec<Artifact>, Outcome, Option<String>), ConnectorError> {
+    fn walk(&self, saved: Option<&str>) -> Result<Walk, ConnectorError> {
         let p = &self.path;
         let repo = self.open()?;
         let Tip { branch, oid } = self.tip()?;
         let Some(tip) = oid else {
-            return Ok((Vec::new(), Outcome::Complete, None));
+            return Ok(Walk {
+                commits: Vec::new(),
+                outcome: Outcome::Complete,
+                state: String::new(),
+            });
         };
         let urls = UrlBase::of(&repo, &self.name);
         let state = self.history_state(&urls, &branch, tip);
         if saved == Some(state.as_str()) {
-            return Ok((Vec::new(), Outcome::NotModified, Some(state)));
+            return Ok(Walk {
+                commits: Vec::new(),
+                outcome: Outcome::NotModified,
+                state,
+            });
         }
         // The old tip, when only the tip differs.
         let old_tip = saved.and_then(|s| {
@@ -303,8 +323,8 @@ impl GitSource {
             None => stack.push(tip),
         }
         let walking = hide.is_none();
-        let mut verifier = self.verifier();
-        let mut out = Vec::new();
+        // (newest first by commit time, then id): the order artifacts go out.
+        let mut found: Vec<(i64, Oid, bool)> = Vec::new();
         while let Some(oid) = stack.pop() {
             let commit = repo.find_commit(oid).map_err(git_err(
                 p,
@@ -325,23 +345,86 @@ impl GitSource {
             {
                 continue;
             }
+            found.push((
+                commit.committer().when().seconds(),
+                oid,
+                first_parent.contains(&oid),
+            ));
+        }
+        found.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        Ok(Walk {
+            commits: found.into_iter().map(|(_, oid, on)| (oid, on)).collect(),
+            outcome,
+            state,
+        })
+    }
+
+    /// The artifacts of commits `range` of `walk`: a change for each commit
+    /// on the first-parent line, a commit for each.
+    fn history_page(
+        &self,
+        walk: &Walk,
+        range: std::ops::Range<usize>,
+        query: &Query,
+    ) -> Result<Vec<Artifact>, ConnectorError> {
+        let p = &self.path;
+        let repo = self.open()?;
+        let urls = UrlBase::of(&repo, &self.name);
+        let mut verifier = self.verifier();
+        let mut out = Vec::with_capacity(range.len() * 2);
+        for &(oid, on_line) in &walk.commits[range] {
+            let commit = repo.find_commit(oid).map_err(git_err(
+                p,
+                format!("reading commit {oid}: missing or unreadable"),
+            ))?;
             let facts = self.facts(&repo, &commit, &mut verifier)?;
-            let on_line = first_parent.contains(&oid);
             if on_line {
                 out.push(self.change_artifact(&facts, &urls, query));
             }
             out.push(self.commit_artifact(&facts, on_line, &urls, query));
         }
-        // Newest first, as git log shows them; ties by id, so the order is
-        // the same on every run.
-        out.sort_by(|a, b| {
-            (&b.observed["committed"], &a.object_id, &a.kind).cmp(&(
-                &a.observed["committed"],
-                &b.object_id,
-                &b.kind,
-            ))
-        });
-        Ok((out, outcome, Some(state)))
+        Ok(out)
+    }
+
+    /// One page of the history query: the walk is made on the first page
+    /// (cursor `None`) and kept for the next ones (cursor = first commit).
+    fn history(
+        &self,
+        query: &Query,
+        page: &PageRequest,
+    ) -> Result<(Vec<Artifact>, Outcome, Option<String>, Option<String>), ConnectorError> {
+        let walk = match &page.cursor {
+            None => {
+                let w = Arc::new(self.walk(page.state.as_deref())?);
+                *self.walk.lock().expect("walk lock") = Some(w.clone());
+                w
+            }
+            Some(_) => self
+                .walk
+                .lock()
+                .expect("walk lock")
+                .clone()
+                .ok_or_else(|| ConnectorError::UnknownQuery {
+                    source_name: self.name.clone(),
+                    query: format!("{} (a page without its first)", query.id),
+                })?,
+        };
+        let start: usize = match &page.cursor {
+            None => 0,
+            Some(c) => c.parse().map_err(|_| ConnectorError::UnknownQuery {
+                source_name: self.name.clone(),
+                query: format!("{} (cursor {c})", query.id),
+            })?,
+        };
+        let end = (start + HISTORY_PAGE).min(walk.commits.len());
+        let items = self.history_page(&walk, start.min(end)..end, query)?;
+        let next = (end < walk.commits.len()).then(|| end.to_string());
+        if next.is_none() {
+            // The last page: the walk is not needed any more.
+            *self.walk.lock().expect("walk lock") = None;
+        }
+        let state = (!walk.state.is_empty()).then(|| walk.state.clone());
+        Ok((items, walk.outcome, state, next))
     }
 
     /// What every artifact of a commit records, read once.
@@ -789,16 +872,22 @@ impl Connector for GitSource {
     async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
         let this = self.clone();
         let q = query.clone();
-        let (items, skipped, outcome, state) = blocking(move || match q.id.as_str() {
+        let (items, skipped, outcome, state, next) = blocking(move || match q.id.as_str() {
             "history" => {
-                let (items, outcome, state) = this.history(&q, page.state.as_deref())?;
-                Ok((items, Vec::new(), outcome, state))
+                let (items, outcome, state, next) = this.history(&q, &page)?;
+                Ok((items, Vec::new(), outcome, state, next))
             }
             "tags" => {
                 let (items, skipped) = this.tags(&q)?;
-                Ok((items, skipped, Outcome::Complete, None))
+                Ok((items, skipped, Outcome::Complete, None, None))
             }
-            "codeowners" => Ok((this.codeowners(&q)?, Vec::new(), Outcome::Complete, None)),
+            "codeowners" => Ok((
+                this.codeowners(&q)?,
+                Vec::new(),
+                Outcome::Complete,
+                None,
+                None,
+            )),
             other => Err(ConnectorError::UnknownQuery {
                 source_name: this.name.clone(),
                 query: other.into(),
@@ -810,6 +899,7 @@ impl Connector for GitSource {
             skipped,
             outcome,
             state,
+            next,
             ..Page::default()
         })
     }
