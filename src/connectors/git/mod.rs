@@ -392,7 +392,7 @@ impl GitSource {
         &self,
         query: &Query,
         page: &PageRequest,
-    ) -> Result<(Vec<Artifact>, Outcome, Option<String>, Option<String>), ConnectorError> {
+    ) -> Result<Page, ConnectorError> {
         let walk = match &page.cursor {
             None => {
                 let w = Arc::new(self.walk(page.state.as_deref())?);
@@ -423,8 +423,13 @@ impl GitSource {
             // The last page: the walk is not needed any more.
             *self.walk.lock().expect("walk lock") = None;
         }
-        let state = (!walk.state.is_empty()).then(|| walk.state.clone());
-        Ok((items, walk.outcome, state, next))
+        Ok(Page {
+            items,
+            outcome: walk.outcome,
+            state: (!walk.state.is_empty()).then(|| walk.state.clone()),
+            next,
+            ..Page::default()
+        })
     }
 
     /// What every artifact of a commit records, read once.
@@ -874,8 +879,8 @@ impl Connector for GitSource {
         let q = query.clone();
         let (items, skipped, outcome, state, next) = blocking(move || match q.id.as_str() {
             "history" => {
-                let (items, outcome, state, next) = this.history(&q, &page)?;
-                Ok((items, Vec::new(), outcome, state, next))
+                let p = this.history(&q, &page)?;
+                Ok((p.items, Vec::new(), p.outcome, p.state, p.next))
             }
             "tags" => {
                 let (items, skipped) = this.tags(&q)?;
