@@ -641,7 +641,7 @@ pub fn derived_files(
             if path.starts_with(&format!("{COLLECTIONS_DIR}/")) {
                 match change {
                     Some(b) => {
-                        collections.insert(path.clone(), b.to_vec());
+                        collections.insert(path.clone(), b.bytes().into_owned());
                     }
                     None => {
                         collections.remove(path);

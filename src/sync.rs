@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::connectors::{self, ConnectorError, Limits, Outcome, QueryResult};
 use crate::period::Period;
 use crate::store::{
-    Author, ChangeSet, CommitOutcome, CommitSpec, Snapshot, Store, StoreError, blob_id,
+    Author, ChangeSet, CommitOutcome, CommitSpec, Content, Snapshot, Store, StoreError, blob_id,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -189,7 +189,7 @@ pub fn commit_results(
 ) -> Result<SyncReport, SyncError> {
     let prepared: Vec<Vec<PreparedItem>> = results
         .iter()
-        .map(|r| r.items.iter().map(PreparedItem::of).collect())
+        .map(|r| PreparedItem::of_all(&r.items))
         .collect();
     commit_prepared(store, branch, results, &prepared, opts, None)
 }
@@ -496,7 +496,8 @@ pub struct PreparedItem {
     pub source: String,
     pub kind: String,
     pub json_path: String,
-    pub bytes: std::sync::Arc<[u8]>,
+    /// The file, deflated as it will go into the pack.
+    pub bytes: Content,
     pub sha: String,
     /// The git blob id of `bytes`.
     pub blob: git2::Oid,
@@ -509,23 +510,29 @@ pub struct PreparedItem {
 }
 
 impl PreparedItem {
-    fn of(a: &Artifact) -> Self {
-        let (bytes, sha) = a.to_bytes();
-        PreparedItem {
-            id: a.id(),
-            source: a.source.clone(),
-            kind: a.kind.clone(),
-            json_path: a.json_path(),
-            blob: blob_id(&bytes),
-            bytes: bytes.into(),
-            sha,
-            group: group_of_shard(a.shard.as_deref()),
-            start: a.period.map(|p| p.start),
-            captured: match (a.captured_path(), &a.captured) {
-                (Some(p), Some(c)) => Some((p, c.bytes.as_slice().into(), blob_id(&c.bytes))),
-                _ => None,
-            },
-        }
+    /// Serializes and deflates a run of artifacts, in order.
+    fn of_all(part: &[Artifact]) -> Vec<Self> {
+        let serialized: Vec<(Vec<u8>, String)> = part.iter().map(Artifact::to_bytes).collect();
+        let packed = crate::store::pack::Packed::many(serialized.iter().map(|(b, _)| b.as_slice()));
+        part.iter()
+            .zip(serialized)
+            .zip(packed)
+            .map(|((a, (_, sha)), packed)| PreparedItem {
+                id: a.id(),
+                source: a.source.clone(),
+                kind: a.kind.clone(),
+                json_path: a.json_path(),
+                blob: packed.oid,
+                bytes: Content::Packed(std::sync::Arc::new(packed)),
+                sha,
+                group: group_of_shard(a.shard.as_deref()),
+                start: a.period.map(|p| p.start),
+                captured: match (a.captured_path(), &a.captured) {
+                    (Some(p), Some(c)) => Some((p, c.bytes.as_slice().into(), blob_id(&c.bytes))),
+                    _ => None,
+                },
+            })
+            .collect()
     }
 }
 
@@ -553,8 +560,8 @@ pub fn prepare_items(items: Vec<Artifact>) -> Vec<PreparedItem> {
         }
         let (a, b) = chunk.split_at(chunk.len() / 2);
         let (pa, pb) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| b.iter().map(PreparedItem::of).collect::<Vec<_>>());
-            let mine: Vec<PreparedItem> = a.iter().map(PreparedItem::of).collect();
+            let other = scope.spawn(|| PreparedItem::of_all(b));
+            let mine = PreparedItem::of_all(a);
             (mine, other.join().expect("serializer thread panicked"))
         });
         out.extend(pa);
@@ -735,7 +742,7 @@ fn tombstone_digest(
         if p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/') {
             match c {
                 Some(b) => {
-                    files.insert(p.clone(), Some(b.to_vec()));
+                    files.insert(p.clone(), Some(b.bytes().into_owned()));
                 }
                 None => {
                     files.remove(p);
@@ -935,12 +942,12 @@ pub fn plan(
             let new = match snapshot.try_blob_id(json_path)? {
                 None => {
                     st.added += 1;
-                    changes.put(json_path.clone(), item.bytes.clone());
+                    changes.put_content(json_path.clone(), item.bytes.clone());
                     true
                 }
                 Some(old) if old != item.blob => {
                     st.changed += 1;
-                    changes.put(json_path.clone(), item.bytes.clone());
+                    changes.put_content(json_path.clone(), item.bytes.clone());
                     true
                 }
                 Some(_) => false,

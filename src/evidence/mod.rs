@@ -209,7 +209,7 @@ pub fn load(
     /// Where an artifact's bytes come from.
     enum From<'a> {
         Held(git2::Oid),
-        Overlay(&'a [u8]),
+        Overlay(&'a crate::store::Content),
     }
     let mut files: Vec<(String, From<'_>)> = snapshot
         .files_under(EVIDENCE_DIR)?
@@ -275,7 +275,7 @@ pub fn load(
         let mut out = Vec::with_capacity(part.len());
         for (path, from) in part {
             let parsed = match from {
-                From::Overlay(b) => Held::parse(path, b, crate::store::blob_id(b), keep, &mut keys),
+                From::Overlay(c) => Held::parse(path, &c.bytes(), c.blob_id(), keep, &mut keys),
                 From::Held(oid) => Held::parse(path, &read(oid)?, oid, keep, &mut keys),
             };
             out.extend(parsed);

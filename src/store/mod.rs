@@ -111,11 +111,37 @@ impl StoreError {
     }
 }
 
+/// The new bytes of a file: as they are, or already deflated (see
+/// [`pack::Packed`]). Shared, not copied: a planner holds the same
+/// contents for retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Raw(std::sync::Arc<[u8]>),
+    Packed(std::sync::Arc<pack::Packed>),
+}
+
+impl Content {
+    /// The file's bytes (inflated when packed).
+    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Content::Raw(b) => std::borrow::Cow::Borrowed(b),
+            Content::Packed(p) => std::borrow::Cow::Owned(p.inflate()),
+        }
+    }
+
+    /// Its git blob id.
+    pub fn blob_id(&self) -> Oid {
+        match self {
+            Content::Raw(b) => blob_id(b),
+            Content::Packed(p) => p.oid,
+        }
+    }
+}
+
 /// A set of file changes against a base tree: new bytes, or deletion.
 #[derive(Debug, Default, Clone)]
 pub struct ChangeSet {
-    // Shared, not copied: a planner holds the same bytes for retries.
-    entries: BTreeMap<String, Option<std::sync::Arc<[u8]>>>,
+    entries: BTreeMap<String, Option<Content>>,
 }
 
 impl ChangeSet {
@@ -126,7 +152,13 @@ impl ChangeSet {
     /// Writes `bytes` as the file `path` (replacing a file, or a folder, of
     /// that name).
     pub fn put(&mut self, path: impl Into<String>, bytes: impl Into<std::sync::Arc<[u8]>>) {
-        self.entries.insert(path.into(), Some(bytes.into()));
+        self.entries
+            .insert(path.into(), Some(Content::Raw(bytes.into())));
+    }
+
+    /// Like [`ChangeSet::put`], with contents prepared earlier.
+    pub fn put_content(&mut self, path: impl Into<String>, content: Content) {
+        self.entries.insert(path.into(), Some(content));
     }
 
     /// Removes the file `path` if there is one. A folder of that name is
@@ -143,8 +175,8 @@ impl ChangeSet {
         self.entries.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, Option<&[u8]>)> {
-        self.entries.iter().map(|(p, b)| (p, b.as_deref()))
+    pub fn iter(&self) -> impl Iterator<Item = (&String, Option<&Content>)> {
+        self.entries.iter().map(|(p, b)| (p, b.as_ref()))
     }
 }
 

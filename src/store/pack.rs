@@ -142,39 +142,32 @@ impl PackBuilder {
         }
         let offset = self.end();
         let start = self.body.len();
-        // Entry header: type and size, size in little-endian 7-bit groups.
-        let mut size = data.len() as u64;
-        let mut byte = ((kind as u8) << 4) | (size as u8 & 0x0f);
-        size >>= 4;
-        while size != 0 {
-            self.body.push(byte | 0x80);
-            byte = size as u8 & 0x7f;
-            size >>= 7;
-        }
-        self.body.push(byte);
         let z = if kind == ObjKind::Tree {
             &mut self.deflate_fast
         } else {
             &mut self.deflate
         };
-        z.reset();
-        // Deflate's worst case is the input plus 5 bytes per 16 KiB block
-        // and a few of framing: reserve it, so the output never regrows.
-        self.body.reserve(data.len() + data.len() / 16_384 * 5 + 64);
-        loop {
-            let consumed = z.total_in() as usize;
-            let status = z
-                .compress_vec(&data[consumed..], &mut self.body, FlushCompress::Finish)
-                .expect("deflating into memory cannot fail");
-            if status == Status::StreamEnd {
-                break;
-            }
-            self.body.reserve(self.body.capacity().max(4096));
-        }
+        encode_entry(z, kind, data, &mut self.body);
         let crc = crc32fast::hash(&self.body[start..]);
         self.entries.push(Entry { oid, crc, offset });
         self.maybe_spill()?;
         Ok(oid)
+    }
+
+    /// Adds a blob deflated beforehand (once per id), copying its entry.
+    pub fn add_packed(&mut self, p: &Packed) -> Result<Oid, StoreError> {
+        if !self.seen.insert(p.oid) {
+            return Ok(p.oid);
+        }
+        let offset = self.end();
+        self.body.extend_from_slice(p.entry());
+        self.entries.push(Entry {
+            oid: p.oid,
+            crc: p.crc,
+            offset,
+        });
+        self.maybe_spill()?;
+        Ok(p.oid)
     }
 
     /// Appends the objects of another builder (built on another thread, in
@@ -296,6 +289,110 @@ impl PackBuilder {
             super::recover::sync_dir(&dir);
         }
         Ok(Some(pack_path))
+    }
+}
+
+/// Appends a pack entry for `data`: the type-and-size header, then the
+/// zlib stream.
+fn encode_entry(z: &mut Compress, kind: ObjKind, data: &[u8], out: &mut Vec<u8>) {
+    // Entry header: type and size, size in little-endian 7-bit groups.
+    let mut size = data.len() as u64;
+    let mut byte = ((kind as u8) << 4) | (size as u8 & 0x0f);
+    size >>= 4;
+    while size != 0 {
+        out.push(byte | 0x80);
+        byte = size as u8 & 0x7f;
+        size >>= 7;
+    }
+    out.push(byte);
+    z.reset();
+    // Deflate's worst case is the input plus 5 bytes per 16 KiB block
+    // and a few of framing: reserve it, so the output never regrows.
+    out.reserve(data.len() + data.len() / 16_384 * 5 + 64);
+    loop {
+        let consumed = z.total_in() as usize;
+        let status = z
+            .compress_vec(&data[consumed..], out, FlushCompress::Finish)
+            .expect("deflating into memory cannot fail");
+        if status == Status::StreamEnd {
+            break;
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+}
+
+/// A blob already deflated into its pack entry: a quarter of its size,
+/// and nothing left to compress when it is written. Entries deflated
+/// together share one buffer: a small allocation per artifact, kept while
+/// larger ones around it are freed, fragmented the heap to several times
+/// what was live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    pub oid: Oid,
+    /// The size of the blob itself.
+    pub size: usize,
+    crc: u32,
+    slab: std::sync::Arc<[u8]>,
+    start: usize,
+    len: usize,
+}
+
+impl Packed {
+    /// Deflates each blob, in order, into one shared buffer.
+    pub fn many<'a>(blobs: impl Iterator<Item = &'a [u8]>) -> Vec<Packed> {
+        let mut z = Compress::new(Compression::default(), true);
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for data in blobs {
+            let start = buf.len();
+            encode_entry(&mut z, ObjKind::Blob, data, &mut buf);
+            spans.push((
+                object_id(ObjKind::Blob, data),
+                data.len(),
+                crc32fast::hash(&buf[start..]),
+                start,
+                buf.len() - start,
+            ));
+        }
+        let slab: std::sync::Arc<[u8]> = buf.into();
+        spans
+            .into_iter()
+            .map(|(oid, size, crc, start, len)| Packed {
+                oid,
+                size,
+                crc,
+                slab: slab.clone(),
+                start,
+                len,
+            })
+            .collect()
+    }
+
+    fn entry(&self) -> &[u8] {
+        &self.slab[self.start..self.start + self.len]
+    }
+
+    /// The blob's bytes.
+    pub fn inflate(&self) -> Vec<u8> {
+        let entry = self.entry();
+        let header = entry
+            .iter()
+            .position(|b| b & 0x80 == 0)
+            .map_or(0, |i| i + 1);
+        thread_local! {
+            // One inflate state per thread, reset for each entry: a fresh
+            // one per artifact cost more than inflating it.
+            static Z: std::cell::RefCell<flate2::Decompress> =
+                std::cell::RefCell::new(flate2::Decompress::new(true));
+        }
+        let mut out = Vec::with_capacity(self.size);
+        Z.with(|z| {
+            let mut z = z.borrow_mut();
+            z.reset(true);
+            z.decompress_vec(&entry[header..], &mut out, flate2::FlushDecompress::Finish)
+                .expect("an entry this process deflated inflates");
+        });
+        out
     }
 }
 
@@ -423,6 +520,48 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn blobs_deflated_beforehand_inflate_and_pack_as_themselves() {
+        let blobs: Vec<Vec<u8>> = (0..50u64)
+            .map(|i| {
+                format!("{{\"n\": {i}}}\n")
+                    .repeat(i as usize + 1)
+                    .into_bytes()
+            })
+            .chain([Vec::new(), noise(7, 70_000)])
+            .collect();
+        let packed = Packed::many(blobs.iter().map(Vec::as_slice));
+        for (p, b) in packed.iter().zip(&blobs) {
+            assert_eq!(&p.inflate(), b);
+            assert_eq!(p.oid, object_id(ObjKind::Blob, b));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut pb = PackBuilder::new();
+        for p in &packed {
+            pb.add_packed(p).unwrap();
+        }
+        // The same blob compressed here is stored once.
+        pb.add(ObjKind::Blob, &blobs[3]).unwrap();
+        assert_eq!(pb.len(), blobs.len());
+        let pack = pb.finish(&dir.path().join("objects")).unwrap().unwrap();
+        let out = std::process::Command::new("git")
+            .args(["verify-pack", "-v"])
+            .arg(pack.with_extension("idx"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let odb = repo.odb().unwrap();
+        odb.refresh().unwrap();
+        for (p, b) in packed.iter().zip(&blobs) {
+            assert_eq!(odb.read(p.oid).unwrap().data(), &b[..]);
+        }
     }
 
     #[test]

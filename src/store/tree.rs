@@ -5,6 +5,7 @@
 //! entry of a base tree is copied byte for byte. Objects go to a [`Sink`]:
 //! loose objects for small change sets, one in-memory pack for large ones.
 
+use super::Content;
 use super::StoreError;
 use super::pack::{ObjKind, PackBuilder, object_id};
 use git2::{ObjectType, Oid, Repository};
@@ -103,8 +104,8 @@ pub(super) fn build(
         removed.extend(existing);
         match node {
             Node::Blob(None) => {}
-            Node::Blob(Some(bytes)) => {
-                let oid = sink.write(ObjKind::Blob, bytes)?;
+            Node::Blob(Some(content)) => {
+                let oid = sink.write_content(content)?;
                 inserts.push((name.as_bytes().to_vec(), false, oid));
             }
             Node::Written(oid) => inserts.push((name.as_bytes().to_vec(), false, *oid)),
@@ -304,6 +305,13 @@ pub(super) enum Sink<'r> {
 }
 
 impl Sink<'_> {
+    fn write_content(&mut self, content: &Content) -> Result<Oid, StoreError> {
+        match (self, content) {
+            (Sink::Pack(pb), Content::Packed(p)) => pb.add_packed(p),
+            (sink, c) => sink.write(ObjKind::Blob, &c.bytes()),
+        }
+    }
+
     pub(super) fn write(&mut self, kind: ObjKind, data: &[u8]) -> Result<Oid, StoreError> {
         match self {
             Sink::Loose(odb) => {
@@ -330,8 +338,8 @@ pub(super) struct Dir<'a> {
 }
 
 enum Node<'a> {
-    /// New bytes, or a deletion.
-    Blob(Option<&'a [u8]>),
+    /// New contents, or a deletion.
+    Blob(Option<&'a Content>),
     /// New bytes already written, as their id.
     Written(Oid),
     Dir(Dir<'a>),
@@ -356,6 +364,13 @@ impl<'a> Dir<'a> {
                 // compress half of a batch into a builder of their own,
                 // which the main builder then takes in (in a fixed order).
                 // Batches bound what sits in memory before it spills.
+                // Contents deflated beforehand are copied as they are.
+                for node in pending.iter_mut() {
+                    if let Node::Blob(Some(Content::Packed(p))) = **node {
+                        **node = Node::Written(main.add_packed(p)?);
+                    }
+                }
+                pending.retain(|n| matches!(n, Node::Blob(Some(Content::Raw(_)))));
                 const BATCH: usize = 4096;
                 for batch in pending.chunks_mut(BATCH) {
                     let half = batch.len() / 2;
@@ -363,7 +378,7 @@ impl<'a> Dir<'a> {
                     let compress = |part: &mut [&mut Node<'_>]| -> Result<PackBuilder, StoreError> {
                         let mut pb = PackBuilder::new();
                         for node in part.iter_mut() {
-                            if let Node::Blob(Some(bytes)) = **node {
+                            if let Node::Blob(Some(Content::Raw(bytes))) = **node {
                                 **node = Node::Written(pb.add(ObjKind::Blob, bytes)?);
                             }
                         }
@@ -380,8 +395,8 @@ impl<'a> Dir<'a> {
             }
             Sink::Loose(_) => {
                 for node in pending {
-                    if let Node::Blob(Some(bytes)) = *node {
-                        *node = Node::Written(sink.write(ObjKind::Blob, bytes)?);
+                    if let Node::Blob(Some(content)) = *node {
+                        *node = Node::Written(sink.write_content(content)?);
                     }
                 }
             }
@@ -403,7 +418,7 @@ impl<'a> Dir<'a> {
     pub(super) fn insert(
         &mut self,
         path: &'a str,
-        change: Option<&'a [u8]>,
+        change: Option<&'a Content>,
     ) -> Result<(), StoreError> {
         let bad = |reason| StoreError::BadPath {
             path: path.to_string(),
