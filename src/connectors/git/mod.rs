@@ -388,11 +388,7 @@ impl GitSource {
 
     /// One page of the history query: the walk is made on the first page
     /// (cursor `None`) and kept for the next ones (cursor = first commit).
-    fn history(
-        &self,
-        query: &Query,
-        page: &PageRequest,
-    ) -> Result<Page, ConnectorError> {
+    fn history(&self, query: &Query, page: &PageRequest) -> Result<Page, ConnectorError> {
         let walk = match &page.cursor {
             None => {
                 let w = Arc::new(self.walk(page.state.as_deref())?);
