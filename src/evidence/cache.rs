@@ -61,7 +61,8 @@ pub fn write(file: &Path, fingerprint: &str, held: &[Held]) {
     let result = (|| -> std::io::Result<()> {
         let dir = file.parent().expect("the cache file is in a folder");
         std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!("held-v1.tmp{}", std::process::id()));
+        remove_stale_temp_files(dir);
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", std::process::id()));
         let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
         // Encoded an entry at a time: the whole file never sits in memory.
         let mut out = Vec::with_capacity(4096);
@@ -95,6 +96,28 @@ pub fn write(file: &Path, fingerprint: &str, held: &[Held]) {
             "could not write the held-evidence cache {}: {e}",
             file.display()
         );
+    }
+}
+
+const TEMP_PREFIX: &str = "held-v1.tmp";
+
+/// Removes half-written caches that a killed run left: a cache is as large
+/// as the evidence's compact form, and each crash would otherwise leave one.
+/// Only those older than any run that could still be writing them.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > crate::store::recover::STALE_AGE);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -291,6 +314,28 @@ mod tests {
             );
             assert_eq!(b.content, h.content);
         }
+    }
+
+    #[test]
+    fn half_written_caches_of_killed_runs_are_removed_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path());
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let old = file.with_file_name("held-v1.tmp999999");
+        let young = file.with_file_name("held-v1.tmp999998");
+        std::fs::write(&old, b"partial").unwrap();
+        std::fs::write(&young, b"partial").unwrap();
+        let long_ago = std::time::SystemTime::now() - 2 * crate::store::recover::STALE_AGE;
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        write(&file, "fp", &[held(1)]);
+        assert!(!old.exists(), "a stale half-written cache is removed");
+        assert!(young.exists(), "one that may still be being written stays");
+        assert_eq!(read(&file, "fp").len(), 1);
     }
 
     #[test]
