@@ -25,6 +25,7 @@ pub mod diag;
 pub mod error;
 pub mod evidence;
 pub mod logging;
+pub mod memory;
 pub mod packet;
 pub mod period;
 pub mod store;
