@@ -248,7 +248,7 @@ fn check_artifact(
             return out;
         }
     };
-    let doc: Value = match serde_json::from_slice(&bytes) {
+    let mut doc: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => {
             finding("artifact-invalid", p, format!("not valid JSON: {e}"));
@@ -267,9 +267,14 @@ fn check_artifact(
         );
         return out;
     }
-    let text = |k: &str| doc[k].as_str().unwrap_or_default();
-    let recorded = text("sha256").to_string();
+    // The digest covers every field but `sha256` itself: taken out of the
+    // parsed document (not out of a copy of it) before hashing.
+    let recorded = match doc.as_object_mut().and_then(|m| m.remove("sha256")) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
     let actual = canonical::document_digest(&doc);
+    let text = |k: &str| doc[k].as_str().unwrap_or_default();
     if actual != recorded {
         finding(
             "artifact-hash-mismatch",
