@@ -132,37 +132,48 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         .filter(|(p, _)| p.starts_with(&prefix) && p.ends_with(".json"))
         .map(|(p, o)| (p, *o))
         .collect();
-    let (first, second) = artifacts.split_at(artifacts.len() / 2);
+    // The two threads take chunks from a shared counter rather than a half
+    // each, so neither waits for the other; results keep the path order.
+    const CHUNK: usize = 512;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, String>| {
+        let mut done: Vec<(usize, Vec<Checked>)> = Vec::new();
+        loop {
+            let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+            if start >= artifacts.len() {
+                return done;
+            }
+            let chunk = &artifacts[start..(start + CHUNK).min(artifacts.len())];
+            done.push((
+                start,
+                chunk
+                    .iter()
+                    .map(|(p, oid)| check_artifact(p, *oid, &present, read))
+                    .collect(),
+            ));
+        }
+    };
     let git_dir = snapshot.git_dir().to_path_buf();
     let (mine, other) = std::thread::scope(|scope| {
         let other = scope.spawn(|| match git2::Repository::open(&git_dir) {
-            Ok(repo) => Ok(second
-                .iter()
-                .map(|(p, oid)| {
-                    check_artifact(p, *oid, &present, &|o| {
-                        repo.find_blob(o)
-                            .map(|b| b.content().to_vec())
-                            .map_err(|e| e.message().to_string())
-                    })
-                })
-                .collect::<Vec<_>>()),
+            Ok(repo) => Ok(work(&|o| {
+                repo.find_blob(o)
+                    .map(|b| b.content().to_vec())
+                    .map_err(|e| e.message().to_string())
+            })),
             Err(e) => Err(StoreError::Git {
                 context: format!("opening {} on a reader thread", git_dir.display()),
                 source: e,
             }),
         });
-        let mine: Vec<Checked> = first
-            .iter()
-            .map(|(p, oid)| {
-                check_artifact(p, *oid, &present, &|o| {
-                    snapshot.read_blob(o).map_err(|e| format!("{e:#}"))
-                })
-            })
-            .collect();
+        let mine = work(&|o| snapshot.read_blob(o).map_err(|e| format!("{e:#}")));
         (mine, other.join().expect("verify thread panicked"))
     });
+    let mut chunks = mine;
+    chunks.extend(other?);
+    chunks.sort_unstable_by_key(|(start, _)| *start);
     let mut seen: Vec<Seen> = Vec::with_capacity(artifacts.len());
-    for c in mine.into_iter().chain(other?) {
+    for c in chunks.into_iter().flat_map(|(_, c)| c) {
         report.artifacts += 1;
         accounted.insert(c.path);
         report.findings.extend(c.findings);
