@@ -180,23 +180,9 @@ pub async fn sync(
     commit_prepared(store, &config.branch, &results, &prepared, opts, None)
 }
 
-/// Plans and commits already-collected results.
-pub fn commit_results(
-    store: &Store,
-    branch: &str,
-    results: &[QueryResult],
-    opts: &SyncOptions,
-) -> Result<SyncReport, SyncError> {
-    let prepared: Vec<Vec<PreparedItem>> = results
-        .iter()
-        .map(|r| PreparedItem::of_all(&r.items))
-        .collect();
-    commit_prepared(store, branch, results, &prepared, opts, None)
-}
-
 /// Plans, adds the derived files, and commits it all in one commit.
 /// `results[i]` carries the metadata of the query whose artifacts are
-/// `prepared[i]` (see [`prepare`]).
+/// `prepared[i]` (see [`collect_all`]).
 pub fn commit_prepared(
     store: &Store,
     branch: &str,
@@ -534,16 +520,6 @@ impl PreparedItem {
             })
             .collect()
     }
-}
-
-/// Serializes every collected artifact once and drops the parsed artifacts
-/// from `results` (their metadata stays). What planning and retries need
-/// from then on is only the bytes.
-pub fn prepare(results: &mut [QueryResult]) -> Vec<Vec<PreparedItem>> {
-    results
-        .iter_mut()
-        .map(|r| prepare_items(std::mem::take(&mut r.items)))
-        .collect()
 }
 
 /// Serializes artifacts on two threads, a chunk at a time, dropping each

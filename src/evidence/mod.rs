@@ -199,7 +199,7 @@ impl Evidence {
 /// Every parseable artifact under `evidence/`. Unparseable files are left
 /// to `verify` to report. With `use_cache` (the writer only), artifacts
 /// parsed by an earlier run are taken from the repository's cache by blob
-/// id instead of being read and parsed again (see [`cache`]).
+/// id instead of being read and parsed again (see `evidence/cache.rs`).
 pub fn load(
     snapshot: &Snapshot<'_>,
     overlay: Option<&ChangeSet>,

@@ -97,7 +97,7 @@ impl PackBuilder {
     }
 
     /// A builder that moves its body to a temporary file in `objects_dir/pack`
-    /// as it grows (see [`SPILL_AT`]).
+    /// as it grows (above 8 MiB held in memory).
     pub fn spilling(objects_dir: &Path) -> Self {
         let mut b = Self::new();
         b.spill = Some(Spill::Pending(objects_dir.join("pack")));
