@@ -310,36 +310,20 @@ fn main() {
         "<= 1.5x fast-import, RSS <= 300 MiB",
     );
     println!("| git fast-import, same files | {:.2} s | | | |", secs(fi));
-    row(
-        "run, nothing new",
-        &again,
-        format!("{:.1}% of cold", 100.0 * secs(again.wall) / c),
-        "<= 10%, no commit",
-    );
-    row(
-        "run, 100 new commits",
-        &hundred,
-        format!("{:.1}% of cold", 100.0 * secs(hundred.wall) / c),
-        "<= 15%",
-    );
-    row(
-        "gaps",
-        &gaps,
-        format!("{:.1}% of cold", 100.0 * secs(gaps.wall) / c),
-        "<= 15%",
-    );
-    row(
-        "packet",
-        &packet,
-        format!("{:.1}% of cold", 100.0 * secs(packet.wall) / c),
-        "<= 15%",
-    );
-    row(
-        "verify",
-        &verify,
-        format!("{:.1}% of cold", 100.0 * secs(verify.wall) / c),
-        "<= 15%",
-    );
+    for (name, m, target) in [
+        ("run, nothing new", &again, "<= 10%, no commit"),
+        ("run, 100 new commits", &hundred, "<= 15%"),
+        ("gaps", &gaps, "<= 15%"),
+        ("packet", &packet, "<= 15%"),
+        ("verify", &verify, "<= 15%"),
+    ] {
+        row(
+            name,
+            m,
+            format!("{:.1}% of cold", 100.0 * secs(m.wall) / c),
+            target,
+        );
+    }
     println!("largest folder: {dir}/ with {entries} entries (limit 1,000)");
     println!("largest file: {file} with {size} bytes (limit 1 MB)");
     if args.iter().any(|a| a == "--keep") {

@@ -123,15 +123,7 @@ fn big_source(dir: &std::path::Path, n: usize) {
             .as_bytes(),
         );
     }
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["fast-import", "--quiet"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &stream).unwrap();
-    assert!(child.wait().unwrap().success());
+    fast_import(dir, &stream);
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //!
 //! Needs `gpg` and `ssh-keygen` on the PATH (the signature tests).
 
+mod common;
+
 use chrono::NaiveDate;
 use cleartrail::artifact::Artifact;
 use cleartrail::checks::{self, CheckContext};
@@ -1070,15 +1072,7 @@ fn a_long_history_comes_in_pages_with_every_commit_once() {
             format!("{i}\n").len()
         ));
     }
-    let mut child = std::process::Command::new("git")
-        .arg("-C")
-        .arg(&src)
-        .args(["fast-import", "--quiet"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stream.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    common::fast_import(&src, stream.as_bytes());
     let source = GitSource::new("app".into(), src.clone(), Some("main".into()), year());
     let results = collect(&source).unwrap();
     let history = results.iter().find(|r| r.query.id == "history").unwrap();

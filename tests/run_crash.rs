@@ -50,15 +50,7 @@ fn source(dir: &Path, n: usize) {
             format!("{i}\n").len()
         ));
     }
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["fast-import", "--quiet"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), stream.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    fast_import(dir, stream.as_bytes());
 }
 
 fn run_cmd(cfg: &Path, repo: &Path) -> Command {

@@ -51,6 +51,13 @@ fn committed(out: CommitOutcome) -> Oid {
     }
 }
 
+/// Commits file `a` with `value` on branch `b`, on top of `tip`.
+fn commit_a(store: &Store, tip: Option<Oid>, value: &[u8]) -> Result<CommitOutcome, StoreError> {
+    let mut cs = ChangeSet::new();
+    cs.put("a", value.to_vec());
+    store.commit("b", tip, tip, &cs, "write a", &author())
+}
+
 fn files(store: &Store, commit: Oid) -> Vec<String> {
     store
         .snapshot(Some(commit))
@@ -374,34 +381,18 @@ fn concurrent_first_writers_never_lose_a_commit() {
 fn an_hour_old_ref_lock_is_removed_and_a_fresh_one_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_or_init(dir.path()).unwrap();
-    let mut cs = ChangeSet::new();
-    cs.put("a", b"1".to_vec());
-    let c1 = committed(
-        store
-            .commit("b", None, None, &cs, "one", &author())
-            .unwrap(),
-    );
+    let c1 = committed(commit_a(&store, None, b"1").unwrap());
     let lock = dir.path().join(".git/refs/heads/b.lock");
 
     // Left by a crash two hours ago.
     std::fs::write(&lock, b"").unwrap();
     set_age(&lock, Duration::from_secs(2 * 3600));
-    let mut cs = ChangeSet::new();
-    cs.put("a", b"2".to_vec());
-    let c2 = committed(
-        store
-            .commit("b", Some(c1), Some(c1), &cs, "two", &author())
-            .unwrap(),
-    );
+    let c2 = committed(commit_a(&store, Some(c1), b"2").unwrap());
     assert!(!lock.exists());
 
     // A young one could be a live writer's: named, with when to delete it.
     std::fs::write(&lock, b"").unwrap();
-    let mut cs = ChangeSet::new();
-    cs.put("a", b"3".to_vec());
-    let err = store
-        .commit("b", Some(c2), Some(c2), &cs, "three", &author())
-        .unwrap_err();
+    let err = commit_a(&store, Some(c2), b"3").unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     assert!(!err.is_race());
     let msg = err.to_string();
@@ -420,36 +411,20 @@ fn an_hour_old_ref_lock_is_removed_and_a_fresh_one_is_named() {
 fn a_ref_lock_left_by_a_killed_writer_is_removed_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_or_init(dir.path()).unwrap();
-    let mut cs = ChangeSet::new();
-    cs.put("a", b"1".to_vec());
-    let c1 = committed(
-        store
-            .commit("b", None, None, &cs, "one", &author())
-            .unwrap(),
-    );
+    let c1 = committed(commit_a(&store, None, b"1").unwrap());
     let lock = dir.path().join(".git/refs/heads/b.lock");
     let guard = dir.path().join(".git/cleartrail-ref-guard");
 
     std::fs::write(&guard, format!("{}\n", lock.display())).unwrap();
     std::fs::write(&lock, b"").unwrap();
-    let mut cs = ChangeSet::new();
-    cs.put("a", b"2".to_vec());
-    let c2 = committed(
-        store
-            .commit("b", Some(c1), Some(c1), &cs, "two", &author())
-            .unwrap(),
-    );
+    let c2 = committed(commit_a(&store, Some(c1), b"2").unwrap());
     assert!(!lock.exists());
     assert_eq!(std::fs::read(&guard).unwrap(), b"");
 
     std::fs::write(&lock, b"").unwrap();
     set_age(&lock, Duration::from_secs(60));
     std::fs::write(&guard, format!("{}\n", lock.display())).unwrap();
-    let mut cs = ChangeSet::new();
-    cs.put("a", b"3".to_vec());
-    let err = store
-        .commit("b", Some(c2), Some(c2), &cs, "three", &author())
-        .unwrap_err();
+    let err = commit_a(&store, Some(c2), b"3").unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     assert!(lock.exists());
 }

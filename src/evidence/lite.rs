@@ -8,7 +8,6 @@
 //! skipped without being built (see [`KeepSeed`]).
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
@@ -51,20 +50,6 @@ impl Lite {
         }
     }
 
-    pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            Lite::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Lite::Number(n) => n.as_i64(),
-            _ => None,
-        }
-    }
-
     pub fn is_null(&self) -> bool {
         matches!(self, Lite::Null)
     }
@@ -76,52 +61,6 @@ impl Lite {
     pub fn is_string(&self) -> bool {
         matches!(self, Lite::String(_))
     }
-
-    /// Drops the object members whose key `keep` rejects.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        if let Lite::Object(m) = self {
-            let kept: Vec<(Arc<str>, Lite)> = std::mem::take(m)
-                .into_vec()
-                .into_iter()
-                .filter(|(k, _)| keep(k))
-                .collect();
-            *m = kept.into_boxed_slice();
-        }
-    }
-
-    /// The same value as a `serde_json::Value` (for templates and tests).
-    pub fn to_value(&self) -> Value {
-        match self {
-            Lite::Null => Value::Null,
-            Lite::Bool(b) => Value::Bool(*b),
-            Lite::Number(n) => Value::Number(n.clone()),
-            Lite::String(s) => Value::String(s.to_string()),
-            Lite::Array(a) => Value::Array(a.iter().map(Lite::to_value).collect()),
-            Lite::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_value()))
-                    .collect(),
-            ),
-        }
-    }
-
-    /// From a `serde_json::Value`, sharing keys through `keys`.
-    pub fn from_value(v: Value, keys: &mut Keys) -> Lite {
-        match v {
-            Value::Null => Lite::Null,
-            Value::Bool(b) => Lite::Bool(b),
-            Value::Number(n) => Lite::Number(n),
-            Value::String(s) => Lite::String(s.into_boxed_str()),
-            Value::Array(a) => {
-                Lite::Array(a.into_iter().map(|v| Lite::from_value(v, keys)).collect())
-            }
-            Value::Object(m) => Lite::Object(
-                m.into_iter()
-                    .map(|(k, v)| (keys.intern(&k), Lite::from_value(v, keys)))
-                    .collect(),
-            ),
-        }
-    }
 }
 
 impl std::ops::Index<&str> for Lite {
@@ -130,12 +69,6 @@ impl std::ops::Index<&str> for Lite {
     /// Like `serde_json::Value`: a missing member (or a non-object) is null.
     fn index(&self, key: &str) -> &Lite {
         self.get(key).unwrap_or(&NULL)
-    }
-}
-
-impl fmt::Display for Lite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_value())
     }
 }
 
@@ -247,7 +180,23 @@ impl<'de> Visitor<'de> for LiteVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// The same value as a `serde_json::Value`.
+    fn to_value(v: &Lite) -> Value {
+        match v {
+            Lite::Null => Value::Null,
+            Lite::Bool(b) => Value::Bool(*b),
+            Lite::Number(n) => Value::Number(n.clone()),
+            Lite::String(s) => Value::String(s.to_string()),
+            Lite::Array(a) => Value::Array(a.iter().map(to_value).collect()),
+            Lite::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), to_value(v)))
+                    .collect(),
+            ),
+        }
+    }
 
     fn parse(text: &str, keep: Option<&dyn Fn(&str) -> bool>) -> Lite {
         let mut keys = Keys::default();
@@ -264,7 +213,7 @@ mod tests {
     fn round_trips_every_json_type() {
         let v = json!({"a": [1, -2, 2.5, "x", null, true], "b": {"c": {"d": "e"}}, "u": 18446744073709551615u64});
         let lite = parse(&v.to_string(), None);
-        assert_eq!(lite.to_value(), v);
+        assert_eq!(to_value(&lite), v);
         assert_eq!(lite["b"]["c"]["d"].as_str(), Some("e"));
         assert!(lite["missing"]["deeper"].is_null());
         assert_eq!(lite["a"].as_array().map(<[Lite]>::len), Some(6));
@@ -284,8 +233,16 @@ mod tests {
     #[test]
     fn shares_keys_between_values() {
         let mut keys = Keys::default();
-        let a = Lite::from_value(json!({"status": 1}), &mut keys);
-        let b = Lite::from_value(json!({"status": 2}), &mut keys);
+        let mut parse_with = |text: &str| {
+            KeepSeed {
+                keys: &mut keys,
+                keep: None,
+            }
+            .deserialize(&mut serde_json::Deserializer::from_str(text))
+            .unwrap()
+        };
+        let a = parse_with(r#"{"status": 1}"#);
+        let b = parse_with(r#"{"status": 2}"#);
         match (a, b) {
             (Lite::Object(a), Lite::Object(b)) => assert!(Arc::ptr_eq(&a[0].0, &b[0].0)),
             _ => unreachable!("objects parse to objects"),

@@ -70,7 +70,8 @@ impl Keep {
 }
 
 impl Held {
-    /// From a parsed artifact document.
+    /// From a parsed artifact document (tests and small inputs: it goes
+    /// through the document's bytes, as artifacts read from git do).
     pub fn from_document(path: String, doc: Value, keep: &Keep) -> Option<Held> {
         let bytes = serde_json::to_vec(&doc).ok()?;
         let blob = crate::store::blob_id(&bytes);

@@ -368,3 +368,17 @@ pub fn fsck(dir: &Path) {
         assert!(!text.contains(bad), "git fsck in {}: {text}", dir.display());
     }
 }
+
+/// Feeds `stream` to `git fast-import` in the repository `dir`: large
+/// fixture histories in a second, instead of a commit at a time.
+pub fn fast_import(dir: &Path, stream: &[u8]) {
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), stream).unwrap();
+    assert!(child.wait().unwrap().success(), "git fast-import failed");
+}
