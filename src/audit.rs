@@ -20,7 +20,8 @@ use crate::diag::Level;
 use crate::evidence::{self, Evidence, Held};
 use crate::packet::{TemplateError, Templates};
 use crate::period::Period;
-use crate::store::{ChangeSet, Snapshot, StoreError};
+use crate::store::pack::Packed;
+use crate::store::{ChangeSet, Content, Snapshot, StoreError};
 use crate::verify::{DERIVED_PATH, DERIVED_SCHEMA};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -322,27 +323,29 @@ pub fn evaluate(
     })
 }
 
-/// The `content` fields evaluation reads: those the checks name, the
-/// commit id pages show, and the first segment of every selector's
-/// `where` path in the catalogs in effect.
+/// The `content` fields evaluation reads, per (source, kind): those the
+/// checks name and the first segment of every selector's `where` path in
+/// the catalogs in effect.
 fn keep_fields(catalogs: &Catalogs) -> evidence::Keep {
-    let mut keep: std::collections::HashSet<String> = checks::CONTENT_FIELDS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    keep.insert("sha".into());
+    let mut keep = evidence::Keep::none();
+    for (source, kind, fields) in checks::CONTENT_FIELDS {
+        for f in *fields {
+            keep.add(source, kind, f);
+        }
+    }
     for fw in &catalogs.frameworks {
         for c in &fw.controls {
             for r in &c.requirements {
                 for sel in &r.any_of {
                     for path in sel.conditions.keys() {
-                        keep.insert(path.split('.').next().unwrap_or(path).to_string());
+                        let top = path.split('.').next().unwrap_or(path);
+                        keep.add(&sel.source, &sel.kind, top);
                     }
                 }
             }
         }
     }
-    evidence::Keep::Fields(keep)
+    keep
 }
 
 /// Per framework: how many in-scope controls have each status. Recorded
@@ -432,9 +435,14 @@ pub fn gaps(statuses: &[FrameworkStatus]) -> Vec<&evaluate::ControlStatus> {
 /// A check result as files: `checks/<code>.json` with the population, the
 /// number of exceptions and the first [`evaluate::SHOWN`] of them, plus
 /// `checks/<code>/exceptions-NNNN.json` parts of [`LISTING_ROWS`] each.
-fn check_files(c: &CheckResult) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut doc = canonical::value_of(c);
+fn check_files(c: &CheckResult, files: &mut Rendered) {
+    // The summary without its exceptions: a `Value` of 100,000 of them
+    // costs more memory than every file written from them.
+    let mut doc = canonical::value_of(&CheckResult {
+        exceptions: Vec::new(),
+        population_query: c.population_query.clone(),
+        ..*c
+    });
     let all = c.exceptions.len();
     let parts: Vec<String> = c
         .exceptions
@@ -448,7 +456,7 @@ fn check_files(c: &CheckResult) -> Vec<(String, Vec<u8>)> {
                 "part": i + 1,
                 "exceptions": canonical::value_of(&chunk),
             });
-            files.push((path.clone(), canonical::to_pretty(&part)));
+            files.push(path.clone(), canonical::to_pretty(&part));
             path
         })
         .collect();
@@ -460,8 +468,7 @@ fn check_files(c: &CheckResult) -> Vec<(String, Vec<u8>)> {
             .collect::<Vec<_>>(),
     );
     doc["exception_files"] = json!(parts);
-    files.push((CheckResult::path(c.code), canonical::to_pretty(&doc)));
-    files
+    files.push(CheckResult::path(c.code), canonical::to_pretty(&doc));
 }
 
 /// Listings: every artifact of a (source, kind), newest first, by month
@@ -469,7 +476,8 @@ fn check_files(c: &CheckResult) -> Vec<(String, Vec<u8>)> {
 fn listing_files(
     held: &Evidence,
     failing: &std::collections::HashMap<&str, Vec<&'static str>>,
-) -> Vec<(String, Vec<u8>)> {
+    files: &mut Rendered,
+) {
     let mut by_kind: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&Held>>> = BTreeMap::new();
     for h in held.iter() {
         by_kind
@@ -479,7 +487,6 @@ fn listing_files(
             .or_default()
             .push(h);
     }
-    let mut files = Vec::new();
     for ((source, kind), groups) in by_kind {
         let index_path = evaluate::listing_index(source, kind);
         let dir = index_path.trim_end_matches("/index.md").to_string();
@@ -532,7 +539,7 @@ fn listing_files(
                     ));
                 }
                 links.push(format!("[{file}]({file})"));
-                files.push((format!("{dir}/{file}"), page.into_bytes()));
+                files.push(format!("{dir}/{file}"), page.into_bytes());
             }
             index.push_str(&format!(
                 "| {name} | {} | {} |\n",
@@ -540,9 +547,8 @@ fn listing_files(
                 links.join(" ")
             ));
         }
-        files.push((index_path, index.into_bytes()));
+        files.push(index_path, index.into_bytes());
     }
-    files
 }
 
 /// A Markdown table cell and link text: no pipes, no line breaks, no
@@ -601,19 +607,19 @@ pub fn derived_files(
     templates: &Templates,
     period: &Period,
     branch: &str,
-) -> Result<Vec<(String, Vec<u8>)>, AuditError> {
-    let mut files = Vec::new();
+) -> Result<Vec<(String, Content)>, AuditError> {
+    let mut files = Rendered::default();
     for c in &audit.checks {
-        files.extend(check_files(c));
+        check_files(c, &mut files);
     }
     let failing = evaluate::failing_index(&audit.checks);
-    files.extend(listing_files(&audit.held, &failing));
+    listing_files(&audit.held, &failing, &mut files);
     for fs in &audit.statuses {
         let manual = audit.manual.of(&fs.framework);
-        files.push((
+        files.push(
             MappingFile::path(&fs.framework),
             evaluate::mapping_bytes(fs, Some(&manual)),
-        ));
+        );
         for c in &fs.controls {
             let page = templates.render(
                 "control.md.j2",
@@ -625,10 +631,10 @@ pub fn derived_files(
                     root: "../../",
                 },
             )?;
-            files.push((
+            files.push(
                 format!("controls/{}/{}", escape_name(&fs.framework), c.file),
                 page.into_bytes(),
-            ));
+            );
         }
     }
     // Collection records as they will be after this commit.
@@ -687,16 +693,13 @@ pub fn derived_files(
             collections,
         },
     )?;
-    files.push(("README.md".to_string(), readme.into_bytes()));
+    files.push("README.md".to_string(), readme.into_bytes());
     let effective = settings.effective(&audit.manual);
-    files.push((
+    files.push(
         CONFIG_RECORD_PATH.to_string(),
         canonical::to_pretty(&canonical::value_of(&effective)),
-    ));
-    let listed: BTreeMap<&str, String> = files
-        .iter()
-        .map(|(p, b)| (p.as_str(), canonical::sha256_hex(b)))
-        .collect();
+    );
+    let listed = std::mem::take(&mut files.sha256);
     let manifest = json!({
         "schema": DERIVED_SCHEMA,
         "inputs": inputs_fingerprint(settings, &effective, templates),
@@ -704,8 +707,29 @@ pub fn derived_files(
         "coverage": audit.statuses.iter().map(Coverage::of).collect::<Vec<_>>(),
         "files": listed,
     });
-    files.push((DERIVED_PATH.to_string(), canonical::to_pretty(&manifest)));
-    Ok(files)
+    files.push(DERIVED_PATH.to_string(), canonical::to_pretty(&manifest));
+    Ok(files.files)
+}
+
+/// Derived files as they are rendered: deflated at once, as they will go
+/// into the pack (the listings of 200,000 artifacts are tens of megabytes
+/// of text), with the SHA-256 of each that the manifest records.
+#[derive(Default)]
+struct Rendered {
+    files: Vec<(String, Content)>,
+    sha256: BTreeMap<String, String>,
+}
+
+impl Rendered {
+    fn push(&mut self, path: String, bytes: Vec<u8>) {
+        self.sha256
+            .insert(path.clone(), canonical::sha256_hex(&bytes));
+        let packed = Packed::many_quick(std::iter::once(&bytes[..]))
+            .pop()
+            .expect("one blob in, one entry out");
+        self.files
+            .push((path, Content::Packed(std::sync::Arc::new(packed))));
+    }
 }
 
 /// Derived files on the branch that this run no longer produces: those the

@@ -20,6 +20,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Schema of `.cleartrail/state.json`.
 pub const STATE_SCHEMA: &str = "cleartrail.state/v1";
@@ -62,7 +63,7 @@ pub enum SyncError {
 /// mappings, index), given the base snapshot, the planned changes and
 /// whether they touch evidence. `None` deletes a derived file that is no
 /// longer produced.
-pub type Derive<'a> = dyn Fn(&Snapshot<'_>, &ChangeSet, bool) -> Result<Vec<(String, Option<Vec<u8>>)>, SyncError>
+pub type Derive<'a> = dyn Fn(&Snapshot<'_>, &ChangeSet, bool) -> Result<Vec<(String, Option<Content>)>, SyncError>
     + 'a;
 
 /// Counts of what a sync did to one (source, kind).
@@ -162,7 +163,11 @@ pub async fn collect_all(
     all.sort_by(|a, b| (&a.0.source_name, &a.0.query.id).cmp(&(&b.0.source_name, &b.0.query.id)));
     Ok(all
         .into_iter()
-        .map(|(r, pages)| (r, pages.into_iter().flatten().collect()))
+        .map(|(r, pages)| {
+            let mut items = Vec::with_capacity(pages.iter().map(Vec::len).sum());
+            items.extend(pages.into_iter().flatten());
+            (r, items)
+        })
         .unzip())
 }
 
@@ -214,10 +219,10 @@ pub fn commit_prepared(
             // On a new base every derived file is written again: the
             // default branch's copies may be older.
             let evidence_changed = plan.evidence_changed() || base.rebuilt;
-            for (path, bytes) in derive_files(&snapshot, &plan.changes, evidence_changed)? {
-                match bytes {
-                    Some(b) if snapshot.try_blob_id(&path)? != Some(blob_id(&b)) => {
-                        plan.changes.put(path, b)
+            for (path, content) in derive_files(&snapshot, &plan.changes, evidence_changed)? {
+                match content {
+                    Some(c) if snapshot.try_blob_id(&path)? != Some(c.blob_id()) => {
+                        plan.changes.put_content(path, c)
                     }
                     None if snapshot.try_blob_id(&path)?.is_some() => plan.changes.delete(path),
                     _ => {}
@@ -478,43 +483,60 @@ impl Plan {
 /// written: its file bytes and digests, without the parsed values (which
 /// cost several times the bytes in memory).
 pub struct PreparedItem {
-    pub id: String,
-    pub source: String,
-    pub kind: String,
-    pub json_path: String,
+    pub id: Box<str>,
+    /// Shared by every item of a batch (as are `kind` and `group`): a cold
+    /// run holds 200,000 of these until its commit.
+    pub source: Arc<str>,
+    pub kind: Arc<str>,
+    pub json_path: Box<str>,
     /// The file, deflated as it will go into the pack.
     pub bytes: Content,
-    pub sha: String,
+    pub sha: Box<str>,
     /// The git blob id of `bytes`.
     pub blob: git2::Oid,
     /// The month group of its shard (`-` when unsharded).
-    pub group: String,
+    pub group: Arc<str>,
     /// The first day it is evidence for.
     pub start: Option<NaiveDate>,
-    /// Captured document: (path, bytes, blob id).
-    pub captured: Option<(String, std::sync::Arc<[u8]>, git2::Oid)>,
+    /// Captured document, boxed: most items have none.
+    pub captured: Option<Box<CapturedItem>>,
 }
+
+/// A captured document as prepared: (path, bytes, blob id).
+pub type CapturedItem = (String, Arc<[u8]>, git2::Oid);
 
 impl PreparedItem {
     /// Serializes and deflates a run of artifacts, in order.
     fn of_all(part: &[Artifact]) -> Vec<Self> {
         let serialized: Vec<(Vec<u8>, String)> = part.iter().map(Artifact::to_bytes).collect();
-        let packed = crate::store::pack::Packed::many(serialized.iter().map(|(b, _)| b.as_slice()));
+        let packed =
+            crate::store::pack::Packed::many_spilled(serialized.iter().map(|(b, _)| b.as_slice()));
+        let mut shared: HashSet<Arc<str>> = HashSet::new();
+        let mut share = |s: &str| -> Arc<str> {
+            if let Some(a) = shared.get(s) {
+                return a.clone();
+            }
+            let a: Arc<str> = Arc::from(s);
+            shared.insert(a.clone());
+            a
+        };
         part.iter()
             .zip(serialized)
             .zip(packed)
             .map(|((a, (_, sha)), packed)| PreparedItem {
-                id: a.id(),
-                source: a.source.clone(),
-                kind: a.kind.clone(),
-                json_path: a.json_path(),
+                id: a.id().into_boxed_str(),
+                source: share(&a.source),
+                kind: share(&a.kind),
+                json_path: a.json_path().into_boxed_str(),
                 blob: packed.oid,
-                bytes: Content::Packed(std::sync::Arc::new(packed)),
-                sha,
-                group: group_of_shard(a.shard.as_deref()),
+                bytes: Content::Packed(Arc::new(packed)),
+                sha: sha.into_boxed_str(),
+                group: share(&group_of_shard(a.shard.as_deref())),
                 start: a.period.map(|p| p.start),
                 captured: match (a.captured_path(), &a.captured) {
-                    (Some(p), Some(c)) => Some((p, c.bytes.as_slice().into(), blob_id(&c.bytes))),
+                    (Some(p), Some(c)) => {
+                        Some(Box::new((p, c.bytes.as_slice().into(), blob_id(&c.bytes))))
+                    }
                     _ => None,
                 },
             })
@@ -896,18 +918,18 @@ pub fn plan(
                 .push(r);
         }
         for item in &prepared[ri] {
-            let key = (item.source.clone(), item.kind.clone());
+            let key = (item.source.to_string(), item.kind.to_string());
             let st = stats.entry(key.clone()).or_insert_with(|| KindStats {
-                source: item.source.clone(),
-                kind: item.kind.clone(),
+                source: item.source.to_string(),
+                kind: item.kind.to_string(),
                 ..Default::default()
             });
             st.collected += 1;
             let json_path = &item.json_path;
-            if !returned_paths.insert(json_path.clone()) {
+            if !returned_paths.insert(json_path.to_string()) {
                 return Err(SyncError::DuplicateId {
                     source_name: r.source_name.clone(),
-                    id: item.id.clone(),
+                    id: item.id.to_string(),
                 });
             }
             // An object that comes back is no longer removed.
@@ -918,32 +940,32 @@ pub fn plan(
             let new = match snapshot.try_blob_id(json_path)? {
                 None => {
                     st.added += 1;
-                    changes.put_content(json_path.clone(), item.bytes.clone());
+                    changes.put_content(json_path.to_string(), item.bytes.clone());
                     true
                 }
                 Some(old) if old != item.blob => {
                     st.changed += 1;
-                    changes.put_content(json_path.clone(), item.bytes.clone());
+                    changes.put_content(json_path.to_string(), item.bytes.clone());
                     true
                 }
                 Some(_) => false,
             };
-            if let Some((cp, bytes, blob)) = &item.captured {
+            if let Some((cp, bytes, blob)) = item.captured.as_deref() {
                 returned_paths.insert(cp.clone());
                 if snapshot.try_blob_id(cp)? != Some(*blob) {
                     changes.put(cp.clone(), bytes.clone());
                 }
             }
             per_kind
-                .entry(item.kind.as_str())
+                .entry(&*item.kind)
                 .or_default()
-                .push((item.id.clone(), item.sha.clone()));
+                .push((item.id.to_string(), item.sha.to_string()));
             returned.entry(key).or_default().insert(
-                json_path.clone(),
+                json_path.to_string(),
                 Returned {
-                    id: item.id.clone(),
-                    sha: item.sha.clone(),
-                    group: item.group.clone(),
+                    id: item.id.to_string(),
+                    sha: item.sha.to_string(),
+                    group: item.group.to_string(),
                     label: r.label(),
                     start: item.start,
                     new,

@@ -10,21 +10,28 @@ use crate::evidence::{Held, Lite};
 use chrono::NaiveDate;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub const CHECK_SCHEMA: &str = "cleartrail.check/v1";
 
-/// Top-level `content` fields the checks read: evaluation keeps these
-/// (and the selectors' own) in memory and drops the rest.
-pub const CONTENT_FIELDS: &[&str] = &[
-    "front_matter",
-    "front_matter_error",
-    "sha",
-    "signature",
-    "review_trace",
-    "change_type",
-    "parents",
-    "rules",
-    "path",
+/// Per (source, kind), the top-level `content` fields the checks (and
+/// the pages, for `sha`) read: evaluation keeps these, and the selectors'
+/// own, in memory and drops the rest of every artifact's content.
+pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
+    (
+        "git",
+        "change",
+        &["sha", "signature", "review_trace", "change_type", "parents"],
+    ),
+    ("git", "commit", &["sha"]),
+    ("git", "merge", &["sha"]),
+    ("git", "codeowners", &["rules"]),
+    ("files", "document", &["front_matter", "front_matter_error"]),
+    (
+        "gdrive",
+        "document",
+        &["front_matter", "front_matter_error"],
+    ),
 ];
 
 /// A check's identity and documentation.
@@ -76,9 +83,11 @@ pub fn def(code: &str) -> Option<&'static CheckDef> {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Exception {
-    /// The artifact id, or the source it concerns when no artifact exists.
-    pub artifact: String,
-    pub reason: String,
+    /// The artifact id (shared with the held artifact: a check can have
+    /// 100,000 exceptions), or the source it concerns when no artifact
+    /// exists.
+    pub artifact: Arc<str>,
+    pub reason: Box<str>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -94,9 +103,6 @@ pub struct CheckResult {
     /// What the population is.
     pub population_query: String,
     pub exceptions: Vec<Exception>,
-    /// Where the artifacts in exceptions live, by id (for links).
-    #[serde(skip)]
-    pub paths: BTreeMap<String, String>,
 }
 
 impl CheckResult {
@@ -108,18 +114,17 @@ impl CheckResult {
         canonical::to_pretty(&canonical::value_of(self))
     }
 
-    /// Exceptions as diagnostics (for annotations).
-    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+    /// Exceptions as diagnostics (for annotations), located at the
+    /// artifact's file when `held` has it.
+    pub fn diagnostics(&self, held: &crate::evidence::Evidence) -> Vec<Diagnostic> {
         self.exceptions
             .iter()
             .map(|e| Diagnostic {
                 code: self.code,
                 severity: self.severity,
-                path: self
-                    .paths
+                path: held
                     .get(&e.artifact)
-                    .cloned()
-                    .unwrap_or_else(|| e.artifact.clone()),
+                    .map_or_else(|| e.artifact.to_string(), |h| h.path.to_string()),
                 line: None,
                 message: format!("{}: {}", e.artifact, e.reason),
             })
@@ -181,12 +186,10 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
         let mut exceptions = Vec::new();
         // Exceptions about a source as a whole, with no artifact to point at.
         let mut missing_source = Vec::new();
-        let mut paths = BTreeMap::new();
         let mut exception = |h: &Held, reason: String| {
-            paths.insert(h.id.to_string(), h.path.to_string());
             exceptions.push(Exception {
-                artifact: h.id.to_string(),
-                reason,
+                artifact: h.id.clone(),
+                reason: reason.into_boxed_str(),
             });
         };
         let (population, query) = match def.code {
@@ -337,7 +340,7 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                     let prefix = format!("git:codeowners:{name}/");
                     match held.iter().find(|h| h.id.starts_with(&prefix)) {
                         None => missing_source.push(Exception {
-                            artifact: format!("git source `{name}`"),
+                            artifact: format!("git source `{name}`").into(),
                             reason: "no CODEOWNERS file in .github/, the root or docs/".into(),
                         }),
                         Some(h) if h.content()["rules"].as_array().is_none_or(|r| r.is_empty()) => {
@@ -360,7 +363,6 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
             population: population as u64,
             population_query: query,
             exceptions,
-            paths,
         });
     }
     out
@@ -436,7 +438,7 @@ mod tests {
         let reasons: Vec<(&str, &str)> = r
             .exceptions
             .iter()
-            .map(|e| (e.artifact.as_str(), e.reason.as_str()))
+            .map(|e| (&*e.artifact, &*e.reason))
             .collect();
         assert_eq!(
             reasons,
@@ -479,18 +481,14 @@ mod tests {
         ];
         let unsigned = run_one(&held, "commit-unsigned");
         assert_eq!(unsigned.population, 4);
-        let ids: Vec<&str> = unsigned
-            .exceptions
-            .iter()
-            .map(|e| e.artifact.as_str())
-            .collect();
+        let ids: Vec<&str> = unsigned.exceptions.iter().map(|e| &*e.artifact).collect();
         assert_eq!(ids, ["git:change:app/aaaaaaaaaaaaaaaa"]);
         let unverified = run_one(&held, "change-signature-unverified");
         // `unknown` (no keys configured) is outside the population.
         assert_eq!(unverified.population, 2);
         assert_eq!(unverified.exceptions.len(), 1);
         assert_eq!(
-            unverified.exceptions[0].artifact,
+            &*unverified.exceptions[0].artifact,
             "git:change:app/cccccccccccccccc"
         );
         assert!(

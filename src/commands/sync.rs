@@ -41,8 +41,6 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     };
     let statuses: RefCell<Vec<FrameworkStatus>> = RefCell::new(Vec::new());
     let coverage: RefCell<Vec<audit::Coverage>> = RefCell::new(Vec::new());
-    // The parsed evidence of the last attempt, freed (or not) at the end.
-    let parsed: RefCell<Option<crate::evidence::Evidence>> = RefCell::new(None);
     let derive = |snapshot: &crate::store::Snapshot<'_>,
                   changes: &crate::store::ChangeSet,
                   evidence_changed: bool| {
@@ -74,6 +72,8 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
             statuses.borrow_mut().clear();
             return Ok(Vec::new());
         }
+        // `a` (every held artifact, parsed) is freed when this returns,
+        // before the commit is written.
         let a = audit::evaluate(snapshot, Some(changes), &settings)?;
         let files = audit::derived_files(
             &a,
@@ -86,7 +86,6 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         )?;
         *coverage.borrow_mut() = a.statuses.iter().map(audit::Coverage::of).collect();
         *statuses.borrow_mut() = a.statuses;
-        *parsed.borrow_mut() = Some(a.held);
         let produced: std::collections::BTreeSet<&str> =
             files.iter().map(|(p, _)| p.as_str()).collect();
         let stale =
@@ -94,15 +93,14 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         // Judged again (a new day, say) and nothing a reader sees changed:
         // the manifest alone would differ, and that is not worth a commit.
         let unchanged = stale.is_empty()
-            && files.iter().all(|(p, b)| {
-                p == crate::verify::DERIVED_PATH
-                    || snapshot.blob_id(p) == Some(crate::store::blob_id(b))
+            && files.iter().all(|(p, c)| {
+                p == crate::verify::DERIVED_PATH || snapshot.blob_id(p) == Some(c.blob_id())
             });
         if !evidence_changed && unchanged {
             return Ok(Vec::new());
         }
-        let mut out: Vec<(String, Option<Vec<u8>>)> =
-            files.into_iter().map(|(p, b)| (p, Some(b))).collect();
+        let mut out: Vec<(String, Option<crate::store::Content>)> =
+            files.into_iter().map(|(p, c)| (p, Some(c))).collect();
         out.extend(stale.into_iter().map(|p| (p, None)));
         Ok(out)
     };
@@ -144,9 +142,6 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     })?;
     let statuses = statuses.into_inner();
     let coverage = coverage.into_inner();
-    // Freeing every parsed artifact one by one costs more than the
-    // process has left to live.
-    std::mem::forget(parsed.into_inner());
     // The commit has landed: failing to print about it must not turn the
     // run into a failure (exit 3 promises nothing was written).
     if let Err(e) = print_report(g, &report, &coverage, &statuses, scheduled) {

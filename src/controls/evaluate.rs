@@ -490,7 +490,7 @@ pub fn failing_index(checks: &[CheckResult]) -> HashMap<&str, Vec<&'static str>>
     let mut out: HashMap<&str, Vec<&'static str>> = HashMap::new();
     for c in checks.iter().filter(|c| c.severity == Severity::Error) {
         for e in &c.exceptions {
-            out.entry(e.artifact.as_str()).or_default().push(c.code);
+            out.entry(&*e.artifact).or_default().push(c.code);
         }
     }
     out

@@ -19,7 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const MAGIC: &[u8] = b"cleartrail held cache v1\n";
+// v2: null members of objects are no longer stored.
+const MAGIC: &[u8] = b"cleartrail held cache v2\n";
 
 pub fn path(git_dir: &Path) -> PathBuf {
     git_dir.join("cleartrail").join("held-v1")
@@ -29,11 +30,14 @@ pub fn path(git_dir: &Path) -> PathBuf {
 pub fn fingerprint(keep: &super::Keep) -> String {
     match keep {
         super::Keep::All => "all".into(),
-        super::Keep::Fields(f) => {
-            let mut v: Vec<&str> = f.iter().map(String::as_str).collect();
-            v.sort_unstable();
-            v.join(",")
-        }
+        super::Keep::ByKind(m) => m
+            .iter()
+            .map(|((source, kind), fields)| {
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                format!("{source}/{kind}:{}", fields.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
     }
 }
 
@@ -237,7 +241,7 @@ fn decode(bytes: &[u8], fingerprint: &str) -> Option<HashMap<Oid, Held>> {
     let mut out = HashMap::with_capacity(n.min(bytes.len() / 64));
     for _ in 0..n {
         let blob = Oid::from_bytes(r.take(20)?).ok()?;
-        let id: Box<str> = r.str()?.into();
+        let id: Arc<str> = r.str()?.into();
         let source = r.shared()?;
         let kind = r.shared()?;
         let title = r.str()?.into();
@@ -261,7 +265,7 @@ fn decode(bytes: &[u8], fingerprint: &str) -> Option<HashMap<Oid, Held>> {
                 id,
                 source,
                 kind,
-                path: Box::from(""),
+                path: Arc::from(""),
                 period,
                 title,
                 url,

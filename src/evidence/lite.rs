@@ -12,7 +12,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-/// A JSON value; objects keep their keys in document order (artifact
+/// A JSON value; objects keep their keys in document order, without
+/// null members (artifact
 /// files are written with sorted keys, so that is sorted order).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Lite {
@@ -171,7 +172,11 @@ impl<'de> Visitor<'de> for LiteVisitor<'_> {
                 keys: &mut *self.keys,
                 keep: None,
             })?;
-            out.push((self.keys.intern(&k), v));
+            // A null member reads as an absent one (`Index` gives null for
+            // both); not storing it saves most of an unsigned signature.
+            if !v.is_null() {
+                out.push((self.keys.intern(&k), v));
+            }
         }
         Ok(Lite::Object(out.into_boxed_slice()))
     }
@@ -228,6 +233,18 @@ mod tests {
         );
         assert!(lite.get("message").is_none());
         assert_eq!(lite["signature"]["message"].as_str(), Some("kept"));
+    }
+
+    #[test]
+    fn drops_null_members_of_objects_but_not_of_arrays() {
+        let lite = parse(
+            r#"{"a": null, "b": {"c": null, "d": 1}, "e": [null]}"#,
+            None,
+        );
+        assert!(lite.get("a").is_none());
+        assert!(lite["b"].get("c").is_none());
+        assert_eq!(lite["b"]["d"], Lite::Number(1.into()));
+        assert_eq!(lite["e"].as_array().map(<[Lite]>::len), Some(1));
     }
 
     #[test]

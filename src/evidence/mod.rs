@@ -18,7 +18,7 @@ use lite::{KeepSeed, Keys};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// One artifact as held: the fields evaluation reads, typed, and the
@@ -27,11 +27,13 @@ use std::sync::Arc;
 /// kinds and months are shared: 200,000 of these must fit in memory.
 #[derive(Debug, Clone)]
 pub struct Held {
-    pub id: Box<str>,
+    /// Shared with check exceptions that name it.
+    pub id: Arc<str>,
     pub source: Arc<str>,
     pub kind: Arc<str>,
-    /// Path of the artifact file in the repository.
-    pub path: Box<str>,
+    /// Path of the artifact file in the repository (shared with the
+    /// snapshot's index).
+    pub path: Arc<str>,
     pub period: Option<DateSpan>,
     pub title: Box<str>,
     pub url: Box<str>,
@@ -49,23 +51,57 @@ pub struct Held {
 }
 
 /// Which top-level `content` fields to keep in memory: those checks and
-/// catalog selectors read. A change's message and trailers, its author and
-/// committer, are read by nothing that evaluates, and keeping every field of
-/// 100,000 artifacts in memory costs gigabytes.
+/// catalog selectors read, per (source, kind). A change's message and
+/// trailers, its author and committer, a commit's whole content, are read
+/// by nothing that evaluates, and keeping every field of 200,000 artifacts
+/// in memory costs gigabytes.
 #[derive(Debug, Clone, Default)]
 pub enum Keep {
     /// Everything (small inputs, tests).
     #[default]
     All,
-    Fields(std::collections::HashSet<String>),
+    /// Per (source, kind), the fields kept; a kind not listed keeps none.
+    ByKind(BTreeMap<(String, String), BTreeSet<String>>),
 }
 
+/// What to keep of one (source, kind): `None` for everything, else the
+/// fields (`None`: no field).
+type KeepOf<'k> = Option<Option<&'k BTreeSet<String>>>;
+
 impl Keep {
-    fn accepts(&self, k: &str) -> bool {
-        match self {
-            Keep::All => true,
-            Keep::Fields(keep) => keep.contains(k),
+    /// Keeps nothing until fields are added.
+    pub fn none() -> Self {
+        Keep::ByKind(BTreeMap::new())
+    }
+
+    /// Keeps `field` of the content of `source`/`kind` artifacts.
+    pub fn add(&mut self, source: &str, kind: &str, field: &str) {
+        if let Keep::ByKind(m) = self {
+            m.entry((source.to_string(), kind.to_string()))
+                .or_default()
+                .insert(field.to_string());
         }
+    }
+
+    /// What to keep of one (source, kind): `None` for everything.
+    fn of(&self, source: &str, kind: &str) -> KeepOf<'_> {
+        match self {
+            Keep::All => None,
+            Keep::ByKind(m) => Some(m.get(&(source.to_string(), kind.to_string()))),
+        }
+    }
+
+    /// What to keep of the artifact at `path`, by the source and kind
+    /// folders it is in (`evidence/<source>/<kind>/...`).
+    fn of_path(&self, path: &str) -> KeepOf<'_> {
+        let mut parts = path
+            .strip_prefix(EVIDENCE_DIR)
+            .and_then(|p| p.strip_prefix('/'))
+            .unwrap_or("")
+            .split('/');
+        let source = parts.next().unwrap_or("");
+        let kind = parts.next().unwrap_or("");
+        self.of(source, kind)
     }
 }
 
@@ -75,37 +111,63 @@ impl Held {
     pub fn from_document(path: String, doc: Value, keep: &Keep) -> Option<Held> {
         let bytes = serde_json::to_vec(&doc).ok()?;
         let blob = crate::store::blob_id(&bytes);
-        Self::parse(path, &bytes, blob, keep, &mut Keys::default())
+        Self::parse(path.into(), &bytes, blob, keep, &mut Keys::default())
     }
 
     /// From the bytes of an artifact file, in one pass: `content` members
-    /// that `keep` rejects are skipped without being built. `None` when the
-    /// file is not an artifact (`verify` reports those).
+    /// that `keep` rejects are skipped without being built. What to keep
+    /// depends on the source and kind, which come after `content` (keys
+    /// are sorted): they are guessed from the path, and in the rare case
+    /// the document disagrees with its path (`verify` reports it), parsed
+    /// again with its own. `None` when the file is not an artifact.
     fn parse(
-        path: String,
+        path: Arc<str>,
         bytes: &[u8],
         blob: git2::Oid,
         keep: &Keep,
         keys: &mut Keys,
     ) -> Option<Held> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let doc = DocSeed { keep, keys }.deserialize(&mut de).ok()?;
-        de.end().ok()?;
+        let guess = keep.of_path(&path);
+        let doc = Self::parse_doc(bytes, guess, keys)?;
+        let (source, kind) = (doc.source.clone()?, doc.kind.clone()?);
+        let fields = keep.of(&source, &kind);
+        let same = match (fields, guess) {
+            (None, None) => true,
+            (Some(a), Some(b)) => match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                _ => false,
+            },
+            _ => false,
+        };
+        let doc = if same {
+            doc
+        } else {
+            Self::parse_doc(bytes, fields, keys)?
+        };
+        let content = doc.content;
         Some(Held {
-            id: doc.id?,
-            source: doc.source?,
-            kind: doc.kind?,
-            path: path.into_boxed_str(),
+            id: doc.id?.into(),
+            source,
+            kind,
+            path,
             period: doc.period,
             title: doc.title.unwrap_or_default(),
             url: doc.url.unwrap_or_default(),
             sha256: doc.sha256.unwrap_or_default(),
             group: doc.group,
             latest: doc.latest,
-            content: doc.content,
+            content,
             blob,
             pos: 0,
         })
+    }
+
+    fn parse_doc(bytes: &[u8], fields: KeepOf<'_>, keys: &mut Keys) -> Option<Doc> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let doc = DocSeed { keys, fields }.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(doc)
     }
 
     /// The last day the artifact is evidence for.
@@ -212,8 +274,8 @@ pub fn load(
         Held(git2::Oid),
         Overlay(&'a crate::store::Content),
     }
-    let mut files: Vec<(String, From<'_>)> = snapshot
-        .files_under(EVIDENCE_DIR)?
+    let mut files: Vec<(Arc<str>, From<'_>)> = snapshot
+        .shared_files_under(EVIDENCE_DIR)?
         .into_iter()
         .filter(|(p, _)| p.ends_with(".json"))
         .map(|(p, oid)| (p, From::Held(oid)))
@@ -227,14 +289,14 @@ pub fn load(
             if !path.starts_with(&prefix) || !path.ends_with(".json") {
                 continue;
             }
-            while held.peek().is_some_and(|(p, _)| p < path) {
+            while held.peek().is_some_and(|(p, _)| **p < **path) {
                 out.extend(held.next());
             }
-            if held.peek().is_some_and(|(p, _)| p == path) {
+            if held.peek().is_some_and(|(p, _)| **p == **path) {
                 held.next();
             }
             if let Some(bytes) = change {
-                out.push((path.clone(), From::Overlay(bytes)));
+                out.push((Arc::from(path.as_str()), From::Overlay(bytes)));
             }
         }
         out.extend(held);
@@ -251,7 +313,7 @@ pub fn load(
         files.retain_mut(|(path, from)| match from {
             From::Held(oid) => match cached.remove(oid) {
                 Some(mut h) => {
-                    h.path = std::mem::take(path).into_boxed_str();
+                    h.path = path.clone();
                     hits.push(h);
                     false
                 }
@@ -269,7 +331,7 @@ pub fn load(
     let second = files.split_off(half);
     let first = files;
     let git_dir = snapshot.git_dir().to_path_buf();
-    let read_part = |part: Vec<(String, From<'_>)>,
+    let read_part = |part: Vec<(Arc<str>, From<'_>)>,
                      read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, StoreError>|
      -> Result<Vec<Held>, StoreError> {
         let mut keys = Keys::default();
@@ -327,8 +389,8 @@ struct Doc {
 }
 
 struct DocSeed<'k> {
-    keep: &'k Keep,
     keys: &'k mut Keys,
+    fields: KeepOf<'k>,
 }
 
 impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
@@ -419,10 +481,11 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
                         .into();
                 }
                 Field::Content => {
-                    let keep = |k: &str| self.keep.accepts(k);
+                    let fields = self.fields;
+                    let accept = |k: &str| fields.is_none_or(|f| f.is_some_and(|f| f.contains(k)));
                     doc.content = map.next_value_seed(KeepSeed {
                         keys: &mut *self.keys,
-                        keep: Some(&keep),
+                        keep: Some(&accept),
                     })?;
                 }
                 Field::Other => {
@@ -431,5 +494,67 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
             }
         }
         Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(source: &str, kind: &str) -> Value {
+        json!({
+            "id": format!("{source}:{kind}:x"), "source": source, "kind": kind,
+            "title": "t", "url": "u", "sha256": "s",
+            "content": {"sha": "abc", "message": "long text nobody judges", "rules": [1]},
+        })
+    }
+
+    fn keep() -> Keep {
+        let mut k = Keep::none();
+        k.add("git", "change", "sha");
+        k.add("git", "codeowners", "rules");
+        k
+    }
+
+    #[test]
+    fn keeps_per_kind_only_the_fields_named_for_it() {
+        let change = Held::from_document(
+            "evidence/git/change/x.json".into(),
+            doc("git", "change"),
+            &keep(),
+        )
+        .unwrap();
+        assert_eq!(change.field("sha").and_then(Lite::as_str), Some("abc"));
+        assert!(change.field("message").is_none());
+        assert!(change.field("rules").is_none());
+        let tag = Held::from_document("evidence/git/tag/x.json".into(), doc("git", "tag"), &keep())
+            .unwrap();
+        assert!(
+            tag.content().get("sha").is_none(),
+            "a kind not named keeps nothing"
+        );
+        let all = Held::from_document(
+            "evidence/git/tag/x.json".into(),
+            doc("git", "tag"),
+            &Keep::All,
+        )
+        .unwrap();
+        assert!(all.field("message").is_some());
+    }
+
+    #[test]
+    fn a_document_in_another_kinds_folder_is_kept_by_its_own_kind() {
+        // The path says change (keep `sha`); the document is codeowners
+        // (keep `rules`): what the document says decides.
+        let h = Held::from_document(
+            "evidence/git/change/x.json".into(),
+            doc("git", "codeowners"),
+            &keep(),
+        )
+        .unwrap();
+        assert_eq!(&*h.kind, "codeowners");
+        assert!(h.field("rules").is_some());
+        assert!(h.field("sha").is_none());
     }
 }

@@ -14,12 +14,14 @@ use super::StoreError;
 use super::tree::parse_tree;
 use git2::{Oid, Repository};
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 /// Every file (blob or symlink) and folder of a tree, by full path, each
 /// list sorted by its path's bytes.
 #[derive(Debug, Default)]
 struct Index {
-    files: Vec<(String, Oid)>,
+    /// Shared: held evidence keeps these paths rather than copies.
+    files: Vec<(Arc<str>, Oid)>,
     dirs: Vec<String>,
 }
 
@@ -58,7 +60,7 @@ impl Index {
                     }
                     // Submodule links are not files of the evidence.
                     b"160000" => {}
-                    _ => index.files.push((path, e.oid)),
+                    _ => index.files.push((path.into(), e.oid)),
                 }
             }
         }
@@ -137,7 +139,7 @@ impl<'r> Snapshot<'r> {
     pub fn try_blob_id(&self, path: &str) -> Result<Option<Oid>, StoreError> {
         let files = &self.index()?.files;
         Ok(files
-            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .binary_search_by(|(p, _)| (**p).cmp(path))
             .ok()
             .map(|i| files[i].1))
     }
@@ -166,8 +168,17 @@ impl<'r> Snapshot<'r> {
     /// the whole tree), as (path relative to the repository root, blob id),
     /// sorted by path.
     pub fn files_under(&self, prefix: &str) -> Result<Vec<(String, Oid)>, StoreError> {
+        Ok(self
+            .shared_files_under(prefix)?
+            .into_iter()
+            .map(|(p, id)| (p.to_string(), id))
+            .collect())
+    }
+
+    /// Like [`Snapshot::files_under`], with the index's own paths.
+    pub fn shared_files_under(&self, prefix: &str) -> Result<Vec<(Arc<str>, Oid)>, StoreError> {
         let files = &self.index()?.files;
-        Ok(Index::below(files, |(p, _)| p.as_str(), prefix).to_vec())
+        Ok(Index::below(files, |(p, _)| p, prefix).to_vec())
     }
 
     /// Names of the immediate sub-folders of the folder `prefix` (empty
