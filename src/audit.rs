@@ -301,7 +301,7 @@ pub fn evaluate(
             severities: &s.severities,
         },
     );
-    let mut sources: BTreeSet<String> = held.iter().map(|h| h.source.to_string()).collect();
+    let mut sources: BTreeSet<String> = held.iter().map(|h| h.source().to_string()).collect();
     sources.extend(s.source_types.iter().cloned());
     let failing = evaluate::failing_index(&checks);
     let statuses = evaluate::evaluate(&Inputs {
@@ -481,9 +481,9 @@ fn listing_files(
     let mut by_kind: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&Held>>> = BTreeMap::new();
     for h in held.iter() {
         by_kind
-            .entry((&h.source, &h.kind))
+            .entry((h.source(), h.kind()))
             .or_default()
-            .entry(&h.group)
+            .entry(h.group())
             .or_default()
             .push(h);
     }

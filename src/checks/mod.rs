@@ -144,7 +144,7 @@ pub struct CheckContext<'a> {
 /// Policy documents: documents with front matter, including front matter
 /// that does not parse (a broken policy must not escape the checks).
 fn is_policy(h: &Held) -> bool {
-    matches!((&*h.source, &*h.kind), ("files" | "gdrive", "document"))
+    matches!((h.source(), h.kind()), ("files" | "gdrive", "document"))
         && (h.content()["front_matter"].is_object()
             || h.content()["front_matter_error"].is_string())
 }
@@ -163,7 +163,7 @@ fn in_period(h: &Held, period: &crate::period::Period) -> bool {
 /// The change population: `change` artifacts of git sources in the period.
 fn changes<'a>(held: &'a [Held], period: &crate::period::Period) -> Vec<&'a Held> {
     held.iter()
-        .filter(|h| &*h.source == "git" && &*h.kind == "change" && in_period(h, period))
+        .filter(|h| h.source() == "git" && h.kind() == "change" && in_period(h, period))
         .collect()
 }
 

@@ -431,7 +431,7 @@ pub fn listing_index(source: &str, kind: &str) -> String {
 }
 
 fn evidence_ref(h: &Held, fresh: bool, origin: &str, failing: &[&'static str]) -> EvidenceRef {
-    let commit = match (&*h.source, &*h.kind) {
+    let commit = match (h.source(), h.kind()) {
         ("git", "change" | "commit" | "merge") => h.content()["sha"].as_str().map(str::to_string),
         _ => None,
     };
@@ -573,7 +573,7 @@ fn evaluate_requirement(
     // One listing per (source, kind), named once, not once per artifact.
     let listings: Vec<String> = matched
         .iter()
-        .map(|(h, _)| (&*h.source, &*h.kind))
+        .map(|(h, _)| (h.source(), h.kind()))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .map(|(source, kind)| listing_index(source, kind))

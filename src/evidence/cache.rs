@@ -14,7 +14,6 @@ use super::lite::{Keys, Lite};
 use crate::artifact::DateSpan;
 use chrono::{Datelike, NaiveDate};
 use git2::Oid;
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,20 +40,31 @@ pub fn fingerprint(keep: &super::Keep) -> String {
     }
 }
 
-/// The cached entries, by blob id (paths are the snapshot's); empty when
-/// there is no usable cache.
-pub fn read(file: &Path, fingerprint: &str) -> HashMap<Oid, Held> {
-    let Ok(bytes) = std::fs::read(file) else {
-        return HashMap::new();
+/// The cached entries, in the file's order (paths are left empty: they are
+/// the snapshot's); empty when there is no usable cache. The file is read
+/// as a stream, an entry at a time: at 200,000 artifacts it is about
+/// 100 MB, which must not sit in memory beside what is decoded from it.
+/// `capacity` is how many artifacts the caller will hold in the end, so
+/// the vector can take the new ones without growing.
+pub fn read(file: &Path, fingerprint: &str, capacity: usize) -> Vec<Held> {
+    let Ok(f) = std::fs::File::open(file) else {
+        return Vec::new();
     };
-    match decode(&bytes, fingerprint) {
-        Some(m) => m,
+    let left = f.metadata().map_or(0, |m| m.len());
+    let mut r = Reader {
+        src: std::io::BufReader::with_capacity(1 << 16, f),
+        left,
+        scratch: Vec::new(),
+        keys: Keys::default(),
+    };
+    match decode(&mut r, fingerprint, capacity) {
+        Some(v) => v,
         None => {
             tracing::debug!(
                 "ignoring the unusable held-evidence cache {}",
                 file.display()
             );
-            HashMap::new()
+            Vec::new()
         }
     }
 }
@@ -76,7 +86,14 @@ pub fn write(file: &Path, fingerprint: &str, held: &[Held]) {
         for h in held {
             out.extend_from_slice(h.blob.as_bytes());
             for s in [
-                &*h.id, &*h.source, &*h.kind, &*h.title, &*h.url, &*h.sha256, &*h.group, &*h.latest,
+                &*h.id,
+                h.source(),
+                h.kind(),
+                h.title(),
+                h.url(),
+                h.sha256(),
+                h.group(),
+                h.latest_observed(),
             ] {
                 put_str(&mut out, s);
             }
@@ -161,19 +178,28 @@ fn put_lite(out: &mut Vec<u8>, v: &Lite) {
     }
 }
 
-struct Reader<'a> {
-    rest: &'a [u8],
+/// Reads the cache file's fields in order. `left` bounds every length
+/// read from the file, so a damaged one cannot ask for a huge buffer.
+struct Reader<R> {
+    src: R,
+    left: u64,
+    scratch: Vec<u8>,
     keys: Keys,
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.rest.len() < n {
+impl<R: std::io::Read> Reader<R> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if (n as u64) > self.left {
             return None;
         }
-        let (a, b) = self.rest.split_at(n);
-        self.rest = b;
-        Some(a)
+        self.scratch.resize(n, 0);
+        self.src.read_exact(&mut self.scratch).ok()?;
+        self.left -= n as u64;
+        Some(&self.scratch)
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.left == 0 && self.take(1).is_none()
     }
 
     fn u32(&mut self) -> Option<u32> {
@@ -184,7 +210,7 @@ impl<'a> Reader<'a> {
         Some(i32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    fn str(&mut self) -> Option<&str> {
         let n = self.u32()? as usize;
         std::str::from_utf8(self.take(n)?).ok()
     }
@@ -203,7 +229,7 @@ impl<'a> Reader<'a> {
             4 => Lite::String(self.str()?.into()),
             5 => {
                 let n = self.u32()? as usize;
-                let mut a = Vec::with_capacity(n.min(self.rest.len()));
+                let mut a = Vec::with_capacity(n.min(self.left as usize));
                 for _ in 0..n {
                     a.push(self.lite(depth + 1)?);
                 }
@@ -211,10 +237,9 @@ impl<'a> Reader<'a> {
             }
             6 => {
                 let n = self.u32()? as usize;
-                let mut m = Vec::with_capacity(n.min(self.rest.len()));
+                let mut m = Vec::with_capacity(n.min(self.left as usize));
                 for _ in 0..n {
-                    let k = self.str()?;
-                    let k = self.keys.intern(k);
+                    let k = self.shared()?;
                     m.push((k, self.lite(depth + 1)?));
                 }
                 Lite::Object(m.into_boxed_slice())
@@ -224,21 +249,23 @@ impl<'a> Reader<'a> {
     }
 
     fn shared(&mut self) -> Option<Arc<str>> {
-        let s = self.str()?;
+        let n = self.u32()? as usize;
+        self.take(n)?;
+        let s = std::str::from_utf8(&self.scratch).ok()?;
         Some(self.keys.intern(s))
     }
 }
 
-fn decode(bytes: &[u8], fingerprint: &str) -> Option<HashMap<Oid, Held>> {
-    let mut r = Reader {
-        rest: bytes.strip_prefix(MAGIC)?,
-        keys: Keys::default(),
-    };
-    if r.str()? != fingerprint {
+fn decode<R: std::io::Read>(
+    r: &mut Reader<R>,
+    fingerprint: &str,
+    capacity: usize,
+) -> Option<Vec<Held>> {
+    if r.take(MAGIC.len())? != MAGIC || r.str()? != fingerprint {
         return None;
     }
     let n = u64::from_le_bytes(r.take(8)?.try_into().ok()?) as usize;
-    let mut out = HashMap::with_capacity(n.min(bytes.len() / 64));
+    let mut out = Vec::with_capacity(n.max(capacity).min(r.left as usize / 64 + capacity));
     for _ in 0..n {
         let blob = Oid::from_bytes(r.take(20)?).ok()?;
         let id: Arc<str> = r.str()?.into();
@@ -259,26 +286,24 @@ fn decode(bytes: &[u8], fingerprint: &str) -> Option<HashMap<Oid, Held>> {
             _ => return None,
         };
         let content = r.lite(0)?;
-        out.insert(
+        let parts = super::Parts {
+            id,
+            source,
+            kind,
+            group,
+            path: Arc::from(""),
+            period,
+            title,
+            url,
+            sha256,
+            latest,
             blob,
-            Held {
-                id,
-                source,
-                kind,
-                path: Arc::from(""),
-                period,
-                title,
-                url,
-                sha256,
-                group,
-                latest,
-                content,
-                blob,
-                pos: 0,
-            },
-        );
+        };
+        let mut keys = std::mem::take(&mut r.keys);
+        out.push(Held::new(parts, content, &mut keys));
+        r.keys = keys;
     }
-    r.rest.is_empty().then_some(out)
+    r.at_end().then_some(out)
 }
 
 #[cfg(test)]
@@ -308,13 +333,13 @@ mod tests {
         let file = path(dir.path());
         let all: Vec<Held> = (0..3).map(held).collect();
         write(&file, "fp", &all);
-        let back = read(&file, "fp");
+        let back = read(&file, "fp", 0);
         assert_eq!(back.len(), 3);
         for h in &all {
-            let b = &back[&h.blob];
+            let b = back.iter().find(|b| b.blob == h.blob).unwrap();
             assert_eq!(
-                (&b.id, &b.group, &b.latest, b.period),
-                (&h.id, &h.group, &h.latest, h.period)
+                (&b.id, b.group(), b.latest_observed(), b.period),
+                (&h.id, h.group(), h.latest_observed(), h.period)
             );
             assert_eq!(b.content, h.content);
         }
@@ -339,7 +364,7 @@ mod tests {
         write(&file, "fp", &[held(1)]);
         assert!(!old.exists(), "a stale half-written cache is removed");
         assert!(young.exists(), "one that may still be being written stays");
-        assert_eq!(read(&file, "fp").len(), 1);
+        assert_eq!(read(&file, "fp", 0).len(), 1);
     }
 
     #[test]
@@ -347,12 +372,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = path(dir.path());
         write(&file, "fp", &[held(1)]);
-        assert!(read(&file, "other").is_empty());
+        assert!(read(&file, "other", 0).is_empty());
         let mut bytes = std::fs::read(&file).unwrap();
         bytes.truncate(bytes.len() - 3);
         std::fs::write(&file, &bytes).unwrap();
-        assert!(read(&file, "fp").is_empty());
+        assert!(read(&file, "fp", 0).is_empty());
         std::fs::write(&file, b"junk").unwrap();
-        assert!(read(&file, "fp").is_empty());
+        assert!(read(&file, "fp", 0).is_empty());
+        // Bytes after the last entry: not the file this code wrote.
+        write(&file, "fp", &[held(1)]);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.push(0);
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(read(&file, "fp", 0).is_empty());
     }
 }

@@ -73,17 +73,30 @@ impl std::ops::Index<&str> for Lite {
     }
 }
 
-/// Shares object keys: a few dozen distinct names across every artifact.
+/// Shares object keys (a few dozen distinct names across every artifact)
+/// and the classes of held artifacts.
 #[derive(Debug, Default)]
-pub struct Keys(HashSet<Arc<str>>);
+pub struct Keys {
+    names: HashSet<Arc<str>>,
+    classes: HashSet<Arc<crate::evidence::Class>>,
+}
 
 impl Keys {
     pub fn intern(&mut self, k: &str) -> Arc<str> {
-        if let Some(a) = self.0.get(k) {
+        if let Some(a) = self.names.get(k) {
             return a.clone();
         }
         let a: Arc<str> = Arc::from(k);
-        self.0.insert(a.clone());
+        self.names.insert(a.clone());
+        a
+    }
+
+    pub fn class(&mut self, c: crate::evidence::Class) -> Arc<crate::evidence::Class> {
+        if let Some(a) = self.classes.get(&c) {
+            return a.clone();
+        }
+        let a = Arc::new(c);
+        self.classes.insert(a.clone());
         a
     }
 }

@@ -23,31 +23,52 @@ use std::sync::Arc;
 
 /// One artifact as held: the fields evaluation reads, typed, and the
 /// part of `content` that checks and selectors read (see [`Keep`]).
-/// Strings are boxed (no spare capacity) and the few distinct sources,
-/// kinds and months are shared: 200,000 of these must fit in memory.
+/// 200,000 of these must fit in memory: strings are boxed (no spare
+/// capacity), the title, URL, digest and latest timestamp share one
+/// allocation, and the few distinct (source, kind, month) are shared.
 #[derive(Debug, Clone)]
 pub struct Held {
     /// Shared with check exceptions that name it.
     pub id: Arc<str>,
-    pub source: Arc<str>,
-    pub kind: Arc<str>,
+    class: Arc<Class>,
     /// Path of the artifact file in the repository (shared with the
     /// snapshot's index).
     pub path: Arc<str>,
     pub period: Option<DateSpan>,
-    pub title: Box<str>,
-    pub url: Box<str>,
-    pub sha256: Box<str>,
-    /// The month group of its shard (`-` when unsharded).
-    pub group: Arc<str>,
-    /// The latest of the object's own timestamps (RFC 3339, UTC).
-    pub latest: Box<str>,
+    /// Title, URL, `sha256` and latest timestamp, end to end; `cuts` are
+    /// where the first three end.
+    text: Box<str>,
+    cuts: [u32; 3],
     pub content: Lite,
     /// The git blob id of the artifact file.
     pub blob: git2::Oid,
     /// Its position in [`Evidence::held`] (set there): per-artifact facts
     /// of an evaluation live in vectors indexed by it, not in maps by id.
     pub pos: u32,
+}
+
+/// What many artifacts have in common: source, kind and the month group
+/// of their shard (`-` when unsharded).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Class {
+    pub source: Arc<str>,
+    pub kind: Arc<str>,
+    pub group: Arc<str>,
+}
+
+/// The fields of a [`Held`] besides its content, as read.
+pub struct Parts {
+    pub id: Arc<str>,
+    pub source: Arc<str>,
+    pub kind: Arc<str>,
+    pub group: Arc<str>,
+    pub path: Arc<str>,
+    pub period: Option<DateSpan>,
+    pub title: Box<str>,
+    pub url: Box<str>,
+    pub sha256: Box<str>,
+    pub latest: Box<str>,
+    pub blob: git2::Oid,
 }
 
 /// Which top-level `content` fields to keep in memory: those checks and
@@ -146,21 +167,66 @@ impl Held {
             Self::parse_doc(bytes, fields, keys)?
         };
         let content = doc.content;
-        Some(Held {
+        let parts = Parts {
             id: doc.id?.into(),
             source,
             kind,
+            group: doc.group,
             path,
             period: doc.period,
             title: doc.title.unwrap_or_default(),
             url: doc.url.unwrap_or_default(),
             sha256: doc.sha256.unwrap_or_default(),
-            group: doc.group,
             latest: doc.latest,
-            content,
             blob,
+        };
+        Some(Held::new(parts, content, keys))
+    }
+
+    /// Puts an artifact together, sharing its class through `keys`.
+    pub fn new(p: Parts, content: Lite, keys: &mut Keys) -> Held {
+        let mut text =
+            String::with_capacity(p.title.len() + p.url.len() + p.sha256.len() + p.latest.len());
+        let mut cuts = [0u32; 3];
+        for (i, s) in [&p.title, &p.url, &p.sha256].into_iter().enumerate() {
+            text.push_str(s);
+            cuts[i] = text.len() as u32;
+        }
+        text.push_str(&p.latest);
+        Held {
+            id: p.id,
+            class: keys.class(Class {
+                source: p.source,
+                kind: p.kind,
+                group: p.group,
+            }),
+            path: p.path,
+            period: p.period,
+            text: text.into_boxed_str(),
+            cuts,
+            content,
+            blob: p.blob,
             pos: 0,
-        })
+        }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.class.source
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.class.kind
+    }
+
+    /// The month group of its shard (`-` when unsharded).
+    pub fn group(&self) -> &str {
+        &self.class.group
+    }
+
+    fn text_part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.cuts[i - 1] as usize };
+        let end = self.cuts.get(i).map_or(self.text.len(), |&c| c as usize);
+        &self.text[start..end]
     }
 
     fn parse_doc(bytes: &[u8], fields: KeepOf<'_>, keys: &mut Keys) -> Option<Doc> {
@@ -190,21 +256,21 @@ impl Held {
     }
 
     pub fn title(&self) -> &str {
-        &self.title
+        self.text_part(0)
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.text_part(1)
     }
 
     /// The latest of the object's own timestamps (RFC 3339 in UTC, so
     /// they order as strings), `""` when it has none.
     pub fn latest_observed(&self) -> &str {
-        &self.latest
+        self.text_part(3)
     }
 
     pub fn sha256(&self) -> &str {
-        &self.sha256
+        self.text_part(2)
     }
 }
 
@@ -217,12 +283,14 @@ pub struct Evidence {
 
 impl Evidence {
     pub fn new(mut held: Vec<Held>) -> Self {
-        held.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        // By path too: the same artifact at two paths (a copy `verify`
+        // reports) must not make the order depend on how it was read.
+        held.sort_unstable_by(|a, b| a.id.cmp(&b.id).then_with(|| a.path.cmp(&b.path)));
         let mut by_kind: HashMap<(Arc<str>, Arc<str>), Vec<u32>> = HashMap::new();
         for (i, h) in held.iter_mut().enumerate() {
             h.pos = i as u32;
             by_kind
-                .entry((h.source.clone(), h.kind.clone()))
+                .entry((h.class.source.clone(), h.class.kind.clone()))
                 .or_default()
                 .push(i as u32);
         }
@@ -304,49 +372,90 @@ pub fn load(
     }
     let cache_file = use_cache.then(|| cache::path(snapshot.git_dir()));
     let fingerprint = cache::fingerprint(keep);
-    let mut cached = match &cache_file {
-        Some(f) => cache::read(f, &fingerprint),
-        None => HashMap::new(),
+    // Hits are kept in place in the cache's own vector, which is sized for
+    // every artifact: it becomes the result, and the artifacts parsed anew
+    // are appended to it. Two vectors of 200,000 held artifacts were a
+    // large part of a run's peak. Lookups go through a sorted index of
+    // blob ids: sorting the artifacts themselves moves 200 bytes each.
+    let mut out = match &cache_file {
+        Some(f) => cache::read(f, &fingerprint, files.len()),
+        None => Vec::new(),
     };
-    let mut hits = Vec::with_capacity(cached.len());
-    if !cached.is_empty() {
-        files.retain_mut(|(path, from)| match from {
-            From::Held(oid) => match cached.remove(oid) {
-                Some(mut h) => {
-                    h.path = path.clone();
-                    hits.push(h);
+    let from_cache = out.len();
+    let mut stale = 0;
+    if !out.is_empty() {
+        let mut by_blob: Vec<(git2::Oid, u32)> = out
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.blob, i as u32))
+            .collect();
+        by_blob.sort_unstable();
+        let mut used = vec![false; out.len()];
+        let mut again = Vec::new();
+        files.retain(|(path, from)| match from {
+            From::Held(oid) => match by_blob
+                .binary_search_by(|(b, _)| b.cmp(oid))
+                .map(|k| by_blob[k].1 as usize)
+            {
+                Ok(i) if !used[i] => {
+                    used[i] = true;
+                    out[i].path = path.clone();
                     false
                 }
-                None => true,
+                // The same bytes at a second path.
+                Ok(i) => {
+                    let mut h = out[i].clone();
+                    h.path = path.clone();
+                    again.push(h);
+                    false
+                }
+                Err(_) => true,
             },
             From::Overlay(_) => true,
         });
+        let mut i = 0;
+        out.retain(|_| {
+            i += 1;
+            used[i - 1]
+        });
+        stale = from_cache - out.len();
+        out.extend(again);
     }
     let parsed_anew = files.len();
-    let stale = cached.len();
-    drop(cached);
+    out.reserve_exact(parsed_anew);
     // Reading (inflating) and parsing is the cost; two threads, each with
-    // its own handle on the repository, halve it on a 2-core runner.
+    // its own handle on the repository, halve it on a 2-core runner. They
+    // append to `out` a batch at a time, so the parsed artifacts are never
+    // in two vectors at once.
     let half = files.len() / 2;
     let second = files.split_off(half);
     let first = files;
     let git_dir = snapshot.git_dir().to_path_buf();
+    let sink = std::sync::Mutex::new(&mut out);
     let read_part = |part: Vec<(Arc<str>, From<'_>)>,
                      read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, StoreError>|
-     -> Result<Vec<Held>, StoreError> {
+     -> Result<(), StoreError> {
+        const BATCH: usize = 512;
         let mut keys = Keys::default();
-        let mut out = Vec::with_capacity(part.len());
+        let mut batch = Vec::with_capacity(BATCH);
+        let flush = |batch: &mut Vec<Held>| {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).append(batch);
+        };
         for (path, from) in part {
             let parsed = match from {
                 From::Overlay(c) => Held::parse(path, &c.bytes(), c.blob_id(), keep, &mut keys),
                 From::Held(oid) => Held::parse(path, &read(oid)?, oid, keep, &mut keys),
             };
-            out.extend(parsed);
+            batch.extend(parsed);
+            if batch.len() == BATCH {
+                flush(&mut batch);
+            }
         }
-        Ok(out)
+        flush(&mut batch);
+        Ok(())
     };
     let (a, b) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| -> Result<Vec<Held>, StoreError> {
+        let other = scope.spawn(|| -> Result<(), StoreError> {
             let repo = git2::Repository::open(&git_dir).map_err(|e| StoreError::Git {
                 context: format!("opening {} on a reader thread", git_dir.display()),
                 source: e,
@@ -363,9 +472,8 @@ pub fn load(
         let mine = read_part(first, &|oid| snapshot.read_blob(oid));
         (mine, other.join().expect("reader thread panicked"))
     });
-    let mut out = hits;
-    out.extend(a?);
-    out.extend(b?);
+    a?;
+    b?;
     if let Some(file) = cache_file
         && (parsed_anew > 0 || stale > 0)
     {
@@ -553,7 +661,7 @@ mod tests {
             &keep(),
         )
         .unwrap();
-        assert_eq!(&*h.kind, "codeowners");
+        assert_eq!(h.kind(), "codeowners");
         assert!(h.field("rules").is_some());
         assert!(h.field("sha").is_none());
     }
