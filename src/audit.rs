@@ -647,7 +647,7 @@ pub fn derived_files(
             if path.starts_with(&format!("{COLLECTIONS_DIR}/")) {
                 match change {
                     Some(b) => {
-                        collections.insert(path.clone(), b.bytes().into_owned());
+                        collections.insert(path.to_string(), b.bytes().into_owned());
                     }
                     None => {
                         collections.remove(path);

@@ -484,22 +484,47 @@ impl Plan {
 /// cost several times the bytes in memory).
 pub struct PreparedItem {
     pub id: Box<str>,
-    /// Shared by every item of a batch (as are `kind` and `group`): a cold
-    /// run holds 200,000 of these until its commit.
-    pub source: Arc<str>,
-    pub kind: Arc<str>,
-    pub json_path: Box<str>,
+    /// Source, kind and month group, shared by the items of a batch.
+    pub class: Arc<ItemClass>,
+    /// Shared with the change set and the judged evidence.
+    pub json_path: Arc<str>,
     /// The file, deflated as it will go into the pack.
     pub bytes: Content,
-    pub sha: Box<str>,
+    /// The artifact's digest (`sha256`), as bytes.
+    pub sha: [u8; 32],
     /// The git blob id of `bytes`.
     pub blob: git2::Oid,
-    /// The month group of its shard (`-` when unsharded).
-    pub group: Arc<str>,
     /// The first day it is evidence for.
     pub start: Option<NaiveDate>,
     /// Captured document, boxed: most items have none.
     pub captured: Option<Box<CapturedItem>>,
+}
+
+/// What the prepared items of a batch have in common.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ItemClass {
+    pub source: String,
+    pub kind: String,
+    /// The month group of the shard (`-` when unsharded).
+    pub group: String,
+}
+
+impl PreparedItem {
+    /// The digest in hex, as artifacts and records write it.
+    pub fn sha_hex(&self) -> String {
+        artifact::canonical::hex(&self.sha)
+    }
+}
+
+/// A digest in hex as bytes (all zero if it is not 64 hex digits, which
+/// this crate's own digests always are).
+fn digest_bytes(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *o = (digit(pair[0]) << 4) | pair.get(1).map_or(0, |&c| digit(c));
+    }
+    out
 }
 
 /// A captured document as prepared: (path, bytes, blob id).
@@ -511,12 +536,12 @@ impl PreparedItem {
         let serialized: Vec<(Vec<u8>, String)> = part.iter().map(Artifact::to_bytes).collect();
         let packed =
             crate::store::pack::Packed::many_spilled(serialized.iter().map(|(b, _)| b.as_slice()));
-        let mut shared: HashSet<Arc<str>> = HashSet::new();
-        let mut share = |s: &str| -> Arc<str> {
-            if let Some(a) = shared.get(s) {
+        let mut shared: HashSet<Arc<ItemClass>> = HashSet::new();
+        let mut share = |c: ItemClass| -> Arc<ItemClass> {
+            if let Some(a) = shared.get(&c) {
                 return a.clone();
             }
-            let a: Arc<str> = Arc::from(s);
+            let a = Arc::new(c);
             shared.insert(a.clone());
             a
         };
@@ -525,13 +550,15 @@ impl PreparedItem {
             .zip(packed)
             .map(|((a, (_, sha)), packed)| PreparedItem {
                 id: a.id().into_boxed_str(),
-                source: share(&a.source),
-                kind: share(&a.kind),
-                json_path: a.json_path().into_boxed_str(),
+                class: share(ItemClass {
+                    source: a.source.clone(),
+                    kind: a.kind.clone(),
+                    group: group_of_shard(a.shard.as_deref()),
+                }),
+                json_path: a.json_path().into(),
                 blob: packed.oid,
                 bytes: Content::Packed(Arc::new(packed)),
-                sha: sha.into_boxed_str(),
-                group: share(&group_of_shard(a.shard.as_deref())),
+                sha: digest_bytes(&sha),
                 start: a.period.map(|p| p.start),
                 captured: match (a.captured_path(), &a.captured) {
                     (Some(p), Some(c)) => {
@@ -740,7 +767,7 @@ fn tombstone_digest(
         if p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/') {
             match c {
                 Some(b) => {
-                    files.insert(p.clone(), Some(b.bytes().into_owned()));
+                    files.insert(p.to_string(), Some(b.bytes().into_owned()));
                 }
                 None => {
                     files.remove(p);
@@ -918,10 +945,10 @@ pub fn plan(
                 .push(r);
         }
         for item in &prepared[ri] {
-            let key = (item.source.to_string(), item.kind.to_string());
+            let key = (item.class.source.clone(), item.class.kind.clone());
             let st = stats.entry(key.clone()).or_insert_with(|| KindStats {
-                source: item.source.to_string(),
-                kind: item.kind.to_string(),
+                source: item.class.source.clone(),
+                kind: item.class.kind.clone(),
                 ..Default::default()
             });
             st.collected += 1;
@@ -940,12 +967,12 @@ pub fn plan(
             let new = match snapshot.try_blob_id(json_path)? {
                 None => {
                     st.added += 1;
-                    changes.put_content(json_path.to_string(), item.bytes.clone());
+                    changes.put_content(json_path.clone(), item.bytes.clone());
                     true
                 }
                 Some(old) if old != item.blob => {
                     st.changed += 1;
-                    changes.put_content(json_path.to_string(), item.bytes.clone());
+                    changes.put_content(json_path.clone(), item.bytes.clone());
                     true
                 }
                 Some(_) => false,
@@ -957,15 +984,15 @@ pub fn plan(
                 }
             }
             per_kind
-                .entry(&*item.kind)
+                .entry(item.class.kind.as_str())
                 .or_default()
-                .push((item.id.to_string(), item.sha.to_string()));
+                .push((item.id.to_string(), item.sha_hex()));
             returned.entry(key).or_default().insert(
                 json_path.to_string(),
                 Returned {
                     id: item.id.to_string(),
-                    sha: item.sha.to_string(),
-                    group: item.group.to_string(),
+                    sha: item.sha_hex(),
+                    group: item.class.group.clone(),
                     label: r.label(),
                     start: item.start,
                     new,
@@ -1298,6 +1325,13 @@ mod tests {
         );
         assert_eq!(OWNED.len(), artifact::OWNED_FOLDERS.len() + 1);
         assert_eq!(OWNED.last(), Some(&"README.md"));
+    }
+
+    #[test]
+    fn a_prepared_digest_reads_back_as_the_artifacts_own() {
+        let hex = artifact::canonical::sha256_hex(b"evidence");
+        let bytes = digest_bytes(&hex);
+        assert_eq!(artifact::canonical::hex(&bytes), hex);
     }
 
     #[test]

@@ -353,7 +353,7 @@ pub fn load(
         // Both are sorted by path: merge them in one pass.
         let mut out = Vec::with_capacity(files.len());
         let mut held = files.into_iter().peekable();
-        for (path, change) in cs.iter() {
+        for (path, change) in cs.iter_shared() {
             if !path.starts_with(&prefix) || !path.ends_with(".json") {
                 continue;
             }
@@ -364,7 +364,7 @@ pub fn load(
                 held.next();
             }
             if let Some(bytes) = change {
-                out.push((Arc::from(path.as_str()), From::Overlay(bytes)));
+                out.push((path.clone(), From::Overlay(bytes)));
             }
         }
         out.extend(held);

@@ -139,9 +139,11 @@ impl Content {
 }
 
 /// A set of file changes against a base tree: new bytes, or deletion.
+/// Paths are shared: a cold run's 200,000 artifact paths are also held
+/// by its planner and its judged evidence.
 #[derive(Debug, Default, Clone)]
 pub struct ChangeSet {
-    entries: BTreeMap<String, Option<Content>>,
+    entries: BTreeMap<std::sync::Arc<str>, Option<Content>>,
 }
 
 impl ChangeSet {
@@ -151,19 +153,23 @@ impl ChangeSet {
 
     /// Writes `bytes` as the file `path` (replacing a file, or a folder, of
     /// that name).
-    pub fn put(&mut self, path: impl Into<String>, bytes: impl Into<std::sync::Arc<[u8]>>) {
+    pub fn put(
+        &mut self,
+        path: impl Into<std::sync::Arc<str>>,
+        bytes: impl Into<std::sync::Arc<[u8]>>,
+    ) {
         self.entries
             .insert(path.into(), Some(Content::Raw(bytes.into())));
     }
 
     /// Like [`ChangeSet::put`], with contents prepared earlier.
-    pub fn put_content(&mut self, path: impl Into<String>, content: Content) {
+    pub fn put_content(&mut self, path: impl Into<std::sync::Arc<str>>, content: Content) {
         self.entries.insert(path.into(), Some(content));
     }
 
     /// Removes the file `path` if there is one. A folder of that name is
     /// left alone.
-    pub fn delete(&mut self, path: impl Into<String>) {
+    pub fn delete(&mut self, path: impl Into<std::sync::Arc<str>>) {
         self.entries.insert(path.into(), None);
     }
 
@@ -175,7 +181,13 @@ impl ChangeSet {
         self.entries.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, Option<&Content>)> {
+    /// Every change, by path in byte order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&Content>)> {
+        self.entries.iter().map(|(p, b)| (&**p, b.as_ref()))
+    }
+
+    /// Like [`ChangeSet::iter`], with the shared paths.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&std::sync::Arc<str>, Option<&Content>)> {
         self.entries.iter().map(|(p, b)| (p, b.as_ref()))
     }
 }
