@@ -435,7 +435,7 @@ pub fn gaps(statuses: &[FrameworkStatus]) -> Vec<&evaluate::ControlStatus> {
 /// A check result as files: `checks/<code>.json` with the population, the
 /// number of exceptions and the first [`evaluate::SHOWN`] of them, plus
 /// `checks/<code>/exceptions-NNNN.json` parts of [`LISTING_ROWS`] each.
-fn check_files(c: &CheckResult, files: &mut Rendered) {
+fn check_files(c: &CheckResult, files: &mut Rendered<'_>) {
     // The summary without its exceptions: a `Value` of 100,000 of them
     // costs more memory than every file written from them.
     let mut doc = canonical::value_of(&CheckResult {
@@ -450,13 +450,13 @@ fn check_files(c: &CheckResult, files: &mut Rendered) {
         .enumerate()
         .map(|(i, chunk)| {
             let path = format!("checks/{}/exceptions-{:04}.json", c.code, i + 1);
-            let part = json!({
-                "schema": checks::CHECK_SCHEMA,
-                "code": c.code,
-                "part": i + 1,
-                "exceptions": canonical::value_of(&chunk),
-            });
-            files.push(path.clone(), canonical::to_pretty(&part));
+            let part = ExceptionPart {
+                code: c.code,
+                exceptions: chunk,
+                part: i + 1,
+                schema: checks::CHECK_SCHEMA,
+            };
+            files.push(path.clone(), part.to_bytes());
             path
         })
         .collect();
@@ -471,12 +471,32 @@ fn check_files(c: &CheckResult, files: &mut Rendered) {
     files.push(CheckResult::path(c.code), canonical::to_pretty(&doc));
 }
 
+/// One part of a check's exceptions, written straight from its fields
+/// (declared in key order, so the bytes are the canonical form) rather
+/// than through a JSON value: 100,000 exceptions are rewritten whenever
+/// evidence changes.
+#[derive(Serialize)]
+struct ExceptionPart<'a> {
+    code: &'a str,
+    exceptions: &'a [checks::Exception],
+    part: usize,
+    schema: &'a str,
+}
+
+impl ExceptionPart<'_> {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("plain data serializes");
+        out.push(b'\n');
+        out
+    }
+}
+
 /// Listings: every artifact of a (source, kind), newest first, by month
 /// group, in parts of [`LISTING_ROWS`] rows, with an index per kind.
 fn listing_files(
     held: &Evidence,
     failing: &std::collections::HashMap<&str, Vec<&'static str>>,
-    files: &mut Rendered,
+    files: &mut Rendered<'_>,
 ) {
     let mut by_kind: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&Held>>> = BTreeMap::new();
     for h in held.iter() {
@@ -607,8 +627,12 @@ pub fn derived_files(
     templates: &Templates,
     period: &Period,
     branch: &str,
-) -> Result<Vec<(String, Content)>, AuditError> {
-    let mut files = Rendered::default();
+) -> Result<Vec<(String, Derived)>, AuditError> {
+    let mut files = Rendered {
+        base: snapshot,
+        files: Vec::new(),
+        sha256: BTreeMap::new(),
+    };
     for c in &audit.checks {
         check_files(c, &mut files);
     }
@@ -711,24 +735,40 @@ pub fn derived_files(
     Ok(files.files)
 }
 
+/// A derived file as this run renders it.
+#[derive(Debug, Clone)]
+pub enum Derived {
+    /// New bytes for the file.
+    Changed(Content),
+    /// Exactly the file the base snapshot already holds.
+    AsCommitted,
+}
+
 /// Derived files as they are rendered: deflated at once, as they will go
 /// into the pack (the listings of 200,000 artifacts are tens of megabytes
-/// of text), with the SHA-256 of each that the manifest records.
-#[derive(Default)]
-struct Rendered {
-    files: Vec<(String, Content)>,
+/// of text), unless the base already holds the very same file, with the
+/// SHA-256 of each that the manifest records.
+struct Rendered<'s> {
+    base: &'s Snapshot<'s>,
+    files: Vec<(String, Derived)>,
     sha256: BTreeMap<String, String>,
 }
 
-impl Rendered {
+impl Rendered<'_> {
     fn push(&mut self, path: String, bytes: Vec<u8>) {
         self.sha256
             .insert(path.clone(), canonical::sha256_hex(&bytes));
+        if self.base.blob_id(&path) == Some(crate::store::blob_id(&bytes)) {
+            self.files.push((path, Derived::AsCommitted));
+            return;
+        }
         let packed = Packed::many_quick(std::iter::once(&bytes[..]))
             .pop()
             .expect("one blob in, one entry out");
-        self.files
-            .push((path, Content::Packed(std::sync::Arc::new(packed))));
+        self.files.push((
+            path,
+            Derived::Changed(Content::Packed(std::sync::Arc::new(packed))),
+        ));
     }
 }
 
@@ -750,4 +790,39 @@ pub fn stale_derived(
         }
     }
     Ok(stale.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exception_part_is_written_in_canonical_form() {
+        let exceptions = vec![
+            checks::Exception {
+                artifact: "git:change:app/1".into(),
+                reason: "change 1 (\"a \\\"quoted\\\" title\") is a direct push".into(),
+            },
+            checks::Exception {
+                artifact: "git source `app`".into(),
+                reason: "no CODEOWNERS file — ünïcode".into(),
+            },
+        ];
+        let part = ExceptionPart {
+            code: "change-without-review-trace",
+            exceptions: &exceptions,
+            part: 3,
+            schema: checks::CHECK_SCHEMA,
+        };
+        let via_value = canonical::to_pretty(&json!({
+            "schema": checks::CHECK_SCHEMA,
+            "code": "change-without-review-trace",
+            "part": 3,
+            "exceptions": canonical::value_of(&exceptions),
+        }));
+        assert_eq!(
+            String::from_utf8(part.to_bytes()).unwrap(),
+            String::from_utf8(via_value).unwrap()
+        );
+    }
 }

@@ -93,14 +93,19 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         // Judged again (a new day, say) and nothing a reader sees changed:
         // the manifest alone would differ, and that is not worth a commit.
         let unchanged = stale.is_empty()
-            && files.iter().all(|(p, c)| {
-                p == crate::verify::DERIVED_PATH || snapshot.blob_id(p) == Some(c.blob_id())
+            && files.iter().all(|(p, d)| {
+                p == crate::verify::DERIVED_PATH || matches!(d, audit::Derived::AsCommitted)
             });
         if !evidence_changed && unchanged {
             return Ok(Vec::new());
         }
-        let mut out: Vec<(String, Option<crate::store::Content>)> =
-            files.into_iter().map(|(p, c)| (p, Some(c))).collect();
+        let mut out: Vec<(String, Option<crate::store::Content>)> = files
+            .into_iter()
+            .filter_map(|(p, d)| match d {
+                audit::Derived::Changed(c) => Some((p, Some(c))),
+                audit::Derived::AsCommitted => None,
+            })
+            .collect();
         out.extend(stale.into_iter().map(|p| (p, None)));
         Ok(out)
     };
