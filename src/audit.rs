@@ -456,7 +456,7 @@ fn check_files(c: &CheckResult, files: &mut Rendered<'_>) {
                 part: i + 1,
                 schema: checks::CHECK_SCHEMA,
             };
-            files.push(path.clone(), part.to_bytes());
+            files.push(path.clone(), canonical::to_pretty_sorted(&part));
             path
         })
         .collect();
@@ -471,24 +471,16 @@ fn check_files(c: &CheckResult, files: &mut Rendered<'_>) {
     files.push(CheckResult::path(c.code), canonical::to_pretty(&doc));
 }
 
-/// One part of a check's exceptions, written straight from its fields
-/// (declared in key order, so the bytes are the canonical form) rather
-/// than through a JSON value: 100,000 exceptions are rewritten whenever
-/// evidence changes.
+/// One part of a check's exceptions, its fields declared in key order so
+/// it is written in canonical form without a JSON value in between (see
+/// [`canonical::to_pretty_sorted`]): 100,000 exceptions are rewritten
+/// whenever evidence changes.
 #[derive(Serialize)]
 struct ExceptionPart<'a> {
     code: &'a str,
     exceptions: &'a [checks::Exception],
     part: usize,
     schema: &'a str,
-}
-
-impl ExceptionPart<'_> {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("plain data serializes");
-        out.push(b'\n');
-        out
-    }
 }
 
 /// Listings: every artifact of a (source, kind), newest first, by month
@@ -758,7 +750,9 @@ impl Rendered<'_> {
     fn push(&mut self, path: String, bytes: Vec<u8>) {
         self.sha256
             .insert(path.clone(), canonical::sha256_hex(&bytes));
-        if self.base.blob_id(&path) == Some(crate::store::blob_id(&bytes)) {
+        if let Some(held) = self.base.blob_id(&path)
+            && held == crate::store::blob_id(&bytes)
+        {
             self.files.push((path, Derived::AsCommitted));
             return;
         }
@@ -821,7 +815,7 @@ mod tests {
             "exceptions": canonical::value_of(&exceptions),
         }));
         assert_eq!(
-            String::from_utf8(part.to_bytes()).unwrap(),
+            String::from_utf8(canonical::to_pretty_sorted(&part)).unwrap(),
             String::from_utf8(via_value).unwrap()
         );
     }

@@ -516,24 +516,13 @@ impl PreparedItem {
     }
 }
 
-/// A digest in hex as bytes (all zero if it is not 64 hex digits, which
-/// this crate's own digests always are).
-fn digest_bytes(hex: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        *o = (digit(pair[0]) << 4) | pair.get(1).map_or(0, |&c| digit(c));
-    }
-    out
-}
-
 /// A captured document as prepared: (path, bytes, blob id).
 pub type CapturedItem = (String, Arc<[u8]>, git2::Oid);
 
 impl PreparedItem {
     /// Serializes and deflates a run of artifacts, in order.
     fn of_all(part: &[Artifact]) -> Vec<Self> {
-        let serialized: Vec<(Vec<u8>, String)> = part.iter().map(Artifact::to_bytes).collect();
+        let serialized: Vec<(Vec<u8>, [u8; 32])> = part.iter().map(Artifact::to_bytes).collect();
         let packed =
             crate::store::pack::Packed::many_spilled(serialized.iter().map(|(b, _)| b.as_slice()));
         let mut shared: HashSet<Arc<ItemClass>> = HashSet::new();
@@ -558,7 +547,7 @@ impl PreparedItem {
                 json_path: a.json_path().into(),
                 blob: packed.oid,
                 bytes: Content::Packed(Arc::new(packed)),
-                sha: digest_bytes(&sha),
+                sha,
                 start: a.period.map(|p| p.start),
                 captured: match (a.captured_path(), &a.captured) {
                     (Some(p), Some(c)) => {
@@ -983,15 +972,16 @@ pub fn plan(
                     changes.put(cp.clone(), bytes.clone());
                 }
             }
+            let sha = item.sha_hex();
             per_kind
                 .entry(item.class.kind.as_str())
                 .or_default()
-                .push((item.id.to_string(), item.sha_hex()));
+                .push((item.id.to_string(), sha.clone()));
             returned.entry(key).or_default().insert(
                 json_path.to_string(),
                 Returned {
                     id: item.id.to_string(),
-                    sha: item.sha_hex(),
+                    sha,
                     group: item.class.group.clone(),
                     label: r.label(),
                     start: item.start,
@@ -1325,13 +1315,6 @@ mod tests {
         );
         assert_eq!(OWNED.len(), artifact::OWNED_FOLDERS.len() + 1);
         assert_eq!(OWNED.last(), Some(&"README.md"));
-    }
-
-    #[test]
-    fn a_prepared_digest_reads_back_as_the_artifacts_own() {
-        let hex = artifact::canonical::sha256_hex(b"evidence");
-        let bytes = digest_bytes(&hex);
-        assert_eq!(artifact::canonical::hex(&bytes), hex);
     }
 
     #[test]

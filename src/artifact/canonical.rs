@@ -22,7 +22,14 @@ pub fn to_compact(value: &Value) -> Vec<u8> {
 /// The pretty canonical bytes of a value, with a trailing newline (what
 /// files hold).
 pub fn to_pretty(value: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(value).expect("a serde_json::Value always serializes");
+    to_pretty_sorted(value)
+}
+
+/// [`to_pretty`] straight from a value whose keys serialize in sorted
+/// order already (a struct with its fields declared so), without building
+/// a `Value` first: for large files rewritten whenever evidence changes.
+pub fn to_pretty_sorted<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(value).expect("evidence types serialize to JSON");
     out.push(b'\n');
     out
 }
@@ -61,13 +68,18 @@ pub fn jcs(value: &Value) -> Vec<u8> {
 /// The digest of a document: SHA-256 of the RFC 8785 form of every field
 /// except `sha256` itself.
 pub fn document_digest(doc: &Value) -> String {
+    hex(&document_digest_bytes(doc))
+}
+
+/// [`document_digest`] as bytes.
+pub fn document_digest_bytes(doc: &Value) -> [u8; 32] {
     match doc {
         Value::Object(m) if m.contains_key("sha256") => {
             let mut m = m.clone();
             m.remove("sha256");
-            sha256_hex(&jcs(&Value::Object(m)))
+            Sha256::digest(jcs(&Value::Object(m))).into()
         }
-        other => sha256_hex(&jcs(other)),
+        other => Sha256::digest(jcs(other)).into(),
     }
 }
 

@@ -186,8 +186,9 @@ impl Artifact {
         content
     }
 
-    /// The JSON document and its `sha256` (over every other field).
-    pub fn to_document(&self) -> (Value, String) {
+    /// The JSON document and its `sha256` (over every other field), as
+    /// bytes.
+    pub fn to_document(&self) -> (Value, [u8; 32]) {
         let content = self.full_content();
         let observed: Map<String, Value> = self
             .observed
@@ -208,14 +209,14 @@ impl Artifact {
             "query": self.query,
             "shard": self.shard,
         });
-        let sha = canonical::document_digest(&doc);
+        let sha = canonical::document_digest_bytes(&doc);
         let mut doc = doc;
-        doc["sha256"] = Value::String(sha.clone());
+        doc["sha256"] = Value::String(canonical::hex(&sha));
         (doc, sha)
     }
 
-    /// The bytes of the artifact file.
-    pub fn to_bytes(&self) -> (Vec<u8>, String) {
+    /// The bytes of the artifact file, and its digest.
+    pub fn to_bytes(&self) -> (Vec<u8>, [u8; 32]) {
         let (doc, sha) = self.to_document();
         (canonical::to_pretty(&doc), sha)
     }
@@ -439,8 +440,8 @@ mod tests {
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.ends_with("}\n"));
         let doc: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(doc["sha256"], sha);
-        assert_eq!(canonical::document_digest(&doc), sha);
+        assert_eq!(doc["sha256"], canonical::hex(&sha));
+        assert_eq!(canonical::document_digest(&doc), canonical::hex(&sha));
         // Every field but the digest is covered: moving the evidence into
         // another period, or editing any provenance, changes it.
         for (field, forged) in [
@@ -460,7 +461,7 @@ mod tests {
             d[field] = forged;
             assert_ne!(
                 canonical::document_digest(&d),
-                sha,
+                canonical::hex(&sha),
                 "{field} is not covered"
             );
         }

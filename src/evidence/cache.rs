@@ -31,9 +31,11 @@ pub fn fingerprint(keep: &super::Keep) -> String {
         super::Keep::All => "all".into(),
         super::Keep::ByKind(m) => m
             .iter()
-            .map(|((source, kind), fields)| {
-                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-                format!("{source}/{kind}:{}", fields.join(","))
+            .flat_map(|(source, kinds)| {
+                kinds.iter().map(move |(kind, fields)| {
+                    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                    format!("{source}/{kind}:{}", fields.join(","))
+                })
             })
             .collect::<Vec<_>>()
             .join(";"),
@@ -75,7 +77,9 @@ pub fn write(file: &Path, fingerprint: &str, held: &[Held]) {
     let result = (|| -> std::io::Result<()> {
         let dir = file.parent().expect("the cache file is in a folder");
         std::fs::create_dir_all(dir)?;
-        remove_stale_temp_files(dir);
+        // Half-written caches of killed runs: each is as large as the
+        // evidence's compact form.
+        crate::store::recover::remove_stale_files(dir, TEMP_PREFIX);
         let tmp = dir.join(format!("{TEMP_PREFIX}{}", std::process::id()));
         let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
         // Encoded an entry at a time: the whole file never sits in memory.
@@ -121,26 +125,6 @@ pub fn write(file: &Path, fingerprint: &str, held: &[Held]) {
 }
 
 const TEMP_PREFIX: &str = "held-v1.tmp";
-
-/// Removes half-written caches that a killed run left: a cache is as large
-/// as the evidence's compact form, and each crash would otherwise leave one.
-/// Only those older than any run that could still be writing them.
-fn remove_stale_temp_files(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let stale = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-            && e.metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > crate::store::recover::STALE_AGE);
-        if stale {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());

@@ -81,8 +81,10 @@ pub enum Keep {
     /// Everything (small inputs, tests).
     #[default]
     All,
-    /// Per (source, kind), the fields kept; a kind not listed keeps none.
-    ByKind(BTreeMap<(String, String), BTreeSet<String>>),
+    /// By source, then kind, the fields kept; a kind not listed keeps
+    /// none. Nested so a lookup by `&str` allocates nothing: it is made
+    /// for every artifact read.
+    ByKind(BTreeMap<String, BTreeMap<String, BTreeSet<String>>>),
 }
 
 /// What to keep of one (source, kind): `None` for everything, else the
@@ -98,7 +100,9 @@ impl Keep {
     /// Keeps `field` of the content of `source`/`kind` artifacts.
     pub fn add(&mut self, source: &str, kind: &str, field: &str) {
         if let Keep::ByKind(m) = self {
-            m.entry((source.to_string(), kind.to_string()))
+            m.entry(source.to_string())
+                .or_default()
+                .entry(kind.to_string())
                 .or_default()
                 .insert(field.to_string());
         }
@@ -108,7 +112,7 @@ impl Keep {
     fn of(&self, source: &str, kind: &str) -> KeepOf<'_> {
         match self {
             Keep::All => None,
-            Keep::ByKind(m) => Some(m.get(&(source.to_string(), kind.to_string()))),
+            Keep::ByKind(m) => Some(m.get(source).and_then(|k| k.get(kind))),
         }
     }
 
@@ -152,16 +156,9 @@ impl Held {
         let doc = Self::parse_doc(bytes, guess, keys)?;
         let (source, kind) = (doc.source.clone()?, doc.kind.clone()?);
         let fields = keep.of(&source, &kind);
-        let same = match (fields, guess) {
-            (None, None) => true,
-            (Some(a), Some(b)) => match (a, b) {
-                (None, None) => true,
-                (Some(a), Some(b)) => std::ptr::eq(a, b),
-                _ => false,
-            },
-            _ => false,
-        };
-        let doc = if same {
+        // The same entry of `keep` (or both "everything"/"nothing").
+        let entry = |k: KeepOf<'_>| k.map(|f| f.map(std::ptr::from_ref));
+        let doc = if entry(fields) == entry(guess) {
             doc
         } else {
             Self::parse_doc(bytes, fields, keys)?
@@ -430,7 +427,7 @@ pub fn load(
     let half = files.len() / 2;
     let second = files.split_off(half);
     let first = files;
-    let git_dir = snapshot.git_dir().to_path_buf();
+    let reader = snapshot.reader()?;
     let sink = std::sync::Mutex::new(&mut out);
     let read_part = |part: Vec<(Arc<str>, From<'_>)>,
                      read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, StoreError>|
@@ -455,19 +452,9 @@ pub fn load(
         Ok(())
     };
     let (a, b) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| -> Result<(), StoreError> {
-            let repo = git2::Repository::open(&git_dir).map_err(|e| StoreError::Git {
-                context: format!("opening {} on a reader thread", git_dir.display()),
-                source: e,
-            })?;
-            read_part(second, &|oid| {
-                repo.find_blob(oid)
-                    .map(|b| b.content().to_vec())
-                    .map_err(|e| StoreError::Git {
-                        context: format!("reading blob {oid}"),
-                        source: e,
-                    })
-            })
+        let other = scope.spawn({
+            let read_part = &read_part;
+            move || read_part(second, &|oid| reader.read(oid))
         });
         let mine = read_part(first, &|oid| snapshot.read_blob(oid));
         (mine, other.join().expect("reader thread panicked"))

@@ -37,7 +37,7 @@ pub mod recover;
 mod snapshot;
 mod tree;
 
-pub use snapshot::Snapshot;
+pub use snapshot::{BlobReader, Snapshot};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
 use pack::{ObjKind, object_id};
@@ -271,7 +271,10 @@ impl Store {
         limit_mapped_packs();
         match Repository::open(path) {
             Ok(repo) => {
-                recover::remove_stale_temp_files(&repo.commondir().join("objects/pack"));
+                recover::remove_stale_files(
+                    &repo.commondir().join("objects/pack"),
+                    recover::TEMP_PREFIX,
+                );
                 Ok(Store {
                     repo,
                     path: path.to_path_buf(),

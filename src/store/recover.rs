@@ -170,15 +170,18 @@ fn remove_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Removes this crate's temporary files in `dir` older than [`STALE_AGE`].
-/// Failures only warn: a leftover costs space, not correctness.
-pub(super) fn remove_stale_temp_files(dir: &Path) {
+/// Removes the files in `dir` whose names start with `prefix` (this
+/// crate's temporary files: [`TEMP_PREFIX`] in the pack folder) and that
+/// are older than [`STALE_AGE`], so older than any run that could still
+/// be writing them. Failures only warn: a leftover costs space, not
+/// correctness.
+pub(crate) fn remove_stale_files(dir: &Path, prefix: &str) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
         let name = e.file_name();
-        if !name.to_string_lossy().starts_with(TEMP_PREFIX) {
+        if !name.to_string_lossy().starts_with(prefix) {
             continue;
         }
         if let Ok(meta) = e.metadata()

@@ -82,6 +82,23 @@ impl Index {
     }
 }
 
+/// Reads blobs through a repository handle of its own (see
+/// [`Snapshot::reader`]).
+pub struct BlobReader(Repository);
+
+impl BlobReader {
+    /// The bytes of the blob `id`, as [`Snapshot::read_blob`] gives them.
+    pub fn read(&self, id: Oid) -> Result<Vec<u8>, StoreError> {
+        read_blob_in(&self.0, id)
+    }
+}
+
+fn read_blob_in(repo: &Repository, id: Oid) -> Result<Vec<u8>, StoreError> {
+    repo.find_blob(id)
+        .map(|b| b.content().to_vec())
+        .map_err(|e| StoreError::git(format!("reading blob {id}"), e))
+}
+
 /// Read-only access to the files of one tree (usually a commit's) of the
 /// evidence repository.
 pub struct Snapshot<'r> {
@@ -158,10 +175,17 @@ impl<'r> Snapshot<'r> {
 
     /// The bytes of the blob `id`.
     pub fn read_blob(&self, id: Oid) -> Result<Vec<u8>, StoreError> {
-        self.repo
-            .find_blob(id)
-            .map(|b| b.content().to_vec())
-            .map_err(|e| StoreError::git(format!("reading blob {id}"), e))
+        read_blob_in(self.repo, id)
+    }
+
+    /// A reader of this repository's blobs for another thread (a
+    /// `Repository` handle is not shared between threads): reading
+    /// 200,000 artifacts is split between two.
+    pub fn reader(&self) -> Result<BlobReader, StoreError> {
+        let dir = self.repo.path();
+        Repository::open(dir).map(BlobReader).map_err(|e| {
+            StoreError::git(format!("opening {} for a reader thread", dir.display()), e)
+        })
     }
 
     /// Every file below the folder `prefix` (no trailing slash; empty for

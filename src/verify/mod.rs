@@ -153,24 +153,17 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
             ));
         }
     };
-    let git_dir = snapshot.git_dir().to_path_buf();
+    let reader = snapshot.reader()?;
     let (mine, other) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| match git2::Repository::open(&git_dir) {
-            Ok(repo) => Ok(work(&|o| {
-                repo.find_blob(o)
-                    .map(|b| b.content().to_vec())
-                    .map_err(|e| e.message().to_string())
-            })),
-            Err(e) => Err(StoreError::Git {
-                context: format!("opening {} on a reader thread", git_dir.display()),
-                source: e,
-            }),
+        let other = scope.spawn({
+            let work = &work;
+            move || work(&|o| reader.read(o).map_err(|e| format!("{e:#}")))
         });
         let mine = work(&|o| snapshot.read_blob(o).map_err(|e| format!("{e:#}")));
         (mine, other.join().expect("verify thread panicked"))
     });
     let mut chunks = mine;
-    chunks.extend(other?);
+    chunks.extend(other);
     chunks.sort_unstable_by_key(|(start, _)| *start);
     let mut seen: Vec<Seen> = Vec::with_capacity(artifacts.len());
     for c in chunks.into_iter().flat_map(|(_, c)| c) {
