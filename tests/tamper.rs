@@ -108,6 +108,41 @@ fn editing_any_field_of_an_artifact_is_caught() {
     edit_each_field();
 }
 
+/// The digest is over the document, not its text: the same artifact
+/// written another way (a member moved first, `/` escaped) still verifies,
+/// and the same rewrite with one character of content changed does not.
+#[test]
+fn an_artifact_rewritten_without_a_change_still_verifies() {
+    let f = synced();
+    let repo = f.evidence();
+    let path = a_commit_artifact(&f);
+    let doc = doc_at(&repo, &path);
+    let rewrite = |doc: &Value| {
+        let mut members = doc.as_object().unwrap().clone();
+        let url = members.remove("url").unwrap();
+        let rest = serde_json::to_string(&members).unwrap();
+        format!(
+            "{{\"url\":{},{}",
+            url.to_string().replace('/', "\\/"),
+            &rest[1..]
+        )
+    };
+    let text = rewrite(&doc);
+    assert!(
+        text.starts_with("{\"url\":\"local:app\\/commit\\/"),
+        "{text}"
+    );
+    tamper(&repo, BRANCH, &path, Some(text.as_bytes()));
+    let found = verify(&repo);
+    assert!(found.is_empty(), "{found:?}");
+
+    let mut edited = doc.clone();
+    edited["title"] = Value::String(format!("{}.", edited["title"].as_str().unwrap()));
+    tamper(&repo, BRANCH, &path, Some(rewrite(&edited).as_bytes()));
+    let found = verify(&repo);
+    assert!(has(&found, "artifact-hash-mismatch", &path), "{found:?}");
+}
+
 /// The period moved and the digest recomputed, as a careful forger would:
 /// the collection's month digests and the shard give it away.
 fn resealed_period() -> BTreeSet<String> {
