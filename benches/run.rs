@@ -2,7 +2,8 @@
 //! organization has. A local git source with N first-parent commits in the
 //! period (100,000 by default; `-- --quick` for 10,000, `-- --n N` for any
 //! size; `-- --keep` keeps the source and evidence repositories for
-//! profiling), then the `cleartrail` binary itself:
+//! profiling; `-- --runs R` repeats each measure R times, 3 by default),
+//! then the `cleartrail` binary itself:
 //!
 //! 1. a cold `run` into a new evidence repository;
 //! 2. `git fast-import` of the same evidence files, in the same run, as the
@@ -11,8 +12,13 @@
 //! 4. a `run` after 100 new commits in the source;
 //! 5. `gaps`, `packet --out` and `verify`.
 //!
-//! Each is timed (wall clock) with its peak RSS (from `wait4`'s rusage),
-//! and the ratios are printed against the targets. Run with
+//! Each is timed (wall clock) with its peak RSS (from `wait4`'s rusage).
+//! A shared 2-core machine varies by 20% from one run to the next, so each
+//! measure is repeated: the table gives the median wall time (and the
+//! range), the highest peak RSS of the repeats, and the ratios of the
+//! medians against the targets. Repeated cold runs and repeated runs after
+//! 100 new commits (from a copy of the same repository) must give the same
+//! tree. Run with
 //! `cargo bench --bench run`. It also reports the largest folder and the
 //! largest file on the evidence branch (GitHub lists 1,000 entries).
 
@@ -214,6 +220,50 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Repeats of one measure.
+struct Runs {
+    walls: Vec<Duration>,
+    peak_rss_kib: i64,
+}
+
+impl Runs {
+    fn of(all: Vec<Measured>) -> Runs {
+        let mut walls: Vec<Duration> = all.iter().map(|m| m.wall).collect();
+        walls.sort();
+        Runs {
+            walls,
+            peak_rss_kib: all.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0),
+        }
+    }
+
+    fn median(&self) -> f64 {
+        secs(self.walls[self.walls.len() / 2])
+    }
+
+    fn range(&self) -> String {
+        format!(
+            "{:.2}-{:.2}",
+            secs(self.walls[0]),
+            secs(self.walls[self.walls.len() - 1])
+        )
+    }
+}
+
+/// A copy of a repository (to replay the same run from the same state).
+fn copy_dir(from: &Path, to: &Path) {
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -a {} {}", from.display(), to.display());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut n = 100_000usize;
@@ -239,77 +289,156 @@ fn main() {
     let ev = work.join("evidence");
     let branch = "refs/heads/cleartrail/evidence";
 
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .map_or(3, |i| args[i + 1].parse().expect("--runs R"));
+    assert!(runs >= 1, "--runs R needs R >= 1");
+    let tree = |repo: &Path| git(repo, &["rev-parse", &format!("{branch}^{{tree}}")]);
+
     // Every measured command runs before this process reads the evidence
     // into memory: a child's peak RSS (from wait4) starts from the
     // parent's when it is spawned.
-    eprintln!("cold run...");
-    let cold = measure(&mut cleartrail(&cfg, &ev, &["run"]));
+    eprintln!("cold run (x{runs})...");
+    let mut colds = Vec::new();
+    for k in 0..runs {
+        let into = if k == 0 {
+            ev.clone()
+        } else {
+            work.join(format!("evidence-{k}"))
+        };
+        colds.push(measure(&mut cleartrail(&cfg, &into, &["run"])));
+        if k > 0 {
+            assert_eq!(tree(&into), tree(&ev), "two cold runs gave different trees");
+            std::fs::remove_dir_all(&into).unwrap();
+        }
+    }
+    let cold = Runs::of(colds);
     let tip1 = git(&ev, &["rev-parse", branch]);
 
-    eprintln!("re-run with nothing new...");
-    let again = measure(&mut cleartrail(&cfg, &ev, &["run"]));
-    let tip2 = git(&ev, &["rev-parse", branch]);
-    assert_eq!(tip1, tip2, "a run with nothing new made a commit");
+    eprintln!("re-run with nothing new (x{runs})...");
+    let again = Runs::of(
+        (0..runs)
+            .map(|_| {
+                let m = measure(&mut cleartrail(&cfg, &ev, &["run"]));
+                let tip = git(&ev, &["rev-parse", branch]);
+                assert_eq!(tip1, tip, "a run with nothing new made a commit");
+                m
+            })
+            .collect(),
+    );
 
-    eprintln!("100 new commits...");
+    eprintln!("100 new commits (x{runs}, each from a copy of the same repository)...");
     add_commits(&src, n, 100, n + 100);
-    let hundred = measure(&mut cleartrail(&cfg, &ev, &["run"]));
-    let tip3 = git(&ev, &["rev-parse", branch]);
-    assert_ne!(tip2, tip3, "100 new commits made no commit");
+    let before = work.join("evidence-before-100");
+    copy_dir(&ev, &before);
+    let mut hundreds = Vec::new();
+    let mut after = None;
+    for k in 0..runs {
+        if k > 0 {
+            copy_dir(&before, &ev);
+        }
+        hundreds.push(measure(&mut cleartrail(&cfg, &ev, &["run"])));
+        let tip = git(&ev, &["rev-parse", branch]);
+        assert_ne!(tip1, tip, "100 new commits made no commit");
+        let t = tree(&ev);
+        assert!(
+            after.get_or_insert_with(|| t.clone()) == &t,
+            "two runs after the same 100 commits gave different trees"
+        );
+    }
+    std::fs::remove_dir_all(&before).unwrap();
+    let hundred = Runs::of(hundreds);
 
-    eprintln!("gaps, packet, verify...");
-    let gaps = measure(&mut cleartrail(&cfg, &ev, &["gaps", "--format", "json"]));
+    eprintln!("gaps, packet, verify (x{runs} each)...");
+    let gaps = Runs::of(
+        (0..runs)
+            .map(|_| measure(&mut cleartrail(&cfg, &ev, &["gaps", "--format", "json"])))
+            .collect(),
+    );
     let packet_dir = work.join("packet");
-    let packet = measure(&mut cleartrail(
-        &cfg,
-        &ev,
-        &[
-            "packet",
-            "--period",
-            "2025",
-            "--out",
-            packet_dir.to_str().unwrap(),
-        ],
-    ));
-    let verify = measure(Command::new(BIN).args(["verify", "--repo", ev.to_str().unwrap(), "-q"]));
-    assert!(
-        verify.stdout.contains(" 0 findings"),
-        "verify: {}",
-        verify.stdout
+    let packet = Runs::of(
+        (0..runs)
+            .map(|_| {
+                if packet_dir.exists() {
+                    std::fs::remove_dir_all(&packet_dir).unwrap();
+                }
+                measure(&mut cleartrail(
+                    &cfg,
+                    &ev,
+                    &[
+                        "packet",
+                        "--period",
+                        "2025",
+                        "--out",
+                        packet_dir.to_str().unwrap(),
+                    ],
+                ))
+            })
+            .collect(),
+    );
+    let verify = Runs::of(
+        (0..runs)
+            .map(|_| {
+                let m = measure(Command::new(BIN).args([
+                    "verify",
+                    "--repo",
+                    ev.to_str().unwrap(),
+                    "-q",
+                ]));
+                assert!(m.stdout.contains(" 0 findings"), "verify: {}", m.stdout);
+                m
+            })
+            .collect(),
     );
 
     // The yardstick: the same files as the cold run wrote, through
     // `git fast-import`.
     let fi = {
         let files = tree_files(&ev, tip1.trim());
-        fast_import(&files, &work.join("fast-import"))
+        let mut walls: Vec<Duration> = (0..runs)
+            .map(|k| {
+                let dir = work.join(format!("fast-import-{k}"));
+                let d = fast_import(&files, &dir);
+                std::fs::remove_dir_all(&dir).unwrap();
+                d
+            })
+            .collect();
+        walls.sort();
+        walls
     };
+    let fi_median = secs(fi[fi.len() / 2]);
     let final_files = tree_files(&ev, branch);
     let ((dir, entries), (file, size)) = extremes(&final_files);
     let total: usize = final_files.iter().map(|f| f.1.len()).sum();
 
-    let c = secs(cold.wall);
+    let c = cold.median();
     println!(
-        "\nwhole-command benchmark: {n} commits in the period, {} files ({:.1} MiB) on the evidence branch",
+        "\nwhole-command benchmark: {n} commits in the period, {} files ({:.1} MiB) on the evidence branch; median of {runs} runs each",
         final_files.len(),
         total as f64 / 1048576.0
     );
-    println!("| measure | wall | peak RSS | ratio | target |");
-    println!("|---|--:|--:|--:|---|");
-    let row = |name: &str, m: &Measured, ratio: String, target: &str| {
+    println!("| measure | wall (median) | range | peak RSS (max) | ratio | target |");
+    println!("|---|--:|--:|--:|--:|---|");
+    let row = |name: &str, m: &Runs, ratio: String, target: &str| {
         println!(
-            "| {name} | {:.2} s | {} MiB | {ratio} | {target} |",
-            secs(m.wall),
+            "| {name} | {:.2} s | {} s | {} MiB | {ratio} | {target} |",
+            m.median(),
+            m.range(),
             m.peak_rss_kib / 1024
         );
     };
     row(
         "cold run",
         &cold,
-        format!("{:.2}x fast-import", c / secs(fi)),
+        format!("{:.2}x fast-import", c / fi_median),
         "<= 1.5x fast-import, RSS <= 300 MiB",
     );
-    println!("| git fast-import, same files | {:.2} s | | | |", secs(fi));
+    println!(
+        "| git fast-import, same files | {fi_median:.2} s | {:.2}-{:.2} s | | | |",
+        secs(fi[0]),
+        secs(fi[fi.len() - 1])
+    );
     for (name, m, target) in [
         ("run, nothing new", &again, "<= 10%, no commit"),
         ("run, 100 new commits", &hundred, "<= 15%"),
@@ -320,7 +449,7 @@ fn main() {
         row(
             name,
             m,
-            format!("{:.1}% of cold", 100.0 * secs(m.wall) / c),
+            format!("{:.1}% of cold", 100.0 * m.median() / c),
             target,
         );
     }

@@ -278,10 +278,31 @@ pub fn evaluate(
     overlay: Option<&ChangeSet>,
     s: &Settings<'_>,
 ) -> Result<Audit, AuditError> {
-    let held = evidence::load(snapshot, overlay, &keep_fields(s.catalogs), s.held_cache)?;
+    let (held, cache) = evidence::load(snapshot, overlay, &keep_fields(s.catalogs), s.held_cache)?;
+    // The writer's cache is rewritten on the other core meanwhile.
+    let (manual, checks, statuses) = std::thread::scope(|scope| {
+        if let Some(cache) = cache {
+            let held = &held;
+            scope.spawn(move || cache.write(held));
+        }
+        evaluate_held(&held, s)
+    })?;
+    Ok(Audit {
+        held,
+        checks,
+        statuses,
+        manual,
+    })
+}
+
+/// Checks and control statuses of loaded evidence.
+fn evaluate_held(
+    held: &Evidence,
+    s: &Settings<'_>,
+) -> Result<(ManualMappings, Vec<CheckResult>, Vec<FrameworkStatus>), AuditError> {
     let manual = match (&s.manual, &s.manual_recorded) {
         (Some((path, text)), _) => {
-            ManualMappings::load(path, text, s.catalogs, &held).map_err(AuditError::Mapping)?
+            ManualMappings::load(path, text, s.catalogs, held).map_err(AuditError::Mapping)?
         }
         (None, Some(m)) => m.clone(),
         (None, None) => ManualMappings::default(),
@@ -307,7 +328,7 @@ pub fn evaluate(
     let statuses = evaluate::evaluate(&Inputs {
         catalogs: s.catalogs,
         scope: s.scope,
-        held: &held,
+        held,
         checks: &checks,
         mappings: &mappings,
         period: s.period,
@@ -315,12 +336,7 @@ pub fn evaluate(
         sources: &sources,
         failing: &failing,
     });
-    Ok(Audit {
-        held,
-        checks,
-        statuses,
-        manual,
-    })
+    Ok((manual, checks, statuses))
 }
 
 /// The `content` fields evaluation reads, per (source, kind): those the
