@@ -235,6 +235,21 @@ fn malformed() -> BTreeSet<String> {
     assert!(has(&found, "artifact-invalid", &path), "{found:?}");
     record(found);
 
+    // Valid JSON apart from a title that is not UTF-8 (a field verify
+    // reads nothing else from), digest left as it was.
+    let f = synced();
+    let repo = f.evidence();
+    let path = a_commit_artifact(&f);
+    let bytes = tree_files(&repo, BRANCH)[&path].clone();
+    let text = String::from_utf8(bytes).unwrap();
+    let at = text.find("\"title\": \"").unwrap() + "\"title\": \"".len();
+    let mut forged = text.into_bytes();
+    forged.insert(at, 0xff);
+    tamper(&repo, BRANCH, &path, Some(&forged));
+    let found = verify(&repo);
+    assert!(has(&found, "artifact-invalid", &path), "{found:?}");
+    record(found);
+
     // Moved, intact, to another folder.
     let f = synced();
     let repo = f.evidence();

@@ -83,10 +83,10 @@ pub fn document_digest_bytes(doc: &Value) -> [u8; 32] {
     }
 }
 
-/// The digest of an artifact file's document, read straight from its bytes:
+/// The digest of an artifact file's document, read straight from its text:
 /// equal to [`document_digest_bytes`] of the parsed file, for any valid
-/// JSON object. `bytes` must parse as JSON (the caller has parsed them);
-/// `None` only when they do not.
+/// JSON object. `text` must parse as JSON (the caller has parsed it);
+/// `None` only when it does not.
 ///
 /// Canonicalizing 200,000 artifacts is most of `verify`'s time, yet the
 /// files this crate writes are RFC 8785 text already, apart from
@@ -98,10 +98,10 @@ pub fn document_digest_bytes(doc: &Value) -> [u8; 32] {
 /// ASCII, an escape RFC 8785 writes differently, keys out of order or
 /// repeated) goes through the full canonicalization, so the digest never
 /// depends on how a file happens to be formatted.
-pub fn file_document_digest(bytes: &[u8]) -> Option<[u8; 32]> {
-    match compact_if_canonical(bytes) {
+pub fn file_document_digest(text: &str) -> Option<[u8; 32]> {
+    match compact_if_canonical(text) {
         Some(compact) => Some(Sha256::digest(compact).into()),
-        None => serde_json::from_slice::<Value>(bytes)
+        None => serde_json::from_str::<Value>(text)
             .ok()
             .map(|doc| document_digest_bytes(&doc)),
     }
@@ -111,7 +111,7 @@ pub fn file_document_digest(bytes: &[u8]) -> Option<[u8; 32]> {
 /// without its top-level `sha256` member, when they are exactly the RFC
 /// 8785 form of what remains; `None` when that cannot be shown by looking
 /// at the tokens alone. Assumes valid JSON.
-fn compact_if_canonical(bytes: &[u8]) -> Option<Vec<u8>> {
+fn compact_if_canonical(text: &str) -> Option<Vec<u8>> {
     /// One open object or array.
     struct Frame {
         object: bool,
@@ -120,7 +120,6 @@ fn compact_if_canonical(bytes: &[u8]) -> Option<Vec<u8>> {
         /// The previous key of this object, as a range of `bytes`.
         last_key: Option<(usize, usize)>,
     }
-    let text = std::str::from_utf8(bytes).ok()?;
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut stack: Vec<Frame> = Vec::new();
@@ -146,11 +145,11 @@ fn compact_if_canonical(bytes: &[u8]) -> Option<Vec<u8>> {
                 loop {
                     // Runs of plain text between escapes are most of a file.
                     let run = memchr::memchr2(b'"', b'\\', &bytes[i..])?;
-                    let text = &bytes[i..i + run];
-                    if text.iter().any(|&c| c < 0x20) {
+                    let between = &bytes[i..i + run];
+                    if between.iter().any(|&c| c < 0x20) {
                         return None;
                     }
-                    plain &= text.is_ascii();
+                    plain &= between.is_ascii();
                     i += run;
                     if bytes[i] == b'"' {
                         break;
@@ -415,7 +414,7 @@ mod tests {
         for c in cases {
             let v: Value = serde_json::from_str(c).unwrap();
             assert_eq!(
-                file_document_digest(c.as_bytes()),
+                file_document_digest(c),
                 Some(document_digest_bytes(&v)),
                 "{c}"
             );
@@ -428,12 +427,12 @@ mod tests {
                 m.insert("sha256".into(), json!("recorded"));
             }
             for text in [to_pretty(&v), to_compact(&v)] {
+                let text = String::from_utf8(text).unwrap();
                 fast += usize::from(compact_if_canonical(&text).is_some());
                 assert_eq!(
                     file_document_digest(&text),
                     Some(document_digest_bytes(&v)),
-                    "{}",
-                    String::from_utf8_lossy(&text)
+                    "{text}"
                 );
             }
         }
@@ -442,7 +441,7 @@ mod tests {
             (100..5900).contains(&fast),
             "{fast} of 6000 took the fast path"
         );
-        assert_eq!(file_document_digest(b"{\"a\":"), None);
+        assert_eq!(file_document_digest("{\"a\":"), None);
     }
 
     #[test]
@@ -453,14 +452,15 @@ mod tests {
             "sha256": "abc",
             "title": "Ünïcode",
         });
-        let compact = compact_if_canonical(&to_pretty(&doc)).expect("fast path");
+        let pretty = String::from_utf8(to_pretty(&doc)).unwrap();
+        let compact = compact_if_canonical(&pretty).expect("fast path");
         let mut without = doc.clone();
         without.as_object_mut().unwrap().remove("sha256");
         assert_eq!(compact, jcs(&without));
         // Not provably canonical: the full path decides.
-        assert_eq!(compact_if_canonical(br#"{"b":1,"a":2}"#), None);
-        assert_eq!(compact_if_canonical(br#"{"a":1.5}"#), None);
-        assert_eq!(compact_if_canonical(br#"{"a":"\/"}"#), None);
+        assert_eq!(compact_if_canonical(r#"{"b":1,"a":2}"#), None);
+        assert_eq!(compact_if_canonical(r#"{"a":1.5}"#), None);
+        assert_eq!(compact_if_canonical(r#"{"a":"\/"}"#), None);
     }
 
     #[test]

@@ -132,11 +132,16 @@ impl Artifact {
     /// Where an artifact with these fields lives (without extension): the
     /// one rule that writers and `verify` share.
     pub fn base_path_of(source: &str, kind: &str, shard: Option<&str>, object_id: &str) -> String {
-        let dir = Self::kind_dir(source, kind);
+        Self::base_path_in(&Self::kind_dir(source, kind), shard, object_id)
+    }
+
+    /// [`Artifact::base_path_of`] below a [`Artifact::kind_dir`] already
+    /// made (`verify` makes it once per source and kind).
+    pub fn base_path_in(kind_dir: &str, shard: Option<&str>, object_id: &str) -> String {
         let obj = path::escape_object_path(object_id);
         match shard {
-            Some(s) => format!("{dir}/{s}/{obj}"),
-            None => format!("{dir}/{obj}"),
+            Some(s) => format!("{kind_dir}/{s}/{obj}"),
+            None => format!("{kind_dir}/{obj}"),
         }
     }
 

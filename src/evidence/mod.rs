@@ -11,7 +11,7 @@ mod cache;
 pub mod lite;
 
 use crate::artifact::{DateSpan, EVIDENCE_DIR};
-use crate::store::{ChangeSet, Snapshot, StoreError};
+use crate::store::{ChangeSet, Chunks, Snapshot, StoreError};
 use chrono::NaiveDate;
 pub use lite::Lite;
 use lite::{KeepSeed, Keys};
@@ -421,53 +421,33 @@ pub fn load(
     }
     let parsed_anew = files.len();
     out.reserve_exact(parsed_anew);
-    // Reading (inflating) and parsing is the cost; two threads, each with
-    // its own handle on the repository, halve it on a 2-core runner. They
-    // take chunks from a shared counter, so neither waits for the other,
-    // and append to `out` a batch at a time, so the parsed artifacts are
+    // Reading (inflating) and parsing is the cost, shared by two threads.
+    // They append to `out` a batch at a time, so the parsed artifacts are
     // never in two vectors at once.
-    let reader = snapshot.reader()?;
+    const BATCH: usize = 512;
     let sink = std::sync::Mutex::new(&mut out);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let read_part =
-        |read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, StoreError>| -> Result<(), StoreError> {
-            const BATCH: usize = 512;
-            let mut keys = Keys::default();
-            let mut batch = Vec::with_capacity(BATCH);
-            let flush = |batch: &mut Vec<Held>| {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).append(batch);
-            };
-            loop {
-                let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
-                let Some(chunk) = files.get(start..(start + BATCH).min(files.len())) else {
-                    break;
+    let chunks = Chunks::new(files.len(), BATCH);
+    let [a, b] = snapshot.on_two_threads(|read| -> Result<(), StoreError> {
+        let mut keys = Keys::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(chunk) = chunks.take() {
+            for (path, from) in &files[chunk] {
+                let parsed = match from {
+                    From::Overlay(c) => {
+                        Held::parse(path.clone(), &c.bytes(), c.blob_id(), keep, &mut keys)
+                    }
+                    From::Held(oid) => {
+                        Held::parse(path.clone(), &read(*oid)?, *oid, keep, &mut keys)
+                    }
                 };
-                if chunk.is_empty() {
-                    break;
-                }
-                for (path, from) in chunk {
-                    let parsed = match from {
-                        From::Overlay(c) => {
-                            Held::parse(path.clone(), &c.bytes(), c.blob_id(), keep, &mut keys)
-                        }
-                        From::Held(oid) => {
-                            Held::parse(path.clone(), &read(*oid)?, *oid, keep, &mut keys)
-                        }
-                    };
-                    batch.extend(parsed);
-                }
-                flush(&mut batch);
+                batch.extend(parsed);
             }
-            Ok(())
-        };
-    let (a, b) = std::thread::scope(|scope| {
-        let other = scope.spawn({
-            let read_part = &read_part;
-            move || read_part(&|oid| reader.read(oid))
-        });
-        let mine = read_part(&|oid| snapshot.read_blob(oid));
-        (mine, other.join().expect("reader thread panicked"))
-    });
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut batch);
+        }
+        Ok(())
+    })?;
     a?;
     b?;
     let cache = cache_file

@@ -37,7 +37,7 @@ pub mod recover;
 mod snapshot;
 mod tree;
 
-pub use snapshot::{BlobReader, Snapshot};
+pub use snapshot::{BlobReader, Chunks, ReadBlob, Snapshot};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
 use pack::{ObjKind, object_id};

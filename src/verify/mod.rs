@@ -15,7 +15,7 @@ use crate::artifact::{
     group_of_shard, groups_digest, path, set_digest,
 };
 use crate::diag::Diagnostic;
-use crate::store::{Snapshot, StoreError};
+use crate::store::{Chunks, ReadBlob, Snapshot, StoreError};
 use chrono::NaiveDate;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,12 @@ where
     Option::<T>::deserialize(d)
 }
 
+/// The message of an `object-unreadable` finding, with libgit2's reason
+/// (a missing object, or content that does not hash to its id).
+fn unreadable(e: StoreError) -> String {
+    format!("cannot read its object: {:#}", anyhow::Error::new(e))
+}
+
 /// The files of the branch that a record accounts for, borrowed from the
 /// branch's own path list.
 type Accounted<'a> = HashSet<&'a str>;
@@ -184,11 +190,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         match snapshot.read_blob(oid) {
             Ok(b) => Some(b),
             Err(e) => {
-                report.finding(
-                    "object-unreadable",
-                    p,
-                    format!("cannot read its object: {e}"),
-                );
+                report.finding("object-unreadable", p, unreadable(e));
                 None
             }
         }
@@ -228,58 +230,49 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         .filter(|(p, _)| p.starts_with(&prefix) && p.ends_with(".json"))
         .map(|(p, o)| (p, *o))
         .collect();
-    // The two threads take chunks from a shared counter rather than a half
-    // each, so neither waits for the other; results keep the path order.
+    // Two threads take chunks of the artifacts; results keep path order.
     const CHUNK: usize = 512;
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = |read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, String>| {
+    let chunks = Chunks::new(artifacts.len(), CHUNK);
+    let work = |read: &ReadBlob<'_>| {
         let mut done: Vec<(usize, Vec<Checked>)> = Vec::new();
         let mut classes = Classes::default();
-        loop {
-            let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
-            if start >= artifacts.len() {
-                return done;
-            }
-            let chunk = &artifacts[start..(start + CHUNK).min(artifacts.len())];
+        while let Some(chunk) = chunks.take() {
+            let start = chunk.start;
             done.push((
                 start,
-                chunk
+                artifacts[chunk]
                     .iter()
                     .map(|(p, oid)| check_artifact(p, *oid, &present, read, &mut classes))
                     .collect(),
             ));
         }
+        done
     };
     // Derived files (listings above all) are read and hashed on a third
     // thread meanwhile: on two cores it fills the gaps of the other two.
-    let reader = snapshot.reader()?;
     let derived_reader = snapshot.reader()?;
-    let (mine, other, (derived_accounted, derived_report, listed)) = std::thread::scope(|scope| {
-        let other = scope.spawn({
-            let work = &work;
-            move || work(&|o| reader.read(o).map_err(|e| format!("{e:#}")))
-        });
-        let derived_files = scope.spawn({
-            let present = &present;
-            move || {
-                let mut accounted = Accounted::new();
-                let mut report = VerifyReport::default();
-                let listed = derived(
-                    &|o| derived_reader.read(o),
-                    present,
-                    &mut accounted,
-                    &mut report,
-                );
-                (accounted, report, listed)
-            }
-        });
-        let mine = work(&|o| snapshot.read_blob(o).map_err(|e| format!("{e:#}")));
-        (
-            mine,
-            other.join().expect("verify thread panicked"),
-            derived_files.join().expect("verify thread panicked"),
-        )
-    });
+    let ([mine, other], (derived_accounted, derived_report, listed)) =
+        std::thread::scope(|scope| -> Result<_, StoreError> {
+            let derived_files = scope.spawn({
+                let present = &present;
+                move || {
+                    let mut accounted = Accounted::new();
+                    let mut report = VerifyReport::default();
+                    let listed = derived(
+                        &|o| derived_reader.read(o),
+                        present,
+                        &mut accounted,
+                        &mut report,
+                    );
+                    (accounted, report, listed)
+                }
+            });
+            let artifacts_checked = snapshot.on_two_threads(work)?;
+            Ok((
+                artifacts_checked,
+                derived_files.join().expect("verify thread panicked"),
+            ))
+        })?;
     accounted.extend(derived_accounted);
     report.derived = derived_report.derived;
     report.findings.extend(derived_report.findings);
@@ -363,7 +356,7 @@ fn check_artifact(
     p: &str,
     oid: git2::Oid,
     present: &HashMap<&str, git2::Oid>,
-    read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, String>,
+    read: &ReadBlob<'_>,
     classes: &mut Classes,
 ) -> Checked {
     let mut out = Checked {
@@ -377,15 +370,17 @@ fn check_artifact(
     let bytes = match read(oid) {
         Ok(b) => b,
         Err(e) => {
-            finding(
-                "object-unreadable",
-                p,
-                format!("cannot read its object: {e}"),
-            );
+            finding("object-unreadable", p, unreadable(e));
             return out;
         }
     };
-    let doc: ArtifactView<'_> = match serde_json::from_slice(&bytes) {
+    // Checked as text first: serde skips the fields it ignores without
+    // checking their UTF-8, and the digest reads the text as it is.
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        finding("artifact-invalid", p, "not UTF-8 text".to_string());
+        return out;
+    };
+    let doc: ArtifactView<'_> = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             finding("artifact-invalid", p, format!("not a valid artifact: {e}"));
@@ -400,7 +395,7 @@ fn check_artifact(
         );
         return out;
     }
-    let actual = canonical::file_document_digest(&bytes)
+    let actual = canonical::file_document_digest(text)
         .map(|d| canonical::hex(&d))
         .unwrap_or_default();
     if actual != doc.sha256 {
@@ -419,11 +414,10 @@ fn check_artifact(
     let period = doc.period.as_ref().and_then(PeriodView::span);
     let shard = doc.shard.as_deref();
     let at = |shard: Option<&str>| {
-        let obj = path::escape_object_path(object_id);
-        match shard {
-            Some(s) => format!("{}/{s}/{obj}.json", class.kind_dir),
-            None => format!("{}/{obj}.json", class.kind_dir),
-        }
+        format!(
+            "{}.json",
+            Artifact::base_path_in(&class.kind_dir, shard, object_id)
+        )
     };
     // The shard a sharded artifact must have, from its own period: the
     // path it belongs at follows from that shard, not from the one it says.
@@ -491,11 +485,7 @@ fn check_artifact(
                             );
                         }
                     }
-                    Err(e) => finding(
-                        "object-unreadable",
-                        &cpath,
-                        format!("cannot read its object: {e}"),
-                    ),
+                    Err(e) => finding("object-unreadable", &cpath, unreadable(e)),
                 }
                 out.captured = Some(cpath);
             }
@@ -558,11 +548,7 @@ fn collections<'a>(
                 }
             },
             Err(e) => {
-                report.finding(
-                    "object-unreadable",
-                    p,
-                    format!("cannot read its object: {e}"),
-                );
+                report.finding("object-unreadable", p, unreadable(e));
                 continue;
             }
         };
@@ -857,11 +843,7 @@ fn packets<'a>(
                         );
                     }
                 }
-                Some(Err(e)) => report.finding(
-                    "object-unreadable",
-                    &path,
-                    format!("cannot read its object: {e}"),
-                ),
+                Some(Err(e)) => report.finding("object-unreadable", &path, unreadable(e)),
                 None => report.finding(
                     "packet-mismatch",
                     &path,
@@ -916,7 +898,7 @@ fn missing_listed<'a>(
 /// Returns the artifact paths that verified listings name, when the branch
 /// has listings at all.
 fn derived<'a>(
-    read: &dyn Fn(git2::Oid) -> Result<Vec<u8>, StoreError>,
+    read: &ReadBlob<'_>,
     present: &HashMap<&'a str, git2::Oid>,
     accounted: &mut Accounted<'a>,
     report: &mut VerifyReport,
@@ -982,11 +964,7 @@ fn derived<'a>(
                     );
                 }
             }
-            Err(e) => report.finding(
-                "object-unreadable",
-                path,
-                format!("cannot read its object: {e}"),
-            ),
+            Err(e) => report.finding("object-unreadable", path, unreadable(e)),
         }
     }
     has_listings.then_some(listed)
