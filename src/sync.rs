@@ -821,7 +821,7 @@ fn read_identity(
         sha: field("sha256")?,
         start: v["period"]["start"]
             .as_str()
-            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()),
+            .and_then(crate::artifact::parse_day),
         query: field("query")?,
     })
 }

@@ -559,13 +559,7 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
                 }
                 Field::Period => {
                     let span = map.next_value::<Option<Span<'de>>>()?;
-                    doc.period = span.and_then(|m| {
-                        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
-                        Some(DateSpan {
-                            start: day(&m.start)?,
-                            end: day(&m.end)?,
-                        })
-                    });
+                    doc.period = span.and_then(|m| DateSpan::parse(&m.start, &m.end));
                 }
                 Field::Observed => {
                     let times = map.next_value::<BTreeMap<Box<str>, Value>>()?;

@@ -743,6 +743,76 @@ mod tests {
         }
     }
 
+    /// A tree of more folders than one thread lists alone is listed on two:
+    /// the index must still hold exactly what git lists, in path order.
+    #[test]
+    fn a_large_tree_is_indexed_exactly_as_git_lists_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_init(dir.path()).unwrap();
+        let mut cs = ChangeSet::new();
+        for m in 0..40 {
+            for b in 0..5 {
+                cs.put(
+                    format!("e/k/2025-{m:02}/{b:02}/a{m}.json").as_str(),
+                    vec![b],
+                );
+            }
+            cs.put(format!("e/k/2025-{m:02}.json").as_str(), vec![m]);
+        }
+        cs.put("top", b"t".to_vec());
+        let CommitOutcome::Committed { commit, .. } =
+            store.commit("t", None, None, &cs, "m", &author()).unwrap()
+        else {
+            panic!("expected a commit")
+        };
+        let out = std::process::Command::new("git")
+            .args(["ls-tree", "-r", "--format=%(path) %(objectname)"])
+            .arg(commit.to_string())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut git: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        git.sort();
+        let snap = store.snapshot(Some(commit)).unwrap();
+        let ours: Vec<String> = snap
+            .files_under("")
+            .unwrap()
+            .iter()
+            .map(|(p, id)| format!("{p} {id}"))
+            .collect();
+        assert_eq!(ours.len(), 40 * 6 + 1);
+        assert_eq!(ours, git);
+        assert_eq!(snap.dirs_under("e/k").unwrap().len(), 40);
+        assert_eq!(snap.files_under("e/k/2025-07").unwrap().len(), 5);
+    }
+
+    /// A file entry that names a tree is damage, reported as such, with
+    /// the path asked for.
+    #[test]
+    fn a_file_entry_naming_a_tree_is_reported_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_init(dir.path()).unwrap();
+        let empty = store.repo.treebuilder(None).unwrap().write().unwrap();
+        // Written raw: libgit2's treebuilder refuses such an entry.
+        let mut raw = b"100644 a.json\0".to_vec();
+        raw.extend_from_slice(empty.as_bytes());
+        let root = store
+            .repo
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, &raw)
+            .unwrap();
+        let snap = store.snapshot_tree(Some(root));
+        let err = snap.read("a.json").unwrap_err().to_string();
+        assert!(err.contains("a tree where a file's blob belongs"), "{err}");
+        assert!(err.contains(&empty.to_string()), "{err}");
+    }
+
     #[test]
     fn tree_order_matches_git_for_dirs_and_files() {
         let dir = tempfile::tempdir().unwrap();

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 pub use crate::diag::codes::VERIFY as CODES;
@@ -96,11 +96,7 @@ struct PeriodView<'a> {
 
 impl PeriodView<'_> {
     fn span(&self) -> Option<DateSpan> {
-        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
-        Some(DateSpan {
-            start: day(&self.start)?,
-            end: day(&self.end)?,
-        })
+        DateSpan::parse(&self.start, &self.end)
     }
 }
 
@@ -120,15 +116,80 @@ fn unreadable(e: StoreError) -> String {
     format!("cannot read its object: {:#}", anyhow::Error::new(e))
 }
 
-/// The files of the branch that a record accounts for, borrowed from the
-/// branch's own path list.
-type Accounted<'a> = HashSet<&'a str>;
+/// The files of the branch, sorted by path (the snapshot's own index):
+/// a lookup is a binary search, a folder is one contiguous range, and a
+/// file's position stands for it in [`Marks`]. Hashing 200,000 paths into
+/// sets cost more than every lookup verify makes.
+#[derive(Clone, Copy)]
+struct Files<'a>(&'a [(Arc<str>, git2::Oid)]);
 
-/// Marks `path` as accounted for when the branch holds it (a path it does
-/// not hold needs no mark: only present files can be strays).
-fn account<'a>(accounted: &mut Accounted<'a>, present: &HashMap<&'a str, git2::Oid>, path: &str) {
-    if let Some((held, _)) = present.get_key_value(path) {
-        accounted.insert(held);
+impl<'a> Files<'a> {
+    fn find(self, path: &str) -> Option<usize> {
+        self.0.binary_search_by(|(p, _)| (**p).cmp(path)).ok()
+    }
+
+    /// Like [`Files::find`], first trying the position after `last`: rows
+    /// of a listing name artifacts in path order.
+    fn find_next(self, path: &str, last: Option<usize>) -> Option<usize> {
+        let next = last.map_or(0, |l| l + 1);
+        match self.0.get(next) {
+            Some((p, _)) if &**p == path => Some(next),
+            _ => self.find(path),
+        }
+    }
+
+    fn get(self, path: &str) -> Option<git2::Oid> {
+        self.find(path).map(|i| self.0[i].1)
+    }
+
+    fn path(self, i: usize) -> &'a str {
+        &self.0[i].0
+    }
+
+    /// The positions of the files whose path starts with `prefix` (a
+    /// folder with its trailing slash).
+    fn folder(self, prefix: &str) -> std::ops::Range<usize> {
+        let start = self.0.partition_point(|(p, _)| &**p < prefix);
+        let len = self.0[start..].partition_point(|(p, _)| p.starts_with(prefix));
+        start..start + len
+    }
+
+    /// (position, path, blob id) of the files of the folder `prefix`.
+    fn in_folder(self, prefix: &str) -> impl Iterator<Item = (usize, &'a str, git2::Oid)> {
+        self.folder(prefix)
+            .map(move |i| (i, self.path(i), self.0[i].1))
+    }
+}
+
+/// A set of the branch's files, by position in [`Files`]: those a record
+/// accounts for, or those a listing names.
+struct Marks(Vec<bool>);
+
+impl Marks {
+    fn new(files: Files<'_>) -> Self {
+        Marks(vec![false; files.0.len()])
+    }
+
+    fn mark(&mut self, i: usize) {
+        self.0[i] = true;
+    }
+
+    /// Marks `path` when the branch holds it (a path it does not hold needs
+    /// no mark: only present files can be strays).
+    fn mark_path(&mut self, files: Files<'_>, path: &str) {
+        if let Some(i) = files.find(path) {
+            self.mark(i);
+        }
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.0[i]
+    }
+
+    fn extend(&mut self, other: &Marks) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= *b;
+        }
     }
 }
 
@@ -182,10 +243,13 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let all = snapshot.files_under("")?;
-    tracing::debug!("{} files listed in {:.2?}", all.len(), started.elapsed());
-    let present: HashMap<&str, git2::Oid> = all.iter().map(|(p, o)| (p.as_str(), *o)).collect();
-    let mut accounted: Accounted<'_> = HashSet::with_capacity(all.len());
+    let files = Files(snapshot.files_below("")?);
+    tracing::debug!(
+        "{} files listed in {:.2?}",
+        files.0.len(),
+        started.elapsed()
+    );
+    let mut accounted = Marks::new(files);
     let read = |report: &mut VerifyReport, p: &str, oid: git2::Oid| -> Option<Vec<u8>> {
         match snapshot.read_blob(oid) {
             Ok(b) => Some(b),
@@ -197,10 +261,10 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
     };
 
     // Layout version.
-    match present.get(LAYOUT_PATH) {
-        Some(oid) => {
-            accounted.insert(LAYOUT_PATH);
-            if let Some(b) = read(&mut report, LAYOUT_PATH, *oid) {
+    match files.find(LAYOUT_PATH) {
+        Some(i) => {
+            accounted.mark(i);
+            if let Some(b) = read(&mut report, LAYOUT_PATH, files.0[i].1) {
                 let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
                 if v["version"].as_u64() != Some(u64::from(LAYOUT_VERSION)) {
                     report.finding(
@@ -214,7 +278,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
                 }
             }
         }
-        None if all.iter().any(|(p, _)| p.starts_with("evidence/")) => report.finding(
+        None if !files.folder(&format!("{EVIDENCE_DIR}/")).is_empty() => report.finding(
             "layout-unsupported",
             LAYOUT_PATH,
             "the branch holds evidence but no layout version file",
@@ -224,11 +288,9 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
 
     // Artifacts and captured documents: reading, parsing and hashing is
     // the cost, split over two threads with a repository handle each.
-    let prefix = format!("{EVIDENCE_DIR}/");
-    let artifacts: Vec<(&String, git2::Oid)> = all
-        .iter()
-        .filter(|(p, _)| p.starts_with(&prefix) && p.ends_with(".json"))
-        .map(|(p, o)| (p, *o))
+    let artifacts: Vec<usize> = files
+        .folder(&format!("{EVIDENCE_DIR}/"))
+        .filter(|&i| files.path(i).ends_with(".json"))
         .collect();
     // Two threads take chunks of the artifacts; results keep path order.
     const CHUNK: usize = 512;
@@ -242,7 +304,9 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
                 start,
                 artifacts[chunk]
                     .iter()
-                    .map(|(p, oid)| check_artifact(p, *oid, &present, read, &mut classes))
+                    .map(|&i| {
+                        check_artifact(files.path(i), files.0[i].1, files, read, &mut classes)
+                    })
                     .collect(),
             ));
         }
@@ -253,19 +317,16 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
     let derived_reader = snapshot.reader()?;
     let ([mine, other], (derived_accounted, derived_report, listed)) =
         std::thread::scope(|scope| -> Result<_, StoreError> {
-            let derived_files = scope.spawn({
-                let present = &present;
-                move || {
-                    let mut accounted = Accounted::new();
-                    let mut report = VerifyReport::default();
-                    let listed = derived(
-                        &|o| derived_reader.read(o),
-                        present,
-                        &mut accounted,
-                        &mut report,
-                    );
-                    (accounted, report, listed)
-                }
+            let derived_files = scope.spawn(move || {
+                let mut accounted = Marks::new(files);
+                let mut report = VerifyReport::default();
+                let listed = derived(
+                    &|o| derived_reader.read(o),
+                    files,
+                    &mut accounted,
+                    &mut report,
+                );
+                (accounted, report, listed)
             });
             let artifacts_checked = snapshot.on_two_threads(work)?;
             Ok((
@@ -273,23 +334,23 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
                 derived_files.join().expect("verify thread panicked"),
             ))
         })?;
-    accounted.extend(derived_accounted);
+    accounted.extend(&derived_accounted);
     report.derived = derived_report.derived;
     report.findings.extend(derived_report.findings);
     let mut chunks = mine;
     chunks.extend(other);
     chunks.sort_unstable_by_key(|(start, _)| *start);
     let mut seen: Vec<Seen> = Vec::with_capacity(artifacts.len());
-    for ((p, _), c) in artifacts
+    for (&i, c) in artifacts
         .iter()
         .zip(chunks.into_iter().flat_map(|(_, c)| c))
     {
         report.artifacts += 1;
-        accounted.insert(p.as_str());
+        accounted.mark(i);
         report.findings.extend(c.findings);
         if let Some(cp) = c.captured {
             report.captured += 1;
-            account(&mut accounted, &present, &cp);
+            accounted.mark(cp);
         }
         seen.extend(c.seen);
     }
@@ -302,35 +363,33 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
         seen.len(),
         started.elapsed()
     );
-    collections(snapshot, &all, &seen, &mut accounted, &mut report)?;
+    collections(snapshot, files, &seen, &mut accounted, &mut report)?;
     tracing::debug!("collection records checked at {:.2?}", started.elapsed());
-    tombstones(snapshot, &present, &all, &mut accounted, &mut report);
+    tombstones(snapshot, files, &mut accounted, &mut report);
     // Every artifact must be listed: a listing is what an auditor browses,
     // and an artifact slipped in without a row would go unseen there.
     if let Some(listed) = listed {
-        for (p, _) in &artifacts {
-            if !listed.contains(p.as_str()) {
+        for &i in &artifacts {
+            if !listed.has(i) {
                 report.finding(
                     "artifact-unlisted",
-                    p.as_str(),
+                    files.path(i),
                     "no listing names this artifact: it was added outside cleartrail",
                 );
             }
         }
     }
     tracing::debug!("derived files checked at {:.2?}", started.elapsed());
-    packets(snapshot, &all, &present, &mut accounted, &mut report);
+    packets(snapshot, files, &mut accounted, &mut report);
 
     // Whatever else sits in a folder ClearTrail owns was put there by hand.
-    for (p, _) in &all {
+    for (i, (p, _)) in files.0.iter().enumerate() {
         let top = p.split('/').next().unwrap_or_default();
-        if OWNED_FOLDERS.contains(&top)
-            && !accounted.contains(p.as_str())
-            && p != crate::artifact::STATE_PATH
+        if OWNED_FOLDERS.contains(&top) && !accounted.has(i) && &**p != crate::artifact::STATE_PATH
         {
             report.finding(
                 "stray-file",
-                p,
+                &**p,
                 "no record accounts for this file: it was added outside cleartrail",
             );
         }
@@ -345,8 +404,8 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
 /// What checking one artifact found.
 struct Checked {
     findings: Vec<Diagnostic>,
-    /// The captured document it names, when present.
-    captured: Option<String>,
+    /// The position of the captured document it names, when present.
+    captured: Option<usize>,
     seen: Option<Seen>,
 }
 
@@ -355,7 +414,7 @@ struct Checked {
 fn check_artifact(
     p: &str,
     oid: git2::Oid,
-    present: &HashMap<&str, git2::Oid>,
+    files: Files<'_>,
     read: &ReadBlob<'_>,
     classes: &mut Classes,
 ) -> Checked {
@@ -472,9 +531,9 @@ fn check_artifact(
     {
         let cpath = p.trim_end_matches(".json").to_string();
         let want = cap["sha256"].as_str().unwrap_or_default();
-        match present.get(cpath.as_str()) {
-            Some(coid) => {
-                match read(*coid) {
+        match files.find(&cpath) {
+            Some(ci) => {
+                match read(files.0[ci].1) {
                     Ok(b) => {
                         let got = canonical::sha256_hex(&b);
                         if got != want {
@@ -487,7 +546,7 @@ fn check_artifact(
                     }
                     Err(e) => finding("object-unreadable", &cpath, unreadable(e)),
                 }
-                out.captured = Some(cpath);
+                out.captured = Some(ci);
             }
             None => finding(
                 "captured-missing",
@@ -507,27 +566,34 @@ fn check_artifact(
 }
 
 /// Recomputes every collection record from the artifacts present.
-fn collections<'a>(
+fn collections(
     snapshot: &Snapshot<'_>,
-    all: &'a [(String, git2::Oid)],
+    files: Files<'_>,
     seen: &[Seen],
-    accounted: &mut Accounted<'a>,
+    accounted: &mut Marks,
     report: &mut VerifyReport,
 ) -> Result<(), StoreError> {
-    // kind dir -> group -> (id, sha)
+    // kind dir -> group -> (id, sha), and (kind dir, kind, query) -> what
+    // that query found, each in id order (as `seen` is).
     type Lines<'a> = Vec<(&'a str, &'a str)>;
     let mut held: BTreeMap<&str, BTreeMap<&str, Lines<'_>>> = BTreeMap::new();
+    let mut by_query: HashMap<(&str, &str, &str), Vec<&Seen>> = HashMap::new();
     for s in seen {
         held.entry(s.class.kind_dir.as_str())
             .or_default()
             .entry(&s.group)
             .or_default()
             .push((&s.id, &s.sha));
+        by_query
+            .entry((&s.class.kind_dir, &s.class.kind, &s.class.query))
+            .or_default()
+            .push(s);
     }
+    let no_groups = BTreeMap::new();
     let mut recorded_dirs = BTreeSet::new();
     let prefix = format!("{COLLECTIONS_DIR}/");
-    for (p, oid) in all.iter().filter(|(p, _)| p.starts_with(&prefix)) {
-        accounted.insert(p.as_str());
+    for (i, p, oid) in files.in_folder(&prefix) {
+        accounted.mark(i);
         let Some((src_dir, kind_dir)) = p
             .strip_prefix(&prefix)
             .and_then(|r| r.strip_suffix(".json"))
@@ -539,7 +605,7 @@ fn collections<'a>(
         report.collections += 1;
         let dir = format!("{EVIDENCE_DIR}/{src_dir}/{kind_dir}");
         recorded_dirs.insert(dir.clone());
-        let doc: Value = match snapshot.read_blob(*oid) {
+        let doc: Value = match snapshot.read_blob(oid) {
             Ok(b) => match serde_json::from_slice(&b) {
                 Ok(v) => v,
                 Err(e) => {
@@ -594,14 +660,14 @@ fn collections<'a>(
                 "its `digest`/`count` do not summarize its own `groups`",
             );
         }
-        let present_groups = held.get(dir.as_str()).cloned().unwrap_or_default();
+        let present_groups = held.get(dir.as_str()).unwrap_or(&no_groups);
         let names: BTreeSet<&str> = recorded_groups
             .keys()
             .map(String::as_str)
             .chain(present_groups.keys().copied())
             .collect();
         for g in names {
-            let lines = present_groups.get(g).cloned().unwrap_or_default();
+            let lines: &[(&str, &str)] = present_groups.get(g).map_or(&[], Vec::as_slice);
             let actual = set_digest(lines.iter().copied());
             match recorded_groups.get(g) {
                 Some(r) if r.digest == actual && r.count == lines.len() as u64 => {}
@@ -642,9 +708,9 @@ fn collections<'a>(
         // would erase the record that an object disappeared.
         let tomb_prefix = format!("{TOMBSTONES_DIR}/{src_dir}/{kind_dir}/");
         let mut tomb_lines: Vec<(String, String)> = Vec::new();
-        for (_, toid) in all.iter().filter(|(tp, _)| tp.starts_with(&tomb_prefix)) {
+        for (_, _, toid) in files.in_folder(&tomb_prefix) {
             let v: Value = snapshot
-                .read_blob(*toid)
+                .read_blob(toid)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or(Value::Null);
@@ -679,11 +745,11 @@ fn collections<'a>(
                 q["query_id"].as_str().unwrap_or_default()
             );
             let span = DateSpan::from_json(&q["period"]);
-            let mine: Vec<&Seen> = seen
+            let mine: Vec<&Seen> = by_query
+                .get(&(dir.as_str(), kind, label.as_str()))
+                .map_or(&[][..], Vec::as_slice)
                 .iter()
-                .filter(|s| {
-                    s.class.kind_dir == dir && &*s.class.kind == kind && *s.class.query == label
-                })
+                .copied()
                 .filter(|s| {
                     span.is_none_or(|sp| s.start.is_some_and(|d| sp.start <= d && d <= sp.end))
                 })
@@ -757,19 +823,18 @@ fn collections<'a>(
 
 /// Tombstones must be well formed, sit where their artifact was, and not
 /// contradict an artifact that is present.
-fn tombstones<'a>(
+fn tombstones(
     snapshot: &Snapshot<'_>,
-    present: &HashMap<&'a str, git2::Oid>,
-    all: &'a [(String, git2::Oid)],
-    accounted: &mut Accounted<'a>,
+    files: Files<'_>,
+    accounted: &mut Marks,
     report: &mut VerifyReport,
 ) {
     let prefix = format!("{TOMBSTONES_DIR}/");
-    for (p, oid) in all.iter().filter(|(p, _)| p.starts_with(&prefix)) {
-        accounted.insert(p.as_str());
+    for (i, p, oid) in files.in_folder(&prefix) {
+        accounted.mark(i);
         report.tombstones += 1;
         let doc: Option<Value> = snapshot
-            .read_blob(*oid)
+            .read_blob(oid)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let Some(doc) = doc.filter(|d| d["schema"] == TOMBSTONE_SCHEMA) else {
@@ -791,7 +856,7 @@ fn tombstones<'a>(
                 format!("its `id`, `last_sha256` or `path` (expected {artifact_path}) is wrong"),
             );
         }
-        if present.contains_key(artifact_path.as_str()) {
+        if files.find(&artifact_path).is_some() {
             report.finding(
                 "tombstone-invalid",
                 p,
@@ -803,21 +868,20 @@ fn tombstones<'a>(
 
 /// Every committed packet must hold exactly what its manifest lists, with
 /// the digests it lists: auditors receive these files.
-fn packets<'a>(
+fn packets(
     snapshot: &Snapshot<'_>,
-    all: &'a [(String, git2::Oid)],
-    present: &HashMap<&'a str, git2::Oid>,
-    accounted: &mut Accounted<'a>,
+    branch: Files<'_>,
+    accounted: &mut Marks,
     report: &mut VerifyReport,
 ) {
-    for (mp, moid) in all
-        .iter()
-        .filter(|(p, _)| p.starts_with("packets/") && p.ends_with("/manifest.json"))
+    for (mi, mp, moid) in branch
+        .in_folder("packets/")
+        .filter(|(_, p, _)| p.ends_with("/manifest.json"))
     {
-        accounted.insert(mp.as_str());
+        accounted.mark(mi);
         let dir = mp.trim_end_matches("manifest.json");
         let doc: Option<Value> = snapshot
-            .read_blob(*moid)
+            .read_blob(moid)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let Some(files) = doc
@@ -831,8 +895,8 @@ fn packets<'a>(
         for f in files {
             let rel = f["path"].as_str().unwrap_or_default();
             let path = format!("{dir}{rel}");
-            account(accounted, present, &path);
-            match present.get(path.as_str()).map(|o| snapshot.read_blob(*o)) {
+            accounted.mark_path(branch, &path);
+            match branch.get(&path).map(|o| snapshot.read_blob(o)) {
                 Some(Ok(b)) => {
                     let got = canonical::sha256_hex(&b);
                     if f["sha256"].as_str() != Some(got.as_str()) {
@@ -856,14 +920,15 @@ fn packets<'a>(
 
 /// Every artifact a (verified) listing names must be present: this names
 /// the path of a deleted artifact, which digests alone cannot.
-fn missing_listed<'a>(
+fn missing_listed(
     listing: &str,
     bytes: &[u8],
-    present: &HashMap<&'a str, git2::Oid>,
-    listed: &mut HashSet<&'a str>,
+    files: Files<'_>,
+    listed: &mut Marks,
     report: &mut VerifyReport,
 ) {
     let text = String::from_utf8_lossy(bytes);
+    let mut last = None;
     for line in text.lines().filter(|l| l.starts_with("| ")) {
         // Titles never hold `](` (listings write brackets as entities), so
         // the first one opens the row's link.
@@ -882,8 +947,9 @@ fn missing_listed<'a>(
             continue;
         }
         let target = target.replace("%25", "%");
-        if let Some((held, _)) = present.get_key_value(target.as_str()) {
-            listed.insert(held);
+        if let Some(i) = files.find_next(&target, last) {
+            listed.mark(i);
+            last = Some(i);
         } else {
             report.finding(
                 "artifact-missing",
@@ -897,19 +963,16 @@ fn missing_listed<'a>(
 /// Derived files must match the digests their manifest records.
 /// Returns the artifact paths that verified listings name, when the branch
 /// has listings at all.
-fn derived<'a>(
+fn derived(
     read: &ReadBlob<'_>,
-    present: &HashMap<&'a str, git2::Oid>,
-    accounted: &mut Accounted<'a>,
+    branch: Files<'_>,
+    accounted: &mut Marks,
     report: &mut VerifyReport,
-) -> Option<HashSet<&'a str>> {
-    let mut listed = HashSet::new();
+) -> Option<Marks> {
+    let mut listed = Marks::new(branch);
     let mut has_listings = false;
-    let Some(oid) = present.get(DERIVED_PATH) else {
-        if present
-            .keys()
-            .any(|p| p.starts_with("checks/") || p.starts_with("mappings/"))
-        {
+    let Some(at) = branch.find(DERIVED_PATH) else {
+        if !branch.folder("checks/").is_empty() || !branch.folder("mappings/").is_empty() {
             report.finding(
                 "derived-mismatch",
                 DERIVED_PATH,
@@ -918,8 +981,8 @@ fn derived<'a>(
         }
         return None;
     };
-    accounted.insert(DERIVED_PATH);
-    let doc: Option<Value> = read(*oid)
+    accounted.mark(at);
+    let doc: Option<Value> = read(branch.0[at].1)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     let Some(files) = doc
@@ -936,8 +999,8 @@ fn derived<'a>(
     };
     for (path, want) in files {
         report.derived += 1;
-        account(accounted, present, path);
-        let Some(oid) = present.get(path.as_str()) else {
+        accounted.mark_path(branch, path);
+        let Some(oid) = branch.get(path) else {
             report.finding(
                 "derived-missing",
                 path,
@@ -945,13 +1008,13 @@ fn derived<'a>(
             );
             continue;
         };
-        match read(*oid) {
+        match read(oid) {
             Ok(b) => {
                 let got = canonical::sha256_hex(&b);
                 if path.starts_with("listings/") {
                     has_listings = true;
                     if Some(got.as_str()) == want.as_str() {
-                        missing_listed(path, &b, present, &mut listed, report);
+                        missing_listed(path, &b, branch, &mut listed, report);
                     }
                 }
                 if Some(got.as_str()) != want.as_str() {
