@@ -9,13 +9,23 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Keeps mimalloc's resident memory near what is live: arena memory is
 /// committed as it is used, and freed memory is returned at once. Call
-/// before other threads start.
+/// before other threads start. mimalloc's own environment variables
+/// (`MIMALLOC_ARENA_EAGER_COMMIT`, `MIMALLOC_PURGE_DELAY`) still win, so a
+/// user can trade memory for speed without a rebuild.
 pub fn tune_allocator() {
-    // SAFETY: plain option setters of the linked mimalloc; they take
-    // effect for allocations made after the call.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    for (option, env, value) in [
+        (
+            MI_OPTION_ARENA_EAGER_COMMIT,
+            "MIMALLOC_ARENA_EAGER_COMMIT",
+            0,
+        ),
+        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
+    ] {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: a plain option setter of the linked mimalloc; it
+            // takes effect for allocations made after the call.
+            unsafe { libmimalloc_sys::mi_option_set(option, value) };
+        }
     }
 }
 
