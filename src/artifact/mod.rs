@@ -65,10 +65,7 @@ impl DateSpan {
 
     /// Reads `{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`.
     pub fn from_json(v: &Value) -> Option<Self> {
-        Some(DateSpan {
-            start: parse_day(v["start"].as_str()?)?,
-            end: parse_day(v["end"].as_str()?)?,
-        })
+        Self::parse(v["start"].as_str()?, v["end"].as_str()?)
     }
 
     /// A span from its two days as written, `YYYY-MM-DD` each.
@@ -77,6 +74,23 @@ impl DateSpan {
             start: parse_day(start)?,
             end: parse_day(end)?,
         })
+    }
+}
+
+/// An artifact's `period` as its file writes it, borrowed from the file's
+/// text by readers that deserialize artifacts without a `Value` tree.
+#[derive(serde::Deserialize)]
+pub struct PeriodText<'a> {
+    #[serde(borrow)]
+    pub start: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub end: std::borrow::Cow<'a, str>,
+}
+
+impl PeriodText<'_> {
+    /// The span, when both days are well formed.
+    pub fn span(&self) -> Option<DateSpan> {
+        DateSpan::parse(&self.start, &self.end)
     }
 }
 

@@ -10,14 +10,13 @@
 mod cache;
 pub mod lite;
 
-use crate::artifact::{DateSpan, EVIDENCE_DIR};
+use crate::artifact::{DateSpan, EVIDENCE_DIR, PeriodText};
 use crate::store::{ChangeSet, Chunks, Snapshot, StoreError};
 use chrono::NaiveDate;
 pub use lite::Lite;
 use lite::{KeepSeed, Keys};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -341,10 +340,10 @@ pub fn load(
         Overlay(&'a crate::store::Content),
     }
     let mut files: Vec<(Arc<str>, From<'_>)> = snapshot
-        .shared_files_under(EVIDENCE_DIR)?
-        .into_iter()
+        .files_below(EVIDENCE_DIR)?
+        .iter()
         .filter(|(p, _)| p.ends_with(".json"))
-        .map(|(p, oid)| (p, From::Held(oid)))
+        .map(|(p, oid)| (p.clone(), From::Held(*oid)))
         .collect();
     let prefix = format!("{EVIDENCE_DIR}/");
     if let Some(cs) = overlay {
@@ -521,13 +520,6 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
             #[serde(other)]
             Other,
         }
-        #[derive(serde::Deserialize)]
-        struct Span<'a> {
-            #[serde(borrow)]
-            start: Cow<'a, str>,
-            #[serde(borrow)]
-            end: Cow<'a, str>,
-        }
         type Text = Option<Box<str>>;
         let mut doc = Doc {
             id: None,
@@ -558,8 +550,8 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
                         .intern(&crate::artifact::group_of_shard(shard.as_deref()));
                 }
                 Field::Period => {
-                    let span = map.next_value::<Option<Span<'de>>>()?;
-                    doc.period = span.and_then(|m| DateSpan::parse(&m.start, &m.end));
+                    let span = map.next_value::<Option<PeriodText<'de>>>()?;
+                    doc.period = span.and_then(|m| m.span());
                 }
                 Field::Observed => {
                     let times = map.next_value::<BTreeMap<Box<str>, Value>>()?;

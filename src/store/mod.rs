@@ -37,7 +37,7 @@ pub mod recover;
 mod snapshot;
 mod tree;
 
-pub use snapshot::{BlobReader, Chunks, ReadBlob, Snapshot};
+pub use snapshot::{BlobReader, Chunks, ReadBlob, Snapshot, folder_range};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
 use pack::{ObjKind, object_id};
@@ -810,7 +810,7 @@ mod tests {
         let snap = store.snapshot_tree(Some(root));
         let err = snap.read("a.json").unwrap_err().to_string();
         assert!(err.contains("a tree where a file's blob belongs"), "{err}");
-        assert!(err.contains(&empty.to_string()), "{err}");
+        assert!(err.contains(&format!("{empty} (a.json)")), "{err}");
     }
 
     #[test]

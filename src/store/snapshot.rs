@@ -26,28 +26,19 @@ struct Index {
 }
 
 impl Index {
-    /// Reads `root` and every tree below it, once each. (Reading on two
-    /// threads saved 50 ms of 200,000 files but held two growing lists at
-    /// once, and the first run's peak memory is the tighter limit.)
+    /// Reads `root` and every tree below it, once each.
     fn build(repo: &Repository, root: Oid) -> Result<Index, StoreError> {
         let odb = repo
             .odb()
             .map_err(|e| StoreError::git("opening the object database", e))?;
         let mut index = Index::default();
-        index.walk(&odb, vec![(String::new(), root)])?;
-        Ok(index.sorted())
-    }
-
-    /// Reads every tree of `stack` and below, depth first.
-    fn walk(
-        &mut self,
-        odb: &git2::Odb<'_>,
-        mut stack: Vec<(String, Oid)>,
-    ) -> Result<(), StoreError> {
+        let mut stack: Vec<(String, Oid)> = vec![(String::new(), root)];
         while let Some((dir, id)) = stack.pop() {
-            self.read_tree(odb, &dir, id, &mut stack)?;
+            index.read_tree(&odb, &dir, id, &mut stack)?;
         }
-        Ok(())
+        index.files.sort_unstable();
+        index.dirs.sort_unstable();
+        Ok(index)
     }
 
     /// Adds the entries of the tree `id` at folder `dir`; its sub-folders
@@ -95,24 +86,23 @@ impl Index {
         }
         Ok(())
     }
+}
 
-    fn sorted(mut self) -> Index {
-        self.files.sort_unstable();
-        self.dirs.sort_unstable();
-        self
+/// The positions of `sorted` whose paths lie below the folder `prefix`
+/// (no trailing slash; everything for the empty prefix): one contiguous
+/// range, since the paths are sorted by their bytes.
+pub fn folder_range<T>(
+    sorted: &[T],
+    key: impl Fn(&T) -> &str,
+    prefix: &str,
+) -> std::ops::Range<usize> {
+    if prefix.is_empty() {
+        return 0..sorted.len();
     }
-
-    /// The range of `sorted` whose paths lie below the folder `prefix`
-    /// (everything for the empty prefix).
-    pub(crate) fn below<'a, T>(sorted: &'a [T], key: impl Fn(&T) -> &str, prefix: &str) -> &'a [T] {
-        if prefix.is_empty() {
-            return sorted;
-        }
-        let lo = format!("{prefix}/");
-        let start = sorted.partition_point(|t| key(t) < lo.as_str());
-        let len = sorted[start..].partition_point(|t| key(t).starts_with(&lo));
-        &sorted[start..start + len]
-    }
+    let lo = format!("{prefix}/");
+    let start = sorted.partition_point(|t| key(t) < lo.as_str());
+    let len = sorted[start..].partition_point(|t| key(t).starts_with(&lo));
+    start..start + len
 }
 
 /// A way to read blobs, as the work given to [`Snapshot::on_two_threads`]
@@ -153,23 +143,29 @@ pub struct BlobReader(Repository);
 impl BlobReader {
     /// The bytes of the blob `id`, as [`Snapshot::read_blob`] gives them.
     pub fn read(&self, id: Oid) -> Result<Vec<u8>, StoreError> {
-        read_blob_in(&self.0, id)
+        read_blob_in(&self.0, id, None)
     }
 }
 
 /// Straight from the object database, which checks the hash: a blob read
 /// as a `git2::Blob` also went through libgit2's object cache and its
 /// lock, which reading 200,000 blobs once each gains nothing from.
-fn read_blob_in(repo: &Repository, id: Oid) -> Result<Vec<u8>, StoreError> {
+/// `path`, when known, is named in the error.
+fn read_blob_in(repo: &Repository, id: Oid, path: Option<&str>) -> Result<Vec<u8>, StoreError> {
     let odb = repo
         .odb()
         .map_err(|e| StoreError::git("opening the object database", e))?;
+    // Empty (no allocation) on the hot path, where no path is known.
+    let at = path.map(|p| format!(" ({p})")).unwrap_or_default();
     let obj = odb
         .read(id)
-        .map_err(|e| StoreError::git(format!("reading blob {id}"), e))?;
+        .map_err(|e| StoreError::git(format!("reading blob {id}{at}"), e))?;
     if obj.kind() != git2::ObjectType::Blob {
         return Err(StoreError::Corrupt {
-            what: format!("object {id}, a {} where a file's blob belongs", obj.kind()),
+            what: format!(
+                "object {id}{at}, a {} where a file's blob belongs",
+                obj.kind()
+            ),
         });
     }
     Ok(obj.data().to_vec())
@@ -241,19 +237,13 @@ impl<'r> Snapshot<'r> {
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.try_blob_id(path)? {
             None => Ok(None),
-            Some(id) => self.read_blob(id).map(Some).map_err(|e| match e {
-                StoreError::Git { context, source } => StoreError::Git {
-                    context: format!("{context} ({path})"),
-                    source,
-                },
-                other => other,
-            }),
+            Some(id) => read_blob_in(self.repo, id, Some(path)).map(Some),
         }
     }
 
     /// The bytes of the blob `id`.
     pub fn read_blob(&self, id: Oid) -> Result<Vec<u8>, StoreError> {
-        read_blob_in(self.repo, id)
+        read_blob_in(self.repo, id, None)
     }
 
     /// A reader of this repository's blobs for another thread (a
@@ -291,22 +281,17 @@ impl<'r> Snapshot<'r> {
     /// sorted by path.
     pub fn files_under(&self, prefix: &str) -> Result<Vec<(String, Oid)>, StoreError> {
         Ok(self
-            .shared_files_under(prefix)?
-            .into_iter()
-            .map(|(p, id)| (p.to_string(), id))
+            .files_below(prefix)?
+            .iter()
+            .map(|(p, id)| (p.to_string(), *id))
             .collect())
     }
 
-    /// Like [`Snapshot::files_under`], with the index's own paths.
-    pub fn shared_files_under(&self, prefix: &str) -> Result<Vec<(Arc<str>, Oid)>, StoreError> {
-        Ok(self.files_below(prefix)?.to_vec())
-    }
-
-    /// Like [`Snapshot::shared_files_under`], borrowed from the index: no
-    /// copy of a 200,000-entry list for a caller that only looks.
+    /// Like [`Snapshot::files_under`], borrowed from the index (whose
+    /// paths held evidence shares): no copy of a 200,000-entry list.
     pub fn files_below(&self, prefix: &str) -> Result<&[(Arc<str>, Oid)], StoreError> {
         let files = &self.index()?.files;
-        Ok(Index::below(files, |(p, _)| p, prefix))
+        Ok(&files[folder_range(files, |(p, _)| p, prefix)])
     }
 
     /// Names of the immediate sub-folders of the folder `prefix` (empty
@@ -318,7 +303,7 @@ impl<'r> Snapshot<'r> {
         } else {
             prefix.len() + 1
         };
-        Ok(Index::below(dirs, |d| d.as_str(), prefix)
+        Ok(dirs[folder_range(dirs, |d| d.as_str(), prefix)]
             .iter()
             .map(|d| &d[skip..])
             .filter(|rest| !rest.contains('/'))

@@ -11,11 +11,11 @@
 
 use crate::artifact::{
     ARTIFACT_SCHEMA, Artifact, COLLECTION_SCHEMA, COLLECTIONS_DIR, DateSpan, EVIDENCE_DIR,
-    GroupDigest, LAYOUT_PATH, LAYOUT_VERSION, TOMBSTONE_SCHEMA, TOMBSTONES_DIR, canonical,
-    group_of_shard, groups_digest, path, set_digest,
+    GroupDigest, LAYOUT_PATH, LAYOUT_VERSION, PeriodText, TOMBSTONE_SCHEMA, TOMBSTONES_DIR,
+    canonical, group_of_shard, groups_digest, path, set_digest,
 };
 use crate::diag::Diagnostic;
-use crate::store::{Chunks, ReadBlob, Snapshot, StoreError};
+use crate::store::{Chunks, ReadBlob, Snapshot, StoreError, folder_range};
 use chrono::NaiveDate;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ struct ArtifactView<'a> {
     #[serde(rename = "title")]
     _title: IgnoredAny,
     #[serde(borrow, deserialize_with = "nullable")]
-    period: Option<PeriodView<'a>>,
+    period: Option<PeriodText<'a>>,
     #[serde(rename = "observed")]
     _observed: IgnoredAny,
     #[serde(borrow)]
@@ -84,20 +84,6 @@ struct ArtifactView<'a> {
     shard: Option<Cow<'a, str>>,
     #[serde(borrow)]
     sha256: Cow<'a, str>,
-}
-
-#[derive(serde::Deserialize)]
-struct PeriodView<'a> {
-    #[serde(borrow)]
-    start: Cow<'a, str>,
-    #[serde(borrow)]
-    end: Cow<'a, str>,
-}
-
-impl PeriodView<'_> {
-    fn span(&self) -> Option<DateSpan> {
-        DateSpan::parse(&self.start, &self.end)
-    }
 }
 
 /// A field that must be present but may be null (serde treats a missing
@@ -138,26 +124,23 @@ impl<'a> Files<'a> {
         }
     }
 
-    fn get(self, path: &str) -> Option<git2::Oid> {
-        self.find(path).map(|i| self.0[i].1)
-    }
-
     fn path(self, i: usize) -> &'a str {
         &self.0[i].0
     }
 
-    /// The positions of the files whose path starts with `prefix` (a
-    /// folder with its trailing slash).
-    fn folder(self, prefix: &str) -> std::ops::Range<usize> {
-        let start = self.0.partition_point(|(p, _)| &**p < prefix);
-        let len = self.0[start..].partition_point(|(p, _)| p.starts_with(prefix));
-        start..start + len
+    fn oid(self, i: usize) -> git2::Oid {
+        self.0[i].1
     }
 
-    /// (position, path, blob id) of the files of the folder `prefix`.
-    fn in_folder(self, prefix: &str) -> impl Iterator<Item = (usize, &'a str, git2::Oid)> {
-        self.folder(prefix)
-            .map(move |i| (i, self.path(i), self.0[i].1))
+    /// The positions of the files below `folder` (no trailing slash).
+    fn folder(self, folder: &str) -> std::ops::Range<usize> {
+        folder_range(self.0, |(p, _)| p, folder)
+    }
+
+    /// (position, path, blob id) of the files below `folder`.
+    fn in_folder(self, folder: &str) -> impl Iterator<Item = (usize, &'a str, git2::Oid)> {
+        self.folder(folder)
+            .map(move |i| (i, self.path(i), self.oid(i)))
     }
 }
 
@@ -172,14 +155,6 @@ impl Marks {
 
     fn mark(&mut self, i: usize) {
         self.0[i] = true;
-    }
-
-    /// Marks `path` when the branch holds it (a path it does not hold needs
-    /// no mark: only present files can be strays).
-    fn mark_path(&mut self, files: Files<'_>, path: &str) {
-        if let Some(i) = files.find(path) {
-            self.mark(i);
-        }
     }
 
     fn has(&self, i: usize) -> bool {
@@ -264,7 +239,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
     match files.find(LAYOUT_PATH) {
         Some(i) => {
             accounted.mark(i);
-            if let Some(b) = read(&mut report, LAYOUT_PATH, files.0[i].1) {
+            if let Some(b) = read(&mut report, LAYOUT_PATH, files.oid(i)) {
                 let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
                 if v["version"].as_u64() != Some(u64::from(LAYOUT_VERSION)) {
                     report.finding(
@@ -278,7 +253,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
                 }
             }
         }
-        None if !files.folder(&format!("{EVIDENCE_DIR}/")).is_empty() => report.finding(
+        None if !files.folder(EVIDENCE_DIR).is_empty() => report.finding(
             "layout-unsupported",
             LAYOUT_PATH,
             "the branch holds evidence but no layout version file",
@@ -289,7 +264,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
     // Artifacts and captured documents: reading, parsing and hashing is
     // the cost, split over two threads with a repository handle each.
     let artifacts: Vec<usize> = files
-        .folder(&format!("{EVIDENCE_DIR}/"))
+        .folder(EVIDENCE_DIR)
         .filter(|&i| files.path(i).ends_with(".json"))
         .collect();
     // Two threads take chunks of the artifacts; results keep path order.
@@ -305,7 +280,7 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
                 artifacts[chunk]
                     .iter()
                     .map(|&i| {
-                        check_artifact(files.path(i), files.0[i].1, files, read, &mut classes)
+                        check_artifact(files.path(i), files.oid(i), files, read, &mut classes)
                     })
                     .collect(),
             ));
@@ -470,7 +445,7 @@ fn check_artifact(
     let (source, kind, object_id) = (&*doc.source, &*doc.kind, &*doc.object_id);
     let class = classes.get(source, kind, &doc.query);
     let id = &*doc.id;
-    let period = doc.period.as_ref().and_then(PeriodView::span);
+    let period = doc.period.as_ref().and_then(PeriodText::span);
     let shard = doc.shard.as_deref();
     let at = |shard: Option<&str>| {
         format!(
@@ -533,7 +508,7 @@ fn check_artifact(
         let want = cap["sha256"].as_str().unwrap_or_default();
         match files.find(&cpath) {
             Some(ci) => {
-                match read(files.0[ci].1) {
+                match read(files.oid(ci)) {
                     Ok(b) => {
                         let got = canonical::sha256_hex(&b);
                         if got != want {
@@ -592,7 +567,7 @@ fn collections(
     let no_groups = BTreeMap::new();
     let mut recorded_dirs = BTreeSet::new();
     let prefix = format!("{COLLECTIONS_DIR}/");
-    for (i, p, oid) in files.in_folder(&prefix) {
+    for (i, p, oid) in files.in_folder(COLLECTIONS_DIR) {
         accounted.mark(i);
         let Some((src_dir, kind_dir)) = p
             .strip_prefix(&prefix)
@@ -706,9 +681,9 @@ fn collections(
         }
         // The tombstones it counts must all still be there: deleting one
         // would erase the record that an object disappeared.
-        let tomb_prefix = format!("{TOMBSTONES_DIR}/{src_dir}/{kind_dir}/");
+        let tomb_dir = format!("{TOMBSTONES_DIR}/{src_dir}/{kind_dir}");
         let mut tomb_lines: Vec<(String, String)> = Vec::new();
-        for (_, _, toid) in files.in_folder(&tomb_prefix) {
+        for (_, _, toid) in files.in_folder(&tomb_dir) {
             let v: Value = snapshot
                 .read_blob(toid)
                 .ok()
@@ -727,7 +702,7 @@ fn collections(
                 "tombstone-missing",
                 p,
                 format!(
-                    "the record counts {} tombstones (digest {}), {tomb_prefix} holds {} (digest {tomb_digest}): a tombstone was deleted, added or edited",
+                    "the record counts {} tombstones (digest {}), {tomb_dir}/ holds {} (digest {tomb_digest}): a tombstone was deleted, added or edited",
                     doc["tombstones"]["count"],
                     doc["tombstones"]["digest"],
                     tomb_lines.len()
@@ -830,7 +805,7 @@ fn tombstones(
     report: &mut VerifyReport,
 ) {
     let prefix = format!("{TOMBSTONES_DIR}/");
-    for (i, p, oid) in files.in_folder(&prefix) {
+    for (i, p, oid) in files.in_folder(TOMBSTONES_DIR) {
         accounted.mark(i);
         report.tombstones += 1;
         let doc: Option<Value> = snapshot
@@ -870,12 +845,12 @@ fn tombstones(
 /// the digests it lists: auditors receive these files.
 fn packets(
     snapshot: &Snapshot<'_>,
-    branch: Files<'_>,
+    files: Files<'_>,
     accounted: &mut Marks,
     report: &mut VerifyReport,
 ) {
-    for (mi, mp, moid) in branch
-        .in_folder("packets/")
+    for (mi, mp, moid) in files
+        .in_folder("packets")
         .filter(|(_, p, _)| p.ends_with("/manifest.json"))
     {
         accounted.mark(mi);
@@ -884,7 +859,7 @@ fn packets(
             .read_blob(moid)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let Some(files) = doc
+        let Some(entries) = doc
             .as_ref()
             .filter(|d| d["schema"] == crate::packet::MANIFEST_SCHEMA)
             .and_then(|d| d["files"].as_array())
@@ -892,11 +867,14 @@ fn packets(
             report.finding("packet-mismatch", mp, "not a readable packet manifest");
             continue;
         };
-        for f in files {
+        for f in entries {
             let rel = f["path"].as_str().unwrap_or_default();
             let path = format!("{dir}{rel}");
-            accounted.mark_path(branch, &path);
-            match branch.get(&path).map(|o| snapshot.read_blob(o)) {
+            let at = files.find(&path);
+            if let Some(i) = at {
+                accounted.mark(i);
+            }
+            match at.map(|i| snapshot.read_blob(files.oid(i))) {
                 Some(Ok(b)) => {
                     let got = canonical::sha256_hex(&b);
                     if f["sha256"].as_str() != Some(got.as_str()) {
@@ -965,14 +943,14 @@ fn missing_listed(
 /// has listings at all.
 fn derived(
     read: &ReadBlob<'_>,
-    branch: Files<'_>,
+    files: Files<'_>,
     accounted: &mut Marks,
     report: &mut VerifyReport,
 ) -> Option<Marks> {
-    let mut listed = Marks::new(branch);
+    let mut listed = Marks::new(files);
     let mut has_listings = false;
-    let Some(at) = branch.find(DERIVED_PATH) else {
-        if !branch.folder("checks/").is_empty() || !branch.folder("mappings/").is_empty() {
+    let Some(at) = files.find(DERIVED_PATH) else {
+        if !files.folder("checks").is_empty() || !files.folder("mappings").is_empty() {
             report.finding(
                 "derived-mismatch",
                 DERIVED_PATH,
@@ -982,10 +960,10 @@ fn derived(
         return None;
     };
     accounted.mark(at);
-    let doc: Option<Value> = read(branch.0[at].1)
+    let doc: Option<Value> = read(files.oid(at))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(files) = doc
+    let Some(entries) = doc
         .as_ref()
         .filter(|d| d["schema"] == DERIVED_SCHEMA)
         .and_then(|d| d["files"].as_object())
@@ -997,10 +975,9 @@ fn derived(
         );
         return None;
     };
-    for (path, want) in files {
+    for (path, want) in entries {
         report.derived += 1;
-        accounted.mark_path(branch, path);
-        let Some(oid) = branch.get(path) else {
+        let Some(i) = files.find(path) else {
             report.finding(
                 "derived-missing",
                 path,
@@ -1008,13 +985,14 @@ fn derived(
             );
             continue;
         };
-        match read(oid) {
+        accounted.mark(i);
+        match read(files.oid(i)) {
             Ok(b) => {
                 let got = canonical::sha256_hex(&b);
                 if path.starts_with("listings/") {
                     has_listings = true;
                     if Some(got.as_str()) == want.as_str() {
-                        missing_listed(path, &b, branch, &mut listed, report);
+                        missing_listed(path, &b, files, &mut listed, report);
                     }
                 }
                 if Some(got.as_str()) != want.as_str() {
