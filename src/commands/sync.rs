@@ -119,12 +119,19 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     // trace, not even a new empty repository. What queries saved last time
     // is read from the branch when it exists.
     let states = saved_states(&g.repo, &config.branch)?;
+    let started = std::time::Instant::now();
     // Each page is serialized as it arrives; the parsed artifacts are
     // dropped there.
     let (results, prepared) = super::runtime()?
         .block_on(crate::sync::collect_all(&config, &opts, &states))
         .with_context(|| format!("sync into {}", g.repo.display()))
         .map_err(Error::runtime)?;
+    tracing::debug!(
+        "collected {} artifacts in {:.2?}",
+        prepared.iter().map(Vec::len).sum::<usize>(),
+        started.elapsed()
+    );
+    crate::memory::release_freed();
     let store = Store::open_or_init(&g.repo).map_err(|e| match e {
         crate::store::StoreError::NotARepository { .. } => Error::usage(e),
         other => Error::runtime(other),
