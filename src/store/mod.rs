@@ -789,6 +789,42 @@ mod tests {
         assert_eq!(ours, git);
         assert_eq!(snap.dirs_under("e/k").unwrap().len(), 40);
         assert_eq!(snap.files_under("e/k/2025-07").unwrap().len(), 5);
+
+        // The first lookups of a snapshot walk down the tree instead of
+        // building the index: they must answer exactly as the index does,
+        // for files, folders, absent paths and paths through a file.
+        let indexed = store.snapshot(Some(commit)).unwrap();
+        indexed.dirs_under("").unwrap();
+        let paths = [
+            "top",
+            "e/k/2025-07.json",
+            "e/k/2025-39/04/a39.json",
+            "e/k/2025-07",
+            "e/k",
+            "e/k/2025-07/09/a7.json",
+            "missing",
+            "top/below",
+            "e/k/2025-07.json/x",
+        ];
+        let walking = store.snapshot(Some(commit)).unwrap();
+        for p in paths {
+            assert_eq!(
+                walking.try_blob_id(p).unwrap(),
+                indexed.try_blob_id(p).unwrap(),
+                "{p}"
+            );
+        }
+        for prefix in ["", "e", "e/k/2025-07", "top", "missing", "e/k/2025-07.json"] {
+            assert_eq!(
+                walking.files_under(prefix).unwrap(),
+                indexed.files_under(prefix).unwrap(),
+                "{prefix}"
+            );
+        }
+        assert_eq!(
+            walking.try_blob_id("e/k/2025-07.json").unwrap(),
+            Some(blob_id(&[7]))
+        );
     }
 
     /// A file entry that names a tree is damage, reported as such, with

@@ -177,7 +177,15 @@ pub struct Snapshot<'r> {
     repo: &'r Repository,
     tree: Option<Oid>,
     index: OnceCell<Index>,
+    /// Lookups answered so far by walking the tree (see [`DIRECT_LOOKUPS`]).
+    direct: std::cell::Cell<u32>,
 }
+
+/// How many lookups a snapshot answers by walking down its tree before it
+/// builds its index: one asked for a few paths (the query states saved on
+/// the branch, read before collection) never lists 200,000 files, and one
+/// asked for many builds the index soon.
+const DIRECT_LOOKUPS: u32 = 32;
 
 impl<'r> Snapshot<'r> {
     pub(super) fn new(repo: &'r Repository, tree: Option<Oid>) -> Self {
@@ -185,6 +193,7 @@ impl<'r> Snapshot<'r> {
             repo,
             tree,
             index: OnceCell::new(),
+            direct: std::cell::Cell::new(0),
         }
     }
 
@@ -202,6 +211,65 @@ impl<'r> Snapshot<'r> {
     /// The root tree's id, `None` when there is no tree.
     pub fn tree_id(&self) -> Option<Oid> {
         self.tree
+    }
+
+    /// The root tree to walk down from instead of building the index, while
+    /// this snapshot has answered fewer than [`DIRECT_LOOKUPS`] lookups.
+    fn walk_instead(&self) -> Option<Oid> {
+        let root = self.tree?;
+        if self.index.get().is_some() || self.direct.get() >= DIRECT_LOOKUPS {
+            return None;
+        }
+        self.direct.set(self.direct.get() + 1);
+        Some(root)
+    }
+
+    fn odb(&self) -> Result<git2::Odb<'r>, StoreError> {
+        self.repo
+            .odb()
+            .map_err(|e| StoreError::git("opening the object database", e))
+    }
+
+    /// The entry at `path` below the tree `root`, read folder by folder:
+    /// its id and whether it is a folder; `None` when nothing is there.
+    /// Damage on the way is an error, as it is when the index is built.
+    fn walk_to(&self, root: Oid, path: &str) -> Result<Option<(Oid, bool)>, StoreError> {
+        let odb = self.odb()?;
+        let mut at = (root, true);
+        let mut dir = String::new();
+        for name in path.split('/') {
+            if !at.1 {
+                return Ok(None);
+            }
+            let what = || {
+                if dir.is_empty() {
+                    format!("tree {} (the root folder)", at.0)
+                } else {
+                    format!("tree {} (folder {dir})", at.0)
+                }
+            };
+            let obj = odb
+                .read(at.0)
+                .map_err(|e| StoreError::git(format!("reading {}", what()), e))?;
+            if obj.kind() != git2::ObjectType::Tree {
+                return Err(StoreError::Corrupt { what: what() });
+            }
+            let entries =
+                parse_tree(obj.data()).ok_or_else(|| StoreError::Corrupt { what: what() })?;
+            let Some(e) = entries.iter().find(|e| e.name == name.as_bytes()) else {
+                return Ok(None);
+            };
+            at = match e.mode {
+                b"40000" => (e.oid, true),
+                b"160000" => return Ok(None),
+                _ => (e.oid, false),
+            };
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(name);
+        }
+        Ok(Some(at))
     }
 
     /// The index, built on first use. A failed build is not kept: the next
@@ -226,6 +294,11 @@ impl<'r> Snapshot<'r> {
 
     /// The blob id at `path`: `Ok(None)` only when no file is there.
     pub fn try_blob_id(&self, path: &str) -> Result<Option<Oid>, StoreError> {
+        if let Some(root) = self.walk_instead() {
+            return Ok(self
+                .walk_to(root, path)?
+                .and_then(|(id, is_tree)| (!is_tree).then_some(id)));
+        }
         let files = &self.index()?.files;
         Ok(files
             .binary_search_by(|(p, _)| (**p).cmp(path))
@@ -280,6 +353,28 @@ impl<'r> Snapshot<'r> {
     /// the whole tree), as (path relative to the repository root, blob id),
     /// sorted by path.
     pub fn files_under(&self, prefix: &str) -> Result<Vec<(String, Oid)>, StoreError> {
+        if let Some(root) = self.walk_instead() {
+            let start = if prefix.is_empty() {
+                Some((root, true))
+            } else {
+                self.walk_to(root, prefix)?
+            };
+            let Some((id, true)) = start else {
+                return Ok(Vec::new());
+            };
+            let mut part = Index::default();
+            let mut stack = vec![(prefix.to_string(), id)];
+            let odb = self.odb()?;
+            while let Some((dir, id)) = stack.pop() {
+                part.read_tree(&odb, &dir, id, &mut stack)?;
+            }
+            part.files.sort_unstable();
+            return Ok(part
+                .files
+                .into_iter()
+                .map(|(p, id)| (p.to_string(), id))
+                .collect());
+        }
         Ok(self
             .files_below(prefix)?
             .iter()
