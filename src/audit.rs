@@ -278,7 +278,13 @@ pub fn evaluate(
     overlay: Option<&ChangeSet>,
     s: &Settings<'_>,
 ) -> Result<Audit, AuditError> {
+    let started = std::time::Instant::now();
     let (held, cache) = evidence::load(snapshot, overlay, &keep_fields(s.catalogs), s.held_cache)?;
+    tracing::debug!(
+        "{} artifacts loaded in {:.2?}",
+        held.len(),
+        started.elapsed()
+    );
     // The writer's cache is rewritten on the other core meanwhile.
     let (manual, checks, statuses) = std::thread::scope(|scope| {
         if let Some(cache) = cache {
@@ -287,6 +293,7 @@ pub fn evaluate(
         }
         evaluate_held(&held, s)
     })?;
+    tracing::debug!("evaluated at {:.2?}", started.elapsed());
     Ok(Audit {
         held,
         checks,
@@ -636,39 +643,51 @@ pub fn derived_files(
     period: &Period,
     branch: &str,
 ) -> Result<Vec<(String, Derived)>, AuditError> {
-    let mut files = Rendered {
-        base: snapshot,
-        files: Vec::new(),
-        sha256: BTreeMap::new(),
-    };
-    for c in &audit.checks {
-        check_files(c, &mut files);
-    }
+    let base = snapshot.files_below("")?;
     let failing = evaluate::failing_index(&audit.checks);
-    listing_files(&audit.held, &failing, &mut files);
-    for fs in &audit.statuses {
-        let manual = audit.manual.of(&fs.framework);
-        files.push(
-            MappingFile::path(&fs.framework),
-            evaluate::mapping_bytes(fs, Some(&manual)),
-        );
-        for c in &fs.controls {
-            let page = templates.render(
-                "control.md.j2",
-                &ControlContext {
-                    control: c,
-                    framework_title: &fs.title,
-                    period: period.to_string(),
-                    as_of: settings.as_of.to_string(),
-                    root: "../../",
-                },
-            )?;
-            files.push(
-                format!("controls/{}/{}", escape_name(&fs.framework), c.file),
-                page.into_bytes(),
-            );
-        }
-    }
+    // Listings (a row per artifact) on a second thread, the rest here:
+    // rendering is most of a run after a few new artifacts.
+    let (files, listings) = std::thread::scope(|scope| {
+        let listings = scope.spawn(|| {
+            let mut files = Rendered::new(base);
+            listing_files(&audit.held, &failing, &mut files);
+            files
+        });
+        let mut files = Rendered::new(base);
+        let rest = (|| -> Result<(), AuditError> {
+            for c in &audit.checks {
+                check_files(c, &mut files);
+            }
+            for fs in &audit.statuses {
+                let manual = audit.manual.of(&fs.framework);
+                files.push(
+                    MappingFile::path(&fs.framework),
+                    evaluate::mapping_bytes(fs, Some(&manual)),
+                );
+                for c in &fs.controls {
+                    let page = templates.render(
+                        "control.md.j2",
+                        &ControlContext {
+                            control: c,
+                            framework_title: &fs.title,
+                            period: period.to_string(),
+                            as_of: settings.as_of.to_string(),
+                            root: "../../",
+                        },
+                    )?;
+                    files.push(
+                        format!("controls/{}/{}", escape_name(&fs.framework), c.file),
+                        page.into_bytes(),
+                    );
+                }
+            }
+            Ok(())
+        })();
+        let listings = listings.join().expect("listing thread panicked");
+        rest.map(|()| (files, listings))
+    })?;
+    let mut files = files;
+    files.append(listings);
     // Collection records as they will be after this commit.
     let mut collections: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (path, oid) in snapshot.files_under(COLLECTIONS_DIR)? {
@@ -757,16 +776,36 @@ pub enum Derived {
 /// of text), unless the base already holds the very same file, with the
 /// SHA-256 of each that the manifest records.
 struct Rendered<'s> {
-    base: &'s Snapshot<'s>,
+    /// Every file of the base snapshot, sorted by path.
+    base: &'s [(std::sync::Arc<str>, git2::Oid)],
     files: Vec<(String, Derived)>,
     sha256: BTreeMap<String, String>,
 }
 
-impl Rendered<'_> {
+impl<'s> Rendered<'s> {
+    fn new(base: &'s [(std::sync::Arc<str>, git2::Oid)]) -> Self {
+        Rendered {
+            base,
+            files: Vec::new(),
+            sha256: BTreeMap::new(),
+        }
+    }
+
+    /// Takes over the files another thread rendered.
+    fn append(&mut self, other: Rendered<'_>) {
+        self.files.extend(other.files);
+        self.sha256.extend(other.sha256);
+    }
+
     fn push(&mut self, path: String, bytes: Vec<u8>) {
         self.sha256
             .insert(path.clone(), canonical::sha256_hex(&bytes));
-        if let Some(held) = self.base.blob_id(&path)
+        let held = self
+            .base
+            .binary_search_by(|(p, _)| (**p).cmp(path.as_str()))
+            .ok()
+            .map(|i| self.base[i].1);
+        if let Some(held) = held
             && held == crate::store::blob_id(&bytes)
         {
             self.files.push((path, Derived::AsCommitted));

@@ -196,6 +196,7 @@ pub fn commit_prepared(
     opts: &SyncOptions,
     derived: Option<&Derive<'_>>,
 ) -> Result<SyncReport, SyncError> {
+    let started = std::time::Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -215,6 +216,10 @@ pub fn commit_prepared(
             }
             _ => (base, snapshot),
         };
+        tracing::debug!("planned at {:.2?}", started.elapsed());
+        // Planning freed its working sets; reading the evidence next
+        // happens on other threads, which cannot reuse them.
+        crate::memory::release_freed();
         if let Some(derive_files) = derived {
             // On a new base every derived file is written again: the
             // default branch's copies may be older.
@@ -229,6 +234,7 @@ pub fn commit_prepared(
                 }
             }
         }
+        tracing::debug!("derived files at {:.2?}", started.elapsed());
         let author = Author {
             time: opts.now,
             ..Author::default()
@@ -247,6 +253,7 @@ pub fn commit_prepared(
         } else {
             Ok(CommitOutcome::Unchanged { tip })
         };
+        tracing::debug!("committed at {:.2?}", started.elapsed());
         match outcome {
             Ok(out) => {
                 let (commit, tip) = match out {
@@ -805,24 +812,40 @@ fn read_identity(
     path: &str,
     oid: git2::Oid,
 ) -> Result<HeldIdentity, SyncError> {
+    /// The four members planning reads, left as raw JSON text: the rest
+    /// of the artifact (its content above all) is skipped unbuilt, which a
+    /// month of 10,000 held artifacts read again after new commits
+    /// noticed.
+    #[derive(serde::Deserialize)]
+    struct Members<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        sha256: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        query: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        period: Option<&'a serde_json::value::RawValue>,
+    }
     let bytes = snapshot.read_blob(oid)?;
     let corrupt = |reason: String| SyncError::CorruptArtifact {
         path: path.to_string(),
         reason,
     };
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let field = |k: &str| {
-        v[k].as_str()
-            .map(str::to_string)
+    let m: Members<'_> = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let field = |k: &str, raw: Option<&serde_json::value::RawValue>| {
+        raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
             .ok_or_else(|| corrupt(format!("no `{k}`")))
     };
+    let start = m
+        .period
+        .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        .and_then(|p| p["start"].as_str().and_then(crate::artifact::parse_day));
     Ok(HeldIdentity {
-        id: field("id")?,
-        sha: field("sha256")?,
-        start: v["period"]["start"]
-            .as_str()
-            .and_then(crate::artifact::parse_day),
-        query: field("query")?,
+        id: field("id", m.id)?,
+        sha: field("sha256", m.sha256)?,
+        start,
+        query: field("query", m.query)?,
     })
 }
 
