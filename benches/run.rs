@@ -5,20 +5,20 @@
 //! profiling; `-- --runs R` repeats each measure R times, 3 by default),
 //! then the `cleartrail` binary itself:
 //!
-//! 1. a cold `run` into a new evidence repository;
-//! 2. `git fast-import` of the same evidence files, in the same run, as the
-//!    yardstick for writing that many objects;
-//! 3. a `run` with nothing new (must make no commit);
-//! 4. a `run` after 100 new commits in the source;
-//! 5. `gaps`, `packet --out` and `verify`.
+//! 1. rounds of: a cold `run` into a new evidence repository, a `run` with
+//!    nothing new (must make no commit), `gaps`, `packet --out`, `verify`;
+//! 2. 100 new commits in the source, then rounds of: a cold `run` of the
+//!    grown source into a scratch repository, and a `run` after the 100
+//!    new commits (each from a copy of the same repository);
+//! 3. `git fast-import` of the same evidence files as the first cold run
+//!    wrote, as the yardstick for writing that many objects.
 //!
 //! Each is timed (wall clock) with its peak RSS (from `wait4`'s rusage).
-//! A shared 2-core machine varies by 20% from one run to the next, so each
-//! measure is repeated: the table gives the median wall time (and the
-//! range), the highest peak RSS of the repeats, and the ratios of the
-//! medians against the targets. Repeated cold runs and repeated runs after
-//! 100 new commits (from a copy of the same repository) must give the same
-//! tree. Run with
+//! A shared 2-core machine drifts by 20-40% over minutes, so a ratio to
+//! the cold run is taken within each round, from measures made back to
+//! back; the table gives the median wall time (and the range), the highest
+//! peak RSS, each round's ratio and their median. Repeated cold runs and
+//! repeated runs after 100 new commits must give the same tree. Run with
 //! `cargo bench --bench run`. It also reports the largest folder and the
 //! largest file on the evidence branch (GitHub lists 1,000 entries).
 
@@ -37,8 +37,12 @@ struct Measured {
     stdout: String,
 }
 
-/// Runs a command to completion, with its wall time and peak RSS.
+/// Runs a command to completion, with its wall time and peak RSS. Dirty
+/// pages of the previous command (a pack, a packet's files) are flushed
+/// first, so that their write-back is not timed as part of this one.
 fn measure(cmd: &mut Command) -> Measured {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
     let start = Instant::now();
     let child = cmd
         .stdout(Stdio::piped())
@@ -227,7 +231,7 @@ struct Runs {
 }
 
 impl Runs {
-    fn of(all: Vec<Measured>) -> Runs {
+    fn of(all: &[Measured]) -> Runs {
         let mut walls: Vec<Duration> = all.iter().map(|m| m.wall).collect();
         walls.sort();
         Runs {
@@ -299,8 +303,41 @@ fn main() {
     // Every measured command runs before this process reads the evidence
     // into memory: a child's peak RSS (from wait4) starts from the
     // parent's when it is spawned.
-    eprintln!("cold run (x{runs})...");
+    //
+    // The machine's speed drifts by 20-40% over minutes, so each ratio is
+    // taken within a round: a cold run, then the measures compared with
+    // it, back to back. The table gives the median of the rounds' ratios.
+    let packet_dir = work.join("packet");
+    let readers = |ev: &Path| -> [Measured; 3] {
+        let gaps = measure(&mut cleartrail(&cfg, ev, &["gaps", "--format", "json"]));
+        if packet_dir.exists() {
+            std::fs::remove_dir_all(&packet_dir).unwrap();
+        }
+        let packet = measure(&mut cleartrail(
+            &cfg,
+            ev,
+            &[
+                "packet",
+                "--period",
+                "2025",
+                "--out",
+                packet_dir.to_str().unwrap(),
+            ],
+        ));
+        let verify =
+            measure(Command::new(BIN).args(["verify", "--repo", ev.to_str().unwrap(), "-q"]));
+        assert!(
+            verify.stdout.contains(" 0 findings"),
+            "verify: {}",
+            verify.stdout
+        );
+        [gaps, packet, verify]
+    };
+    eprintln!("{runs} rounds of: cold run, run with nothing new, gaps, packet, verify...");
     let mut colds = Vec::new();
+    let (mut agains, mut gapss, mut packets, mut verifies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut tip1 = String::new();
     for k in 0..runs {
         let into = if k == 0 {
             ev.clone()
@@ -308,33 +345,34 @@ fn main() {
             work.join(format!("evidence-{k}"))
         };
         colds.push(measure(&mut cleartrail(&cfg, &into, &["run"])));
-        if k > 0 {
+        if k == 0 {
+            tip1 = git(&ev, &["rev-parse", branch]);
+        } else {
             assert_eq!(tree(&into), tree(&ev), "two cold runs gave different trees");
             std::fs::remove_dir_all(&into).unwrap();
         }
+        agains.push(measure(&mut cleartrail(&cfg, &ev, &["run"])));
+        let tip = git(&ev, &["rev-parse", branch]);
+        assert_eq!(tip1, tip, "a run with nothing new made a commit");
+        let [g, p, v] = readers(&ev);
+        gapss.push(g);
+        packets.push(p);
+        verifies.push(v);
     }
-    let cold = Runs::of(colds);
-    let tip1 = git(&ev, &["rev-parse", branch]);
 
-    eprintln!("re-run with nothing new (x{runs})...");
-    let again = Runs::of(
-        (0..runs)
-            .map(|_| {
-                let m = measure(&mut cleartrail(&cfg, &ev, &["run"]));
-                let tip = git(&ev, &["rev-parse", branch]);
-                assert_eq!(tip1, tip, "a run with nothing new made a commit");
-                m
-            })
-            .collect(),
+    eprintln!(
+        "{runs} rounds of: cold run and a run after 100 new commits (from a copy of the same repository)..."
     );
-
-    eprintln!("100 new commits (x{runs}, each from a copy of the same repository)...");
     add_commits(&src, n, 100, n + 100);
     let before = work.join("evidence-before-100");
     copy_dir(&ev, &before);
+    let mut colds_after = Vec::new();
     let mut hundreds = Vec::new();
     let mut after = None;
     for k in 0..runs {
+        let scratch = work.join(format!("evidence-cold-{k}"));
+        colds_after.push(measure(&mut cleartrail(&cfg, &scratch, &["run"])));
+        std::fs::remove_dir_all(&scratch).unwrap();
         if k > 0 {
             copy_dir(&before, &ev);
         }
@@ -348,49 +386,6 @@ fn main() {
         );
     }
     std::fs::remove_dir_all(&before).unwrap();
-    let hundred = Runs::of(hundreds);
-
-    eprintln!("gaps, packet, verify (x{runs} each)...");
-    let gaps = Runs::of(
-        (0..runs)
-            .map(|_| measure(&mut cleartrail(&cfg, &ev, &["gaps", "--format", "json"])))
-            .collect(),
-    );
-    let packet_dir = work.join("packet");
-    let packet = Runs::of(
-        (0..runs)
-            .map(|_| {
-                if packet_dir.exists() {
-                    std::fs::remove_dir_all(&packet_dir).unwrap();
-                }
-                measure(&mut cleartrail(
-                    &cfg,
-                    &ev,
-                    &[
-                        "packet",
-                        "--period",
-                        "2025",
-                        "--out",
-                        packet_dir.to_str().unwrap(),
-                    ],
-                ))
-            })
-            .collect(),
-    );
-    let verify = Runs::of(
-        (0..runs)
-            .map(|_| {
-                let m = measure(Command::new(BIN).args([
-                    "verify",
-                    "--repo",
-                    ev.to_str().unwrap(),
-                    "-q",
-                ]));
-                assert!(m.stdout.contains(" 0 findings"), "verify: {}", m.stdout);
-                m
-            })
-            .collect(),
-    );
 
     // The yardstick: the same files as the cold run wrote, through
     // `git fast-import`.
@@ -412,46 +407,80 @@ fn main() {
     let ((dir, entries), (file, size)) = extremes(&final_files);
     let total: usize = final_files.iter().map(|f| f.1.len()).sum();
 
+    let cold = Runs::of(&colds);
     let c = cold.median();
     println!(
-        "\nwhole-command benchmark: {n} commits in the period, {} files ({:.1} MiB) on the evidence branch; median of {runs} runs each",
+        "\nwhole-command benchmark: {n} commits in the period, {} files ({:.1} MiB) on the evidence branch; {runs} rounds",
         final_files.len(),
         total as f64 / 1048576.0
     );
-    println!("| measure | wall (median) | range | peak RSS (max) | ratio | target |");
-    println!("|---|--:|--:|--:|--:|---|");
-    let row = |name: &str, m: &Runs, ratio: String, target: &str| {
+    println!(
+        "| measure | wall (median) | range | peak RSS (max) | ratio (median of rounds) | each round | target |"
+    );
+    println!("|---|--:|--:|--:|--:|---|---|");
+    /// What a row's ratio is taken against.
+    enum Base<'a> {
+        FastImport,
+        Cold(&'a [Measured]),
+        None,
+    }
+    let row = |name: &str, m: &[Measured], base: Base<'_>, target: &str| {
+        let r = Runs::of(m);
+        let (ratio, each) = match base {
+            Base::Cold(base) => {
+                let mut each: Vec<f64> = m
+                    .iter()
+                    .zip(base)
+                    .map(|(x, b)| 100.0 * secs(x.wall) / secs(b.wall))
+                    .collect();
+                let list = each
+                    .iter()
+                    .map(|e| format!("{e:.1}%"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                each.sort_by(f64::total_cmp);
+                (format!("{:.1}% of cold", each[each.len() / 2]), list)
+            }
+            Base::FastImport => (format!("{:.2}x fast-import", c / fi_median), String::new()),
+            Base::None => (String::new(), String::new()),
+        };
         println!(
-            "| {name} | {:.2} s | {} s | {} MiB | {ratio} | {target} |",
-            m.median(),
-            m.range(),
-            m.peak_rss_kib / 1024
+            "| {name} | {:.2} s | {} s | {} MiB | {ratio} | {each} | {target} |",
+            r.median(),
+            r.range(),
+            r.peak_rss_kib / 1024
         );
     };
     row(
         "cold run",
-        &cold,
-        format!("{:.2}x fast-import", c / fi_median),
+        &colds,
+        Base::FastImport,
         "<= 1.5x fast-import, RSS <= 300 MiB",
     );
     println!(
-        "| git fast-import, same files | {fi_median:.2} s | {:.2}-{:.2} s | | | |",
+        "| git fast-import, same files | {fi_median:.2} s | {:.2}-{:.2} s | | | | |",
         secs(fi[0]),
         secs(fi[fi.len() - 1])
     );
+    row(
+        "cold run, 100 more commits",
+        &colds_after,
+        Base::None,
+        "RSS <= 300 MiB; the base of the next row",
+    );
+    row(
+        "run, 100 new commits",
+        &hundreds,
+        Base::Cold(&colds_after),
+        "<= 15%",
+    );
     for (name, m, target) in [
-        ("run, nothing new", &again, "<= 10%, no commit"),
-        ("run, 100 new commits", &hundred, "<= 15%"),
-        ("gaps", &gaps, "<= 15%"),
-        ("packet", &packet, "<= 15%"),
-        ("verify", &verify, "<= 15%"),
+        ("run, nothing new", &agains, "<= 10%, no commit"),
+        ("gaps", &gapss, "<= 15%"),
+        ("packet", &packets, "<= 15%"),
+        ("verify", &verifies, "<= 15%"),
     ] {
-        row(
-            name,
-            m,
-            format!("{:.1}% of cold", 100.0 * m.median() / c),
-            target,
-        );
+        row(name, m, Base::Cold(&colds), target);
     }
     println!("largest folder: {dir}/ with {entries} entries (limit 1,000)");
     println!("largest file: {file} with {size} bytes (limit 1 MB)");
