@@ -827,6 +827,30 @@ mod tests {
         );
     }
 
+    /// Folders nested past any layout's depth are damage made to exhaust
+    /// the stack of a reader: reported, by the index and by a walk alike.
+    #[test]
+    fn folders_nested_without_end_are_reported_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_init(dir.path()).unwrap();
+        let blob = store.repo.blob(b"x").unwrap();
+        let mut tb = store.repo.treebuilder(None).unwrap();
+        tb.insert("f", blob, 0o100644).unwrap();
+        let mut tree = tb.write().unwrap();
+        for _ in 0..200 {
+            let mut tb = store.repo.treebuilder(None).unwrap();
+            tb.insert("d", tree, 0o040000).unwrap();
+            tree = tb.write().unwrap();
+        }
+        let snap = Snapshot::new(&store.repo, Some(tree));
+        let err = snap.files_under("").unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 64"), "{err}");
+        let snap = Snapshot::new(&store.repo, Some(tree));
+        snap.dirs_under("").unwrap_err();
+        let err = snap.files_under("d/d").unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 64"), "{err}");
+    }
+
     /// A file entry that names a tree is damage, reported as such, with
     /// the path asked for.
     #[test]

@@ -16,6 +16,9 @@ use git2::{Oid, Repository};
 use std::cell::OnceCell;
 use std::sync::Arc;
 
+/// How deep folders may nest below the root of a snapshot.
+const MAX_DEPTH: usize = 64;
+
 /// Every file (blob or symlink) and folder of a tree, by full path, each
 /// list sorted by its path's bytes.
 #[derive(Debug, Default)]
@@ -32,23 +35,25 @@ impl Index {
             .odb()
             .map_err(|e| StoreError::git("opening the object database", e))?;
         let mut index = Index::default();
-        let mut stack: Vec<(String, Oid)> = vec![(String::new(), root)];
-        while let Some((dir, id)) = stack.pop() {
-            index.read_tree(&odb, &dir, id, &mut stack)?;
-        }
+        index.read_tree(&odb, "", root, 0)?;
+        // Git orders a tree's entries as these paths sort (a folder as its
+        // name and a slash), so the walk gave them in order and sorting
+        // only confirms it in one pass; a tree written out of order still
+        // ends up sorted here.
         index.files.sort_unstable();
         index.dirs.sort_unstable();
         Ok(index)
     }
 
-    /// Adds the entries of the tree `id` at folder `dir`; its sub-folders
-    /// also go to `below`, to be read next.
+    /// Adds the entries of the tree `id` at folder `dir` (`depth` folders
+    /// below the root), each folder's entries read where it stands among
+    /// its siblings.
     fn read_tree(
         &mut self,
         odb: &git2::Odb<'_>,
         dir: &str,
         id: Oid,
-        below: &mut Vec<(String, Oid)>,
+        depth: usize,
     ) -> Result<(), StoreError> {
         let what = || {
             if dir.is_empty() {
@@ -57,6 +62,13 @@ impl Index {
                 format!("tree {id} (folder {dir})")
             }
         };
+        // The evidence layout is seven folders deep; a tree nested far
+        // deeper was made to exhaust the stack of whoever walks it.
+        if depth > MAX_DEPTH {
+            return Err(StoreError::Corrupt {
+                what: format!("{}: folders nested deeper than {MAX_DEPTH}", what()),
+            });
+        }
         let obj = odb
             .read(id)
             .map_err(|e| StoreError::git(format!("reading {}", what()), e))?;
@@ -77,7 +89,7 @@ impl Index {
             match e.mode {
                 b"40000" => {
                     self.dirs.push(path.clone());
-                    below.push((path.clone(), e.oid));
+                    self.read_tree(odb, &path, e.oid, depth + 1)?;
                 }
                 // Submodule links are not files of the evidence.
                 b"160000" => {}
@@ -363,11 +375,7 @@ impl<'r> Snapshot<'r> {
                 return Ok(Vec::new());
             };
             let mut part = Index::default();
-            let mut stack = vec![(prefix.to_string(), id)];
-            let odb = self.odb()?;
-            while let Some((dir, id)) = stack.pop() {
-                part.read_tree(&odb, &dir, id, &mut stack)?;
-            }
+            part.read_tree(&self.odb()?, prefix, id, prefix.matches('/').count() + 1)?;
             part.files.sort_unstable();
             return Ok(part
                 .files
