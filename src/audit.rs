@@ -654,35 +654,7 @@ pub fn derived_files(
             files
         });
         let mut files = Rendered::new(base);
-        let rest = (|| -> Result<(), AuditError> {
-            for c in &audit.checks {
-                check_files(c, &mut files);
-            }
-            for fs in &audit.statuses {
-                let manual = audit.manual.of(&fs.framework);
-                files.push(
-                    MappingFile::path(&fs.framework),
-                    evaluate::mapping_bytes(fs, Some(&manual)),
-                );
-                for c in &fs.controls {
-                    let page = templates.render(
-                        "control.md.j2",
-                        &ControlContext {
-                            control: c,
-                            framework_title: &fs.title,
-                            period: period.to_string(),
-                            as_of: settings.as_of.to_string(),
-                            root: "../../",
-                        },
-                    )?;
-                    files.push(
-                        format!("controls/{}/{}", escape_name(&fs.framework), c.file),
-                        page.into_bytes(),
-                    );
-                }
-            }
-            Ok(())
-        })();
+        let rest = check_and_control_files(audit, settings, templates, period, &mut files);
         let listings = listings.join().expect("listing thread panicked");
         rest.map(|()| (files, listings))
     })?;
@@ -762,6 +734,44 @@ pub fn derived_files(
     Ok(files.files)
 }
 
+/// Check results, mappings and control pages (everything derived but the
+/// listings, which render on a thread of their own).
+fn check_and_control_files(
+    audit: &Audit,
+    settings: &Settings<'_>,
+    templates: &Templates,
+    period: &Period,
+    files: &mut Rendered<'_>,
+) -> Result<(), AuditError> {
+    for c in &audit.checks {
+        check_files(c, files);
+    }
+    for fs in &audit.statuses {
+        let manual = audit.manual.of(&fs.framework);
+        files.push(
+            MappingFile::path(&fs.framework),
+            evaluate::mapping_bytes(fs, Some(&manual)),
+        );
+        for c in &fs.controls {
+            let page = templates.render(
+                "control.md.j2",
+                &ControlContext {
+                    control: c,
+                    framework_title: &fs.title,
+                    period: period.to_string(),
+                    as_of: settings.as_of.to_string(),
+                    root: "../../",
+                },
+            )?;
+            files.push(
+                format!("controls/{}/{}", escape_name(&fs.framework), c.file),
+                page.into_bytes(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A derived file as this run renders it.
 #[derive(Debug, Clone)]
 pub enum Derived {
@@ -800,11 +810,7 @@ impl<'s> Rendered<'s> {
     fn push(&mut self, path: String, bytes: Vec<u8>) {
         self.sha256
             .insert(path.clone(), canonical::sha256_hex(&bytes));
-        let held = self
-            .base
-            .binary_search_by(|(p, _)| (**p).cmp(path.as_str()))
-            .ok()
-            .map(|i| self.base[i].1);
+        let held = crate::store::file_position(self.base, &path).map(|i| self.base[i].1);
         if let Some(held) = held
             && held == crate::store::blob_id(&bytes)
         {

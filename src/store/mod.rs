@@ -37,7 +37,7 @@ pub mod recover;
 mod snapshot;
 mod tree;
 
-pub use snapshot::{BlobReader, Chunks, ReadBlob, Snapshot, folder_range};
+pub use snapshot::{BlobReader, Chunks, ReadBlob, Snapshot, file_position, folder_range};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
 use pack::{ObjKind, object_id};
@@ -743,8 +743,8 @@ mod tests {
         }
     }
 
-    /// A tree of more folders than one thread lists alone is listed on two:
-    /// the index must still hold exactly what git lists, in path order.
+    /// The index of a tree of many folders holds exactly what git lists,
+    /// in path order.
     #[test]
     fn a_large_tree_is_indexed_exactly_as_git_lists_it() {
         let dir = tempfile::tempdir().unwrap();

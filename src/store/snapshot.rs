@@ -55,27 +55,18 @@ impl Index {
         id: Oid,
         depth: usize,
     ) -> Result<(), StoreError> {
-        let what = || {
-            if dir.is_empty() {
-                format!("tree {id} (the root folder)")
-            } else {
-                format!("tree {id} (folder {dir})")
-            }
-        };
         // The evidence layout is seven folders deep; a tree nested far
         // deeper was made to exhaust the stack of whoever walks it.
         if depth > MAX_DEPTH {
             return Err(StoreError::Corrupt {
-                what: format!("{}: folders nested deeper than {MAX_DEPTH}", what()),
+                what: format!(
+                    "{}: folders nested deeper than {MAX_DEPTH}",
+                    tree_what(dir, id)
+                ),
             });
         }
-        let obj = odb
-            .read(id)
-            .map_err(|e| StoreError::git(format!("reading {}", what()), e))?;
-        if obj.kind() != git2::ObjectType::Tree {
-            return Err(StoreError::Corrupt { what: what() });
-        }
-        let entries = parse_tree(obj.data()).ok_or_else(|| StoreError::Corrupt { what: what() })?;
+        let obj = read_tree_object(odb, dir, id)?;
+        let entries = parse_tree_of(&obj, dir, id)?;
         // One buffer for every path: each file's path is then allocated
         // once, as the shared string the index keeps.
         let mut path = String::new();
@@ -115,6 +106,50 @@ pub fn folder_range<T>(
     let start = sorted.partition_point(|t| key(t) < lo.as_str());
     let len = sorted[start..].partition_point(|t| key(t).starts_with(&lo));
     start..start + len
+}
+
+/// The position of the file `path` in `files`, sorted by path (a
+/// snapshot's index, or a slice of it).
+pub fn file_position(files: &[(Arc<str>, Oid)], path: &str) -> Option<usize> {
+    files.binary_search_by(|(p, _)| (**p).cmp(path)).ok()
+}
+
+/// How an error names the tree `id` at folder `dir`.
+fn tree_what(dir: &str, id: Oid) -> String {
+    if dir.is_empty() {
+        format!("tree {id} (the root folder)")
+    } else {
+        format!("tree {id} (folder {dir})")
+    }
+}
+
+/// The tree object `id` at folder `dir`, hash-checked by the object
+/// database; any other kind of object there is damage.
+fn read_tree_object<'o>(
+    odb: &'o git2::Odb<'_>,
+    dir: &str,
+    id: Oid,
+) -> Result<git2::OdbObject<'o>, StoreError> {
+    let obj = odb
+        .read(id)
+        .map_err(|e| StoreError::git(format!("reading {}", tree_what(dir, id)), e))?;
+    if obj.kind() != git2::ObjectType::Tree {
+        return Err(StoreError::Corrupt {
+            what: tree_what(dir, id),
+        });
+    }
+    Ok(obj)
+}
+
+/// The entries of a tree object read by [`read_tree_object`].
+fn parse_tree_of<'a>(
+    obj: &'a git2::OdbObject<'_>,
+    dir: &str,
+    id: Oid,
+) -> Result<Vec<super::tree::RawEntry<'a>>, StoreError> {
+    parse_tree(obj.data()).ok_or_else(|| StoreError::Corrupt {
+        what: tree_what(dir, id),
+    })
 }
 
 /// A way to read blobs, as the work given to [`Snapshot::on_two_threads`]
@@ -253,21 +288,8 @@ impl<'r> Snapshot<'r> {
             if !at.1 {
                 return Ok(None);
             }
-            let what = || {
-                if dir.is_empty() {
-                    format!("tree {} (the root folder)", at.0)
-                } else {
-                    format!("tree {} (folder {dir})", at.0)
-                }
-            };
-            let obj = odb
-                .read(at.0)
-                .map_err(|e| StoreError::git(format!("reading {}", what()), e))?;
-            if obj.kind() != git2::ObjectType::Tree {
-                return Err(StoreError::Corrupt { what: what() });
-            }
-            let entries =
-                parse_tree(obj.data()).ok_or_else(|| StoreError::Corrupt { what: what() })?;
+            let obj = read_tree_object(&odb, &dir, at.0)?;
+            let entries = parse_tree_of(&obj, &dir, at.0)?;
             let Some(e) = entries.iter().find(|e| e.name == name.as_bytes()) else {
                 return Ok(None);
             };
@@ -312,10 +334,7 @@ impl<'r> Snapshot<'r> {
                 .and_then(|(id, is_tree)| (!is_tree).then_some(id)));
         }
         let files = &self.index()?.files;
-        Ok(files
-            .binary_search_by(|(p, _)| (**p).cmp(path))
-            .ok()
-            .map(|i| files[i].1))
+        Ok(file_position(files, path).map(|i| files[i].1))
     }
 
     /// The bytes of the file at `path`.

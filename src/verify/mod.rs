@@ -15,7 +15,7 @@ use crate::artifact::{
     canonical, group_of_shard, groups_digest, path, set_digest,
 };
 use crate::diag::Diagnostic;
-use crate::store::{Chunks, ReadBlob, Snapshot, StoreError, folder_range};
+use crate::store::{Chunks, ReadBlob, Snapshot, StoreError, file_position, folder_range};
 use chrono::NaiveDate;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -111,17 +111,7 @@ struct Files<'a>(&'a [(Arc<str>, git2::Oid)]);
 
 impl<'a> Files<'a> {
     fn find(self, path: &str) -> Option<usize> {
-        self.0.binary_search_by(|(p, _)| (**p).cmp(path)).ok()
-    }
-
-    /// Like [`Files::find`], first trying the position after `last`: rows
-    /// of a listing name artifacts in path order.
-    fn find_next(self, path: &str, last: Option<usize>) -> Option<usize> {
-        let next = last.map_or(0, |l| l + 1);
-        match self.0.get(next) {
-            Some((p, _)) if &**p == path => Some(next),
-            _ => self.find(path),
-        }
+        file_position(self.0, path)
     }
 
     fn path(self, i: usize) -> &'a str {
@@ -548,13 +538,10 @@ fn collections(
     accounted: &mut Marks,
     report: &mut VerifyReport,
 ) -> Result<(), StoreError> {
-    // kind dir -> group -> (id, sha), and (kind dir, kind, query) -> what
-    // that query found, each in id order (as `seen` is).
-    type Lines<'a> = Vec<(&'a str, &'a str)>;
     // Both maps are built at once, and the records checked on two
     // threads: after the artifacts, this was the part of `verify` that ran
-    // on one core.
-    let (held, by_query) = std::thread::scope(|scope| {
+    // on one core. Each map is in id order, as `seen` is.
+    let seen_by = std::thread::scope(|scope| {
         let by_query = scope.spawn(|| {
             let mut by_query: HashMap<(&str, &str, &str), Vec<&Seen>> = HashMap::new();
             for s in seen {
@@ -573,10 +560,11 @@ fn collections(
                 .or_default()
                 .push((&s.id, &s.sha));
         }
-        (held, by_query.join().expect("verify thread panicked"))
+        SeenBy {
+            held,
+            by_query: by_query.join().expect("verify thread panicked"),
+        }
     });
-    let no_groups = BTreeMap::new();
-    let prefix = format!("{COLLECTIONS_DIR}/");
     let records: Vec<(usize, &str, git2::Oid)> = files.in_folder(COLLECTIONS_DIR).collect();
     for &(i, _, _) in &records {
         accounted.mark(i);
@@ -587,217 +575,15 @@ fn collections(
         let mut recorded_dirs: BTreeSet<String> = BTreeSet::new();
         while let Some(chunk) = chunks.take() {
             for &(_, p, oid) in &records[chunk] {
-                let Some((src_dir, kind_dir)) = p
-                    .strip_prefix(&prefix)
-                    .and_then(|r| r.strip_suffix(".json"))
-                    .and_then(|r| r.split_once('/'))
-                else {
-                    report.finding("collection-invalid", p, "not a collection record path");
-                    continue;
-                };
-                report.collections += 1;
-                let dir = format!("{EVIDENCE_DIR}/{src_dir}/{kind_dir}");
-                recorded_dirs.insert(dir.clone());
-                let doc: Value = match read(oid) {
-                    Ok(b) => match serde_json::from_slice(&b) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            report.finding("collection-invalid", p, format!("not valid JSON: {e}"));
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        report.finding("object-unreadable", p, unreadable(e));
-                        continue;
-                    }
-                };
-                if doc["schema"] != COLLECTION_SCHEMA {
-                    report.finding(
-                        "collection-invalid",
-                        p,
-                        format!("unknown schema {}", doc["schema"]),
-                    );
-                    continue;
-                }
-                let (Some(digest), Some(count), Some(groups_doc), Some(queries)) = (
-                    doc["digest"].as_str(),
-                    doc["count"].as_u64(),
-                    doc["groups"].as_object(),
-                    doc["queries"].as_array(),
-                ) else {
-                    report.finding(
-                        "collection-invalid",
-                        p,
-                        "missing `digest`, `count`, `groups` or `queries`",
-                    );
-                    continue;
-                };
-                let recorded_groups: BTreeMap<String, GroupDigest> = groups_doc
-                    .iter()
-                    .map(|(g, d)| {
-                        (
-                            g.clone(),
-                            GroupDigest {
-                                count: d["count"].as_u64().unwrap_or(u64::MAX),
-                                digest: d["digest"].as_str().unwrap_or_default().to_string(),
-                            },
-                        )
-                    })
-                    .collect();
-                if groups_digest(&recorded_groups) != digest
-                    || recorded_groups.values().map(|g| g.count).sum::<u64>() != count
-                {
-                    report.finding(
-                        "collection-invalid",
-                        p,
-                        "its `digest`/`count` do not summarize its own `groups`",
-                    );
-                }
-                let present_groups = held.get(dir.as_str()).unwrap_or(&no_groups);
-                let names: BTreeSet<&str> = recorded_groups
-                    .keys()
-                    .map(String::as_str)
-                    .chain(present_groups.keys().copied())
-                    .collect();
-                for g in names {
-                    let lines: &[(&str, &str)] = present_groups.get(g).map_or(&[], Vec::as_slice);
-                    let actual = set_digest(lines.iter().copied());
-                    match recorded_groups.get(g) {
-                        Some(r) if r.digest == actual && r.count == lines.len() as u64 => {}
-                        Some(r) => {
-                            if r.count != lines.len() as u64 {
-                                report.finding(
-                                    "collection-count-mismatch",
-                                    p,
-                                    format!(
-                                        "group {g}: {} artifacts under {dir}, the record says {}: an artifact was added or removed",
-                                        lines.len(),
-                                        r.count
-                                    ),
-                                );
-                            }
-                            if r.digest != actual {
-                                report.finding(
-                                    "collection-digest-mismatch",
-                                    p,
-                                    format!(
-                                        "group {g}: the artifacts under {dir} give digest {actual}, the record says {}: an artifact was removed, added or altered",
-                                        r.digest
-                                    ),
-                                );
-                            }
-                        }
-                        None => report.finding(
-                            "collection-count-mismatch",
-                            p,
-                            format!(
-                                "group {g}: {} artifacts under {dir} that the record does not list",
-                                lines.len()
-                            ),
-                        ),
-                    }
-                }
-                // The tombstones it counts must all still be there: deleting one
-                // would erase the record that an object disappeared.
-                let tomb_dir = format!("{TOMBSTONES_DIR}/{src_dir}/{kind_dir}");
-                let mut tomb_lines: Vec<(String, String)> = Vec::new();
-                for (_, _, toid) in files.in_folder(&tomb_dir) {
-                    let v: Value = read(toid)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok())
-                        .unwrap_or(Value::Null);
-                    tomb_lines.push((
-                        v["id"].as_str().unwrap_or_default().to_string(),
-                        v["last_sha256"].as_str().unwrap_or_default().to_string(),
-                    ));
-                }
-                let tomb_digest = set_digest(tomb_lines.iter().map(|(i, s)| (i.as_str(), s.as_str())));
-                if doc["tombstones"]["count"].as_u64() != Some(tomb_lines.len() as u64)
-                    || doc["tombstones"]["digest"].as_str() != Some(tomb_digest.as_str())
-                {
-                    report.finding(
-                        "tombstone-missing",
-                        p,
-                        format!(
-                            "the record counts {} tombstones (digest {}), {tomb_dir}/ holds {} (digest {tomb_digest}): a tombstone was deleted, added or edited",
-                            doc["tombstones"]["count"],
-                            doc["tombstones"]["digest"],
-                            tomb_lines.len()
-                        ),
-                    );
-                }
-                // Each query's set (everything it found that is held, per month)
-                // must still be there, exactly; a complete answer must also be
-                // exactly what it returned.
-                let kind = doc["kind"].as_str().unwrap_or_default();
-                for q in queries {
-                    let label = format!(
-                        "{}/{}",
-                        q["source_name"].as_str().unwrap_or_default(),
-                        q["query_id"].as_str().unwrap_or_default()
-                    );
-                    let span = DateSpan::from_json(&q["period"]);
-                    let mine: Vec<&Seen> = by_query
-                        .get(&(dir.as_str(), kind, label.as_str()))
-                        .map_or(&[][..], Vec::as_slice)
-                        .iter()
-                        .copied()
-                        .filter(|s| {
-                            span.is_none_or(|sp| s.start.is_some_and(|d| sp.start <= d && d <= sp.end))
-                        })
-                        .collect();
-                    let mut by_group: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
-                    for s in &mine {
-                        by_group.entry(&s.group).or_default().push((&s.id, &s.sha));
-                    }
-                    let actual: serde_json::Map<String, Value> = by_group
-                        .iter()
-                        .map(|(g, ls)| {
-                            (
-                                g.to_string(),
-                                serde_json::json!({"count": ls.len(), "digest": set_digest(ls.iter().copied())}),
-                            )
-                        })
-                        .collect();
-                    let recorded = q["groups"].as_object().cloned().unwrap_or_default();
-                    if recorded != actual {
-                        let differ: Vec<&String> = recorded
-                            .keys()
-                            .chain(actual.keys())
-                            .filter(|g| recorded.get(*g) != actual.get(*g))
-                            .collect::<BTreeSet<_>>()
-                            .into_iter()
-                            .collect();
-                        report.finding(
-                            "collection-query-mismatch",
-                            p,
-                            format!(
-                                "query `{label}`: what it found is no longer exactly on the branch in month group(s) {}",
-                                differ.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
-                            ),
-                        );
-                        continue;
-                    }
-                    if q["outcome"] == "complete" {
-                        let lines: Vec<(&str, &str)> = mine.iter().map(|s| (&*s.id, &*s.sha)).collect();
-                        let digest = set_digest(lines.iter().copied());
-                        if q["count"].as_u64() != Some(lines.len() as u64)
-                            || q["digest"].as_str() != Some(digest.as_str())
-                        {
-                            report.finding(
-                                "collection-query-mismatch",
-                                p,
-                                format!(
-                                    "query `{label}` recorded {} results (digest {}), the branch holds {} of them (digest {digest})",
-                                    q["count"],
-                                    q["digest"],
-                                    lines.len()
-                                ),
-                            );
-                        }
-                    }
-                }
-
+                check_record(
+                    p,
+                    oid,
+                    read,
+                    files,
+                    &seen_by,
+                    &mut report,
+                    &mut recorded_dirs,
+                );
             }
         }
         (report, recorded_dirs)
@@ -808,7 +594,7 @@ fn collections(
         report.findings.extend(part.findings);
         recorded_dirs.extend(dirs);
     }
-    for (dir, groups) in &held {
+    for (dir, groups) in &seen_by.held {
         if !recorded_dirs.contains(*dir) {
             report.finding(
                 "collection-missing",
@@ -821,6 +607,241 @@ fn collections(
         }
     }
     Ok(())
+}
+
+/// (id, sha256) lines of a set digest.
+type Lines<'a> = Vec<(&'a str, &'a str)>;
+
+/// What one thread needs to check a collection record: the artifacts
+/// seen, by kind folder and month group, and by (kind folder, kind, query).
+struct SeenBy<'a> {
+    held: BTreeMap<&'a str, BTreeMap<&'a str, Lines<'a>>>,
+    by_query: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Seen>>,
+}
+
+/// Checks the collection record at `p` against the artifacts seen: its
+/// own summary, every month group, its tombstones and each query's set.
+/// The kind folder it records goes into `recorded_dirs`.
+fn check_record(
+    p: &str,
+    oid: git2::Oid,
+    read: &ReadBlob<'_>,
+    files: Files<'_>,
+    seen: &SeenBy<'_>,
+    report: &mut VerifyReport,
+    recorded_dirs: &mut BTreeSet<String>,
+) {
+    let (held, by_query) = (&seen.held, &seen.by_query);
+    let no_groups = BTreeMap::new();
+    let prefix = format!("{COLLECTIONS_DIR}/");
+    let Some((src_dir, kind_dir)) = p
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix(".json"))
+        .and_then(|r| r.split_once('/'))
+    else {
+        report.finding("collection-invalid", p, "not a collection record path");
+        return;
+    };
+    report.collections += 1;
+    let dir = format!("{EVIDENCE_DIR}/{src_dir}/{kind_dir}");
+    recorded_dirs.insert(dir.clone());
+    let doc: Value = match read(oid) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(v) => v,
+            Err(e) => {
+                report.finding("collection-invalid", p, format!("not valid JSON: {e}"));
+                return;
+            }
+        },
+        Err(e) => {
+            report.finding("object-unreadable", p, unreadable(e));
+            return;
+        }
+    };
+    if doc["schema"] != COLLECTION_SCHEMA {
+        report.finding(
+            "collection-invalid",
+            p,
+            format!("unknown schema {}", doc["schema"]),
+        );
+        return;
+    }
+    let (Some(digest), Some(count), Some(groups_doc), Some(queries)) = (
+        doc["digest"].as_str(),
+        doc["count"].as_u64(),
+        doc["groups"].as_object(),
+        doc["queries"].as_array(),
+    ) else {
+        report.finding(
+            "collection-invalid",
+            p,
+            "missing `digest`, `count`, `groups` or `queries`",
+        );
+        return;
+    };
+    let recorded_groups: BTreeMap<String, GroupDigest> = groups_doc
+        .iter()
+        .map(|(g, d)| {
+            (
+                g.clone(),
+                GroupDigest {
+                    count: d["count"].as_u64().unwrap_or(u64::MAX),
+                    digest: d["digest"].as_str().unwrap_or_default().to_string(),
+                },
+            )
+        })
+        .collect();
+    if groups_digest(&recorded_groups) != digest
+        || recorded_groups.values().map(|g| g.count).sum::<u64>() != count
+    {
+        report.finding(
+            "collection-invalid",
+            p,
+            "its `digest`/`count` do not summarize its own `groups`",
+        );
+    }
+    let present_groups = held.get(dir.as_str()).unwrap_or(&no_groups);
+    let names: BTreeSet<&str> = recorded_groups
+        .keys()
+        .map(String::as_str)
+        .chain(present_groups.keys().copied())
+        .collect();
+    for g in names {
+        let lines: &[(&str, &str)] = present_groups.get(g).map_or(&[], Vec::as_slice);
+        let actual = set_digest(lines.iter().copied());
+        match recorded_groups.get(g) {
+            Some(r) if r.digest == actual && r.count == lines.len() as u64 => {}
+            Some(r) => {
+                if r.count != lines.len() as u64 {
+                    report.finding(
+                        "collection-count-mismatch",
+                        p,
+                        format!(
+                            "group {g}: {} artifacts under {dir}, the record says {}: an artifact was added or removed",
+                            lines.len(),
+                            r.count
+                        ),
+                    );
+                }
+                if r.digest != actual {
+                    report.finding(
+                        "collection-digest-mismatch",
+                        p,
+                        format!(
+                            "group {g}: the artifacts under {dir} give digest {actual}, the record says {}: an artifact was removed, added or altered",
+                            r.digest
+                        ),
+                    );
+                }
+            }
+            None => report.finding(
+                "collection-count-mismatch",
+                p,
+                format!(
+                    "group {g}: {} artifacts under {dir} that the record does not list",
+                    lines.len()
+                ),
+            ),
+        }
+    }
+    // The tombstones it counts must all still be there: deleting one
+    // would erase the record that an object disappeared.
+    let tomb_dir = format!("{TOMBSTONES_DIR}/{src_dir}/{kind_dir}");
+    let mut tomb_lines: Vec<(String, String)> = Vec::new();
+    for (_, _, toid) in files.in_folder(&tomb_dir) {
+        let v: Value = read(toid)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        tomb_lines.push((
+            v["id"].as_str().unwrap_or_default().to_string(),
+            v["last_sha256"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    let tomb_digest = set_digest(tomb_lines.iter().map(|(i, s)| (i.as_str(), s.as_str())));
+    if doc["tombstones"]["count"].as_u64() != Some(tomb_lines.len() as u64)
+        || doc["tombstones"]["digest"].as_str() != Some(tomb_digest.as_str())
+    {
+        report.finding(
+            "tombstone-missing",
+            p,
+            format!(
+                "the record counts {} tombstones (digest {}), {tomb_dir}/ holds {} (digest {tomb_digest}): a tombstone was deleted, added or edited",
+                doc["tombstones"]["count"],
+                doc["tombstones"]["digest"],
+                tomb_lines.len()
+            ),
+        );
+    }
+    // Each query's set (everything it found that is held, per month)
+    // must still be there, exactly; a complete answer must also be
+    // exactly what it returned.
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    for q in queries {
+        let label = format!(
+            "{}/{}",
+            q["source_name"].as_str().unwrap_or_default(),
+            q["query_id"].as_str().unwrap_or_default()
+        );
+        let span = DateSpan::from_json(&q["period"]);
+        let mine: Vec<&Seen> = by_query
+            .get(&(dir.as_str(), kind, label.as_str()))
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .copied()
+            .filter(|s| span.is_none_or(|sp| s.start.is_some_and(|d| sp.start <= d && d <= sp.end)))
+            .collect();
+        let mut by_group: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+        for s in &mine {
+            by_group.entry(&s.group).or_default().push((&s.id, &s.sha));
+        }
+        let actual: serde_json::Map<String, Value> = by_group
+            .iter()
+            .map(|(g, ls)| {
+                (
+                    g.to_string(),
+                    serde_json::json!({"count": ls.len(), "digest": set_digest(ls.iter().copied())}),
+                )
+            })
+            .collect();
+        let recorded = q["groups"].as_object().cloned().unwrap_or_default();
+        if recorded != actual {
+            let differ: Vec<&String> = recorded
+                .keys()
+                .chain(actual.keys())
+                .filter(|g| recorded.get(*g) != actual.get(*g))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            report.finding(
+                "collection-query-mismatch",
+                p,
+                format!(
+                    "query `{label}`: what it found is no longer exactly on the branch in month group(s) {}",
+                    differ.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            continue;
+        }
+        if q["outcome"] == "complete" {
+            let lines: Vec<(&str, &str)> = mine.iter().map(|s| (&*s.id, &*s.sha)).collect();
+            let digest = set_digest(lines.iter().copied());
+            if q["count"].as_u64() != Some(lines.len() as u64)
+                || q["digest"].as_str() != Some(digest.as_str())
+            {
+                report.finding(
+                    "collection-query-mismatch",
+                    p,
+                    format!(
+                        "query `{label}` recorded {} results (digest {}), the branch holds {} of them (digest {digest})",
+                        q["count"],
+                        q["digest"],
+                        lines.len()
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// Tombstones must be well formed, sit where their artifact was, and not
@@ -933,7 +954,6 @@ fn missing_listed(
     report: &mut VerifyReport,
 ) {
     let text = String::from_utf8_lossy(bytes);
-    let mut last = None;
     for line in text.lines().filter(|l| l.starts_with("| ")) {
         // Titles never hold `](` (listings write brackets as entities), so
         // the first one opens the row's link.
@@ -952,9 +972,8 @@ fn missing_listed(
             continue;
         }
         let target = target.replace("%25", "%");
-        if let Some(i) = files.find_next(&target, last) {
+        if let Some(i) = files.find(&target) {
             listed.mark(i);
-            last = Some(i);
         } else {
             report.finding(
                 "artifact-missing",
