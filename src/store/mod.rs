@@ -33,6 +33,7 @@
 //! test can kill the process there. It is read in that one spot only.
 
 pub mod pack;
+mod packed;
 pub mod recover;
 mod snapshot;
 mod tree;

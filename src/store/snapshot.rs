@@ -9,8 +9,12 @@
 //!
 //! Objects are read through libgit2's object database, which re-hashes
 //! what it reads: a forged object fails the read with an error naming it.
+//! Bulk readers (threads given a [`BlobReader`] or work through
+//! [`Snapshot::on_two_threads`]) read whole objects from the packs
+//! themselves, with the same hash check (`packed.rs`).
 
 use super::StoreError;
+use super::packed::{Inflater, PackedObjects};
 use super::tree::parse_tree;
 use git2::{Oid, Repository};
 use std::cell::OnceCell;
@@ -185,12 +189,40 @@ impl Chunks {
 
 /// Reads blobs through a repository handle of its own (see
 /// [`Snapshot::reader`]).
-pub struct BlobReader(Repository);
+pub struct BlobReader<'p> {
+    repo: Repository,
+    reading: Reading<'p>,
+}
 
-impl BlobReader {
+impl BlobReader<'_> {
     /// The bytes of the blob `id`, as [`Snapshot::read_blob`] gives them.
     pub fn read(&self, id: Oid) -> Result<Vec<u8>, StoreError> {
-        read_blob_in(&self.0, id, None)
+        self.reading.blob(&self.repo, id)
+    }
+}
+
+/// One thread's way through many blobs: whole objects straight from the
+/// packs (see `packed.rs`), anything else through libgit2. Both check
+/// every object's hash.
+struct Reading<'p> {
+    packs: &'p PackedObjects,
+    inflater: std::cell::RefCell<Inflater>,
+}
+
+impl<'p> Reading<'p> {
+    fn new(packs: &'p PackedObjects) -> Self {
+        Reading {
+            packs,
+            inflater: std::cell::RefCell::new(Inflater::new()),
+        }
+    }
+
+    fn blob(&self, repo: &Repository, id: Oid) -> Result<Vec<u8>, StoreError> {
+        match self.packs.read(id, &mut self.inflater.borrow_mut()) {
+            Some((git2::ObjectType::Blob, data)) => Ok(data),
+            // Not a blob: libgit2's read names what it is.
+            _ => read_blob_in(repo, id, None),
+        }
     }
 }
 
@@ -226,6 +258,8 @@ pub struct Snapshot<'r> {
     index: OnceCell<Index>,
     /// Lookups answered so far by walking the tree (see [`DIRECT_LOOKUPS`]).
     direct: std::cell::Cell<u32>,
+    /// The packs as bulk readers find them, mapped on first use.
+    packs: OnceCell<PackedObjects>,
 }
 
 /// How many lookups a snapshot answers by walking down its tree before it
@@ -241,7 +275,13 @@ impl<'r> Snapshot<'r> {
             tree,
             index: OnceCell::new(),
             direct: std::cell::Cell::new(0),
+            packs: OnceCell::new(),
         }
+    }
+
+    fn packs(&self) -> &PackedObjects {
+        self.packs
+            .get_or_init(|| PackedObjects::open(&self.repo.commondir().join("objects")))
     }
 
     /// The repository's git folder, for readers on other threads (a
@@ -353,10 +393,14 @@ impl<'r> Snapshot<'r> {
     /// A reader of this repository's blobs for another thread (a
     /// `Repository` handle is not shared between threads): reading
     /// 200,000 artifacts is split between two.
-    pub fn reader(&self) -> Result<BlobReader, StoreError> {
+    pub fn reader(&self) -> Result<BlobReader<'_>, StoreError> {
         let dir = self.repo.path();
-        Repository::open(dir).map(BlobReader).map_err(|e| {
+        let repo = Repository::open(dir).map_err(|e| {
             StoreError::git(format!("opening {} for a reader thread", dir.display()), e)
+        })?;
+        Ok(BlobReader {
+            repo,
+            reading: Reading::new(self.packs()),
         })
     }
 
@@ -375,7 +419,8 @@ impl<'r> Snapshot<'r> {
                 let work = &work;
                 move || work(&|id| reader.read(id))
             });
-            let mine = work(&|id| self.read_blob(id));
+            let reading = Reading::new(self.packs());
+            let mine = work(&|id| reading.blob(self.repo, id));
             [mine, other.join().expect("reader thread panicked")]
         }))
     }
