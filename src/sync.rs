@@ -121,20 +121,25 @@ pub async fn collect_all(
 ) -> Result<(Vec<QueryResult>, Vec<Vec<PreparedItem>>), SyncError> {
     let mut set = tokio::task::JoinSet::new();
     for src in &config.sources {
-        let conn = connectors::from_config(src, &opts.period);
+        let src = src.clone();
+        let period = opts.period.clone();
         let limits = opts.limits;
-        let name = src.name.clone();
         let states = states.clone();
         set.spawn(async move {
-            let r = connectors::collect_with(
-                conn.as_ref(),
-                limits,
-                crate::clock::now,
-                &states,
-                prepare_items,
-            )
-            .await;
-            (name, r)
+            let r = match connectors::connect(&src, &period).await {
+                Ok(conn) => {
+                    connectors::collect_with(
+                        conn.as_ref(),
+                        limits,
+                        crate::clock::now,
+                        &states,
+                        prepare_items,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            (src.name, r)
         });
     }
     let mut all = Vec::new();

@@ -1028,11 +1028,14 @@ fn key_files_named_in_the_config_reach_the_source() {
         "version: 1\nperiod: 2026\nsources:\n  app:\n    type: git\n    path: src\n    allowed_signers: keys/allowed_signers\n",
     )
     .unwrap();
-    let source = connectors::from_config(&cfg.sources[0], &year());
-    let r = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap()
+        .unwrap();
+    let source = rt
+        .block_on(connectors::connect(&cfg.sources[0], &year()))
+        .unwrap();
+    let r = rt
         .block_on(connectors::collect(
             source.as_ref(),
             Limits::default(),

@@ -11,7 +11,7 @@ use crate::error::{Error, ExitStatus};
 use crate::packet::Templates;
 use crate::store::Store;
 use crate::sync::{SyncOptions, SyncReport};
-use anyhow::Context as _;
+
 use std::cell::RefCell;
 use std::fmt::Write as _;
 
@@ -124,8 +124,22 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
     // dropped there.
     let (results, prepared) = super::runtime()?
         .block_on(crate::sync::collect_all(&config, &opts, &states))
-        .with_context(|| format!("sync into {}", g.repo.display()))
-        .map_err(Error::runtime)?;
+        .map_err(|e| {
+            // Missing or malformed credentials are the user's to fix.
+            let setup = matches!(
+                &e,
+                crate::sync::SyncError::Collect {
+                    source: crate::connectors::ConnectorError::Setup { .. },
+                    ..
+                }
+            );
+            let e = anyhow::Error::new(e).context(format!("sync into {}", g.repo.display()));
+            if setup {
+                Error::usage(e)
+            } else {
+                Error::runtime(e)
+            }
+        })?;
     tracing::debug!(
         "collected {} artifacts in {:.2?}",
         prepared.iter().map(Vec::len).sum::<usize>(),

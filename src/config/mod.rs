@@ -117,6 +117,8 @@ pub enum SourceSpec {
         /// Relative paths (files or folders) to leave out.
         exclude: Vec<String>,
     },
+    /// The GitHub API (credentials from the environment).
+    Github(crate::connectors::github::GithubSpec),
 }
 
 impl SourceSpec {
@@ -124,6 +126,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Git { .. } => "git",
             SourceSpec::Files { .. } => "files",
+            SourceSpec::Github(_) => "github",
         }
     }
 }

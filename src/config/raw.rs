@@ -44,6 +44,12 @@ pub struct RawSource {
     pub allowed_signers: Option<String>,
     /// git: an armored OpenPGP public keyring to verify GPG signatures with.
     pub gpg_keyring: Option<String>,
+    /// github: the organization whose repositories are listed.
+    pub org: Option<String>,
+    /// github: repositories named one by one (`owner/name`).
+    pub repos: Option<Vec<String>>,
+    /// github: repository name patterns to take from the organization.
+    pub include: Option<Vec<String>>,
 }
 
 /// Parses configuration text into the raw form, within

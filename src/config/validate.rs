@@ -7,7 +7,7 @@ use super::{Config, DEFAULT_BRANCH, Located, OutOfScope, Problem, SourceConfig, 
 use crate::period::Period;
 use std::path::{Path, PathBuf};
 
-pub const SOURCE_TYPES: &[&str] = &["git", "files"];
+pub const SOURCE_TYPES: &[&str] = &["git", "files", "github"];
 
 struct Ctx<'a> {
     /// Whether source paths must exist here (not for read-only commands
@@ -272,6 +272,20 @@ fn validate_source(
             );
         }
     };
+    if kind == "github" {
+        return validate_github(cx, &at, src, before).map(|spec| SourceConfig {
+            name: name.to_string(),
+            spec,
+        });
+    }
+    for key in ["org", "repos", "include"] {
+        let present = match key {
+            "org" => src.org.is_some(),
+            "repos" => src.repos.is_some(),
+            _ => src.include.is_some(),
+        };
+        not_for(cx, key, present);
+    }
     let path = resolve_path(cx, dir, &at, name, src.path.as_deref());
     let spec = match kind {
         "git" => {
@@ -372,6 +386,96 @@ fn validate_source(
         name: name.to_string(),
         spec,
     })
+}
+
+/// A `github` source: an organization and/or repositories named one by
+/// one, with name patterns for the organization's list.
+fn validate_github(
+    cx: &mut Ctx<'_>,
+    at: &str,
+    src: RawSource,
+    before: usize,
+) -> Option<SourceSpec> {
+    for (key, present) in [
+        ("path", src.path.is_some()),
+        ("branch", src.branch.is_some()),
+        ("allowed_signers", src.allowed_signers.is_some()),
+        ("gpg_keyring", src.gpg_keyring.is_some()),
+    ] {
+        if present {
+            cx.at_key(
+                &format!("{at}.{key}"),
+                format!("`{key}` does not apply to a `github` source"),
+                None,
+            );
+        }
+    }
+    // GitHub's rules for organization and repository names.
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if let Some(org) = &src.org
+        && !name_ok(org)
+    {
+        cx.at_value(
+            &format!("{at}.org"),
+            format!("`{org}` is not a GitHub organization name"),
+            None,
+        );
+    }
+    let repos = src.repos.unwrap_or_default();
+    for (i, r) in repos.iter().enumerate() {
+        let ok = r
+            .split_once('/')
+            .is_some_and(|(o, n)| name_ok(o) && name_ok(n) && n != "." && n != "..");
+        if !ok {
+            cx.at_value(
+                &format!("{at}.repos[{i}]"),
+                format!("`{r}` is not a repository as `owner/name`"),
+                None,
+            );
+        }
+    }
+    if src.org.is_none() && repos.is_empty() {
+        cx.at_key(
+            at,
+            "a `github` source needs `org`, `repos` or both",
+            Some("`org: acme-corp` lists the organization's repositories; `repos: [acme-corp/api]` names them one by one".into()),
+        );
+    }
+    let include = src.include.unwrap_or_default();
+    let exclude = src.exclude.unwrap_or_default();
+    if src.org.is_none() && (!include.is_empty() || !exclude.is_empty()) {
+        cx.at_key(
+            at,
+            "`include` and `exclude` select from an organization's list, and no `org` is set",
+            None,
+        );
+    }
+    for (key, list) in [("include", &include), ("exclude", &exclude)] {
+        for (i, p) in list.iter().enumerate() {
+            if p.is_empty() || p.contains('/') {
+                cx.at_value(
+                    &format!("{at}.{key}[{i}]"),
+                    format!(
+                        "`{p}` is not a repository name pattern (`*` and `?` match within a name)"
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+    (cx.problems.len() == before).then_some(SourceSpec::Github(
+        crate::connectors::github::GithubSpec {
+            org: src.org,
+            repos,
+            include,
+            exclude,
+        },
+    ))
 }
 
 /// An optional key file of a git source (`allowed_signers`,
@@ -713,6 +817,57 @@ mod tests {
             err.problems()[0]
                 .message
                 .contains("does not apply to a `files` source")
+        );
+    }
+
+    #[test]
+    fn a_github_source_is_validated_with_every_problem_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    repos: [other/api]\n    exclude: [sandbox-*]\n",
+        )
+        .unwrap();
+        match &cfg.sources[0].spec {
+            super::SourceSpec::Github(g) => {
+                assert_eq!(g.org.as_deref(), Some("acme-corp"));
+                assert_eq!(g.repos, ["other/api"]);
+                assert_eq!(g.exclude, ["sandbox-*"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  gh:\n    type: github\n    path: x\n    repos: [api, ok/ok, a/b/c]\n    include: [\"x\"]\n  docs:\n    type: files\n    path: .\n    org: acme\n",
+        )
+        .unwrap_err();
+        let got: Vec<(usize, &str)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    3,
+                    "`include` and `exclude` select from an organization's list, and no `org` is set"
+                ),
+                (5, "`path` does not apply to a `github` source"),
+                (6, "`api` is not a repository as `owner/name`"),
+                (6, "`a/b/c` is not a repository as `owner/name`"),
+                (11, "`org` does not apply to a `files` source"),
+            ]
+        );
+        let err = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  gh:\n    type: github\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.problems()[0]
+                .message
+                .contains("needs `org`, `repos` or both")
         );
     }
 }

@@ -9,7 +9,9 @@
 
 pub mod files;
 pub mod git;
+pub mod github;
 pub mod gitrepo;
+pub mod http;
 
 use crate::artifact::Artifact;
 use crate::config::{SourceConfig, SourceSpec};
@@ -139,6 +141,16 @@ pub enum ConnectorError {
         "{endpoint}: still more pages after {max_pages}; refusing to record a partial result as complete"
     )]
     TooManyPages { endpoint: String, max_pages: u64 },
+    #[error("{endpoint}: no answer after {attempts} attempts: {message}")]
+    Transport {
+        endpoint: String,
+        attempts: u32,
+        message: String,
+    },
+    /// The source cannot even start: credentials or endpoints missing or
+    /// malformed. The user's to fix (exit 2), unlike what the API answers.
+    #[error("{message}")]
+    Setup { message: String },
     #[error("query `{query}` is not known to source `{source_name}`")]
     UnknownQuery { source_name: String, query: String },
     #[error("collection task failed: {0}")]
@@ -341,9 +353,14 @@ pub async fn collect_with<T: Send + 'static>(
     Ok(out)
 }
 
-/// Builds the connector for a configured source.
-pub fn from_config(src: &SourceConfig, period: &Period) -> Arc<dyn Connector> {
-    match &src.spec {
+/// Builds the connector for a configured source. API sources read their
+/// credentials and endpoints from the environment here, and fail with
+/// [`ConnectorError::Setup`] before any request when they are missing.
+pub async fn connect(
+    src: &SourceConfig,
+    period: &Period,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(match &src.spec {
         SourceSpec::Git {
             path,
             branch,
@@ -363,7 +380,13 @@ pub fn from_config(src: &SourceConfig, period: &Period) -> Arc<dyn Connector> {
             path.clone(),
             exclude.clone(),
         )),
-    }
+        SourceSpec::Github(spec) => Arc::new(github::GithubSource::connect(
+            src.name.clone(),
+            spec.clone(),
+            &github::client::GithubEnv::from_env()?,
+            http::Politeness::default(),
+        )?),
+    })
 }
 
 /// Runs blocking work (git, file system) off the async executor.

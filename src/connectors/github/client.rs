@@ -1,0 +1,197 @@
+//! The GitHub API client: octocrab for transport and authentication (a
+//! token, or a GitHub App exchanged for an installation token), every
+//! request through [`Polite`] (see `connectors/http.rs`).
+//!
+//! Where the API is reached comes from the environment, as GitHub Actions
+//! sets it: `GITHUB_API_URL` (default `https://api.github.com`), and
+//! `GITHUB_GRAPHQL_URL` (default: derived from the API URL, `/api/v3` of a
+//! GitHub Enterprise Server becoming `/api/graphql`).
+
+use crate::connectors::ConnectorError;
+use crate::connectors::http::{Broken, Polite, Politeness, Reply, Secret};
+use http_body_util::BodyExt as _;
+
+/// How to authenticate.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A token (`GITHUB_TOKEN`): a workflow's own token reads only the
+    /// repository it runs in.
+    Token(Secret),
+    /// A GitHub App installation, for reads across an organization.
+    App {
+        app_id: u64,
+        installation_id: u64,
+        private_key: Secret,
+    },
+}
+
+/// Where and as whom to reach GitHub.
+#[derive(Debug, Clone)]
+pub struct GithubEnv {
+    pub api: String,
+    pub graphql: String,
+    pub auth: Auth,
+}
+
+/// The environment variables read, named in errors.
+pub const TOKEN_VAR: &str = "GITHUB_TOKEN";
+pub const APP_ID_VAR: &str = "GITHUB_APP_ID";
+pub const INSTALLATION_VAR: &str = "GITHUB_APP_INSTALLATION_ID";
+pub const KEY_VAR: &str = "GITHUB_APP_PRIVATE_KEY";
+
+impl GithubEnv {
+    /// Reads the environment. An App's three variables win over a token;
+    /// neither is an error that says what to set.
+    pub fn from_env() -> Result<GithubEnv, ConnectorError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let api = var("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
+        let api = api.trim_end_matches('/').to_string();
+        let graphql = var("GITHUB_GRAPHQL_URL").unwrap_or_else(|| graphql_url(&api));
+        let app = (var(APP_ID_VAR), var(INSTALLATION_VAR));
+        let auth = match app {
+            (Some(id), Some(inst)) => {
+                let number = |name: &str, v: &str| {
+                    v.trim().parse::<u64>().map_err(|_| ConnectorError::Setup {
+                        message: format!("{name} must be a number, not `{v}`"),
+                    })
+                };
+                let private_key = Secret::from_env(KEY_VAR).ok_or_else(|| ConnectorError::Setup {
+                    message: format!("{APP_ID_VAR} is set but {KEY_VAR} (the App's PEM private key) is not"),
+                })?;
+                Auth::App {
+                    app_id: number(APP_ID_VAR, &id)?,
+                    installation_id: number(INSTALLATION_VAR, &inst)?,
+                    private_key,
+                }
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConnectorError::Setup {
+                    message: format!(
+                        "a GitHub App needs both {APP_ID_VAR} and {INSTALLATION_VAR} (and {KEY_VAR})"
+                    ),
+                });
+            }
+            (None, None) => Auth::Token(Secret::from_env(TOKEN_VAR).ok_or_else(|| {
+                ConnectorError::Setup {
+                    message: format!(
+                        "no GitHub credentials: set {TOKEN_VAR}, or {APP_ID_VAR}, {INSTALLATION_VAR} and {KEY_VAR} for a GitHub App (a workflow's own token reads only its own repository)"
+                    ),
+                }
+            })?),
+        };
+        Ok(GithubEnv { api, graphql, auth })
+    }
+}
+
+/// The GraphQL endpoint that belongs with a REST API base.
+pub fn graphql_url(api: &str) -> String {
+    match api.strip_suffix("/api/v3") {
+        Some(host) => format!("{host}/api/graphql"),
+        None => format!("{api}/graphql"),
+    }
+}
+
+pub struct GithubClient {
+    octo: octocrab::Octocrab,
+    pub polite: Polite,
+    api: String,
+}
+
+impl GithubClient {
+    pub fn new(env: &GithubEnv, rules: Politeness) -> Result<GithubClient, ConnectorError> {
+        // One TLS provider, chosen here: with two compiled in, rustls
+        // cannot pick and some clients panic.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let setup = |e: octocrab::Error| ConnectorError::Setup {
+            message: format!("GitHub client for {}: {e}", env.api),
+        };
+        let builder = octocrab::Octocrab::builder()
+            .base_uri(env.api.as_str())
+            .map_err(setup)?
+            .set_connect_timeout(Some(std::time::Duration::from_secs(20)))
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)));
+        let octo = match &env.auth {
+            Auth::Token(t) => builder
+                .personal_token(t.expose().to_string())
+                .build()
+                .map_err(setup)?,
+            Auth::App {
+                app_id,
+                installation_id,
+                private_key,
+            } => {
+                let key = octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(
+                    private_key.expose().as_bytes(),
+                )
+                .map_err(|e| ConnectorError::Setup {
+                    message: format!("{KEY_VAR} is not a PEM RSA private key: {e}"),
+                })?;
+                builder
+                    .app((*app_id).into(), key)
+                    .build()
+                    .map_err(setup)?
+                    .installation((*installation_id).into())
+                    .map_err(setup)?
+            }
+        };
+        Ok(GithubClient {
+            octo,
+            polite: Polite::new(rules),
+            api: env.api.clone(),
+        })
+    }
+
+    /// The URL of an API path (`/orgs/x/repos?...`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    /// A GET, conditional when `etag` is given (a 304 comes back as is).
+    /// A success whose body is not JSON was cut short: it is retried.
+    pub async fn get(&self, url: &str, etag: Option<&str>) -> Result<Reply, ConnectorError> {
+        let endpoint = format!("GET {url}");
+        self.polite
+            .call(&endpoint, || async {
+                let mut h = http::HeaderMap::new();
+                h.insert(
+                    http::header::ACCEPT,
+                    http::HeaderValue::from_static("application/vnd.github+json"),
+                );
+                h.insert(
+                    "x-github-api-version",
+                    http::HeaderValue::from_static("2022-11-28"),
+                );
+                if let Some(tag) = etag.and_then(|t| http::HeaderValue::from_str(t).ok()) {
+                    h.insert(http::header::IF_NONE_MATCH, tag);
+                }
+                let resp = self
+                    .octo
+                    ._get_with_headers(url, Some(h))
+                    .await
+                    .map_err(|e| Broken(format!("no answer: {e}")))?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| Broken(format!("body cut short: {e}")))?
+                    .to_bytes()
+                    .to_vec();
+                if (200..300).contains(&status)
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
+                {
+                    return Err(Broken(format!(
+                        "HTTP {status} with a body that is not whole JSON ({} bytes)",
+                        body.len()
+                    )));
+                }
+                Ok(Reply {
+                    status,
+                    headers,
+                    body,
+                })
+            })
+            .await
+    }
+}
