@@ -263,17 +263,10 @@ async fn rate_limits_and_server_errors_are_waited_out_and_counted() {
 
 #[tokio::test]
 async fn a_lasting_failure_names_the_endpoint_and_status() {
-    let server = MockServer::start().await;
-    mount_repo_script(
-        &server,
-        vec![ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"}))],
+    let (err, server) = failure_of(
+        ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})),
     )
     .await;
-    let src = source(&server, "repos");
-    let err = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
-        .await
-        .unwrap_err()
-        .to_string();
     assert_eq!(
         err,
         format!(
@@ -283,22 +276,25 @@ async fn a_lasting_failure_names_the_endpoint_and_status() {
     );
     assert!(!err.contains(TOKEN));
     // A permission the token lacks is not retried.
-    let server = MockServer::start().await;
-    mount_repo_script(
-        &server,
-        vec![ResponseTemplate::new(404).set_body_json(json!({
-            "message": "Not Found",
-            "documentation_url": "https://docs.github.com/rest/repos/repos#get-a-repository"
-        }))],
-    )
+    let (err, server) = failure_of(ResponseTemplate::new(404).set_body_json(json!({
+        "message": "Not Found",
+        "documentation_url": "https://docs.github.com/rest/repos/repos#get-a-repository"
+    })))
     .await;
+    assert!(err.ends_with("HTTP 404: Not Found"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+/// The error of collecting a named repository that always gets `answer`.
+async fn failure_of(answer: ResponseTemplate) -> (String, MockServer) {
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![answer]).await;
     let src = source(&server, "repos");
     let err = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.ends_with("HTTP 404: Not Found"), "{err}");
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    (err, server)
 }
 
 #[tokio::test]
