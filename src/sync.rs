@@ -126,7 +126,7 @@ pub async fn collect_all(
         let limits = opts.limits;
         let states = states.clone();
         set.spawn(async move {
-            let r = match connectors::connect(&src, &period).await {
+            let r = match connectors::connect(&src, &period, &states).await {
                 Ok(conn) => {
                     connectors::collect_with(
                         conn.as_ref(),

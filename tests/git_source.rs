@@ -1033,7 +1033,11 @@ fn key_files_named_in_the_config_reach_the_source() {
         .build()
         .unwrap();
     let source = rt
-        .block_on(connectors::connect(&cfg.sources[0], &year()))
+        .block_on(connectors::connect(
+            &cfg.sources[0],
+            &year(),
+            &BTreeMap::new(),
+        ))
         .unwrap();
     let r = rt
         .block_on(connectors::collect(

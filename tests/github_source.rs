@@ -5,10 +5,11 @@
 
 mod common;
 
-use cleartrail::connectors::github::GithubSource;
 use cleartrail::connectors::github::client::{Auth, GithubEnv};
+use cleartrail::connectors::github::{GithubSource, GithubSpec};
 use cleartrail::connectors::http::{Politeness, Secret};
-use cleartrail::connectors::{self, Limits, Outcome, QueryResult};
+use cleartrail::connectors::{self, Connector, ConnectorError, Limits, Outcome, QueryResult};
+use cleartrail::period::Period;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -47,25 +48,56 @@ fn env_for(uri: &str) -> GithubEnv {
     }
 }
 
-fn source(server: &MockServer, spec: &str) -> GithubSource {
-    let spec = match spec {
-        "org" => cleartrail::connectors::github::GithubSpec {
+fn spec(which: &str) -> GithubSpec {
+    match which {
+        "org" => GithubSpec {
             org: Some("acme-corp".into()),
             exclude: vec!["sandbox-*".into()],
             ..Default::default()
         },
-        _ => cleartrail::connectors::github::GithubSpec {
+        _ => GithubSpec {
             repos: vec!["acme-corp/payments-api".into()],
             ..Default::default()
         },
-    };
-    GithubSource::connect("gh".into(), spec, &env_for(&server.uri()), quick()).unwrap()
+    }
 }
 
-async fn collect(src: &GithubSource, states: &BTreeMap<String, String>) -> Vec<QueryResult> {
-    connectors::collect(src, Limits::default(), chrono::Utc::now, states)
+fn year() -> Period {
+    "2026".parse().unwrap()
+}
+
+/// Builds the source (which lists the repositories) and collects every
+/// query, with what the last run saved.
+async fn connect_and_collect(
+    uri: &str,
+    spec: GithubSpec,
+    states: &BTreeMap<String, String>,
+) -> Result<(GithubSource, Vec<QueryResult>), ConnectorError> {
+    let src =
+        GithubSource::connect("gh".into(), spec, year(), &env_for(uri), quick(), states).await?;
+    let r = connectors::collect(&src, Limits::default(), chrono::Utc::now, states).await?;
+    Ok((src, r))
+}
+
+async fn collect(
+    server: &MockServer,
+    which: &str,
+    states: &BTreeMap<String, String>,
+) -> (GithubSource, Vec<QueryResult>) {
+    connect_and_collect(&server.uri(), spec(which), states)
         .await
         .unwrap()
+}
+
+fn query<'a>(r: &'a [QueryResult], id: &str) -> &'a QueryResult {
+    r.iter().find(|q| q.query.id == id).unwrap()
+}
+
+/// What each query saved, as the next run is given it.
+fn saved(r: &[QueryResult]) -> BTreeMap<String, String> {
+    r.iter()
+        .filter_map(|q| Some((q.label(), q.state.clone()?)))
+        .collect()
 }
 
 /// The organization's repositories over two pages; page 1 links to page 2
@@ -125,10 +157,9 @@ fn ids(r: &QueryResult) -> Vec<String> {
 async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     let server = MockServer::start().await;
     mount_org(&server, "\"p2\"").await;
-    let src = source(&server, "org");
-    let first = collect(&src, &BTreeMap::new()).await;
-    assert_eq!(first.len(), 1);
-    let r = &first[0];
+    mount_no_pulls(&server).await;
+    let (src, first) = collect(&server, "org", &BTreeMap::new()).await;
+    let r = query(&first, "repositories");
     assert_eq!(r.outcome, Outcome::Complete);
     // Every repository exactly once, the excluded one left out.
     assert_eq!(
@@ -158,50 +189,59 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     // Nothing that moves with every push or depends on the token.
     assert!(svc.content.get("pushed_at").is_none() && svc.content.get("permissions").is_none());
     assert_eq!(svc.query, "gh/repositories");
+    // Two listing pages, then one GraphQL page per repository.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        2
+        2 + 4
     );
 
-    // The next run sends only conditional requests, and they answer 304.
-    let states = BTreeMap::from([(r.label(), r.state.clone().expect("state saved"))]);
-    let src = source(&server, "org");
-    let again = collect(&src, &states).await;
-    assert_eq!(again[0].outcome, Outcome::NotModified);
-    assert!(again[0].items.is_empty());
-    assert_eq!(again[0].state, r.state);
+    // The next run revalidates the listing with conditional requests only.
+    let (src, again) = collect(&server, "org", &saved(&first)).await;
+    let r2 = query(&again, "repositories");
+    assert_eq!(r2.outcome, Outcome::NotModified);
+    assert!(r2.items.is_empty());
+    assert_eq!(r2.state, r.state);
     let counts = &src.client().polite.counts;
-    assert_eq!(counts.requests.load(Ordering::SeqCst), 2);
     assert_eq!(counts.not_modified.load(Ordering::SeqCst), 2);
-    let conditional = server
+    let listing: Vec<_> = server
         .received_requests()
         .await
         .unwrap()
-        .iter()
-        .filter(|q| q.headers.contains_key("if-none-match"))
-        .count();
-    assert_eq!(conditional, 2);
+        .into_iter()
+        .filter(|q| q.url.path() == "/orgs/acme-corp/repos")
+        .collect();
+    assert_eq!(listing.len(), 4);
+    assert!(
+        listing[2..]
+            .iter()
+            .all(|q| q.headers.contains_key("if-none-match"))
+    );
 }
 
 #[tokio::test]
 async fn a_changed_page_lists_everything_again() {
     let server = MockServer::start().await;
     mount_org(&server, "\"p2\"").await;
-    let first = collect(&source(&server, "org"), &BTreeMap::new()).await;
-    let states = BTreeMap::from([(first[0].label(), first[0].state.clone().unwrap())]);
+    mount_no_pulls(&server).await;
+    let (_, first) = collect(&server, "org", &BTreeMap::new()).await;
     // Page 2 changes: its ETag is no longer the saved one.
     server.reset().await;
     mount_org(&server, "\"p2-changed\"").await;
-    let src = source(&server, "org");
-    let again = collect(&src, &states).await;
-    assert_eq!(again[0].outcome, Outcome::Complete);
-    assert_eq!(ids(&again[0]), ids(&first[0]));
+    mount_no_pulls(&server).await;
+    let (_, again) = collect(&server, "org", &saved(&first)).await;
+    let (r1, r2) = (query(&first, "repositories"), query(&again, "repositories"));
+    assert_eq!(r2.outcome, Outcome::Complete);
+    assert_eq!(ids(r2), ids(r1));
     // Two revalidations (304, then 200), then the two pages in full.
-    assert_eq!(
-        src.client().polite.counts.requests.load(Ordering::SeqCst),
-        4
-    );
-    assert_ne!(again[0].state, first[0].state);
+    let listing = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|q| q.url.path() == "/orgs/acme-corp/repos")
+        .count();
+    assert_eq!(listing, 4);
+    assert_ne!(r2.state, r1.state);
 }
 
 /// Answers with a script of responses, in order, then the last one.
@@ -249,14 +289,15 @@ async fn rate_limits_and_server_errors_are_waited_out_and_counted() {
         ],
     )
     .await;
-    let src = source(&server, "repos");
+    mount_no_pulls(&server).await;
     let started = std::time::Instant::now();
-    let r = collect(&src, &BTreeMap::new()).await;
-    assert_eq!(ids(&r[0]), ["acme-corp/payments-api"]);
+    let (src, r) = collect(&server, "repos", &BTreeMap::new()).await;
+    assert_eq!(ids(query(&r, "repositories")), ["acme-corp/payments-api"]);
     let counts = &src.client().polite.counts;
-    assert_eq!(counts.requests.load(Ordering::SeqCst), 5);
+    // Five attempts at the repository, then one GraphQL page.
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 6);
     assert_eq!(counts.retries.load(Ordering::SeqCst), 4);
-    assert_eq!(server.received_requests().await.unwrap().len(), 5);
+    assert_eq!(server.received_requests().await.unwrap().len(), 6);
     // Retry-After: 1 was honoured.
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
@@ -289,10 +330,10 @@ async fn a_lasting_failure_names_the_endpoint_and_status() {
 async fn failure_of(answer: ResponseTemplate) -> (String, MockServer) {
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![answer]).await;
-    let src = source(&server, "repos");
-    let err = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
+    let err = connect_and_collect(&server.uri(), spec("repos"), &BTreeMap::new())
         .await
-        .unwrap_err()
+        .err()
+        .expect("collection fails")
         .to_string();
     (err, server)
 }
@@ -301,8 +342,8 @@ async fn failure_of(answer: ResponseTemplate) -> (String, MockServer) {
 async fn the_token_is_sent_only_as_authorization() {
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![ok_repo()]).await;
-    let src = source(&server, "repos");
-    let r = collect(&src, &BTreeMap::new()).await;
+    mount_no_pulls(&server).await;
+    let (_, r) = collect(&server, "repos", &BTreeMap::new()).await;
     let reqs = server.received_requests().await.unwrap();
     let auth = reqs[0]
         .headers
@@ -312,8 +353,325 @@ async fn the_token_is_sent_only_as_authorization() {
         .unwrap();
     assert!(auth.ends_with(TOKEN), "{auth}");
     assert!(!reqs[0].url.as_str().contains(TOKEN));
-    let all = format!("{:?} {:?}", r[0].items, r[0].state);
+    let all = format!("{r:?}");
     assert!(!all.contains(TOKEN));
+}
+
+/// GraphQL answers with no merged pull request, for every repository.
+async fn mount_no_pulls(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {
+                "repository": {"pullRequests": {"pageInfo": {"hasNextPage": false, "endCursor": null}, "nodes": []}},
+                "search": {"issueCount": 0, "pageInfo": {"hasNextPage": false, "endCursor": null}, "nodes": []},
+                "rateLimit": {"cost": 1, "remaining": 4999, "resetAt": "2100-01-01T00:00:00Z"}
+            }
+        })))
+        .mount(server)
+        .await;
+}
+
+fn pr(number: u64, merged: &str, updated: &str, head: &str, reviews: Value) -> Value {
+    let total = reviews.as_array().map_or(0, Vec::len);
+    json!({
+        "number": number,
+        "title": format!("Change {number}"),
+        "url": format!("https://github.com/acme-corp/payments-api/pull/{number}"),
+        "createdAt": "2026-01-02T09:00:00Z",
+        "updatedAt": updated,
+        "mergedAt": merged,
+        "author": {"login": "ann", "__typename": "User"},
+        "mergedBy": {"login": "ann"},
+        "baseRefName": "main",
+        "headRefOid": head,
+        "mergeCommit": {"oid": format!("m{number}")},
+        "reviews": {"totalCount": total, "nodes": reviews}
+    })
+}
+
+fn gql_review(who: &str, state: &str, commit: &str) -> Value {
+    json!({"author": {"login": who, "__typename": if who.ends_with("[bot]") { "Bot" } else { "User" }},
+           "state": state, "submittedAt": "2026-03-01T10:00:00Z", "commit": {"oid": commit}})
+}
+
+/// Serves the merged pull requests of acme-corp/payments-api over two
+/// GraphQL pages, newest update first, the second reaching back before
+/// the period.
+struct Pulls;
+
+impl Respond for Pulls {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let v = &body["variables"];
+        if body["query"].as_str().unwrap().contains("search(") {
+            // The next run: what was updated since the last one.
+            assert_eq!(
+                v["q"],
+                "repo:acme-corp/payments-api is:pr is:merged updated:>=2026-06-02T10:00:00+00:00"
+            );
+            let in_repo = |mut p: Value, repo: &str| {
+                p["repository"] = json!({ "nameWithOwner": repo });
+                p
+            };
+            let fresh = pr(
+                13,
+                "2026-07-01T10:00:00Z",
+                "2026-07-01T10:00:00Z",
+                "h13",
+                json!([gql_review("bob", "APPROVED", "h13")]),
+            );
+            let again = pr(
+                12,
+                "2026-06-02T10:00:00Z",
+                "2026-06-02T10:00:00Z",
+                "h12",
+                json!([gql_review("bob", "APPROVED", "h12")]),
+            );
+            let elsewhere = pr(
+                1,
+                "2026-07-01T10:00:00Z",
+                "2026-07-01T10:00:00Z",
+                "x1",
+                json!([]),
+            );
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "data": {
+                    "search": {"issueCount": 3, "pageInfo": {"hasNextPage": false, "endCursor": null},
+                               "nodes": [
+                                   in_repo(fresh, "acme-corp/payments-api"),
+                                   in_repo(again, "acme-corp/payments-api"),
+                                   in_repo(elsewhere, "acme-corp/not-in-scope"),
+                               ]},
+                    "rateLimit": {"cost": 1, "remaining": 4990, "resetAt": "2100-01-01T00:00:00Z"}
+                }
+            }));
+        }
+        assert!(
+            body["query"]
+                .as_str()
+                .unwrap()
+                .contains("pullRequests(states: MERGED")
+        );
+        assert_eq!(
+            (v["owner"].as_str(), v["name"].as_str()),
+            (Some("acme-corp"), Some("payments-api"))
+        );
+        let (nodes, next) = match v["after"].as_str() {
+            None => (
+                vec![
+                    // Approved on the merged head.
+                    pr(
+                        12,
+                        "2026-06-02T10:00:00Z",
+                        "2026-06-02T10:00:00Z",
+                        "h12",
+                        json!([gql_review("bob", "APPROVED", "h12")]),
+                    ),
+                    // Approved before its last push.
+                    pr(
+                        11,
+                        "2026-05-02T10:00:00Z",
+                        "2026-05-02T10:00:00Z",
+                        "h11-b",
+                        json!([gql_review("bob", "APPROVED", "h11-a")]),
+                    ),
+                    // Approved by a bot only.
+                    pr(
+                        10,
+                        "2026-04-02T10:00:00Z",
+                        "2026-04-02T10:00:00Z",
+                        "h10",
+                        json!([gql_review("helper[bot]", "APPROVED", "h10")]),
+                    ),
+                ],
+                Some("c1"),
+            ),
+            Some("c1") => (
+                vec![
+                    // More reviews than one GraphQL page: read by REST.
+                    {
+                        let mut p = pr(
+                            9,
+                            "2026-02-02T10:00:00Z",
+                            "2026-02-02T10:00:00Z",
+                            "h9",
+                            json!([]),
+                        );
+                        p["reviews"]["totalCount"] = json!(101);
+                        p
+                    },
+                    // Merged before the period, updated in it: not in scope.
+                    pr(
+                        8,
+                        "2025-12-20T10:00:00Z",
+                        "2026-01-05T10:00:00Z",
+                        "h8",
+                        json!([]),
+                    ),
+                    // Updated before the period: the last page needed.
+                    pr(
+                        7,
+                        "2025-11-02T10:00:00Z",
+                        "2025-11-02T10:00:00Z",
+                        "h7",
+                        json!([]),
+                    ),
+                ],
+                Some("c2"),
+            ),
+            Some(other) => panic!("page after {other} was not needed"),
+        };
+        ResponseTemplate::new(200)
+            .insert_header("x-ratelimit-remaining", "4990")
+            .insert_header("x-ratelimit-reset", "4102444800")
+            .set_body_json(json!({
+                "data": {
+                    "repository": {"pullRequests": {
+                        "pageInfo": {"hasNextPage": next.is_some(), "endCursor": next},
+                        "nodes": nodes
+                    }},
+                    "rateLimit": {"cost": 1, "remaining": 4990, "resetAt": "2100-01-01T00:00:00Z"}
+                }
+            }))
+    }
+}
+
+#[tokio::test]
+async fn merged_pull_requests_of_the_period_with_every_review() {
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(Pulls)
+        .mount(&server)
+        .await;
+    // Pull request 9's 101 reviews, over two REST pages.
+    let reviews: Vec<Value> = (0..101)
+        .map(|i| {
+            json!({"id": i, "user": {"login": format!("r{i}"), "type": "User"}, "state": "COMMENTED",
+                   "commit_id": "h9", "submitted_at": format!("2026-02-01T10:{:02}:{:02}Z", i / 60, i % 60)})
+        })
+        .collect();
+    let mut last = reviews[100].clone();
+    last["state"] = json!("APPROVED");
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/payments-api/pulls/9/reviews"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(vec![last]))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/payments-api/pulls/9/reviews"))
+        .and(wiremock::matchers::query_param_is_missing("page"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "link",
+                    format!(
+                        "<{}/repos/acme-corp/payments-api/pulls/9/reviews?per_page=100&page=2>; rel=\"next\"",
+                        server.uri()
+                    )
+                    .as_str(),
+                )
+                .set_body_json(&reviews[..100]),
+        )
+        .mount(&server)
+        .await;
+    let (src, r) = collect(&server, "repos", &BTreeMap::new()).await;
+    let pulls = query(&r, "pull-requests");
+    assert_eq!(
+        ids(pulls),
+        [
+            "acme-corp/payments-api/10",
+            "acme-corp/payments-api/11",
+            "acme-corp/payments-api/12",
+            "acme-corp/payments-api/9"
+        ]
+    );
+    // One listing request, two GraphQL pages, two REST review pages.
+    assert_eq!(
+        src.client().polite.counts.requests.load(Ordering::SeqCst),
+        5
+    );
+    let p9 = pulls
+        .items
+        .iter()
+        .find(|a| a.object_id.ends_with("/9"))
+        .unwrap();
+    assert_eq!(p9.content["reviews"].as_array().unwrap().len(), 101);
+    assert_eq!(p9.content["reviews"][100]["state"], "APPROVED");
+    let p12 = pulls
+        .items
+        .iter()
+        .find(|a| a.object_id.ends_with("/12"))
+        .unwrap();
+    assert_eq!(p12.content["head_sha"], "h12");
+    assert_eq!(p12.content["reviews"][0]["commit"], "h12");
+    assert_eq!(p12.content["author"]["login"], "ann");
+    assert_eq!(p12.period.unwrap().start.to_string(), "2026-06-02");
+    assert_eq!(p12.shard.as_deref().map(|s| &s[..7]), Some("2026-06"));
+    assert_eq!(p12.query, "gh/pull-requests");
+    assert_eq!(pulls.outcome, Outcome::Complete);
+
+    // The next run searches for what was updated since the latest update
+    // seen, once, and adds only what is new (and in scope).
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/payments-api"))
+        .and(header("if-none-match", "\"r1\""))
+        .respond_with(ResponseTemplate::new(304).insert_header("etag", "\"r1\""))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let before = server.received_requests().await.unwrap().len();
+    let (src, again) = collect(&server, "repos", &saved(&r)).await;
+    let pulls2 = query(&again, "pull-requests");
+    assert_eq!(pulls2.outcome, Outcome::Incremental);
+    assert_eq!(
+        ids(pulls2),
+        ["acme-corp/payments-api/12", "acme-corp/payments-api/13"]
+    );
+    // One conditional listing request, one search.
+    assert_eq!(
+        src.client().polite.counts.requests.load(Ordering::SeqCst),
+        2
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), before + 2);
+    let state: Value = serde_json::from_str(pulls2.state.as_deref().unwrap()).unwrap();
+    assert_eq!(state["since"], "2026-07-01T10:00:00Z");
+}
+
+#[tokio::test]
+async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out() {
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(Script(std::sync::Mutex::new(vec![
+            ResponseTemplate::new(200).set_body_json(json!({
+                "data": null,
+                "errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]
+            })).insert_header("retry-after", "0"),
+            ResponseTemplate::new(200).set_body_json(json!({
+                "data": {"repository": null},
+                "errors": [{"type": "NOT_FOUND", "path": ["repository"], "message": "Could not resolve to a Repository with the name 'acme-corp/payments-api'."}]
+            })),
+        ])))
+        .mount(&server)
+        .await;
+    let err = connect_and_collect(&server.uri(), spec("repos"), &BTreeMap::new())
+        .await
+        .err()
+        .expect("collection fails")
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "POST {}/graphql: HTTP 200: GraphQL: Could not resolve to a Repository with the name 'acme-corp/payments-api'.",
+            server.uri()
+        )
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
 
 /// A server that answers each connection with `reply` (raw bytes), then
@@ -359,13 +717,22 @@ async fn a_reset_connection_and_a_truncated_body_are_retried() {
     );
     // First connection: closed without a word. Second: half a body.
     let uri = raw_server(vec![b"", cut, whole]);
-    let spec = cleartrail::connectors::github::GithubSpec {
-        repos: vec!["acme-corp/payments-api".into()],
-        ..Default::default()
-    };
-    let src = GithubSource::connect("gh".into(), spec, &env_for(&uri), quick()).unwrap();
-    let r = collect(&src, &BTreeMap::new()).await;
-    assert_eq!(ids(&r[0]), ["acme-corp/payments-api"]);
+    let src = GithubSource::connect(
+        "gh".into(),
+        spec("repos"),
+        year(),
+        &env_for(&uri),
+        quick(),
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let page = src
+        .fetch(&src.queries()[0], Default::default())
+        .await
+        .unwrap();
+    let got: Vec<&str> = page.items.iter().map(|a| a.object_id.as_str()).collect();
+    assert_eq!(got, ["acme-corp/payments-api"]);
     let counts = &src.client().polite.counts;
     assert_eq!(counts.requests.load(Ordering::SeqCst), 3);
     assert_eq!(counts.retries.load(Ordering::SeqCst), 2);
@@ -380,6 +747,7 @@ async fn a_reset_connection_and_a_truncated_body_are_retried() {
 async fn run_commits_revalidates_and_fails_cleanly() {
     let server = MockServer::start().await;
     mount_org(&server, "\"p2\"").await;
+    mount_no_pulls(&server).await;
     let f = Fixture::new();
     let cfg = f.config(
         "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    exclude: [sandbox-*]\n",
@@ -425,10 +793,76 @@ async fn run_commits_revalidates_and_fails_cleanly() {
     );
     assert_eq!(commit_count(&f.evidence(), "cleartrail/evidence"), commits);
     let reqs = server.received_requests().await.unwrap();
-    assert!(
+    // Only conditional requests, and one search for what was updated.
+    for q in &reqs[before..] {
+        if q.url.path() == "/graphql" {
+            let body: Value = serde_json::from_slice(&q.body).unwrap();
+            assert!(
+                body["variables"]["q"]
+                    .as_str()
+                    .unwrap()
+                    .contains("updated:>="),
+                "{body}"
+            );
+        } else {
+            assert!(q.headers.contains_key("if-none-match"), "{}", q.url);
+        }
+    }
+    assert_eq!(
         reqs[before..]
             .iter()
-            .all(|q| q.headers.contains_key("if-none-match"))
+            .filter(|q| q.url.path() == "/graphql")
+            .count(),
+        1
+    );
+
+    // One pull request merged since, approved by its author alone: the
+    // next run adds exactly it, and the check names it.
+    let mut merged = pr(
+        5,
+        "2026-11-20T10:00:00Z",
+        "2026-11-20T10:00:00Z",
+        "h5",
+        json!([gql_review("ann", "APPROVED", "h5")]),
+    );
+    merged["repository"] = json!({"nameWithOwner": "acme-corp/web"});
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(wiremock::matchers::body_string_contains("search("))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {
+                "search": {"issueCount": 1, "pageInfo": {"hasNextPage": false, "endCursor": null}, "nodes": [merged]},
+                "rateLimit": {"cost": 1, "remaining": 4990, "resetAt": "2100-01-01T00:00:00Z"}
+            }
+        })))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let out = run(args("run"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("(1 added, 0 changed, 0 removed)"),
+        "{}",
+        stdout(&out)
+    );
+    outputs.push(out);
+    let files = tree_files(&f.evidence(), "cleartrail/evidence");
+    let pulls: Vec<&String> = files
+        .keys()
+        .filter(|k| k.starts_with("evidence/github/pull-request/"))
+        .collect();
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert!(pulls[0].starts_with("evidence/github/pull-request/2026-11/"));
+    assert!(pulls[0].ends_with("/acme-corp/web/5.json"), "{}", pulls[0]);
+    let check: Value =
+        serde_json::from_slice(&files["checks/pr-merged-without-independent-approval.json"])
+            .unwrap();
+    assert_eq!(check["population"], 1);
+    assert_eq!(check["passed"], false);
+    let text = check.to_string();
+    assert!(
+        text.contains("pull request acme-corp/web#5 was approved only by its author or a bot"),
+        "{text}"
     );
 
     let verify = run(vec![
@@ -552,16 +986,19 @@ async fn official_example_payloads_normalize() {
         .respond_with(ResponseTemplate::new(200).set_body_json(read("repo-get.json")))
         .mount(&server)
         .await;
-    let spec = cleartrail::connectors::github::GithubSpec {
+    mount_no_pulls(&server).await;
+    let spec = GithubSpec {
         org: Some("acme-corp".into()),
         repos: vec!["octocat/Hello-World".into()],
         ..Default::default()
     };
-    let src = GithubSource::connect("gh".into(), spec, &env_for(&server.uri()), quick()).unwrap();
-    let r = collect(&src, &BTreeMap::new()).await;
+    let (_, r) = connect_and_collect(&server.uri(), spec, &BTreeMap::new())
+        .await
+        .unwrap();
+    let r = query(&r, "repositories");
     // The list's one repository is also named: it is collected once.
-    assert_eq!(ids(&r[0]), ["octocat/Hello-World"]);
-    let a = &r[0].items[0];
+    assert_eq!(ids(r), ["octocat/Hello-World"]);
+    let a = &r.items[0];
     assert_eq!(a.url, "https://github.com/octocat/Hello-World");
     assert_eq!(a.content["default_branch"], "master");
     assert_eq!(a.observed["created_at"], "2011-01-26T19:01:12Z");

@@ -28,6 +28,11 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
     ("git", "codeowners", &["rules"]),
     ("files", "document", &["front_matter", "front_matter_error"]),
     (
+        "github",
+        "pull-request",
+        &["repository", "number", "author", "head_sha", "reviews"],
+    ),
+    (
         "gdrive",
         "document",
         &["front_matter", "front_matter_error"],
@@ -69,6 +74,11 @@ pub const CHECKS: &[CheckDef] = &[
         code: "change-without-review-trace",
         severity: Severity::Error,
         doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge, squash `(#N)` or a `PR #N` line, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. The forge's own record (the GitHub source) is the authoritative evidence of who approved what.",
+    },
+    CheckDef {
+        code: "pr-merged-without-independent-approval",
+        severity: Severity::Error,
+        doc: "Every pull request of a github source merged in the period has an independent approval: an approving review by someone other than its author and not a bot, on the final head commit (the commit that was merged), with no later request for changes by that reviewer. An approval of an earlier commit does not cover changes pushed after it; a dismissed approval is not an approval. This is the forge's own record of who approved what, and the authoritative evidence for change management.",
     },
     CheckDef {
         code: "codeowners-missing",
@@ -174,6 +184,81 @@ fn change_label(h: &Held) -> String {
     format!("change {short} (\"{}\")", h.title())
 }
 
+/// Why a merged pull request lacks an independent approval, or `None`
+/// when it has one (see the check's documentation).
+fn without_independent_approval(h: &Held) -> Option<String> {
+    let author = h.field("author.login").and_then(Lite::as_str).unwrap_or("");
+    let head = h.field("head_sha").and_then(Lite::as_str).unwrap_or("");
+    let reviews = h.field("reviews").and_then(Lite::as_array).unwrap_or(&[]);
+    let text = |r: &Lite, path: &[&str]| -> String {
+        let mut at = r;
+        for k in path {
+            match at.get(k) {
+                Some(v) => at = v,
+                None => return String::new(),
+            }
+        }
+        at.as_str().unwrap_or("").to_string()
+    };
+    let is_bot = |r: &Lite| {
+        matches!(
+            r.get("reviewer").and_then(|p| p.get("bot")),
+            Some(Lite::Bool(true))
+        )
+    };
+    let mut stale = None;
+    let mut self_or_bot = false;
+    let mut withdrawn = None;
+    // Reviews are in order of submission.
+    for (i, r) in reviews.iter().enumerate() {
+        if text(r, &["state"]) != "APPROVED" {
+            continue;
+        }
+        let who = text(r, &["reviewer", "login"]);
+        if who.is_empty() || who == author || is_bot(r) {
+            self_or_bot = true;
+            continue;
+        }
+        let commit = text(r, &["commit"]);
+        if commit != head {
+            stale.get_or_insert((who, commit));
+            continue;
+        }
+        let later_changes = reviews[i + 1..].iter().any(|l| {
+            text(l, &["reviewer", "login"]) == who && text(l, &["state"]) == "CHANGES_REQUESTED"
+        });
+        if later_changes {
+            withdrawn.get_or_insert(who);
+            continue;
+        }
+        return None;
+    }
+    let short = |c: &str| c.get(..12).unwrap_or(c).to_string();
+    Some(if let Some(who) = withdrawn {
+        format!(
+            "was approved by {who}, who then requested changes, and merged without another approval"
+        )
+    } else if let Some((who, commit)) = stale {
+        format!(
+            "was approved by {who} on {}, not on the merged head {}",
+            short(&commit),
+            short(head)
+        )
+    } else if self_or_bot {
+        "was approved only by its author or a bot".to_string()
+    } else {
+        "was merged with no approving review".to_string()
+    })
+}
+
+fn lite_text(v: &Lite) -> String {
+    match v {
+        Lite::String(s) => s.to_string(),
+        Lite::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// Runs every check that is not `off`, in catalog order.
 pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
     let mut out = Vec::new();
@@ -263,6 +348,30 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                         "git changes (first-parent history of the branch) dated in {}",
                         cx.period
                     ),
+                )
+            }
+            "pr-merged-without-independent-approval" => {
+                let pop: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| {
+                        h.source() == "github"
+                            && h.kind() == "pull-request"
+                            && in_period(h, cx.period)
+                    })
+                    .collect();
+                for h in &pop {
+                    if let Some(reason) = without_independent_approval(h) {
+                        let label = format!(
+                            "{}#{}",
+                            h.field("repository").and_then(Lite::as_str).unwrap_or("?"),
+                            h.field("number").map(lite_text).unwrap_or_default()
+                        );
+                        exception(h, format!("pull request {label} {reason}"));
+                    }
+                }
+                (
+                    pop.len(),
+                    format!("GitHub pull requests merged in {}", cx.period),
                 )
             }
             "change-signature-unverified" => {
@@ -508,5 +617,120 @@ mod tests {
         assert_eq!(codes.len(), CHECKS.len());
         assert!(CHECKS.iter().all(|c| c.doc.len() > 80));
         assert!(def("merge-without-review-trace").is_none());
+    }
+
+    /// A held github `pull-request` artifact merged on `day`.
+    fn pull(number: u64, day: &str, author: &str, head: &str, reviews: Value) -> Held {
+        Held::from_document(
+            format!("evidence/github/pull-request/acme/api/{number}.json"),
+            json!({
+                "id": format!("github:pull-request:acme/api/{number}"),
+                "source": "github",
+                "kind": "pull-request",
+                "title": format!("PR {number}"),
+                "period": {"start": day, "end": day},
+                "content": {
+                    "repository": "acme/api",
+                    "number": number,
+                    "author": {"login": author, "bot": false},
+                    "head_sha": head,
+                    "reviews": reviews,
+                },
+            }),
+            &crate::evidence::Keep::All,
+        )
+        .unwrap()
+    }
+
+    fn review(who: &str, state: &str, commit: &str, bot: bool) -> Value {
+        json!({"reviewer": {"login": who, "bot": bot}, "state": state, "commit": commit, "submitted_at": "2026-03-01T10:00:00Z"})
+    }
+
+    #[test]
+    fn pull_requests_need_an_independent_approval_of_the_merged_head() {
+        let held = vec![
+            // Approved by a colleague on the head: fine.
+            pull(
+                1,
+                "2026-03-02",
+                "ann",
+                "h1",
+                json!([review("bob", "APPROVED", "h1", false)]),
+            ),
+            // No review at all.
+            pull(2, "2026-03-02", "ann", "h2", json!([])),
+            // Only the author and a bot approved.
+            pull(
+                3,
+                "2026-03-02",
+                "ann",
+                "h3",
+                json!([
+                    review("ann", "APPROVED", "h3", false),
+                    review("renovate", "APPROVED", "h3", true),
+                ]),
+            ),
+            // Approved before the last push.
+            pull(
+                4,
+                "2026-03-02",
+                "ann",
+                "h4-final",
+                json!([review("bob", "APPROVED", "h4-first", false)]),
+            ),
+            // Approved, then the same reviewer asked for changes.
+            pull(
+                5,
+                "2026-03-02",
+                "ann",
+                "h5",
+                json!([
+                    review("bob", "APPROVED", "h5", false),
+                    review("bob", "CHANGES_REQUESTED", "h5", false),
+                ]),
+            ),
+            // One reviewer asked for changes, another approved the head.
+            pull(
+                6,
+                "2026-03-02",
+                "ann",
+                "h6",
+                json!([
+                    review("cy", "CHANGES_REQUESTED", "h6", false),
+                    review("bob", "APPROVED", "h6", false),
+                    review("cy", "COMMENTED", "h6", false),
+                ]),
+            ),
+            // Merged outside the period: not in the population.
+            pull(7, "2025-12-30", "ann", "h7", json!([])),
+        ];
+        let r = run_one(&held, "pr-merged-without-independent-approval");
+        assert_eq!(r.population, 6);
+        let got: Vec<(&str, &str)> = r
+            .exceptions
+            .iter()
+            .map(|e| (&*e.artifact, &*e.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "github:pull-request:acme/api/2",
+                    "pull request acme/api#2 was merged with no approving review"
+                ),
+                (
+                    "github:pull-request:acme/api/3",
+                    "pull request acme/api#3 was approved only by its author or a bot"
+                ),
+                (
+                    "github:pull-request:acme/api/4",
+                    "pull request acme/api#4 was approved by bob on h4-first, not on the merged head h4-final"
+                ),
+                (
+                    "github:pull-request:acme/api/5",
+                    "pull request acme/api#5 was approved by bob, who then requested changes, and merged without another approval"
+                ),
+            ]
+        );
     }
 }

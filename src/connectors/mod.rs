@@ -356,9 +356,12 @@ pub async fn collect_with<T: Send + 'static>(
 /// Builds the connector for a configured source. API sources read their
 /// credentials and endpoints from the environment here, and fail with
 /// [`ConnectorError::Setup`] before any request when they are missing.
+/// `states` are what queries saved last run: a source that reads while it
+/// is built (the GitHub repository listing) revalidates with them.
 pub async fn connect(
     src: &SourceConfig,
     period: &Period,
+    states: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     Ok(match &src.spec {
         SourceSpec::Git {
@@ -380,12 +383,17 @@ pub async fn connect(
             path.clone(),
             exclude.clone(),
         )),
-        SourceSpec::Github(spec) => Arc::new(github::GithubSource::connect(
-            src.name.clone(),
-            spec.clone(),
-            &github::client::GithubEnv::from_env()?,
-            http::Politeness::default(),
-        )?),
+        SourceSpec::Github(spec) => Arc::new(
+            github::GithubSource::connect(
+                src.name.clone(),
+                spec.clone(),
+                period.clone(),
+                &github::client::GithubEnv::from_env()?,
+                http::Politeness::default(),
+                states,
+            )
+            .await?,
+        ),
     })
 }
 

@@ -95,6 +95,7 @@ pub struct GithubClient {
     octo: octocrab::Octocrab,
     pub polite: Polite,
     api: String,
+    graphql: String,
 }
 
 impl GithubClient {
@@ -138,7 +139,67 @@ impl GithubClient {
             octo,
             polite: Polite::new(rules),
             api: env.api.clone(),
+            graphql: env.graphql.clone(),
         })
+    }
+
+    pub fn graphql_url(&self) -> &str {
+        &self.graphql
+    }
+
+    /// A GraphQL query; its `data`. Errors in the answer fail the query
+    /// with their messages, except a spent rate limit, which is waited
+    /// out like a REST one.
+    pub async fn graphql(
+        &self,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> Result<serde_json::Value, ConnectorError> {
+        let endpoint = format!("POST {}", self.graphql);
+        let body = serde_json::json!({"query": query, "variables": variables});
+        let reply = self
+            .polite
+            .call(&endpoint, || async {
+                let resp = self
+                    .octo
+                    ._post(self.graphql.as_str(), Some(&body))
+                    .await
+                    .map_err(|e| Broken(format!("no answer: {e}")))?;
+                let mut reply = read(resp).await?;
+                if reply.status == 200 {
+                    let doc: serde_json::Value =
+                        serde_json::from_slice(&reply.body).map_err(|_| {
+                            Broken("HTTP 200 with a body that is not whole JSON".into())
+                        })?;
+                    let limited = doc["errors"]
+                        .as_array()
+                        .is_some_and(|errs| errs.iter().any(|e| e["type"] == "RATE_LIMITED"));
+                    if limited {
+                        // Seen as what it is, so that the wait applies.
+                        reply.status = 429;
+                    }
+                }
+                Ok(reply)
+            })
+            .await?;
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
+                endpoint: endpoint.clone(),
+                status: reply.status,
+                message: format!("unexpected body: {e}"),
+            })?;
+        if let Some(errors) = doc["errors"].as_array().filter(|e| !e.is_empty()) {
+            let messages: Vec<&str> = errors
+                .iter()
+                .filter_map(|e| e["message"].as_str())
+                .collect();
+            return Err(ConnectorError::Http {
+                endpoint,
+                status: reply.status,
+                message: format!("GraphQL: {}", messages.join("; ")),
+            });
+        }
+        Ok(doc["data"].take())
     }
 
     /// The URL of an API path (`/orgs/x/repos?...`).
@@ -169,15 +230,11 @@ impl GithubClient {
                     ._get_with_headers(url, Some(h))
                     .await
                     .map_err(|e| Broken(format!("no answer: {e}")))?;
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| Broken(format!("body cut short: {e}")))?
-                    .to_bytes()
-                    .to_vec();
+                let Reply {
+                    status,
+                    headers,
+                    body,
+                } = read(resp).await?;
                 if (200..300).contains(&status)
                     && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
                 {
@@ -194,4 +251,24 @@ impl GithubClient {
             })
             .await
     }
+}
+
+/// The whole answer; a body that breaks off is a broken attempt.
+async fn read(
+    resp: http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>,
+) -> Result<Reply, Broken> {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Broken(format!("body cut short: {e}")))?
+        .to_bytes()
+        .to_vec();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }

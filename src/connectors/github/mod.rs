@@ -1,14 +1,20 @@
 //! The `github` source: evidence from the GitHub API.
 //!
-//! Collected so far: the `repository` kind (each repository in scope with
-//! the settings an auditor asks about: visibility, default branch,
-//! archived, the security features enabled). Repositories come from the
-//! organization's list (`org`, filtered by `include`/`exclude` name
-//! patterns) and from `repos` named one by one.
+//! Collected so far:
+//! - `repository`: each repository in scope with the settings an auditor
+//!   asks about (visibility, default branch, archived, the security
+//!   features enabled). Repositories come from the organization's list
+//!   (`org`, filtered by `include`/`exclude` name patterns) and from
+//!   `repos` named one by one. They are listed when the source is built,
+//!   since every per-repository query needs them.
+//! - `pull-request`: the change population, every pull request merged in
+//!   the period with its reviews and the commit each review was on, read
+//!   through GraphQL (100 pull requests and their reviews a request; REST
+//!   would need one more request per pull request).
 //!
-//! Every page of a listing is fetched with its validator saved in the
-//! query's state. The next run revalidates the saved pages with
-//! conditional requests: when every one answers 304, the query is
+//! Every page of the repository listing is fetched with its validator
+//! saved in the query's state. The next run revalidates the saved pages
+//! with conditional requests: when every one answers 304, the query is
 //! *not modified* and the held artifacts stand; when any changed, the
 //! listing is fetched again in full, so that a repository that left it is
 //! seen to be gone.
@@ -17,7 +23,8 @@ pub mod client;
 
 use super::http::{Politeness, Reply, next_link};
 use super::{Connector, ConnectorError, Outcome, Page, PageRequest, Query};
-use crate::artifact::Artifact;
+use crate::artifact::{Artifact, DateSpan};
+use crate::period::Period;
 use async_trait::async_trait;
 use client::{GithubClient, GithubEnv};
 use serde::{Deserialize, Serialize};
@@ -77,20 +84,49 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 pub struct GithubSource {
     name: String,
     spec: GithubSpec,
+    period: Period,
     client: GithubClient,
+    listing: Listing,
 }
 
+/// The repositories in scope, as listed when the source was built.
+struct Listing {
+    /// `owner/name` of each repository in scope, sorted.
+    names: Vec<String>,
+    /// Their artifacts, when the listing was fetched (not when every page
+    /// answered 304: the held ones stand).
+    items: Option<Vec<Artifact>>,
+    /// What to save for the next run.
+    state: Saved,
+}
+
+/// The query label whose state holds the repository listing.
+const REPOSITORIES: &str = "repositories";
+
 impl GithubSource {
-    pub fn connect(
+    /// Builds the source: reads nothing but the repository listing, which
+    /// every per-repository query needs (revalidated with the state the
+    /// `repositories` query saved, when there is one).
+    pub async fn connect(
         name: String,
         spec: GithubSpec,
+        period: Period,
         env: &GithubEnv,
         rules: Politeness,
+        states: &BTreeMap<String, String>,
     ) -> Result<GithubSource, ConnectorError> {
+        let client = GithubClient::new(env, rules)?;
+        let saved = states
+            .get(&format!("{name}/{REPOSITORIES}"))
+            .and_then(|s| serde_json::from_str::<Saved>(s).ok())
+            .filter(|s| s.scope == spec.scope() && !s.pages.is_empty());
+        let listing = list_repositories(&client, &spec, saved).await?;
         Ok(GithubSource {
             name,
             spec,
-            client: GithubClient::new(env, rules)?,
+            period,
+            client,
+            listing,
         })
     }
 
@@ -100,11 +136,13 @@ impl GithubSource {
     }
 }
 
-/// A listing's pages as last fetched in full: the query's saved state.
+/// A listing's pages as last fetched in full, and the repositories they
+/// gave: the `repositories` query's saved state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Saved {
     scope: String,
     pages: Vec<SavedPage>,
+    repos: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -113,25 +151,107 @@ struct SavedPage {
     etag: Option<String>,
 }
 
-/// Where a listing is, between the driver's pages.
+/// Revalidates the saved listing, or lists in full: the organization's
+/// pages (following `Link`), then each repository named one by one.
+async fn list_repositories(
+    client: &GithubClient,
+    spec: &GithubSpec,
+    saved: Option<Saved>,
+) -> Result<Listing, ConnectorError> {
+    if let Some(saved) = saved {
+        let mut unchanged = true;
+        for page in &saved.pages {
+            let reply = client.get(&page.url, page.etag.as_deref()).await?;
+            if reply.status != 304 {
+                // This answer alone cannot say what left the listing.
+                unchanged = false;
+                break;
+            }
+        }
+        if unchanged {
+            return Ok(Listing {
+                names: saved.repos.clone(),
+                items: None,
+                state: saved,
+            });
+        }
+    }
+    let mut pages = Vec::new();
+    let mut items = Vec::new();
+    let mut next = spec
+        .org
+        .as_ref()
+        .map(|org| client.url(&format!("/orgs/{org}/repos?type=all&per_page=100")));
+    while let Some(url) = next {
+        let reply = client.get(&url, None).await?;
+        let list: Vec<Value> = parse(&reply, &url)?;
+        for r in &list {
+            let name = r["name"].as_str().unwrap_or_default();
+            let full = r["full_name"].as_str().unwrap_or_default();
+            if spec.wants(name) && !spec.names_explicitly(full) {
+                items.push(repository(r, &url)?);
+            }
+        }
+        pages.push(SavedPage {
+            url: url.clone(),
+            etag: reply.header("etag").map(str::to_string),
+        });
+        next = next_link(&reply);
+    }
+    for full in &spec.repos {
+        let url = client.url(&format!("/repos/{full}"));
+        let reply = client.get(&url, None).await?;
+        let r: Value = parse(&reply, &url)?;
+        items.push(repository(&r, &url)?);
+        pages.push(SavedPage {
+            url,
+            etag: reply.header("etag").map(str::to_string),
+        });
+    }
+    items.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+    let names: Vec<String> = items.iter().map(|a| a.object_id.clone()).collect();
+    Ok(Listing {
+        state: Saved {
+            scope: spec.scope(),
+            pages,
+            repos: names.clone(),
+        },
+        names,
+        items: Some(items),
+    })
+}
+
+/// Where the pull-request query is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum Cursor {
-    /// Revalidating saved page `i`.
-    Check {
-        saved: Saved,
-        i: usize,
+enum PrCursor {
+    /// Walking repository `repo` of the listing, after GraphQL cursor
+    /// `after`: a first run, or one whose scope changed.
+    Walk {
+        repo: usize,
+        after: Option<String>,
+        high: Option<String>,
     },
-    /// Fetching in full: the organization page at `url`, then the named
-    /// repositories from `repo`.
-    Org {
-        url: String,
-        seen: Vec<SavedPage>,
-    },
-    Repo {
-        j: usize,
-        seen: Vec<SavedPage>,
+    /// Searching the pull requests updated since the last run's high
+    /// water mark: one request when nothing changed.
+    Search {
+        after: Option<String>,
+        since: String,
+        high: String,
     },
 }
+
+/// What the pull-request query saves: the latest update time of any
+/// merged pull request it has seen (taken from the data, so a run with
+/// nothing new saves the same state), and what that depends on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct PrSaved {
+    scope: String,
+    since: String,
+}
+
+/// GitHub's search answers at most 1,000 results; past that the
+/// repositories are walked instead.
+const SEARCH_LIMIT: u64 = 1000;
 
 #[async_trait]
 impl Connector for GithubSource {
@@ -157,18 +277,30 @@ impl Connector for GithubSource {
                 filters.insert(k.into(), v.join(","));
             }
         }
-        vec![Query {
-            id: "repositories".into(),
-            kinds: vec!["repository".into()],
-            description: "repositories in scope and their settings".into(),
-            filters,
-            period_scoped: false,
-        }]
+        let mut merged = filters.clone();
+        merged.insert("state".into(), "merged in the period".into());
+        vec![
+            Query {
+                id: REPOSITORIES.into(),
+                kinds: vec!["repository".into()],
+                description: "repositories in scope and their settings".into(),
+                filters,
+                period_scoped: false,
+            },
+            Query {
+                id: "pull-requests".into(),
+                kinds: vec!["pull-request".into()],
+                description: "pull requests merged in the period, with their reviews".into(),
+                filters: merged,
+                period_scoped: true,
+            },
+        ]
     }
 
     async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
         match query.id.as_str() {
-            "repositories" => self.repositories(page).await,
+            REPOSITORIES => Ok(self.repositories()),
+            "pull-requests" => self.pull_requests(page).await,
             other => Err(ConnectorError::UnknownQuery {
                 source_name: self.name.clone(),
                 query: other.into(),
@@ -178,121 +310,429 @@ impl Connector for GithubSource {
 }
 
 impl GithubSource {
-    fn start_full(&self) -> Cursor {
-        match &self.spec.org {
-            Some(org) => Cursor::Org {
-                url: self
-                    .client
-                    .url(&format!("/orgs/{org}/repos?type=all&per_page=100")),
-                seen: Vec::new(),
+    /// The listing made when the source was built, as one page.
+    fn repositories(&self) -> Page {
+        let state = Some(serde_json::to_string(&self.listing.state).expect("state serializes"));
+        match &self.listing.items {
+            Some(items) => Page {
+                items: items.clone(),
+                state,
+                ..Page::default()
             },
-            None => Cursor::Repo {
-                j: 0,
-                seen: Vec::new(),
+            None => Page {
+                outcome: Outcome::NotModified,
+                state,
+                ..Page::default()
             },
         }
     }
 
-    async fn repositories(&self, req: PageRequest) -> Result<Page, ConnectorError> {
-        let cursor = match (&req.cursor, &req.state) {
+    /// What the pull-request state depends on: the configuration, the
+    /// period and the repositories listed.
+    fn pr_scope(&self) -> String {
+        use sha2::Digest as _;
+        let names = sha2::Sha256::digest(self.listing.names.join("\n").as_bytes());
+        format!(
+            "{};period={};repos={}",
+            self.spec.scope(),
+            self.period.label(),
+            hex(&names)
+        )
+    }
+
+    /// One GraphQL page of merged pull requests: by repository, newest
+    /// update first (a page whose last pull request was updated before the
+    /// period started is the repository's last), or, with a saved state,
+    /// by a search for those updated since.
+    async fn pull_requests(&self, req: PageRequest) -> Result<Page, ConnectorError> {
+        let saved = req
+            .state
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<PrSaved>(s).ok())
+            .filter(|s| s.scope == self.pr_scope());
+        let cursor: PrCursor = match (&req.cursor, saved) {
             (Some(c), _) => serde_json::from_str(c).map_err(|e| {
                 ConnectorError::Task(format!("{}: unreadable cursor: {e}", self.name))
             })?,
-            (None, Some(state)) => match serde_json::from_str::<Saved>(state) {
-                Ok(saved) if saved.scope == self.spec.scope() && !saved.pages.is_empty() => {
-                    Cursor::Check { saved, i: 0 }
-                }
-                // Another scope, or a state of an older form: list anew.
-                _ => self.start_full(),
+            (None, Some(saved)) => PrCursor::Search {
+                after: None,
+                high: saved.since.clone(),
+                since: saved.since,
             },
-            (None, None) => self.start_full(),
+            (None, None) => PrCursor::Walk {
+                repo: 0,
+                after: None,
+                high: None,
+            },
         };
-        let cont = |c: Cursor| Some(serde_json::to_string(&c).expect("a cursor serializes"));
         match cursor {
-            Cursor::Check { saved, i } => {
-                let at = &saved.pages[i];
-                let reply = self.client.get(&at.url, at.etag.as_deref()).await?;
-                if reply.status != 304 {
-                    // Something changed: the listing is fetched again in
-                    // full (this answer alone cannot say what left it).
-                    return Ok(Page {
-                        next: cont(self.start_full()),
-                        ..Page::default()
-                    });
-                }
-                if i + 1 < saved.pages.len() {
-                    return Ok(Page {
-                        next: cont(Cursor::Check { saved, i: i + 1 }),
-                        ..Page::default()
-                    });
-                }
-                Ok(Page {
-                    outcome: Outcome::NotModified,
-                    state: Some(serde_json::to_string(&saved).expect("state serializes")),
-                    ..Page::default()
-                })
-            }
-            Cursor::Org { url, mut seen } => {
-                let reply = self.client.get(&url, None).await?;
-                let list: Vec<Value> = parse(&reply, &url)?;
-                seen.push(SavedPage {
-                    url: url.clone(),
-                    etag: reply.header("etag").map(str::to_string),
-                });
-                let items = list
-                    .iter()
-                    .filter(|r| {
-                        let name = r["name"].as_str().unwrap_or_default();
-                        let full = r["full_name"].as_str().unwrap_or_default();
-                        self.spec.wants(name) && !self.spec.names_explicitly(full)
-                    })
-                    .map(|r| repository(r, &url))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let next = match next_link(&reply) {
-                    Some(url) => Cursor::Org { url, seen },
-                    None => Cursor::Repo { j: 0, seen },
-                };
-                Ok(self.then(items, next))
-            }
-            Cursor::Repo { j, mut seen } => {
-                let Some(full) = self.spec.repos.get(j) else {
-                    return Ok(self.then(Vec::new(), Cursor::Repo { j, seen }));
-                };
-                let url = self.client.url(&format!("/repos/{full}"));
-                let reply = self.client.get(&url, None).await?;
-                let r: Value = parse(&reply, &url)?;
-                seen.push(SavedPage {
-                    url: url.clone(),
-                    etag: reply.header("etag").map(str::to_string),
-                });
-                let items = vec![repository(&r, &url)?];
-                Ok(self.then(items, Cursor::Repo { j: j + 1, seen }))
-            }
+            PrCursor::Walk { repo, after, high } => self.walk(repo, after, high).await,
+            PrCursor::Search { after, since, high } => self.search(after, since, high).await,
         }
     }
 
-    /// A page of a full listing, and what follows it: the last page (no
-    /// named repository left) carries the state to revalidate next run.
-    fn then(&self, items: Vec<Artifact>, next: Cursor) -> Page {
-        if let Cursor::Repo { j, seen } = &next
-            && *j >= self.spec.repos.len()
-        {
-            let saved = Saved {
-                scope: self.spec.scope(),
-                pages: seen.clone(),
-            };
-            return Page {
-                items,
-                state: Some(serde_json::to_string(&saved).expect("state serializes")),
-                ..Page::default()
-            };
+    async fn walk(
+        &self,
+        repo_index: usize,
+        after: Option<String>,
+        mut high: Option<String>,
+    ) -> Result<Page, ConnectorError> {
+        let Some(full) = self.listing.names.get(repo_index) else {
+            return Ok(self.pr_done(Vec::new(), high, Outcome::Complete));
+        };
+        let (owner, repo) = full.split_once('/').unwrap_or((full, ""));
+        let data = self
+            .client
+            .graphql(
+                PULLS_QUERY,
+                json!({"owner": owner, "name": repo, "after": after}),
+            )
+            .await?;
+        let endpoint = format!(
+            "POST {} (pull requests of {full})",
+            self.client.graphql_url()
+        );
+        let prs = &data["repository"]["pullRequests"];
+        let nodes = nodes_of(prs, &endpoint)?;
+        let mut older = false;
+        for n in nodes {
+            let updated = n["updatedAt"].as_str();
+            if updated
+                .and_then(time)
+                .is_some_and(|u| u < self.period.start_time())
+            {
+                older = true;
+            }
+            raise(&mut high, updated);
         }
-        Page {
+        let items = self
+            .merged_in_period(nodes, |_| Some(full.clone()), &endpoint)
+            .await?;
+        let more = prs["pageInfo"]["hasNextPage"].as_bool() == Some(true) && !older;
+        let next = if more {
+            PrCursor::Walk {
+                repo: repo_index,
+                after: prs["pageInfo"]["endCursor"].as_str().map(str::to_string),
+                high,
+            }
+        } else if repo_index + 1 < self.listing.names.len() {
+            PrCursor::Walk {
+                repo: repo_index + 1,
+                after: None,
+                high,
+            }
+        } else {
+            return Ok(self.pr_done(items, high, Outcome::Complete));
+        };
+        Ok(Page {
             items,
             next: Some(serde_json::to_string(&next).expect("a cursor serializes")),
             ..Page::default()
+        })
+    }
+
+    async fn search(
+        &self,
+        after: Option<String>,
+        since: String,
+        high: String,
+    ) -> Result<Page, ConnectorError> {
+        let scope = match &self.spec.org {
+            Some(org) => format!("org:{org}"),
+            None => self
+                .spec
+                .repos
+                .iter()
+                .map(|r| format!("repo:{r}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let q = format!(
+            "{scope} is:pr is:merged updated:>={}",
+            since.replace('Z', "+00:00")
+        );
+        let data = self
+            .client
+            .graphql(SEARCH_QUERY, json!({"q": q, "after": after}))
+            .await?;
+        let endpoint = format!("POST {} (search `{q}`)", self.client.graphql_url());
+        let found = &data["search"];
+        if after.is_none() && found["issueCount"].as_u64().unwrap_or(0) > SEARCH_LIMIT {
+            // More than a search can list: walk every repository.
+            return self.walk(0, None, None).await;
+        }
+        let nodes = nodes_of(found, &endpoint)?;
+        let mut high = Some(high);
+        for n in nodes {
+            raise(&mut high, n["updatedAt"].as_str());
+        }
+        // Only repositories in the listing: the search is organization-wide.
+        let items = self
+            .merged_in_period(
+                nodes,
+                |n| {
+                    n["repository"]["nameWithOwner"]
+                        .as_str()
+                        .filter(|r| self.listing.names.binary_search(&r.to_string()).is_ok())
+                        .map(str::to_string)
+                },
+                &endpoint,
+            )
+            .await?;
+        if found["pageInfo"]["hasNextPage"].as_bool() == Some(true) {
+            let next = PrCursor::Search {
+                after: found["pageInfo"]["endCursor"].as_str().map(str::to_string),
+                since,
+                high: high.unwrap_or_default(),
+            };
+            return Ok(Page {
+                items,
+                next: Some(serde_json::to_string(&next).expect("a cursor serializes")),
+                ..Page::default()
+            });
+        }
+        // Nothing updated after the mark (what sits at it was seen when
+        // the mark was taken): the held pull requests stand.
+        if high.as_deref() == Some(since.as_str()) {
+            return Ok(self.pr_done(Vec::new(), high, Outcome::NotModified));
+        }
+        Ok(self.pr_done(items, high, Outcome::Incremental))
+    }
+
+    /// The artifacts of the pull requests among `nodes` merged in the
+    /// period, in a repository `repo_of` accepts.
+    async fn merged_in_period(
+        &self,
+        nodes: &[Value],
+        repo_of: impl Fn(&Value) -> Option<String>,
+        endpoint: &str,
+    ) -> Result<Vec<Artifact>, ConnectorError> {
+        let mut items = Vec::new();
+        for n in nodes {
+            let Some(full) = repo_of(n) else { continue };
+            let Some(merged) = n["mergedAt"].as_str().and_then(time) else {
+                continue;
+            };
+            if !self.period.contains_time(merged) {
+                continue;
+            }
+            let mut reviews = n["reviews"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let total = n["reviews"]["totalCount"].as_u64().unwrap_or(0);
+            if total as usize > reviews.len() {
+                // More reviews than one GraphQL page holds: the rest by REST.
+                let number = n["number"].as_u64().unwrap_or(0);
+                reviews = self.all_reviews(&full, number).await?;
+            }
+            items.push(pull_request(&full, n, &reviews, merged, endpoint)?);
+        }
+        Ok(items)
+    }
+
+    /// The last page of the pull-request query, with the state to save.
+    /// With no pull request seen at all, the next run searches from the
+    /// start of the period (still one request when nothing was merged).
+    fn pr_done(&self, items: Vec<Artifact>, high: Option<String>, outcome: Outcome) -> Page {
+        let since = high.unwrap_or_else(|| {
+            self.period
+                .start_time()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+        let state = Some(
+            serde_json::to_string(&PrSaved {
+                scope: self.pr_scope(),
+                since,
+            })
+            .expect("state serializes"),
+        );
+        Page {
+            items,
+            outcome,
+            state,
+            ..Page::default()
         }
     }
+
+    /// Every review of one pull request, by REST (GraphQL's shape), for
+    /// the rare pull request with more than one page of them.
+    async fn all_reviews(&self, full: &str, number: u64) -> Result<Vec<Value>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut next = Some(self.client.url(&format!(
+            "/repos/{full}/pulls/{number}/reviews?per_page=100"
+        )));
+        while let Some(url) = next {
+            let reply = self.client.get(&url, None).await?;
+            let page: Vec<Value> = parse(&reply, &url)?;
+            for r in page {
+                out.push(json!({
+                    "author": {"login": r["user"]["login"], "__typename": if r["user"]["type"] == "Bot" { "Bot" } else { "User" }},
+                    "state": r["state"],
+                    "submittedAt": r["submitted_at"],
+                    "commit": {"oid": r["commit_id"]},
+                }));
+            }
+            next = next_link(&reply);
+        }
+        Ok(out)
+    }
+}
+
+/// Pull requests found by a search, with what [`PULLS_QUERY`] reads of
+/// each and the repository they belong to.
+const SEARCH_QUERY: &str = "query($q: String!, $after: String) {
+  search(query: $q, type: ISSUE, first: 100, after: $after) {
+    issueCount
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      ... on PullRequest {
+        repository { nameWithOwner }
+        number title url createdAt updatedAt mergedAt
+        author { login __typename }
+        mergedBy { login }
+        baseRefName headRefOid
+        mergeCommit { oid }
+        reviews(first: 100) {
+          totalCount
+          nodes { author { login __typename } state submittedAt commit { oid } }
+        }
+      }
+    }
+  }
+  rateLimit { cost remaining resetAt }
+}";
+
+/// Merged pull requests of one repository with their reviews; 100 a page,
+/// most recently updated first. The rate limit's cost rides along.
+const PULLS_QUERY: &str = "query($owner: String!, $name: String!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequests(states: MERGED, first: 100, after: $after, orderBy: {field: UPDATED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        number title url createdAt updatedAt mergedAt
+        author { login __typename }
+        mergedBy { login }
+        baseRefName headRefOid
+        mergeCommit { oid }
+        reviews(first: 100) {
+          totalCount
+          nodes { author { login __typename } state submittedAt commit { oid } }
+        }
+      }
+    }
+  }
+  rateLimit { cost remaining resetAt }
+}";
+
+/// The `nodes` of a GraphQL connection.
+fn nodes_of<'a>(connection: &'a Value, endpoint: &str) -> Result<&'a [Value], ConnectorError> {
+    connection["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .ok_or_else(|| ConnectorError::Http {
+            endpoint: endpoint.to_string(),
+            status: 200,
+            message: "no `nodes` in the answer".into(),
+        })
+}
+
+/// Raises the high water mark to `t` (RFC 3339 times in UTC compare as
+/// text).
+fn raise(high: &mut Option<String>, t: Option<&str>) {
+    if let Some(t) = t
+        && high.as_deref().is_none_or(|h| t > h)
+    {
+        *high = Some(t.to_string());
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// One merged pull request: who wrote it, who merged it, the final head
+/// commit, and each review with the commit it was on, in order.
+fn pull_request(
+    full: &str,
+    n: &Value,
+    reviews: &[Value],
+    merged: chrono::DateTime<chrono::Utc>,
+    endpoint: &str,
+) -> Result<Artifact, ConnectorError> {
+    let number = n["number"].as_u64().ok_or_else(|| ConnectorError::Http {
+        endpoint: endpoint.to_string(),
+        status: 200,
+        message: format!("a pull request of {full} without a number"),
+    })?;
+    let person = |a: &Value| {
+        json!({
+            "login": a["login"],
+            "bot": a["__typename"] == "Bot",
+        })
+    };
+    let mut reviews: Vec<Value> = reviews
+        .iter()
+        .map(|r| {
+            json!({
+                "reviewer": person(&r["author"]),
+                "state": r["state"],
+                "submitted_at": r["submittedAt"],
+                "commit": r["commit"]["oid"],
+            })
+        })
+        .collect();
+    // Chronological, ties by reviewer: the same answer, the same bytes.
+    reviews.sort_by(|a, b| {
+        let key = |v: &Value| {
+            (
+                v["submitted_at"].as_str().unwrap_or_default().to_string(),
+                v["reviewer"]["login"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut observed = BTreeMap::new();
+    for (k, v) in [
+        ("created_at", &n["createdAt"]),
+        ("merged_at", &n["mergedAt"]),
+    ] {
+        if let Some(t) = v.as_str() {
+            observed.insert(k.to_string(), t.to_string());
+        }
+    }
+    Ok(Artifact {
+        source: "github".into(),
+        kind: "pull-request".into(),
+        object_id: format!("{full}/{number}"),
+        url: n["url"].as_str().unwrap_or_default().to_string(),
+        title: n["title"].as_str().unwrap_or_default().to_string(),
+        period: Some(DateSpan::day(merged.date_naive())),
+        observed,
+        content: json!({
+            "repository": full,
+            "number": number,
+            "author": person(&n["author"]),
+            "merged_by": n["mergedBy"]["login"],
+            "merged_at": n["mergedAt"],
+            "base_ref": n["baseRefName"],
+            "head_sha": n["headRefOid"],
+            "merge_commit_sha": n["mergeCommit"]["oid"],
+            "reviews": reviews,
+        }),
+        query: String::new(),
+        shard: None,
+        captured: None,
+    })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(reply: &Reply, url: &str) -> Result<T, ConnectorError> {
