@@ -257,6 +257,7 @@ pub async fn collect_with<T: Send + 'static>(
         let mut outcome: Outcome;
         let mut state: Option<String>;
         let mut converted = Vec::new();
+        let mut converting: Option<tokio::task::JoinHandle<T>> = None;
         let mut skipped = Vec::new();
         let mut pages = 0u64;
         let mut etag = None;
@@ -277,11 +278,13 @@ pub async fn collect_with<T: Send + 'static>(
                 }
             }
             let items = std::mem::take(&mut page.items);
-            converted.push(
-                tokio::task::spawn_blocking(move || convert(items))
-                    .await
-                    .map_err(|e| ConnectorError::Task(e.to_string()))?,
-            );
+            // Converted while the next page is fetched: an API page spends
+            // its time waiting on the network. One page at most waits to
+            // be converted, so memory stays bounded.
+            if let Some(previous) = converting.take() {
+                converted.push(join(previous).await?);
+            }
+            converting = Some(tokio::task::spawn_blocking(move || convert(items)));
             for s in &page.skipped {
                 tracing::warn!(
                     source = connector.name(),
@@ -330,6 +333,9 @@ pub async fn collect_with<T: Send + 'static>(
                 }
                 None => break,
             }
+        }
+        if let Some(last) = converting.take() {
+            converted.push(join(last).await?);
         }
         out.push((
             QueryResult {
@@ -395,6 +401,10 @@ pub async fn connect(
             .await?,
         ),
     })
+}
+
+async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, ConnectorError> {
+    task.await.map_err(|e| ConnectorError::Task(e.to_string()))
 }
 
 /// Runs blocking work (git, file system) off the async executor.

@@ -224,13 +224,9 @@ async fn list_repositories(
 /// Where the pull-request query is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum PrCursor {
-    /// Walking repository `repo` of the listing, after GraphQL cursor
-    /// `after`: a first run, or one whose scope changed.
-    Walk {
-        repo: usize,
-        after: Option<String>,
-        high: Option<String>,
-    },
+    /// Walking the listing's repositories: a first run, or one whose scope
+    /// changed.
+    Walk(Walk),
     /// Searching the pull requests updated since the last run's high
     /// water mark: one request when nothing changed.
     Search {
@@ -238,6 +234,18 @@ enum PrCursor {
         since: String,
         high: String,
     },
+}
+
+/// A walk over the repositories' merged pull requests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Walk {
+    /// Repositories with more pages: (index in the listing, GraphQL
+    /// cursor), the next taken from the end.
+    pending: Vec<(usize, Option<String>)>,
+    /// The first repository not started yet.
+    next_repo: usize,
+    /// The latest update time seen so far.
+    high: Option<String>,
 }
 
 /// What the pull-request query saves: the latest update time of any
@@ -359,27 +367,75 @@ impl GithubSource {
                 high: saved.since.clone(),
                 since: saved.since,
             },
-            (None, None) => PrCursor::Walk {
-                repo: 0,
-                after: None,
-                high: None,
-            },
+            (None, None) => PrCursor::Walk(Walk::default()),
         };
         match cursor {
-            PrCursor::Walk { repo, after, high } => self.walk(repo, after, high).await,
+            PrCursor::Walk(walk) => self.walk(walk).await,
             PrCursor::Search { after, since, high } => self.search(after, since, high).await,
         }
     }
 
-    async fn walk(
+    /// One batch of the walk: up to eight times as many repository pages as
+    /// requests may be in flight, fetched with that many in flight at every
+    /// moment (a walk of 200 repositories one page at a time would wait
+    /// out 200 round trips in a row, and batches of exactly that many would
+    /// each wait for their slowest).
+    async fn walk(&self, mut walk: Walk) -> Result<Page, ConnectorError> {
+        use futures_util::StreamExt as _;
+        let in_flight = self.client.polite.rules().concurrency.max(1);
+        let batch_size = in_flight * 8;
+        let mut batch = Vec::new();
+        while batch.len() < batch_size {
+            if let Some(pending) = walk.pending.pop() {
+                batch.push(pending);
+            } else if walk.next_repo < self.listing.names.len() {
+                batch.push((walk.next_repo, None));
+                walk.next_repo += 1;
+            } else {
+                break;
+            }
+        }
+        let pages: Vec<_> = futures_util::stream::iter(batch)
+            .map(|(i, after)| self.repo_page(i, after))
+            .buffer_unordered(in_flight)
+            .collect()
+            .await;
+        let mut items = Vec::new();
+        for page in pages {
+            let (found, next, high) = page?;
+            items.extend(found);
+            raise(&mut walk.high, high.as_deref());
+            walk.pending.extend(next);
+        }
+        // Pending pages in a stable order: the same answers, the same walk.
+        walk.pending.sort();
+        walk.pending.reverse();
+        if walk.pending.is_empty() && walk.next_repo >= self.listing.names.len() {
+            return Ok(self.pr_done(items, walk.high, Outcome::Complete));
+        }
+        Ok(Page {
+            items,
+            next: Some(serde_json::to_string(&PrCursor::Walk(walk)).expect("a cursor serializes")),
+            ..Page::default()
+        })
+    }
+
+    /// One GraphQL page of repository `index`'s merged pull requests: those
+    /// merged in the period, where the walk goes on (unless this page
+    /// reached back before the period) and the latest update seen.
+    async fn repo_page(
         &self,
-        repo_index: usize,
+        index: usize,
         after: Option<String>,
-        mut high: Option<String>,
-    ) -> Result<Page, ConnectorError> {
-        let Some(full) = self.listing.names.get(repo_index) else {
-            return Ok(self.pr_done(Vec::new(), high, Outcome::Complete));
-        };
+    ) -> Result<
+        (
+            Vec<Artifact>,
+            Option<(usize, Option<String>)>,
+            Option<String>,
+        ),
+        ConnectorError,
+    > {
+        let full = &self.listing.names[index];
         let (owner, repo) = full.split_once('/').unwrap_or((full, ""));
         let data = self
             .client
@@ -395,6 +451,7 @@ impl GithubSource {
         let prs = &data["repository"]["pullRequests"];
         let nodes = nodes_of(prs, &endpoint)?;
         let mut older = false;
+        let mut high = None;
         for n in nodes {
             let updated = n["updatedAt"].as_str();
             if updated
@@ -409,26 +466,13 @@ impl GithubSource {
             .merged_in_period(nodes, |_| Some(full.clone()), &endpoint)
             .await?;
         let more = prs["pageInfo"]["hasNextPage"].as_bool() == Some(true) && !older;
-        let next = if more {
-            PrCursor::Walk {
-                repo: repo_index,
-                after: prs["pageInfo"]["endCursor"].as_str().map(str::to_string),
-                high,
-            }
-        } else if repo_index + 1 < self.listing.names.len() {
-            PrCursor::Walk {
-                repo: repo_index + 1,
-                after: None,
-                high,
-            }
-        } else {
-            return Ok(self.pr_done(items, high, Outcome::Complete));
-        };
-        Ok(Page {
-            items,
-            next: Some(serde_json::to_string(&next).expect("a cursor serializes")),
-            ..Page::default()
-        })
+        let next = more.then(|| {
+            (
+                index,
+                prs["pageInfo"]["endCursor"].as_str().map(str::to_string),
+            )
+        });
+        Ok((items, next, high))
     }
 
     async fn search(
@@ -459,7 +503,7 @@ impl GithubSource {
         let found = &data["search"];
         if after.is_none() && found["issueCount"].as_u64().unwrap_or(0) > SEARCH_LIMIT {
             // More than a search can list: walk every repository.
-            return self.walk(0, None, None).await;
+            return self.walk(Walk::default()).await;
         }
         let nodes = nodes_of(found, &endpoint)?;
         let mut high = Some(high);

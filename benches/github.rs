@@ -1,0 +1,244 @@
+//! The GitHub source at the size of a mid-size organization, as a user
+//! runs it: `cleartrail run` against a local mock of GitHub (wiremock)
+//! that answers every request after a fixed latency (50 ms by default),
+//! for an organization of 200 repositories and 20,000 pull requests merged
+//! in the period (100 each, two reviews each).
+//!
+//! Reported: requests made against the minimum pages needed (two listing
+//! pages, one GraphQL page per repository), wall time of the whole command
+//! and of collection alone (from the run's own log), peak RSS, and the
+//! floor `pages x latency / concurrency`; then the same for a re-run with
+//! no upstream change, which must send only conditional requests and one
+//! search, and make no commit. Run with `cargo bench --bench github`
+//! (`-- --repos N --per-repo M --latency-ms L` to change the size).
+
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::measure;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::Duration;
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cleartrail");
+/// Requests in flight per token (connectors/http.rs).
+const CONCURRENCY: f64 = 8.0;
+/// 2026-11-30T00:00:00Z.
+const NOW: i64 = 1_796_083_200;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map_or(default, |v| v.parse().expect("a number"))
+}
+
+fn repo(i: u64) -> Value {
+    json!({
+        "id": 10_000 + i, "name": format!("svc-{i:03}"), "full_name": format!("acme-bench/svc-{i:03}"),
+        "private": true, "visibility": "private", "html_url": format!("https://github.com/acme-bench/svc-{i:03}"),
+        "fork": false, "archived": false, "disabled": false, "is_template": false, "default_branch": "main",
+        "created_at": "2024-01-01T00:00:00Z", "pushed_at": "2026-11-01T00:00:00Z",
+        "security_and_analysis": {"secret_scanning": {"status": "enabled"}}
+    })
+}
+
+/// The merged pull requests of one repository, newest update first.
+struct Pulls {
+    per_repo: u64,
+    latency: Duration,
+}
+
+impl Respond for Pulls {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).expect("a GraphQL request");
+        let ok = |data: Value| {
+            ResponseTemplate::new(200)
+                .set_delay(self.latency)
+                .insert_header("x-ratelimit-remaining", "4000")
+                .insert_header("x-ratelimit-reset", "4102444800")
+                .set_body_json(json!({ "data": data }))
+        };
+        if body["query"].as_str().unwrap_or("").contains("search(") {
+            return ok(
+                json!({"search": {"issueCount": 0, "pageInfo": {"hasNextPage": false, "endCursor": null}, "nodes": []}}),
+            );
+        }
+        let name = body["variables"]["name"].as_str().unwrap_or("").to_string();
+        let nodes: Vec<Value> = (0..self.per_repo)
+            .map(|k| {
+                // Spread over the year, newest first.
+                let day = 300 - (k * 290 / self.per_repo.max(1));
+                let t = chrono::DateTime::from_timestamp(1_767_225_600 + day as i64 * 86_400, 0)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let head = format!("{:040x}", (k + 1) * 7919 + name.len() as u64);
+                json!({
+                    "number": self.per_repo - k, "title": format!("Change {k} of {name}"),
+                    "url": format!("https://github.com/acme-bench/{name}/pull/{}", self.per_repo - k),
+                    "createdAt": t, "updatedAt": t, "mergedAt": t,
+                    "author": {"login": "dev", "__typename": "User"}, "mergedBy": {"login": "dev"},
+                    "baseRefName": "main", "headRefOid": head, "mergeCommit": {"oid": head},
+                    "reviews": {"totalCount": 2, "nodes": [
+                        {"author": {"login": "rev", "__typename": "User"}, "state": "APPROVED", "submittedAt": t, "commit": {"oid": head}},
+                        {"author": {"login": "ci[bot]", "__typename": "Bot"}, "state": "COMMENTED", "submittedAt": t, "commit": {"oid": head}}
+                    ]}
+                })
+            })
+            .collect();
+        ok(json!({"repository": {"pullRequests": {
+            "pageInfo": {"hasNextPage": false, "endCursor": null}, "nodes": nodes}}}))
+    }
+}
+
+async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    let pages = repos.div_ceil(100);
+    for p in 1..=pages {
+        let list: Vec<Value> = ((p - 1) * 100..(p * 100).min(repos)).map(repo).collect();
+        let etag = format!("\"page-{p}\"");
+        let mut ok = ResponseTemplate::new(200)
+            .set_delay(latency)
+            .insert_header("etag", etag.as_str())
+            .set_body_json(list);
+        if p < pages {
+            ok = ok.insert_header(
+                "link",
+                format!(
+                    "<{}/orgs/acme-bench/repos?type=all&per_page=100&page={}>; rel=\"next\"",
+                    server.uri(),
+                    p + 1
+                )
+                .as_str(),
+            );
+        }
+        let base = || {
+            let m = Mock::given(method("GET")).and(path("/orgs/acme-bench/repos"));
+            if p == 1 {
+                m.and(query_param_is_missing("page"))
+            } else {
+                m.and(query_param("page", p.to_string()))
+            }
+        };
+        base()
+            .and(header("if-none-match", etag.as_str()))
+            .respond_with(ResponseTemplate::new(304).set_delay(latency))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        base()
+            .respond_with(ok)
+            .with_priority(2)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(Pulls { per_repo, latency })
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Collection time from the run's own log (`-vv`).
+fn collected_in(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.split_once("collected ").map(|(_, r)| r.to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn main() {
+    let repos = arg("--repos", 200);
+    let per_repo = arg("--per-repo", 100);
+    let latency = Duration::from_millis(arg("--latency-ms", 50));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(mock(repos, per_repo, latency));
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("cleartrail.yml");
+    std::fs::write(
+        &cfg,
+        "version: 1\nperiod: 2026\nsources:\n  gh:\n    type: github\n    org: acme-bench\n",
+    )
+    .unwrap();
+    let ev = work.path().join("evidence");
+    let run = || {
+        let mut c = Command::new(BIN);
+        c.args(["-vv", "run", "--config"])
+            .arg(&cfg)
+            .arg("--repo")
+            .arg(&ev)
+            .env("GITHUB_API_URL", server.uri())
+            .env("GITHUB_TOKEN", "bench-token")
+            .env("SOURCE_DATE_EPOCH", NOW.to_string())
+            .env_remove("GITHUB_ACTIONS");
+        c
+    };
+    let requests = || rt.block_on(server.received_requests()).unwrap_or_default();
+    let pages_needed = repos.div_ceil(100) + repos * per_repo.div_ceil(100).max(1);
+    let floor = pages_needed as f64 * latency.as_secs_f64() / CONCURRENCY;
+
+    eprintln!(
+        "cold run: {repos} repositories, {} merged pull requests, {} ms a response...",
+        repos * per_repo,
+        latency.as_millis()
+    );
+    let cold = measure(&mut run());
+    let cold_reqs = requests();
+    let cold_non_304 = cold_reqs.len();
+    eprintln!("re-run with no upstream change...");
+    let again = measure(&mut run());
+    assert!(
+        again.stdout.contains("nothing new: no commit"),
+        "{}",
+        again.stdout
+    );
+    let all = requests();
+    let rerun = &all[cold_reqs.len()..];
+    let rerun_conditional = rerun
+        .iter()
+        .filter(|r| r.headers.contains_key("if-none-match"))
+        .count();
+    let rerun_non_304 = rerun.len() - rerun_conditional;
+
+    println!();
+    println!(
+        "GitHub source benchmark: {repos} repositories, {} pull requests merged in the period, {} ms latency, {CONCURRENCY} requests in flight",
+        repos * per_repo,
+        latency.as_millis()
+    );
+    println!("| measure | value | target |");
+    println!("|---|--:|---|");
+    println!("| pages needed (listing + one GraphQL page per repository) | {pages_needed} | |");
+    println!(
+        "| requests, cold run | {cold_non_304} ({:.2}x pages) | <= 1.1x |",
+        cold_non_304 as f64 / pages_needed as f64
+    );
+    println!("| floor (pages x latency / concurrency) | {floor:.2} s | |");
+    println!(
+        "| wall, whole cold run | {:.2} s ({:.2}x floor) | |",
+        cold.wall.as_secs_f64(),
+        cold.wall.as_secs_f64() / floor
+    );
+    println!(
+        "| collection alone (from the run's log) | {} | <= 1.2x floor |",
+        collected_in(&cold.stderr)
+    );
+    println!(
+        "| peak RSS, cold run | {} MiB | <= 150 MB |",
+        cold.peak_rss_kib / 1024
+    );
+    println!(
+        "| re-run: requests | {} ({rerun_conditional} conditional, {rerun_non_304} other: {:.1}% of the cold run's) | <= 2% non-304 |",
+        rerun.len(),
+        100.0 * rerun_non_304 as f64 / cold_non_304 as f64
+    );
+    println!(
+        "| re-run: wall, peak RSS | {:.2} s, {} MiB | no commit |",
+        again.wall.as_secs_f64(),
+        again.peak_rss_kib / 1024
+    );
+}
