@@ -5,7 +5,8 @@
 //! in the period (100 each, two reviews each).
 //!
 //! Reported: requests made against the minimum pages needed (two listing
-//! pages, one GraphQL page per repository), wall time of the whole command
+//! pages, then per repository its branch protection, the rules that apply
+//! to its default branch and one GraphQL page), wall time of the whole command
 //! and of collection alone (from the run's own log), peak RSS, and the
 //! floor `pages x latency / concurrency`; then the same for a re-run with
 //! no upstream change, which must send only conditional requests and one
@@ -19,7 +20,7 @@ use measure::measure;
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
-use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{header, method, path, path_regex, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cleartrail");
@@ -135,6 +136,45 @@ async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
             .mount(&server)
             .await;
     }
+    // Every default branch protected, each answer with an ETag.
+    let protection = json!({
+        "required_pull_request_reviews": {"required_approving_review_count": 1, "dismiss_stale_reviews": true},
+        "enforce_admins": {"enabled": true},
+        "allow_force_pushes": {"enabled": false},
+        "allow_deletions": {"enabled": false},
+        "required_status_checks": {"contexts": ["ci"]}
+    });
+    for (pattern, etag, body) in [
+        (
+            r"^/repos/[^/]+/[^/]+/branches/[^/]+/protection$",
+            "\"bp\"",
+            protection,
+        ),
+        (
+            r"^/repos/[^/]+/[^/]+/rules/branches/[^/]+$",
+            "\"rules\"",
+            json!([]),
+        ),
+    ] {
+        Mock::given(method("GET"))
+            .and(path_regex(pattern))
+            .and(header("if-none-match", etag))
+            .respond_with(ResponseTemplate::new(304).set_delay(latency))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(pattern))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_delay(latency)
+                    .insert_header("etag", etag)
+                    .set_body_json(body),
+            )
+            .with_priority(2)
+            .mount(&server)
+            .await;
+    }
     Mock::given(method("POST"))
         .and(path("/graphql"))
         .respond_with(Pulls { per_repo, latency })
@@ -178,7 +218,9 @@ fn main() {
         c
     };
     let requests = || rt.block_on(server.received_requests()).unwrap_or_default();
-    let pages_needed = repos.div_ceil(100) + repos * per_repo.div_ceil(100).max(1);
+    // The listing, two protection requests and the pull-request pages of
+    // each repository.
+    let pages_needed = repos.div_ceil(100) + repos * (2 + per_repo.div_ceil(100).max(1));
     let floor = pages_needed as f64 * latency.as_secs_f64() / CONCURRENCY;
 
     eprintln!(
@@ -212,7 +254,9 @@ fn main() {
     );
     println!("| measure | value | target |");
     println!("|---|--:|---|");
-    println!("| pages needed (listing + one GraphQL page per repository) | {pages_needed} | |");
+    println!(
+        "| pages needed (listing; per repository protection, rules and one GraphQL page) | {pages_needed} | |"
+    );
     println!(
         "| requests, cold run | {cold_non_304} ({:.2}x pages) | <= 1.1x |",
         cold_non_304 as f64 / pages_needed as f64

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use wiremock::matchers::{header, method, path, query_param};
+use wiremock::matchers::{header, method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const TOKEN: &str = "ghs_NeverPrintThisToken0123456789abcdef";
@@ -158,6 +158,7 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     let server = MockServer::start().await;
     mount_org(&server, "\"p2\"").await;
     mount_no_pulls(&server).await;
+    mount_protection(&server).await;
     let (src, first) = collect(&server, "org", &BTreeMap::new()).await;
     let r = query(&first, "repositories");
     assert_eq!(r.outcome, Outcome::Complete);
@@ -189,10 +190,11 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     // Nothing that moves with every push or depends on the token.
     assert!(svc.content.get("pushed_at").is_none() && svc.content.get("permissions").is_none());
     assert_eq!(svc.query, "gh/repositories");
-    // Two listing pages, then one GraphQL page per repository.
+    // Two listing pages, then per repository two protection requests and
+    // one GraphQL page.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        2 + 4
+        2 + 4 * 2 + 4
     );
 
     // The next run revalidates the listing with conditional requests only.
@@ -202,7 +204,10 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     assert!(r2.items.is_empty());
     assert_eq!(r2.state, r.state);
     let counts = &src.client().polite.counts;
-    assert_eq!(counts.not_modified.load(Ordering::SeqCst), 2);
+    // Two listing pages and two protection requests per repository.
+    assert_eq!(counts.not_modified.load(Ordering::SeqCst), 2 + 4 * 2);
+    let protection = query(&again, "branch-protection");
+    assert_eq!(protection.outcome, Outcome::NotModified);
     let listing: Vec<_> = server
         .received_requests()
         .await
@@ -223,11 +228,13 @@ async fn a_changed_page_lists_everything_again() {
     let server = MockServer::start().await;
     mount_org(&server, "\"p2\"").await;
     mount_no_pulls(&server).await;
+    mount_protection(&server).await;
     let (_, first) = collect(&server, "org", &BTreeMap::new()).await;
     // Page 2 changes: its ETag is no longer the saved one.
     server.reset().await;
     mount_org(&server, "\"p2-changed\"").await;
     mount_no_pulls(&server).await;
+    mount_protection(&server).await;
     let (_, again) = collect(&server, "org", &saved(&first)).await;
     let (r1, r2) = (query(&first, "repositories"), query(&again, "repositories"));
     assert_eq!(r2.outcome, Outcome::Complete);
@@ -290,14 +297,16 @@ async fn rate_limits_and_server_errors_are_waited_out_and_counted() {
     )
     .await;
     mount_no_pulls(&server).await;
+    mount_protection(&server).await;
     let started = std::time::Instant::now();
     let (src, r) = collect(&server, "repos", &BTreeMap::new()).await;
     assert_eq!(ids(query(&r, "repositories")), ["acme-corp/payments-api"]);
     let counts = &src.client().polite.counts;
-    // Five attempts at the repository, then one GraphQL page.
-    assert_eq!(counts.requests.load(Ordering::SeqCst), 6);
+    // Five attempts at the repository, then two protection requests and
+    // one GraphQL page.
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 8);
     assert_eq!(counts.retries.load(Ordering::SeqCst), 4);
-    assert_eq!(server.received_requests().await.unwrap().len(), 6);
+    assert_eq!(server.received_requests().await.unwrap().len(), 8);
     // Retry-After: 1 was honoured.
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
@@ -343,6 +352,7 @@ async fn the_token_is_sent_only_as_authorization() {
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![ok_repo()]).await;
     mount_no_pulls(&server).await;
+    mount_protection(&server).await;
     let (_, r) = collect(&server, "repos", &BTreeMap::new()).await;
     let reqs = server.received_requests().await.unwrap();
     let auth = reqs[0]
@@ -355,6 +365,49 @@ async fn the_token_is_sent_only_as_authorization() {
     assert!(!reqs[0].url.as_str().contains(TOKEN));
     let all = format!("{r:?}");
     assert!(!all.contains(TOKEN));
+}
+
+/// Every default branch protected (the fixture, which allows force
+/// pushes) and a ruleset forbidding them, each answer with an ETag that
+/// the next run's conditional request gets a 304 for.
+async fn mount_protection(server: &MockServer) {
+    let protection: Value =
+        serde_json::from_str(include_str!("fixtures/github/branch-protection.json")).unwrap();
+    let rules = json!([
+        {"type": "non_fast_forward", "ruleset_source_type": "Organization", "ruleset_source": "acme-corp", "ruleset_id": 7},
+        {"type": "required_status_checks", "ruleset_source_type": "Organization", "ruleset_source": "acme-corp", "ruleset_id": 7,
+         "parameters": {"strict_required_status_checks_policy": true, "required_status_checks": [{"context": "security/scan"}]}}
+    ]);
+    for (pattern, etag, body) in [
+        (
+            r"^/repos/[^/]+/[^/]+/branches/[^/]+/protection$",
+            "\"bp\"",
+            protection,
+        ),
+        (
+            r"^/repos/[^/]+/[^/]+/rules/branches/[^/]+$",
+            "\"rules\"",
+            rules,
+        ),
+    ] {
+        Mock::given(method("GET"))
+            .and(path_regex(pattern))
+            .and(header("if-none-match", etag))
+            .respond_with(ResponseTemplate::new(304).insert_header("etag", etag))
+            .with_priority(1)
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(pattern))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("etag", etag)
+                    .set_body_json(body),
+            )
+            .with_priority(2)
+            .mount(server)
+            .await;
+    }
 }
 
 /// GraphQL answers with no merged pull request, for every repository.
@@ -541,6 +594,7 @@ impl Respond for Pulls {
 async fn merged_pull_requests_of_the_period_with_every_review() {
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_protection(&server).await;
     Mock::given(method("POST"))
         .and(path("/graphql"))
         .respond_with(Pulls)
@@ -589,10 +643,11 @@ async fn merged_pull_requests_of_the_period_with_every_review() {
             "acme-corp/payments-api/9"
         ]
     );
-    // One listing request, two GraphQL pages, two REST review pages.
+    // One listing request, two protection requests, two GraphQL pages,
+    // two REST review pages.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        5
+        7
     );
     let p9 = pulls
         .items
@@ -631,12 +686,13 @@ async fn merged_pull_requests_of_the_period_with_every_review() {
         ids(pulls2),
         ["acme-corp/payments-api/12", "acme-corp/payments-api/13"]
     );
-    // One conditional listing request, one search.
+    // One conditional listing request, two conditional protection
+    // requests, one search.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        2
+        4
     );
-    assert_eq!(server.received_requests().await.unwrap().len(), before + 2);
+    assert_eq!(server.received_requests().await.unwrap().len(), before + 4);
     let state: Value = serde_json::from_str(pulls2.state.as_deref().unwrap()).unwrap();
     assert_eq!(state["since"], "2026-07-01T10:00:00Z");
 }
@@ -645,6 +701,7 @@ async fn merged_pull_requests_of_the_period_with_every_review() {
 async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out() {
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_protection(&server).await;
     Mock::given(method("POST"))
         .and(path("/graphql"))
         .respond_with(Script(std::sync::Mutex::new(vec![
@@ -671,7 +728,86 @@ async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out()
             server.uri()
         )
     );
-    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    // Listing, protection (2), then the rate-limited GraphQL request and
+    // its retry.
+    assert_eq!(server.received_requests().await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn branch_protection_combines_classic_protection_and_rulesets() {
+    // Protected by both: the ruleset forbids the force pushes that the
+    // classic protection allows, and adds a required check.
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_no_pulls(&server).await;
+    mount_protection(&server).await;
+    let (_, r) = collect(&server, "repos", &BTreeMap::new()).await;
+    let p = &query(&r, "branch-protection").items[0];
+    assert_eq!(p.object_id, "acme-corp/payments-api");
+    assert_eq!(p.content["branch"], "main");
+    assert_eq!(p.content["protected"], true);
+    assert_eq!(p.content["requires_pull_request"], true);
+    assert_eq!(p.content["required_approving_review_count"], 1);
+    assert_eq!(p.content["dismiss_stale_reviews"], true);
+    assert_eq!(p.content["allow_force_pushes"], false);
+    assert_eq!(p.content["allow_deletions"], false);
+    assert_eq!(
+        p.content["required_status_checks"],
+        json!(["ci/build", "ci/test", "security/scan"])
+    );
+
+    // Not protected at all: classic protection answers 404.
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_no_pulls(&server).await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/repos/acme-corp/payments-api/branches/main/protection",
+        ))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({"message": "Branch not protected"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/payments-api/rules/branches/main"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    let (_, r) = collect(&server, "repos", &BTreeMap::new()).await;
+    let p = &query(&r, "branch-protection").items[0];
+    assert_eq!(p.content["protected"], false);
+    assert_eq!(p.content["requires_pull_request"], false);
+    assert_eq!(p.content["allow_force_pushes"], true);
+
+    // A token without the permission: the error says which one.
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_no_pulls(&server).await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/repos/acme-corp/payments-api/branches/main/protection",
+        ))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"message": "Resource not accessible by integration"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/payments-api/rules/branches/main"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    let err = connect_and_collect(&server.uri(), spec("repos"), &BTreeMap::new())
+        .await
+        .err()
+        .expect("collection fails")
+        .to_string();
+    assert!(
+        err.ends_with("HTTP 403: Resource not accessible by integration (reading branch protection needs the repository permission `Administration: read`)"),
+        "{err}"
+    );
 }
 
 /// A server that answers each connection with `reply` (raw bytes), then
@@ -748,6 +884,7 @@ async fn run_commits_revalidates_and_fails_cleanly() {
     let server = MockServer::start().await;
     mount_org(&server, "\"p2\"").await;
     mount_no_pulls(&server).await;
+    mount_protection(&server).await;
     let f = Fixture::new();
     let cfg = f.config(
         "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    exclude: [sandbox-*]\n",
@@ -987,6 +1124,7 @@ async fn official_example_payloads_normalize() {
         .mount(&server)
         .await;
     mount_no_pulls(&server).await;
+    mount_protection(&server).await;
     let spec = GithubSpec {
         org: Some("acme-corp".into()),
         repos: vec!["octocat/Hello-World".into()],

@@ -29,6 +29,17 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
     ("files", "document", &["front_matter", "front_matter_error"]),
     (
         "github",
+        "branch-protection",
+        &[
+            "repository",
+            "branch",
+            "requires_pull_request",
+            "required_approving_review_count",
+            "allow_force_pushes",
+        ],
+    ),
+    (
+        "github",
         "pull-request",
         &["repository", "number", "author", "head_sha", "reviews"],
     ),
@@ -79,6 +90,16 @@ pub const CHECKS: &[CheckDef] = &[
         code: "pr-merged-without-independent-approval",
         severity: Severity::Error,
         doc: "Every pull request of a github source merged in the period has an independent approval: an approving review by someone other than its author and not a bot, on the final head commit (the commit that was merged), with no later request for changes by that reviewer. An approval of an earlier commit does not cover changes pushed after it; a dismissed approval is not an approval. This is the forge's own record of who approved what, and the authoritative evidence for change management.",
+    },
+    CheckDef {
+        code: "default-branch-unprotected",
+        severity: Severity::Error,
+        doc: "Every repository of a github source requires an approved pull request to change its default branch, through branch protection or a ruleset that applies to the branch, with at least one approving review. A default branch anyone with write access can push to directly has no change-management gate at all.",
+    },
+    CheckDef {
+        code: "force-push-allowed",
+        severity: Severity::Error,
+        doc: "No repository of a github source allows force pushes to its default branch: neither its branch protection allows them nor is it left unprotected, unless a ruleset's `non_fast_forward` rule forbids them. A force push rewrites the history that is the evidence of what changed, and when.",
     },
     CheckDef {
         code: "codeowners-missing",
@@ -372,6 +393,48 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                 (
                     pop.len(),
                     format!("GitHub pull requests merged in {}", cx.period),
+                )
+            }
+            "default-branch-unprotected" | "force-push-allowed" => {
+                let pop: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| h.source() == "github" && h.kind() == "branch-protection")
+                    .collect();
+                for h in &pop {
+                    let text = |k: &str| h.field(k).and_then(Lite::as_str).unwrap_or("?");
+                    let yes = |k: &str| matches!(h.field(k), Some(Lite::Bool(true)));
+                    let label = format!(
+                        "{}: default branch `{}`",
+                        text("repository"),
+                        text("branch")
+                    );
+                    if def.code == "force-push-allowed" {
+                        if yes("allow_force_pushes") {
+                            exception(h, format!("{label} accepts force pushes"));
+                        }
+                        continue;
+                    }
+                    let approvals = h
+                        .field("required_approving_review_count")
+                        .map(lite_text)
+                        .unwrap_or_default();
+                    if !yes("requires_pull_request") {
+                        exception(
+                            h,
+                            format!(
+                                "{label} requires no pull request: neither branch protection nor a ruleset"
+                            ),
+                        );
+                    } else if approvals == "0" || approvals.is_empty() {
+                        exception(
+                            h,
+                            format!("{label} requires a pull request but no approving review"),
+                        );
+                    }
+                }
+                (
+                    pop.len(),
+                    "default branches of the repositories of github sources".to_string(),
                 )
             }
             "change-signature-unverified" => {
@@ -732,5 +795,54 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    fn protection(repo: &str, content: Value) -> Held {
+        let mut content = content;
+        content["repository"] = json!(repo);
+        content["branch"] = json!("main");
+        Held::from_document(
+            format!("evidence/github/branch-protection/{repo}.json"),
+            json!({
+                "id": format!("github:branch-protection:{repo}"),
+                "source": "github",
+                "kind": "branch-protection",
+                "title": repo,
+                "content": content,
+            }),
+            &crate::evidence::Keep::All,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn default_branches_need_reviewed_pull_requests_and_no_force_pushes() {
+        let held = vec![
+            protection(
+                "a/ok",
+                json!({"requires_pull_request": true, "required_approving_review_count": 1, "allow_force_pushes": false}),
+            ),
+            protection(
+                "a/open",
+                json!({"requires_pull_request": false, "required_approving_review_count": 0, "allow_force_pushes": true}),
+            ),
+            protection(
+                "a/zero",
+                json!({"requires_pull_request": true, "required_approving_review_count": 0, "allow_force_pushes": false}),
+            ),
+        ];
+        let unprotected = run_one(&held, "default-branch-unprotected");
+        assert_eq!(unprotected.population, 3);
+        let got: Vec<&str> = unprotected.exceptions.iter().map(|e| &*e.reason).collect();
+        assert_eq!(
+            got,
+            [
+                "a/open: default branch `main` requires no pull request: neither branch protection nor a ruleset",
+                "a/zero: default branch `main` requires a pull request but no approving review",
+            ]
+        );
+        let force = run_one(&held, "force-push-allowed");
+        let got: Vec<&str> = force.exceptions.iter().map(|e| &*e.artifact).collect();
+        assert_eq!(got, ["github:branch-protection:a/open"]);
     }
 }

@@ -93,6 +93,8 @@ pub struct GithubSource {
 struct Listing {
     /// `owner/name` of each repository in scope, sorted.
     names: Vec<String>,
+    /// The default branch of each, in the same order.
+    branches: Vec<String>,
     /// Their artifacts, when the listing was fetched (not when every page
     /// answered 304: the held ones stand).
     items: Option<Vec<Artifact>>,
@@ -143,6 +145,7 @@ struct Saved {
     scope: String,
     pages: Vec<SavedPage>,
     repos: Vec<String>,
+    branches: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -171,6 +174,7 @@ async fn list_repositories(
         if unchanged {
             return Ok(Listing {
                 names: saved.repos.clone(),
+                branches: saved.branches.clone(),
                 items: None,
                 state: saved,
             });
@@ -210,13 +214,24 @@ async fn list_repositories(
     }
     items.sort_by(|a, b| a.object_id.cmp(&b.object_id));
     let names: Vec<String> = items.iter().map(|a| a.object_id.clone()).collect();
+    let branches: Vec<String> = items
+        .iter()
+        .map(|a| {
+            a.content["default_branch"]
+                .as_str()
+                .unwrap_or("main")
+                .to_string()
+        })
+        .collect();
     Ok(Listing {
         state: Saved {
             scope: spec.scope(),
             pages,
             repos: names.clone(),
+            branches: branches.clone(),
         },
         names,
+        branches,
         items: Some(items),
     })
 }
@@ -257,6 +272,16 @@ struct PrSaved {
     since: String,
 }
 
+/// Saved in place of a validator for a request that answered 404.
+const ABSENT: &str = "absent";
+
+/// Validators of every request a query made, by URL: its saved state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct EtagSaved {
+    scope: String,
+    etags: BTreeMap<String, String>,
+}
+
 /// GitHub's search answers at most 1,000 results; past that the
 /// repositories are walked instead.
 const SEARCH_LIMIT: u64 = 1000;
@@ -292,7 +317,16 @@ impl Connector for GithubSource {
                 id: REPOSITORIES.into(),
                 kinds: vec!["repository".into()],
                 description: "repositories in scope and their settings".into(),
-                filters,
+                filters: filters.clone(),
+                period_scoped: false,
+            },
+            Query {
+                id: "branch-protection".into(),
+                kinds: vec!["branch-protection".into()],
+                description:
+                    "what protects each default branch: branch protection and the rulesets that apply"
+                        .into(),
+                filters: filters.clone(),
                 period_scoped: false,
             },
             Query {
@@ -309,6 +343,7 @@ impl Connector for GithubSource {
         match query.id.as_str() {
             REPOSITORIES => Ok(self.repositories()),
             "pull-requests" => self.pull_requests(page).await,
+            "branch-protection" => self.branch_protection(page).await,
             other => Err(ConnectorError::UnknownQuery {
                 source_name: self.name.clone(),
                 query: other.into(),
@@ -599,6 +634,143 @@ impl GithubSource {
         }
     }
 
+    /// What protects each repository's default branch, eight repositories
+    /// at a time. With the validators saved last run, every request is
+    /// conditional: a repository whose answers are all 304 is not read
+    /// again, and when none changed the query is not modified.
+    async fn branch_protection(&self, req: PageRequest) -> Result<Page, ConnectorError> {
+        use futures_util::StreamExt as _;
+        let scope = self.pr_scope();
+        let saved = req
+            .state
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<EtagSaved>(s).ok())
+            .filter(|s| s.scope == scope);
+        let in_flight = self.client.polite.rules().concurrency.max(1);
+        let etags = saved.as_ref().map(|s| &s.etags);
+        let answers: Vec<_> = futures_util::stream::iter(0..self.listing.names.len())
+            .map(|i| self.protection_of(i, etags))
+            // Two requests a repository, sent together.
+            .buffered(in_flight.div_ceil(2))
+            .collect()
+            .await;
+        let mut items = Vec::new();
+        let mut new_etags = BTreeMap::new();
+        for answer in answers {
+            let (item, tags) = answer?;
+            items.extend(item);
+            new_etags.extend(tags);
+        }
+        let outcome = match &saved {
+            None => Outcome::Complete,
+            Some(_) if items.is_empty() => Outcome::NotModified,
+            Some(_) => Outcome::Incremental,
+        };
+        let state = serde_json::to_string(&EtagSaved {
+            scope,
+            etags: new_etags,
+        })
+        .expect("state serializes");
+        Ok(Page {
+            items,
+            outcome,
+            state: Some(state),
+            ..Page::default()
+        })
+    }
+
+    /// Repository `i`'s default branch: its classic protection (404: none)
+    /// and the ruleset rules that apply to it; `None` when both answered
+    /// 304 to the saved validators.
+    async fn protection_of(
+        &self,
+        i: usize,
+        etags: Option<&BTreeMap<String, String>>,
+    ) -> Result<(Option<Artifact>, BTreeMap<String, String>), ConnectorError> {
+        let full = &self.listing.names[i];
+        let branch = &self.listing.branches[i];
+        let classic = self
+            .client
+            .url(&format!("/repos/{full}/branches/{branch}/protection"));
+        let rules = self.client.url(&format!(
+            "/repos/{full}/rules/branches/{branch}?per_page=100"
+        ));
+        let tag = |u: &str| etags.and_then(|e| e.get(u)).map(String::as_str);
+        // ABSENT is never sent as a validator: it marks a 404 seen last run.
+        let send = |u: &str| tag(u).filter(|t| *t != ABSENT);
+        let (mut a, mut b) = futures_util::future::join(
+            self.client.get(&classic, send(&classic)),
+            self.client.get(&rules, send(&rules)),
+        )
+        .await;
+        // A branch without classic protection answers 404 every time,
+        // with no validator: the same 404 as last run is no change.
+        let unchanged = |r: &Result<Reply, ConnectorError>, saved: Option<&str>| match r {
+            Ok(r) => r.status == 304,
+            Err(ConnectorError::Http { status: 404, .. }) => saved == Some(ABSENT),
+            Err(_) => false,
+        };
+        if unchanged(&a, tag(&classic)) && unchanged(&b, tag(&rules)) {
+            let mut keep = BTreeMap::new();
+            for u in [&classic, &rules] {
+                if let Some(t) = tag(u) {
+                    keep.insert(u.clone(), t.to_string());
+                }
+            }
+            return Ok((None, keep));
+        }
+        // One side changed: both are needed whole.
+        if matches!(&a, Ok(r) if r.status == 304) {
+            a = self.client.get(&classic, None).await;
+        }
+        if matches!(&b, Ok(r) if r.status == 304) {
+            b = self.client.get(&rules, None).await;
+        }
+        let classic_body = match a {
+            Ok(r) => Some(r),
+            // No classic protection on this branch.
+            Err(ConnectorError::Http { status: 404, .. }) => None,
+            Err(ConnectorError::Http {
+                endpoint,
+                status: 403,
+                message,
+            }) => {
+                return Err(ConnectorError::Http {
+                    endpoint,
+                    status: 403,
+                    message: format!(
+                        "{message} (reading branch protection needs the repository permission `Administration: read`)"
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let b = b?;
+        let mut keep = BTreeMap::new();
+        if classic_body.is_none() {
+            keep.insert(classic.clone(), ABSENT.to_string());
+        }
+        for (u, r) in [(&classic, classic_body.as_ref()), (&rules, Some(&b))] {
+            if let Some(t) = r.and_then(|r| r.header("etag")) {
+                keep.insert(u.clone(), t.to_string());
+            }
+        }
+        let protection: Option<Value> = match &classic_body {
+            Some(r) => Some(parse(r, &classic)?),
+            None => None,
+        };
+        let rule_list: Vec<Value> = parse(&b, &rules)?;
+        Ok((
+            Some(branch_protection(
+                full,
+                branch,
+                protection.as_ref(),
+                &rule_list,
+            )),
+            keep,
+        ))
+    }
+
     /// Every review of one pull request, by REST (GraphQL's shape), for
     /// the rare pull request with more than one page of them.
     async fn all_reviews(&self, full: &str, number: u64) -> Result<Vec<Value>, ConnectorError> {
@@ -785,6 +957,93 @@ fn parse<T: serde::de::DeserializeOwned>(reply: &Reply, url: &str) -> Result<T, 
         status: reply.status,
         message: format!("unexpected body: {e}"),
     })
+}
+
+/// What protects one default branch, from its classic protection (if
+/// any) and the ruleset rules that apply to it, reduced to the settings a
+/// change-management control rests on; the effective values combine both
+/// (a rule can forbid force pushes that protection allows).
+fn branch_protection(full: &str, branch: &str, p: Option<&Value>, rules: &[Value]) -> Artifact {
+    let enabled = |v: &Value| v["enabled"].as_bool().unwrap_or(false);
+    let reviews = p
+        .map(|p| &p["required_pull_request_reviews"])
+        .filter(|r| r.is_object());
+    fn rule<'a>(rules: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> {
+        rules.iter().filter(move |r| r["type"] == kind)
+    }
+    let pr_rules: Vec<&Value> = rule(rules, "pull_request").collect();
+    let approvals = reviews
+        .and_then(|r| r["required_approving_review_count"].as_u64())
+        .into_iter()
+        .chain(
+            pr_rules
+                .iter()
+                .filter_map(|r| r["parameters"]["required_approving_review_count"].as_u64()),
+        )
+        .max();
+    let any = |classic: &str, param: &str| {
+        reviews.is_some_and(|r| r[classic].as_bool() == Some(true))
+            || pr_rules
+                .iter()
+                .any(|r| r["parameters"][param].as_bool() == Some(true))
+    };
+    let mut checks: Vec<String> = p
+        .and_then(|p| p["required_status_checks"]["contexts"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .chain(rule(rules, "required_status_checks").flat_map(|r| {
+            r["parameters"]["required_status_checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["context"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        }))
+        .collect();
+    checks.sort();
+    checks.dedup();
+    let mut applied: Vec<Value> = rules
+        .iter()
+        .map(|r| {
+            json!({
+                "type": r["type"],
+                "ruleset_id": r["ruleset_id"],
+                "ruleset_source": r["ruleset_source"],
+            })
+        })
+        .collect();
+    applied.sort_by_key(|v| v.to_string());
+    applied.dedup();
+    let classic_force = p.is_none_or(|p| enabled(&p["allow_force_pushes"]));
+    let classic_delete = p.is_none_or(|p| enabled(&p["allow_deletions"]));
+    Artifact {
+        source: "github".into(),
+        kind: "branch-protection".into(),
+        object_id: full.to_string(),
+        url: format!("https://github.com/{full}/settings/branches"),
+        title: format!("{full}: {branch}"),
+        period: None,
+        observed: BTreeMap::new(),
+        content: json!({
+            "repository": full,
+            "branch": branch,
+            "protected": p.is_some(),
+            "requires_pull_request": reviews.is_some() || !pr_rules.is_empty(),
+            "required_approving_review_count": approvals.unwrap_or(0),
+            "dismiss_stale_reviews": any("dismiss_stale_reviews", "dismiss_stale_reviews_on_push"),
+            "require_code_owner_review": any("require_code_owner_reviews", "require_code_owner_review"),
+            "require_last_push_approval": any("require_last_push_approval", "require_last_push_approval"),
+            "required_status_checks": checks,
+            "enforce_admins": p.is_some_and(|p| enabled(&p["enforce_admins"])),
+            "allow_force_pushes": classic_force && rule(rules, "non_fast_forward").next().is_none(),
+            "allow_deletions": classic_delete && rule(rules, "deletion").next().is_none(),
+            "rules": applied,
+        }),
+        query: String::new(),
+        shard: None,
+        captured: None,
+    }
 }
 
 /// One repository, as the list and the single-repository endpoints both
