@@ -335,15 +335,20 @@ async fn a_lasting_failure_names_the_endpoint_and_status() {
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
+/// The error that ends collecting the named repository from `server`.
+async fn collect_error(server: &MockServer) -> String {
+    connect_and_collect(&server.uri(), spec("repos"), &BTreeMap::new())
+        .await
+        .err()
+        .expect("collection fails")
+        .to_string()
+}
+
 /// The error of collecting a named repository that always gets `answer`.
 async fn failure_of(answer: ResponseTemplate) -> (String, MockServer) {
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![answer]).await;
-    let err = connect_and_collect(&server.uri(), spec("repos"), &BTreeMap::new())
-        .await
-        .err()
-        .expect("collection fails")
-        .to_string();
+    let err = collect_error(&server).await;
     (err, server)
 }
 
@@ -467,27 +472,20 @@ impl Respond for Pulls {
                 p["repository"] = json!({ "nameWithOwner": repo });
                 p
             };
-            let fresh = pr(
-                13,
-                "2026-07-01T10:00:00Z",
-                "2026-07-01T10:00:00Z",
-                "h13",
-                json!([gql_review("bob", "APPROVED", "h13")]),
-            );
-            let again = pr(
-                12,
-                "2026-06-02T10:00:00Z",
-                "2026-06-02T10:00:00Z",
-                "h12",
-                json!([gql_review("bob", "APPROVED", "h12")]),
-            );
-            let elsewhere = pr(
-                1,
-                "2026-07-01T10:00:00Z",
-                "2026-07-01T10:00:00Z",
-                "x1",
-                json!([]),
-            );
+            // (number, merged and updated, head, approved by bob)
+            let [fresh, again, elsewhere] = [
+                (13, "2026-07-01T10:00:00Z", "h13", true),
+                (12, "2026-06-02T10:00:00Z", "h12", true),
+                (1, "2026-07-01T10:00:00Z", "x1", false),
+            ]
+            .map(|(n, t, head, approved)| {
+                let reviews = if approved {
+                    json!([gql_review("bob", "APPROVED", head)])
+                } else {
+                    json!([])
+                };
+                pr(n, t, t, head, reviews)
+            });
             return ResponseTemplate::new(200).set_body_json(json!({
                 "data": {
                     "search": {"issueCount": 3, "pageInfo": {"hasNextPage": false, "endCursor": null},
@@ -716,11 +714,7 @@ async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out()
         ])))
         .mount(&server)
         .await;
-    let err = connect_and_collect(&server.uri(), spec("repos"), &BTreeMap::new())
-        .await
-        .err()
-        .expect("collection fails")
-        .to_string();
+    let err = collect_error(&server).await;
     assert_eq!(
         err,
         format!(
@@ -731,6 +725,27 @@ async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out()
     // Listing, protection (2), then the rate-limited GraphQL request and
     // its retry.
     assert_eq!(server.received_requests().await.unwrap().len(), 5);
+}
+
+/// The named repository, whose default branch's classic protection gets
+/// `classic` and to which no ruleset applies.
+async fn unprotected_server(classic: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_no_pulls(&server).await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/repos/acme-corp/payments-api/branches/main/protection",
+        ))
+        .respond_with(classic)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/payments-api/rules/branches/main"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    server
 }
 
 #[tokio::test]
@@ -757,23 +772,10 @@ async fn branch_protection_combines_classic_protection_and_rulesets() {
     );
 
     // Not protected at all: classic protection answers 404.
-    let server = MockServer::start().await;
-    mount_repo_script(&server, vec![ok_repo()]).await;
-    mount_no_pulls(&server).await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/repos/acme-corp/payments-api/branches/main/protection",
-        ))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(json!({"message": "Branch not protected"})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme-corp/payments-api/rules/branches/main"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
+    let server = unprotected_server(
+        ResponseTemplate::new(404).set_body_json(json!({"message": "Branch not protected"})),
+    )
+    .await;
     let (_, r) = collect(&server, "repos", &BTreeMap::new()).await;
     let p = &query(&r, "branch-protection").items[0];
     assert_eq!(p.content["protected"], false);
@@ -781,29 +783,12 @@ async fn branch_protection_combines_classic_protection_and_rulesets() {
     assert_eq!(p.content["allow_force_pushes"], true);
 
     // A token without the permission: the error says which one.
-    let server = MockServer::start().await;
-    mount_repo_script(&server, vec![ok_repo()]).await;
-    mount_no_pulls(&server).await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/repos/acme-corp/payments-api/branches/main/protection",
-        ))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .set_body_json(json!({"message": "Resource not accessible by integration"})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme-corp/payments-api/rules/branches/main"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
-    let err = connect_and_collect(&server.uri(), spec("repos"), &BTreeMap::new())
-        .await
-        .err()
-        .expect("collection fails")
-        .to_string();
+    let server = unprotected_server(
+        ResponseTemplate::new(403)
+            .set_body_json(json!({"message": "Resource not accessible by integration"})),
+    )
+    .await;
+    let err = collect_error(&server).await;
     assert!(
         err.ends_with("HTTP 403: Resource not accessible by integration (reading branch protection needs the repository permission `Administration: read`)"),
         "{err}"

@@ -795,51 +795,53 @@ impl GithubSource {
     }
 }
 
-/// Pull requests found by a search, with what [`PULLS_QUERY`] reads of
-/// each and the repository they belong to.
-const SEARCH_QUERY: &str = "query($q: String!, $after: String) {
+/// What is read of every merged pull request, by both queries below.
+macro_rules! merged_pull_request {
+    () => {
+        "fragment Merged on PullRequest {
+  number title url createdAt updatedAt mergedAt
+  author { login __typename }
+  mergedBy { login }
+  baseRefName headRefOid
+  mergeCommit { oid }
+  reviews(first: 100) {
+    totalCount
+    nodes { author { login __typename } state submittedAt commit { oid } }
+  }
+}
+"
+    };
+}
+
+/// Pull requests found by a search, with the repository each belongs to.
+const SEARCH_QUERY: &str = concat!(
+    "query($q: String!, $after: String) {
   search(query: $q, type: ISSUE, first: 100, after: $after) {
     issueCount
     pageInfo { hasNextPage endCursor }
-    nodes {
-      ... on PullRequest {
-        repository { nameWithOwner }
-        number title url createdAt updatedAt mergedAt
-        author { login __typename }
-        mergedBy { login }
-        baseRefName headRefOid
-        mergeCommit { oid }
-        reviews(first: 100) {
-          totalCount
-          nodes { author { login __typename } state submittedAt commit { oid } }
-        }
-      }
-    }
+    nodes { ... on PullRequest { repository { nameWithOwner } ...Merged } }
   }
   rateLimit { cost remaining resetAt }
-}";
+}
+",
+    merged_pull_request!()
+);
 
 /// Merged pull requests of one repository with their reviews; 100 a page,
 /// most recently updated first. The rate limit's cost rides along.
-const PULLS_QUERY: &str = "query($owner: String!, $name: String!, $after: String) {
+const PULLS_QUERY: &str = concat!(
+    "query($owner: String!, $name: String!, $after: String) {
   repository(owner: $owner, name: $name) {
     pullRequests(states: MERGED, first: 100, after: $after, orderBy: {field: UPDATED_AT, direction: DESC}) {
       pageInfo { hasNextPage endCursor }
-      nodes {
-        number title url createdAt updatedAt mergedAt
-        author { login __typename }
-        mergedBy { login }
-        baseRefName headRefOid
-        mergeCommit { oid }
-        reviews(first: 100) {
-          totalCount
-          nodes { author { login __typename } state submittedAt commit { oid } }
-        }
-      }
+      nodes { ...Merged }
     }
   }
   rateLimit { cost remaining resetAt }
-}";
+}
+",
+    merged_pull_request!()
+);
 
 /// The `nodes` of a GraphQL connection.
 fn nodes_of<'a>(connection: &'a Value, endpoint: &str) -> Result<&'a [Value], ConnectorError> {
