@@ -795,6 +795,85 @@ async fn branch_protection_combines_classic_protection_and_rulesets() {
     );
 }
 
+/// A GitHub App: the JWT made from its private key is exchanged for an
+/// installation token, which every later request carries.
+#[tokio::test]
+async fn a_github_app_is_exchanged_for_an_installation_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app.pem");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/4242/access_tokens"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "token": "ghs_InstallationToken",
+            "expires_at": "2100-01-01T00:00:00Z",
+            "permissions": {"administration": "read", "contents": "read", "pull_requests": "read"},
+            "repository_selection": "all"
+        })))
+        .mount(&server)
+        .await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_no_pulls(&server).await;
+    mount_protection(&server).await;
+    let env = GithubEnv {
+        api: server.uri(),
+        graphql: format!("{}/graphql", server.uri()),
+        auth: Auth::App {
+            app_id: 77,
+            installation_id: 4242,
+            private_key: Secret::new(pem.clone()),
+        },
+    };
+    let src = GithubSource::connect(
+        "gh".into(),
+        spec("repos"),
+        year(),
+        &env,
+        quick(),
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let r = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(ids(query(&r, "repositories")), ["acme-corp/payments-api"]);
+    let reqs = server.received_requests().await.unwrap();
+    let auth = |q: &Request| {
+        q.headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let exchange = reqs
+        .iter()
+        .find(|q| q.url.path().starts_with("/app/"))
+        .expect("an exchange");
+    // A JWT: three parts, signed with the App's key, never the key itself.
+    let jwt = auth(exchange);
+    assert!(
+        jwt.starts_with("Bearer ") && jwt.matches('.').count() == 2,
+        "{jwt}"
+    );
+    for q in reqs.iter().filter(|q| !q.url.path().starts_with("/app/")) {
+        assert_eq!(auth(q), "Bearer ghs_InstallationToken", "{}", q.url);
+    }
+    assert!(!format!("{r:?}").contains("PRIVATE KEY"));
+}
+
 /// A server that answers each connection with `reply` (raw bytes), then
 /// closes it: broken connections and bodies cut short, which an HTTP mock
 /// library cannot send.

@@ -99,23 +99,29 @@ pub struct GithubClient {
 }
 
 impl GithubClient {
-    pub fn new(env: &GithubEnv, rules: Politeness) -> Result<GithubClient, ConnectorError> {
+    /// A client for `env`. A GitHub App's key is exchanged for an
+    /// installation token here, once: every request (REST at the API base,
+    /// GraphQL at its own URL, on GitHub Enterprise Server a different
+    /// path) then carries that token.
+    pub async fn connect(
+        env: &GithubEnv,
+        rules: Politeness,
+    ) -> Result<GithubClient, ConnectorError> {
         // One TLS provider, chosen here: with two compiled in, rustls
         // cannot pick and some clients panic.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let setup = |e: octocrab::Error| ConnectorError::Setup {
             message: format!("GitHub client for {}: {e}", env.api),
         };
-        let builder = octocrab::Octocrab::builder()
-            .base_uri(env.api.as_str())
-            .map_err(setup)?
-            .set_connect_timeout(Some(std::time::Duration::from_secs(20)))
-            .set_read_timeout(Some(std::time::Duration::from_secs(60)));
-        let octo = match &env.auth {
-            Auth::Token(t) => builder
-                .personal_token(t.expose().to_string())
-                .build()
-                .map_err(setup)?,
+        let builder = || -> Result<octocrab::OctocrabBuilder<_, _, _, _>, ConnectorError> {
+            Ok(octocrab::Octocrab::builder()
+                .base_uri(env.api.as_str())
+                .map_err(setup)?
+                .set_connect_timeout(Some(std::time::Duration::from_secs(20)))
+                .set_read_timeout(Some(std::time::Duration::from_secs(60))))
+        };
+        let token = match &env.auth {
+            Auth::Token(t) => t.clone(),
             Auth::App {
                 app_id,
                 installation_id,
@@ -127,14 +133,31 @@ impl GithubClient {
                 .map_err(|e| ConnectorError::Setup {
                     message: format!("{KEY_VAR} is not a PEM RSA private key: {e}"),
                 })?;
-                builder
+                let app = builder()?
                     .app((*app_id).into(), key)
                     .build()
-                    .map_err(setup)?
-                    .installation((*installation_id).into())
-                    .map_err(setup)?
+                    .map_err(setup)?;
+                let (_, token) = app
+                    .installation_and_token((*installation_id).into())
+                    .await
+                    .map_err(|e| ConnectorError::Setup {
+                        message: format!(
+                            "POST {}/app/installations/{installation_id}/access_tokens: exchanging GitHub App {app_id}'s key for an installation token failed: {e}",
+                            env.api
+                        ),
+                    })?;
+                use octocrab::secrecy::ExposeSecret as _;
+                let token = Secret::new(token.expose_secret().to_string());
+                if crate::actions::in_actions() {
+                    println!("::add-mask::{}", token.expose());
+                }
+                token
             }
         };
+        let octo = builder()?
+            .personal_token(token.expose().to_string())
+            .build()
+            .map_err(setup)?;
         Ok(GithubClient {
             octo,
             polite: Polite::new(rules),
@@ -164,7 +187,7 @@ impl GithubClient {
                     .octo
                     ._post(self.graphql.as_str(), Some(&body))
                     .await
-                    .map_err(|e| Broken(format!("no answer: {e}")))?;
+                    .map_err(|e| Broken(format!("request failed: {e}")))?;
                 let mut reply = read(resp).await?;
                 if reply.status == 200 {
                     let doc: serde_json::Value =
@@ -229,7 +252,7 @@ impl GithubClient {
                     .octo
                     ._get_with_headers(url, Some(h))
                     .await
-                    .map_err(|e| Broken(format!("no answer: {e}")))?;
+                    .map_err(|e| Broken(format!("request failed: {e}")))?;
                 let Reply {
                     status,
                     headers,

@@ -117,7 +117,7 @@ impl GithubSource {
         rules: Politeness,
         states: &BTreeMap<String, String>,
     ) -> Result<GithubSource, ConnectorError> {
-        let client = GithubClient::new(env, rules)?;
+        let client = GithubClient::connect(env, rules).await?;
         let saved = states
             .get(&format!("{name}/{REPOSITORIES}"))
             .and_then(|s| serde_json::from_str::<Saved>(s).ok())
