@@ -154,6 +154,49 @@ struct SavedPage {
     etag: Option<String>,
 }
 
+/// Pages of lists (each start URL followed through its `Link` pages) or
+/// single objects, as fetched in full: each body with the index of its
+/// start.
+type Bodies = Vec<(usize, Value)>;
+
+/// Revalidates `saved` pages with conditional requests (`None` when every
+/// one answered 304), or fetches every start URL in full with the pages
+/// to save for next time. One changed page refetches all: that answer
+/// alone cannot say what left the listing.
+async fn revalidate_or_fetch(
+    client: &GithubClient,
+    starts: &[String],
+    saved: Option<&[SavedPage]>,
+) -> Result<Option<(Bodies, Vec<SavedPage>)>, ConnectorError> {
+    if let Some(saved) = saved.filter(|s| !s.is_empty()) {
+        let mut unchanged = true;
+        for page in saved {
+            if client.get(&page.url, page.etag.as_deref()).await?.status != 304 {
+                unchanged = false;
+                break;
+            }
+        }
+        if unchanged {
+            return Ok(None);
+        }
+    }
+    let mut bodies = Vec::new();
+    let mut pages = Vec::new();
+    for (i, start) in starts.iter().enumerate() {
+        let mut next = Some(start.clone());
+        while let Some(url) = next {
+            let reply = client.get(&url, None).await?;
+            bodies.push((i, parse(&reply, &url)?));
+            pages.push(SavedPage {
+                url: url.clone(),
+                etag: reply.header("etag").map(str::to_string),
+            });
+            next = next_link(&reply);
+        }
+    }
+    Ok(Some((bodies, pages)))
+}
+
 /// Revalidates the saved listing, or lists in full: the organization's
 /// pages (following `Link`), then each repository named one by one.
 async fn list_repositories(
@@ -161,56 +204,42 @@ async fn list_repositories(
     spec: &GithubSpec,
     saved: Option<Saved>,
 ) -> Result<Listing, ConnectorError> {
-    if let Some(saved) = saved {
-        let mut unchanged = true;
-        for page in &saved.pages {
-            let reply = client.get(&page.url, page.etag.as_deref()).await?;
-            if reply.status != 304 {
-                // This answer alone cannot say what left the listing.
-                unchanged = false;
-                break;
-            }
-        }
-        if unchanged {
-            return Ok(Listing {
-                names: saved.repos.clone(),
-                branches: saved.branches.clone(),
-                items: None,
-                state: saved,
-            });
-        }
-    }
-    let mut pages = Vec::new();
-    let mut items = Vec::new();
-    let mut next = spec
+    let mut starts: Vec<String> = spec
         .org
-        .as_ref()
-        .map(|org| client.url(&format!("/orgs/{org}/repos?type=all&per_page=100")));
-    while let Some(url) = next {
-        let reply = client.get(&url, None).await?;
-        let list: Vec<Value> = parse(&reply, &url)?;
-        for r in &list {
-            let name = r["name"].as_str().unwrap_or_default();
-            let full = r["full_name"].as_str().unwrap_or_default();
-            if spec.wants(name) && !spec.names_explicitly(full) {
-                items.push(repository(r, &url)?);
+        .iter()
+        .map(|org| client.url(&format!("/orgs/{org}/repos?type=all&per_page=100")))
+        .collect();
+    let from_org = starts.len();
+    starts.extend(
+        spec.repos
+            .iter()
+            .map(|full| client.url(&format!("/repos/{full}"))),
+    );
+    let Some((bodies, pages)) =
+        revalidate_or_fetch(client, &starts, saved.as_ref().map(|s| s.pages.as_slice())).await?
+    else {
+        let saved = saved.expect("only a saved listing revalidates");
+        return Ok(Listing {
+            names: saved.repos.clone(),
+            branches: saved.branches.clone(),
+            items: None,
+            state: saved,
+        });
+    };
+    let mut items = Vec::new();
+    for (i, body) in &bodies {
+        let url = &starts[*i];
+        if *i < from_org {
+            for r in body.as_array().into_iter().flatten() {
+                let name = r["name"].as_str().unwrap_or_default();
+                let full = r["full_name"].as_str().unwrap_or_default();
+                if spec.wants(name) && !spec.names_explicitly(full) {
+                    items.push(repository(r, url)?);
+                }
             }
+        } else {
+            items.push(repository(body, url)?);
         }
-        pages.push(SavedPage {
-            url: url.clone(),
-            etag: reply.header("etag").map(str::to_string),
-        });
-        next = next_link(&reply);
-    }
-    for full in &spec.repos {
-        let url = client.url(&format!("/repos/{full}"));
-        let reply = client.get(&url, None).await?;
-        let r: Value = parse(&reply, &url)?;
-        items.push(repository(&r, &url)?);
-        pages.push(SavedPage {
-            url,
-            etag: reply.header("etag").map(str::to_string),
-        });
     }
     items.sort_by(|a, b| a.object_id.cmp(&b.object_id));
     let names: Vec<String> = items.iter().map(|a| a.object_id.clone()).collect();
