@@ -5,7 +5,7 @@
 //! in the period (100 each, two reviews each).
 //!
 //! Reported: requests made against the minimum pages needed (two listing
-//! pages, then per repository its branch protection, the rules that apply
+//! pages, four member lists, then per repository its branch protection, the rules that apply
 //! to its default branch and one GraphQL page), wall time of the whole command
 //! and of collection alone (from the run's own log), peak RSS, and the
 //! floor `pages x latency / concurrency`; then the same for a re-run with
@@ -136,6 +136,27 @@ async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
             .mount(&server)
             .await;
     }
+    // The organization's four member lists, one page each.
+    for list in ["members", "outside_collaborators"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/orgs/acme-bench/{list}")))
+            .and(header("if-none-match", "\"people\""))
+            .respond_with(ResponseTemplate::new(304).set_delay(latency))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/orgs/acme-bench/{list}")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_delay(latency)
+                    .insert_header("etag", "\"people\"")
+                    .set_body_json(json!([{"login": "dev", "type": "User", "html_url": "https://github.com/dev"}])),
+            )
+            .with_priority(2)
+            .mount(&server)
+            .await;
+    }
     // Every default branch protected, each answer with an ETag.
     let protection = json!({
         "required_pull_request_reviews": {"required_approving_review_count": 1, "dismiss_stale_reviews": true},
@@ -220,7 +241,7 @@ fn main() {
     let requests = || rt.block_on(server.received_requests()).unwrap_or_default();
     // The listing, two protection requests and the pull-request pages of
     // each repository.
-    let pages_needed = repos.div_ceil(100) + repos * (2 + per_repo.div_ceil(100).max(1));
+    let pages_needed = repos.div_ceil(100) + 4 + repos * (2 + per_repo.div_ceil(100).max(1));
     let floor = pages_needed as f64 * latency.as_secs_f64() / CONCURRENCY;
 
     eprintln!(
@@ -255,7 +276,7 @@ fn main() {
     println!("| measure | value | target |");
     println!("|---|--:|---|");
     println!(
-        "| pages needed (listing; per repository protection, rules and one GraphQL page) | {pages_needed} | |"
+        "| pages needed (listing, member lists; per repository protection, rules and one GraphQL page) | {pages_needed} | |"
     );
     println!(
         "| requests, cold run | {cold_non_304} ({:.2}x pages) | <= 1.1x |",

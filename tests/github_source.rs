@@ -145,6 +145,7 @@ async fn mount_org(server: &MockServer, page2_etag: &str) {
             .mount(server)
             .await;
     }
+    mount_members(server).await;
 }
 
 fn ids(r: &QueryResult) -> Vec<String> {
@@ -190,12 +191,26 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     // Nothing that moves with every push or depends on the token.
     assert!(svc.content.get("pushed_at").is_none() && svc.content.get("permissions").is_none());
     assert_eq!(svc.query, "gh/repositories");
-    // Two listing pages, then per repository two protection requests and
-    // one GraphQL page.
+    // Two listing pages, four member lists, then per repository two
+    // protection requests and one GraphQL page.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        2 + 4 * 2 + 4
+        2 + 4 + 4 * 2 + 4
     );
+    let members = query(&first, "members");
+    let of = |login: &str| {
+        members
+            .items
+            .iter()
+            .find(|a| a.object_id == format!("acme-corp/{login}"))
+            .unwrap()
+    };
+    assert_eq!(of("bob").content["role"], "admin");
+    assert_eq!(of("ann").content["role"], "member");
+    assert_eq!(of("cy").content["two_factor_disabled"], true);
+    assert_eq!(of("ann").content["two_factor_disabled"], false);
+    assert_eq!(of("ext").kind, "outside-collaborator");
+    assert_eq!(members.items.len(), 4);
 
     // The next run revalidates the listing with conditional requests only.
     let (src, again) = collect(&server, "org", &saved(&first)).await;
@@ -204,8 +219,10 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     assert!(r2.items.is_empty());
     assert_eq!(r2.state, r.state);
     let counts = &src.client().polite.counts;
-    // Two listing pages and two protection requests per repository.
-    assert_eq!(counts.not_modified.load(Ordering::SeqCst), 2 + 4 * 2);
+    // Two listing pages, four member lists and two protection requests
+    // per repository.
+    assert_eq!(counts.not_modified.load(Ordering::SeqCst), 2 + 4 + 4 * 2);
+    assert_eq!(query(&again, "members").outcome, Outcome::NotModified);
     let protection = query(&again, "branch-protection");
     assert_eq!(protection.outcome, Outcome::NotModified);
     let listing: Vec<_> = server
@@ -413,6 +430,66 @@ async fn mount_protection(server: &MockServer) {
             .mount(server)
             .await;
     }
+}
+
+/// The organization's members (bob an admin, cy without 2FA) and one
+/// outside collaborator, each list with an ETag and a 304 for it.
+async fn mount_members(server: &MockServer) {
+    let user = |login: &str| {
+        json!({"login": login, "id": login.len(), "type": "User", "site_admin": false,
+                                   "html_url": format!("https://github.com/{login}")})
+    };
+    for (query, etag, body) in [
+        (None, "\"m\"", json!([user("ann"), user("bob"), user("cy")])),
+        (Some(("role", "admin")), "\"a\"", json!([user("bob")])),
+        (
+            Some(("filter", "2fa_disabled")),
+            "\"f\"",
+            json!([user("cy")]),
+        ),
+    ] {
+        let base = || {
+            let m = Mock::given(method("GET")).and(path("/orgs/acme-corp/members"));
+            match query {
+                Some((k, v)) => m.and(query_param(k, v)),
+                None => m
+                    .and(wiremock::matchers::query_param_is_missing("role"))
+                    .and(wiremock::matchers::query_param_is_missing("filter")),
+            }
+        };
+        base()
+            .and(header("if-none-match", etag))
+            .respond_with(ResponseTemplate::new(304))
+            .with_priority(1)
+            .mount(server)
+            .await;
+        base()
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("etag", etag)
+                    .set_body_json(body),
+            )
+            .with_priority(2)
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme-corp/outside_collaborators"))
+        .and(header("if-none-match", "\"o\""))
+        .respond_with(ResponseTemplate::new(304))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme-corp/outside_collaborators"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"o\"")
+                .set_body_json(json!([user("ext")])),
+        )
+        .with_priority(2)
+        .mount(server)
+        .await;
 }
 
 /// GraphQL answers with no merged pull request, for every repository.
@@ -1065,6 +1142,11 @@ async fn run_commits_revalidates_and_fails_cleanly() {
         text.contains("pull request acme-corp/web#5 was approved only by its author or a bot"),
         "{text}"
     );
+    let mfa = String::from_utf8_lossy(&files["checks/member-without-2fa.json"]).into_owned();
+    assert!(
+        mfa.contains("cy, a member of acme-corp, has two-factor authentication off"),
+        "{mfa}"
+    );
 
     let verify = run(vec![
         "verify".into(),
@@ -1187,6 +1269,7 @@ async fn official_example_payloads_normalize() {
         .respond_with(ResponseTemplate::new(200).set_body_json(read("repo-get.json")))
         .mount(&server)
         .await;
+    mount_members(&server).await;
     mount_no_pulls(&server).await;
     mount_protection(&server).await;
     let spec = GithubSpec {

@@ -38,6 +38,7 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
             "allow_force_pushes",
         ],
     ),
+    ("github", "member", &["login", "org", "two_factor_disabled"]),
     (
         "github",
         "pull-request",
@@ -100,6 +101,11 @@ pub const CHECKS: &[CheckDef] = &[
         code: "force-push-allowed",
         severity: Severity::Error,
         doc: "No repository of a github source allows force pushes to its default branch: neither its branch protection allows them nor is it left unprotected, unless a ruleset's `non_fast_forward` rule forbids them. A force push rewrites the history that is the evidence of what changed, and when.",
+    },
+    CheckDef {
+        code: "member-without-2fa",
+        severity: Severity::Error,
+        doc: "Every member of an organization read by a github source has two-factor authentication on. GitHub reports members without it only to an organization owner's token (`filter=2fa_disabled`); a member who signs in with a password alone is one phishing mail away from the code.",
     },
     CheckDef {
         code: "codeowners-missing",
@@ -435,6 +441,28 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                 (
                     pop.len(),
                     "default branches of the repositories of github sources".to_string(),
+                )
+            }
+            "member-without-2fa" => {
+                let pop: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| h.source() == "github" && h.kind() == "member")
+                    .collect();
+                for h in &pop {
+                    if matches!(h.field("two_factor_disabled"), Some(Lite::Bool(true))) {
+                        let login = h.field("login").and_then(Lite::as_str).unwrap_or("?");
+                        let org = h.field("org").and_then(Lite::as_str).unwrap_or("?");
+                        exception(
+                            h,
+                            format!(
+                                "{login}, a member of {org}, has two-factor authentication off"
+                            ),
+                        );
+                    }
+                }
+                (
+                    pop.len(),
+                    "members of the organizations of github sources".to_string(),
                 )
             }
             "change-signature-unverified" => {

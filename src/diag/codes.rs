@@ -145,7 +145,8 @@ mod tests {
         for (code, doc) in all() {
             assert!(seen.insert(code), "duplicate code {code}");
             assert!(
-                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                code.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
                 "{code} is not kebab-case"
             );
             assert!(!doc.trim().is_empty(), "{code} has no description");

@@ -301,6 +301,13 @@ struct PrSaved {
     since: String,
 }
 
+/// The pages of listings a query revalidates: its saved state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct PagesSaved {
+    scope: String,
+    pages: Vec<SavedPage>,
+}
+
 /// Saved in place of a validator for a request that answered 404.
 const ABSENT: &str = "absent";
 
@@ -341,12 +348,19 @@ impl Connector for GithubSource {
         }
         let mut merged = filters.clone();
         merged.insert("state".into(), "merged in the period".into());
-        vec![
+        let mut queries = vec![
             Query {
                 id: REPOSITORIES.into(),
                 kinds: vec!["repository".into()],
                 description: "repositories in scope and their settings".into(),
                 filters: filters.clone(),
+                period_scoped: false,
+            },
+            Query {
+                id: "members".into(),
+                kinds: vec!["member".into(), "outside-collaborator".into()],
+                description: "organization members with their role and whether 2FA is off, and outside collaborators".into(),
+                filters: self.spec.org.iter().map(|o| ("org".to_string(), o.clone())).collect(),
                 period_scoped: false,
             },
             Query {
@@ -365,7 +379,10 @@ impl Connector for GithubSource {
                 filters: merged,
                 period_scoped: true,
             },
-        ]
+        ];
+        // Members belong to an organization.
+        queries.retain(|q| q.id != "members" || self.spec.org.is_some());
+        queries
     }
 
     async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
@@ -373,6 +390,7 @@ impl Connector for GithubSource {
             REPOSITORIES => Ok(self.repositories()),
             "pull-requests" => self.pull_requests(page).await,
             "branch-protection" => self.branch_protection(page).await,
+            "members" => self.members(page).await,
             other => Err(ConnectorError::UnknownQuery {
                 source_name: self.name.clone(),
                 query: other.into(),
@@ -661,6 +679,106 @@ impl GithubSource {
             state,
             ..Page::default()
         }
+    }
+
+    /// The organization's members (with their role and whether two-factor
+    /// authentication is off) and its outside collaborators, revalidated
+    /// page by page. Listing members without 2FA takes an owner's token.
+    async fn members(&self, req: PageRequest) -> Result<Page, ConnectorError> {
+        let Some(org) = &self.spec.org else {
+            return Ok(Page::default());
+        };
+        let starts = [
+            "members?per_page=100",
+            "members?role=admin&per_page=100",
+            "members?filter=2fa_disabled&per_page=100",
+            "outside_collaborators?per_page=100",
+        ]
+        .map(|q| self.client.url(&format!("/orgs/{org}/{q}")));
+        let scope = self.spec.scope();
+        let saved = req
+            .state
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<PagesSaved>(s).ok())
+            .filter(|s| s.scope == scope);
+        let fetched = revalidate_or_fetch(
+            &self.client,
+            &starts,
+            saved.as_ref().map(|s| s.pages.as_slice()),
+        )
+        .await
+        .map_err(|e| match e {
+            ConnectorError::Http {
+                endpoint,
+                status: status @ (403 | 422),
+                message,
+            } if endpoint.contains("2fa_disabled") => ConnectorError::Http {
+                endpoint,
+                status,
+                message: format!(
+                    "{message} (listing members without two-factor authentication needs a token of an organization owner)"
+                ),
+            },
+            other => other,
+        })?;
+        let Some((bodies, pages)) = fetched else {
+            let state = serde_json::to_string(&saved).expect("state serializes");
+            return Ok(Page {
+                outcome: Outcome::NotModified,
+                state: Some(state),
+                ..Page::default()
+            });
+        };
+        let logins = |start: usize| -> std::collections::BTreeSet<String> {
+            bodies
+                .iter()
+                .filter(|(i, _)| *i == start)
+                .flat_map(|(_, b)| b.as_array().cloned().unwrap_or_default())
+                .filter_map(|u| u["login"].as_str().map(str::to_string))
+                .collect()
+        };
+        let (admins, no_2fa) = (logins(1), logins(2));
+        let mut items = Vec::new();
+        for (start, kind) in [(0, "member"), (3, "outside-collaborator")] {
+            for (i, body) in &bodies {
+                if *i != start {
+                    continue;
+                }
+                for u in body.as_array().into_iter().flatten() {
+                    let Some(login) = u["login"].as_str() else {
+                        continue;
+                    };
+                    let mut content = json!({"login": login, "org": org, "type": u["type"]});
+                    if kind == "member" {
+                        content["role"] = json!(if admins.contains(login) {
+                            "admin"
+                        } else {
+                            "member"
+                        });
+                        content["two_factor_disabled"] = json!(no_2fa.contains(login));
+                    }
+                    items.push(Artifact {
+                        source: "github".into(),
+                        kind: kind.into(),
+                        object_id: format!("{org}/{login}"),
+                        url: u["html_url"].as_str().unwrap_or_default().to_string(),
+                        title: login.to_string(),
+                        period: None,
+                        observed: BTreeMap::new(),
+                        content,
+                        query: String::new(),
+                        shard: None,
+                        captured: None,
+                    });
+                }
+            }
+        }
+        let state = serde_json::to_string(&PagesSaved { scope, pages }).expect("state serializes");
+        Ok(Page {
+            items,
+            state: Some(state),
+            ..Page::default()
+        })
     }
 
     /// What protects each repository's default branch, eight repositories
