@@ -389,6 +389,31 @@ async fn the_token_is_sent_only_as_authorization() {
     assert!(!all.contains(TOKEN));
 }
 
+/// Mounts `matching` twice: a 304 for a request that sends `etag` back,
+/// and otherwise `body` with that ETag.
+async fn mount_revalidated(
+    server: &MockServer,
+    matching: impl Fn() -> wiremock::MockBuilder,
+    etag: &str,
+    body: Value,
+) {
+    matching()
+        .and(header("if-none-match", etag))
+        .respond_with(ResponseTemplate::new(304).insert_header("etag", etag))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    matching()
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", etag)
+                .set_body_json(body),
+        )
+        .with_priority(2)
+        .mount(server)
+        .await;
+}
+
 /// Every default branch protected (the fixture, which allows force
 /// pushes) and a ruleset forbidding them, each answer with an ETag that
 /// the next run's conditional request gets a 304 for.
@@ -412,23 +437,13 @@ async fn mount_protection(server: &MockServer) {
             rules,
         ),
     ] {
-        Mock::given(method("GET"))
-            .and(path_regex(pattern))
-            .and(header("if-none-match", etag))
-            .respond_with(ResponseTemplate::new(304).insert_header("etag", etag))
-            .with_priority(1)
-            .mount(server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path_regex(pattern))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .insert_header("etag", etag)
-                    .set_body_json(body),
-            )
-            .with_priority(2)
-            .mount(server)
-            .await;
+        mount_revalidated(
+            server,
+            || Mock::given(method("GET")).and(path_regex(pattern)),
+            etag,
+            body,
+        )
+        .await;
     }
 }
 
@@ -457,39 +472,15 @@ async fn mount_members(server: &MockServer) {
                     .and(wiremock::matchers::query_param_is_missing("filter")),
             }
         };
-        base()
-            .and(header("if-none-match", etag))
-            .respond_with(ResponseTemplate::new(304))
-            .with_priority(1)
-            .mount(server)
-            .await;
-        base()
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .insert_header("etag", etag)
-                    .set_body_json(body),
-            )
-            .with_priority(2)
-            .mount(server)
-            .await;
+        mount_revalidated(server, base, etag, body).await;
     }
-    Mock::given(method("GET"))
-        .and(path("/orgs/acme-corp/outside_collaborators"))
-        .and(header("if-none-match", "\"o\""))
-        .respond_with(ResponseTemplate::new(304))
-        .with_priority(1)
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/orgs/acme-corp/outside_collaborators"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("etag", "\"o\"")
-                .set_body_json(json!([user("ext")])),
-        )
-        .with_priority(2)
-        .mount(server)
-        .await;
+    mount_revalidated(
+        server,
+        || Mock::given(method("GET")).and(path("/orgs/acme-corp/outside_collaborators")),
+        "\"o\"",
+        json!([user("ext")]),
+    )
+    .await;
 }
 
 /// GraphQL answers with no merged pull request, for every repository.
