@@ -417,17 +417,18 @@ impl GithubSource {
         }
     }
 
-    /// What the pull-request state depends on: the configuration, the
-    /// period and the repositories listed.
-    fn pr_scope(&self) -> String {
+    /// What a per-repository query's state depends on: the configuration
+    /// and the repositories listed.
+    fn listing_scope(&self) -> String {
         use sha2::Digest as _;
         let names = sha2::Sha256::digest(self.listing.names.join("\n").as_bytes());
-        format!(
-            "{};period={};repos={}",
-            self.spec.scope(),
-            self.period.label(),
-            hex(&names)
-        )
+        format!("{};repos={}", self.spec.scope(), hex(&names))
+    }
+
+    /// The pull-request state depends on the period as well: a new period
+    /// walks the repositories again.
+    fn pr_scope(&self) -> String {
+        format!("{};period={}", self.listing_scope(), self.period.label())
     }
 
     /// One GraphQL page of merged pull requests: by repository, newest
@@ -787,7 +788,7 @@ impl GithubSource {
     /// again, and when none changed the query is not modified.
     async fn branch_protection(&self, req: PageRequest) -> Result<Page, ConnectorError> {
         use futures_util::StreamExt as _;
-        let scope = self.pr_scope();
+        let scope = self.listing_scope();
         let saved = req
             .state
             .as_deref()
