@@ -66,6 +66,10 @@ pub struct EffectiveConfig {
     pub check_severity: BTreeMap<String, String>,
     /// Names of the configured git sources (for `codeowners-missing`).
     pub git_sources: Vec<String>,
+    /// Alert SLAs of the github sources, by repository owner (for
+    /// `alert-past-sla`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alert_sla: BTreeMap<String, crate::checks::Sla>,
     /// Connector types configured.
     pub source_types: Vec<String>,
     pub manual_mappings: ManualMappings,
@@ -112,6 +116,8 @@ pub struct Settings<'a> {
     pub period: &'a Period,
     pub as_of: NaiveDate,
     pub git_sources: Vec<String>,
+    /// Alert SLAs by repository owner.
+    pub alert_sla: BTreeMap<String, crate::checks::Sla>,
     /// Connector types configured (`git`, `files`, ...).
     pub source_types: Vec<String>,
     pub severities: BTreeMap<String, Level>,
@@ -153,6 +159,7 @@ impl<'a> Settings<'a> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            alert_sla: config.map(alert_slas).unwrap_or_default(),
             source_types: config
                 .map(|c| {
                     c.sources
@@ -185,6 +192,7 @@ impl<'a> Settings<'a> {
             period,
             as_of,
             git_sources: rec.git_sources.clone(),
+            alert_sla: rec.alert_sla.clone(),
             source_types: rec.source_types.clone(),
             severities: rec.severities(),
             manual: None,
@@ -220,11 +228,35 @@ impl<'a> Settings<'a> {
                 })
                 .collect(),
             git_sources: self.git_sources.clone(),
+            alert_sla: self.alert_sla.clone(),
             source_types: self.source_types.clone(),
             manual_mappings: manual.clone(),
             overrides: self.overrides.clone(),
         }
     }
+}
+
+/// The `sla:` of every github source, by the owner of the repositories
+/// it reads (its `org` and the owners of its `repos`); an owner two
+/// sources read is held to the stricter.
+fn alert_slas(c: &Config) -> BTreeMap<String, crate::checks::Sla> {
+    let mut out: BTreeMap<String, crate::checks::Sla> = BTreeMap::new();
+    for s in &c.sources {
+        let SourceSpec::Github(g) = &s.spec else {
+            continue;
+        };
+        let owners = g.org.iter().cloned().chain(
+            g.repos
+                .iter()
+                .filter_map(|r| Some(r.split_once('/')?.0.to_string())),
+        );
+        for owner in owners {
+            let owner = owner.to_ascii_lowercase();
+            let sla = out.get(&owner).map_or(g.sla, |o| o.strictest(g.sla));
+            out.insert(owner, sla);
+        }
+    }
+    out
 }
 
 /// SHA-256 of every catalog and template override file beside the
@@ -326,6 +358,7 @@ fn evaluate_held(
             as_of: s.as_of,
             period: s.period,
             git_sources: s.git_sources.clone(),
+            alert_sla: &s.alert_sla,
             severities: &s.severities,
         },
     );

@@ -175,6 +175,7 @@ fn flagged(f: &Fixture, results: &[QueryResult], code: &str) -> Vec<&'static str
         as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
         period: &period,
         git_sources: vec!["app".into()],
+        alert_sla: &BTreeMap::new(),
         severities: &severities,
     };
     let result = checks::run(&held, &cx)

@@ -19,6 +19,8 @@ use wiremock::matchers::{header, method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const TOKEN: &str = "ghs_NeverPrintThisToken0123456789abcdef";
+/// A secret a secret-scanning alert found: never stored.
+const SECRET: &str = "ghp_LeakedSecretTheEvidenceMustNotKeep00";
 
 fn repo(name: &str, id: u64) -> Value {
     let mut r: Value =
@@ -191,11 +193,13 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     // Nothing that moves with every push or depends on the token.
     assert!(svc.content.get("pushed_at").is_none() && svc.content.get("permissions").is_none());
     assert_eq!(svc.query, "gh/repositories");
-    // Two listing pages, four member lists, then per repository two
-    // protection requests and one GraphQL page.
+    // Two listing pages, four member lists, three organization-wide alert
+    // lists, then per repository: protection, rules and the one ruleset
+    // they name, two admin lists, workflow runs, releases and one GraphQL
+    // page.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        2 + 4 + 4 * 2 + 4
+        2 + 4 + 3 + 4 * (3 + 2 + 1 + 1 + 1)
     );
     let members = query(&first, "members");
     let of = |login: &str| {
@@ -219,9 +223,22 @@ async fn lists_every_page_once_then_revalidates_with_conditional_requests() {
     assert!(r2.items.is_empty());
     assert_eq!(r2.state, r.state);
     let counts = &src.client().polite.counts;
-    // Two listing pages, four member lists and two protection requests
-    // per repository.
-    assert_eq!(counts.not_modified.load(Ordering::SeqCst), 2 + 4 + 4 * 2);
+    // Every REST request of the first run, conditional (GraphQL is the
+    // one search, below).
+    assert_eq!(
+        counts.not_modified.load(Ordering::SeqCst),
+        2 + 4 + 3 + 4 * (3 + 2 + 1 + 1)
+    );
+    for id in [
+        "repository-admins",
+        "dependabot-alerts",
+        "code-scanning-alerts",
+        "secret-scanning-alerts",
+        "workflow-runs",
+        "releases",
+    ] {
+        assert_eq!(query(&again, id).outcome, Outcome::NotModified, "{id}");
+    }
     assert_eq!(query(&again, "members").outcome, Outcome::NotModified);
     let protection = query(&again, "branch-protection");
     assert_eq!(protection.outcome, Outcome::NotModified);
@@ -319,11 +336,12 @@ async fn rate_limits_and_server_errors_are_waited_out_and_counted() {
     let (src, r) = collect(&server, "repos", &BTreeMap::new()).await;
     assert_eq!(ids(query(&r, "repositories")), ["acme-corp/payments-api"]);
     let counts = &src.client().polite.counts;
-    // Five attempts at the repository, then two protection requests and
-    // one GraphQL page.
-    assert_eq!(counts.requests.load(Ordering::SeqCst), 8);
+    // Five attempts at the repository, then protection, rules and a
+    // ruleset, two admin lists, three alert lists, workflow runs, releases
+    // and one GraphQL page, once each.
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 5 + 11);
     assert_eq!(counts.retries.load(Ordering::SeqCst), 4);
-    assert_eq!(server.received_requests().await.unwrap().len(), 8);
+    assert_eq!(server.received_requests().await.unwrap().len(), 5 + 11);
     // Retry-After: 1 was honoured.
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
@@ -483,8 +501,47 @@ async fn mount_members(server: &MockServer) {
     .await;
 }
 
-/// GraphQL answers with no merged pull request, for every repository.
+/// Every REST list a test does not mount itself answers empty, each with
+/// an ETag and a 304 for it (below every test's own mocks).
+async fn mount_quiet_rest(server: &MockServer) {
+    let ruleset =
+        json!({"id": 7, "name": "org baseline", "enforcement": "active", "bypass_actors": []});
+    let runs = json!({"total_count": 0, "workflow_runs": []});
+    for (pattern, body) in [
+        (r"^/repos/[^/]+/[^/]+/collaborators$", json!([])),
+        (r"^/repos/[^/]+/[^/]+/rulesets/[0-9]+$", ruleset),
+        (
+            r"^/(orgs/[^/]+|repos/[^/]+/[^/]+)/(dependabot|code-scanning|secret-scanning)/alerts$",
+            json!([]),
+        ),
+        (r"^/repos/[^/]+/[^/]+/actions/runs$", runs),
+        (r"^/repos/[^/]+/[^/]+/releases$", json!([])),
+    ] {
+        let etag = format!("\"q{}\"", pattern.len());
+        Mock::given(method("GET"))
+            .and(path_regex(pattern))
+            .and(header("if-none-match", etag.as_str()))
+            .respond_with(ResponseTemplate::new(304).insert_header("etag", etag.as_str()))
+            .with_priority(8)
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(pattern))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("etag", etag.as_str())
+                    .set_body_json(body),
+            )
+            .with_priority(9)
+            .mount(server)
+            .await;
+    }
+}
+
+/// GraphQL answers with no merged pull request, for every repository, and
+/// every other REST list is empty.
 async fn mount_no_pulls(server: &MockServer) {
+    mount_quiet_rest(server).await;
     Mock::given(method("POST"))
         .and(path("/graphql"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -661,6 +718,7 @@ async fn merged_pull_requests_of_the_period_with_every_review() {
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![ok_repo()]).await;
     mount_protection(&server).await;
+    mount_quiet_rest(&server).await;
     Mock::given(method("POST"))
         .and(path("/graphql"))
         .respond_with(Pulls)
@@ -709,11 +767,11 @@ async fn merged_pull_requests_of_the_period_with_every_review() {
             "acme-corp/payments-api/9"
         ]
     );
-    // One listing request, two protection requests, two GraphQL pages,
-    // two REST review pages.
+    // One listing request, two GraphQL pages, two REST review pages, and
+    // the ten REST requests of the other per-repository queries.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        7
+        1 + 2 + 2 + 10
     );
     let p9 = pulls
         .items
@@ -752,13 +810,13 @@ async fn merged_pull_requests_of_the_period_with_every_review() {
         ids(pulls2),
         ["acme-corp/payments-api/12", "acme-corp/payments-api/13"]
     );
-    // One conditional listing request, two conditional protection
-    // requests, one search.
+    // One search, and the first run's eleven REST requests, each
+    // conditional now.
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        4
+        1 + 11
     );
-    assert_eq!(server.received_requests().await.unwrap().len(), before + 4);
+    assert_eq!(server.received_requests().await.unwrap().len(), before + 12);
     let state: Value = serde_json::from_str(pulls2.state.as_deref().unwrap()).unwrap();
     assert_eq!(state["since"], "2026-07-01T10:00:00Z");
 }
@@ -768,6 +826,7 @@ async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out()
     let server = MockServer::start().await;
     mount_repo_script(&server, vec![ok_repo()]).await;
     mount_protection(&server).await;
+    mount_quiet_rest(&server).await;
     Mock::given(method("POST"))
         .and(path("/graphql"))
         .respond_with(Script(std::sync::Mutex::new(vec![
@@ -790,9 +849,13 @@ async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out()
             server.uri()
         )
     );
-    // Listing, protection (2), then the rate-limited GraphQL request and
-    // its retry.
-    assert_eq!(server.received_requests().await.unwrap().len(), 5);
+    // Listing, the queries before pull requests (two admin lists;
+    // protection, rules and a ruleset), then the rate-limited GraphQL
+    // request and its retry.
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1 + 2 + 3 + 2
+    );
 }
 
 /// The named repository, whose default branch's classic protection gets
@@ -858,7 +921,7 @@ async fn branch_protection_combines_classic_protection_and_rulesets() {
     .await;
     let err = collect_error(&server).await;
     assert!(
-        err.ends_with("HTTP 403: Resource not accessible by integration (reading branch protection needs the repository permission `Administration: read`)"),
+        err.ends_with("HTTP 403: Resource not accessible by integration (reading branch-protection needs the repository permission `Administration: read`)"),
         "{err}"
     );
 }
@@ -1015,6 +1078,16 @@ async fn a_reset_connection_and_a_truncated_body_are_retried() {
 async fn run_commits_revalidates_and_fails_cleanly() {
     let server = MockServer::start().await;
     mount_org(&server, "\"p2\"").await;
+    // A leaked secret GitHub found: the alert is evidence, the secret not.
+    mount_list(
+        &server,
+        "/orgs/acme-corp/secret-scanning/alerts",
+        "\"ss\"",
+        json!([{"number": 1, "state": "open", "created_at": "2026-11-01T00:00:00Z",
+                "secret_type": "github_personal_access_token", "secret": SECRET,
+                "repository": {"full_name": "acme-corp/web"}}]),
+    )
+    .await;
     mount_no_pulls(&server).await;
     mount_protection(&server).await;
     let f = Fixture::new();
@@ -1184,8 +1257,16 @@ async fn run_commits_revalidates_and_fails_cleanly() {
     for o in &outputs {
         assert!(!stdout(o).contains(TOKEN) && !stderr(o).contains(TOKEN));
     }
+    assert!(
+        files
+            .keys()
+            .any(|k| k.starts_with("evidence/github/secret-scanning-alert/")),
+        "{:?}",
+        files.keys().collect::<Vec<_>>()
+    );
     for (p, bytes) in &files {
-        assert!(!String::from_utf8_lossy(bytes).contains(TOKEN), "{p}");
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(TOKEN) && !text.contains(SECRET), "{p}");
     }
     let mut stack = vec![f.evidence()];
     while let Some(d) = stack.pop() {
@@ -1278,4 +1359,381 @@ async fn official_example_payloads_normalize() {
     assert_eq!(a.url, "https://github.com/octocat/Hello-World");
     assert_eq!(a.content["default_branch"], "master");
     assert_eq!(a.observed["created_at"], "2011-01-26T19:01:12Z");
+}
+
+/// A list at `p` answering `body` on every run (ETag, 304 for it), above
+/// the quiet defaults.
+async fn mount_list(server: &MockServer, p: &str, etag: &str, body: Value) {
+    let p = p.to_string();
+    mount_revalidated(
+        server,
+        move || Mock::given(method("GET")).and(path(p.as_str())),
+        etag,
+        body,
+    )
+    .await;
+}
+
+fn dependabot(
+    repo: &str,
+    number: u64,
+    severity: &str,
+    state: &str,
+    created: &str,
+    closed: Option<&str>,
+) -> Value {
+    json!({
+        "number": number, "state": state, "created_at": created,
+        "fixed_at": if state == "fixed" { closed } else { None },
+        "dismissed_at": if state == "dismissed" { closed } else { None },
+        "dismissed_by": if state == "dismissed" { json!({"login": "bob"}) } else { Value::Null },
+        "dismissed_reason": if state == "dismissed" { Some("tolerable_risk") } else { None },
+        "security_advisory": {"ghsa_id": format!("GHSA-{number}"), "summary": format!("advisory {number}"), "severity": severity},
+        "dependency": {"package": {"name": "left-pad", "ecosystem": "npm"}, "manifest_path": "package-lock.json"},
+        "html_url": format!("https://github.com/{repo}/security/dependabot/{number}"),
+        "repository": {"full_name": repo},
+    })
+}
+
+/// Alerts of every kind over two pages, repository admins, a ruleset's
+/// bypass actors, workflow runs and releases: each collected once, with
+/// the planted exceptions (and only those) found by `alert-past-sla` and
+/// `outside-collaborator-with-admin`; a secret never reaches an artifact.
+#[tokio::test]
+async fn alerts_admins_runs_and_releases_and_their_checks() {
+    let server = MockServer::start().await;
+    mount_org(&server, "\"p2\"").await;
+    mount_no_pulls(&server).await;
+    mount_protection(&server).await;
+    // Dependabot: two pages, the second linked at the mock's address.
+    let next = format!(
+        "<{}/orgs/acme-corp/dependabot/alerts?per_page=100&after=c2>; rel=\"next\"",
+        server.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme-corp/dependabot/alerts"))
+        .and(query_param("after", "c2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            // Dismissed after 100 days, past the 90 of medium.
+            dependabot(
+                "acme-corp/web",
+                3,
+                "medium",
+                "dismissed",
+                "2026-02-01T00:00:00Z",
+                Some("2026-05-12T00:00:00Z")
+            ),
+            // An excluded repository's alert is not evidence.
+            dependabot(
+                "acme-corp/sandbox-play",
+                4,
+                "critical",
+                "open",
+                "2026-01-01T00:00:00Z",
+                None
+            ),
+            // Fixed late, but before the period: not judged.
+            dependabot(
+                "acme-corp/svc-2",
+                5,
+                "low",
+                "fixed",
+                "2024-01-01T00:00:00Z",
+                Some("2025-06-01T00:00:00Z")
+            ),
+        ])))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme-corp/dependabot/alerts"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", next.as_str())
+                .set_body_json(json!([
+                    // Open all year: past the 7 days of critical.
+                    dependabot(
+                        "acme-corp/svc-0",
+                        1,
+                        "critical",
+                        "open",
+                        "2026-01-01T00:00:00Z",
+                        None
+                    ),
+                    // Fixed in 10 days: within the 30 of high.
+                    dependabot(
+                        "acme-corp/svc-1",
+                        2,
+                        "high",
+                        "fixed",
+                        "2026-03-01T00:00:00Z",
+                        Some("2026-03-11T00:00:00Z")
+                    ),
+                ])),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    mount_list(
+        &server,
+        "/orgs/acme-corp/code-scanning/alerts",
+        "\"cs\"",
+        json!([{
+            "number": 7, "state": "open", "created_at": "2026-12-01T00:00:00Z",
+            "rule": {"id": "js/zipslip", "severity": "warning", "description": "Zip slip"},
+            "tool": {"name": "CodeQL"}, "html_url": "https://github.com/acme-corp/svc-0/code-scanning/7",
+            "repository": {"full_name": "acme-corp/svc-0"}
+        }]),
+    )
+    .await;
+    mount_list(
+        &server,
+        "/orgs/acme-corp/secret-scanning/alerts",
+        "\"ss\"",
+        json!([
+            {"number": 9, "state": "resolved", "resolution": "revoked", "created_at": "2026-04-01T00:00:00Z",
+             "resolved_at": "2026-04-03T00:00:00Z", "resolved_by": {"login": "bob"},
+             "secret_type": "github_personal_access_token", "secret_type_display_name": "GitHub Personal Access Token",
+             "secret": "ghp_PlantedSecretNeverToBeStored0000", "repository": {"full_name": "acme-corp/web"}},
+            {"number": 10, "state": "open", "created_at": "2026-12-20T00:00:00Z",
+             "secret_type": "aws_access_key_id", "secret": "AKIAPLANTEDNEVERSTORED",
+             "repository": {"full_name": "acme-corp/svc-1"}}
+        ]),
+    )
+    .await;
+    let user = |login: &str, role: &str| json!({"login": login, "type": "User", "role_name": role});
+    mount_list(
+        &server,
+        "/repos/acme-corp/svc-1/collaborators",
+        "\"c1\"",
+        json!([user("bob", "admin"), user("ext", "admin")]),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/svc-1/collaborators"))
+        .and(query_param("affiliation", "outside"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([user("ext", "admin")])))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_list(
+        &server,
+        "/repos/acme-corp/svc-0/rulesets/7",
+        "\"rs\"",
+        json!({"id": 7, "name": "protect main", "enforcement": "active",
+               "bypass_actors": [{"actor_id": 5, "actor_type": "Team", "bypass_mode": "always"}]}),
+    )
+    .await;
+    let run = |id: u64, created: &str| {
+        json!({"id": id, "name": "CI", "path": ".github/workflows/ci.yml", "run_number": id, "run_attempt": 1,
+               "event": "push", "head_branch": "main", "head_sha": format!("{id:040}"), "status": "completed",
+               "conclusion": "success", "actor": {"login": "ann"}, "created_at": created,
+               "html_url": format!("https://github.com/acme-corp/web/actions/runs/{id}")})
+    };
+    mount_list(
+        &server,
+        "/repos/acme-corp/web/actions/runs",
+        "\"wr\"",
+        json!({"total_count": 2, "workflow_runs": [run(41, "2026-06-01T00:00:00Z"), run(42, "2026-06-02T00:00:00Z")]}),
+    )
+    .await;
+    let release = |id: u64, tag: &str, published: Option<&str>, draft: bool| {
+        json!({"id": id, "tag_name": tag, "name": tag, "draft": draft, "prerelease": false,
+               "target_commitish": "main", "author": {"login": "ann"}, "created_at": "2025-01-01T00:00:00Z",
+               "published_at": published, "html_url": format!("https://github.com/acme-corp/web/releases/{tag}")})
+    };
+    mount_list(
+        &server,
+        "/repos/acme-corp/web/releases",
+        "\"rel\"",
+        json!([
+            release(3, "v3", None, true),
+            release(2, "v2", Some("2026-05-01T00:00:00Z"), false),
+            release(1, "v1", Some("2025-05-01T00:00:00Z"), false),
+        ]),
+    )
+    .await;
+
+    let (_, r) = collect(&server, "org", &BTreeMap::new()).await;
+    assert_eq!(
+        ids(query(&r, "dependabot-alerts")),
+        [
+            "acme-corp/svc-0#1",
+            "acme-corp/svc-1#2",
+            "acme-corp/svc-2#5",
+            "acme-corp/web#3"
+        ]
+    );
+    let dismissed = query(&r, "dependabot-alerts")
+        .items
+        .iter()
+        .find(|a| a.object_id == "acme-corp/web#3")
+        .unwrap();
+    assert_eq!(dismissed.content["closed_by"], "bob");
+    assert_eq!(dismissed.content["resolution"], "tolerable_risk");
+    assert_eq!(
+        ids(query(&r, "code-scanning-alerts")),
+        ["acme-corp/svc-0#7"]
+    );
+    assert_eq!(
+        query(&r, "code-scanning-alerts").items[0].content["severity"],
+        "medium"
+    );
+    let secrets = query(&r, "secret-scanning-alerts");
+    assert_eq!(ids(secrets), ["acme-corp/svc-1#10", "acme-corp/web#9"]);
+    for a in &secrets.items {
+        let text = serde_json::to_string(&a.to_document().0).unwrap();
+        assert!(
+            !text.contains("PlantedSecret") && !text.contains("AKIAPLANTED"),
+            "{text}"
+        );
+    }
+    let admins = query(&r, "repository-admins");
+    assert_eq!(admins.items.len(), 4);
+    let svc1 = admins
+        .items
+        .iter()
+        .find(|a| a.object_id == "acme-corp/svc-1")
+        .unwrap();
+    assert_eq!(
+        svc1.content["admins"],
+        json!([
+            {"login": "bob", "type": "User", "role_name": "admin", "outside_collaborator": false},
+            {"login": "ext", "type": "User", "role_name": "admin", "outside_collaborator": true}
+        ])
+    );
+    let bp = query(&r, "branch-protection");
+    let svc0 = bp
+        .items
+        .iter()
+        .find(|a| a.object_id == "acme-corp/svc-0")
+        .unwrap();
+    assert_eq!(
+        svc0.content["rulesets"],
+        json!([{"ruleset_id": 7, "name": "protect main", "enforcement": "active",
+                "bypass_actors": [{"actor_id": 5, "actor_type": "Team", "bypass_mode": "always"}]}])
+    );
+    assert_eq!(
+        ids(query(&r, "workflow-runs")),
+        [
+            "acme-corp/web/actions/runs/41",
+            "acme-corp/web/actions/runs/42"
+        ]
+    );
+    assert_eq!(ids(query(&r, "releases")), ["acme-corp/web/releases/2"]);
+
+    // The checks find exactly the planted exceptions.
+    let held: Vec<cleartrail::evidence::Held> = r
+        .iter()
+        .flat_map(|q| q.items.iter())
+        .map(|a| {
+            let (doc, _) = a.to_document();
+            cleartrail::evidence::Held::from_document(
+                a.json_path(),
+                doc,
+                &cleartrail::evidence::Keep::All,
+            )
+            .unwrap()
+        })
+        .collect();
+    let period = year();
+    let severities = BTreeMap::new();
+    let sla = BTreeMap::new();
+    let cx = cleartrail::checks::CheckContext {
+        as_of: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        period: &period,
+        git_sources: Vec::new(),
+        alert_sla: &sla,
+        severities: &severities,
+    };
+    let results = cleartrail::checks::run(&held, &cx);
+    let exceptions = |code: &str| -> Vec<String> {
+        let r = results.iter().find(|r| r.code == code).unwrap();
+        r.exceptions
+            .iter()
+            .map(|e| format!("{}", e.reason))
+            .collect()
+    };
+    let sla_results = results.iter().find(|r| r.code == "alert-past-sla").unwrap();
+    // Not svc-2#5, closed before the period.
+    assert_eq!(sla_results.population, 6);
+    assert_eq!(
+        exceptions("alert-past-sla"),
+        [
+            "dependabot alert acme-corp/svc-0#1 (critical) opened 2026-01-01 is still open on 2026-12-31, 364 days: past its 7-day SLA",
+            "dependabot alert acme-corp/web#3 (medium) opened 2026-02-01 was closed (tolerable_risk) on 2026-05-12, after 100 days: past its 90-day SLA",
+            "secret-scanning alert acme-corp/svc-1#10 (critical) opened 2026-12-20 is still open on 2026-12-31, 11 days: past its 7-day SLA",
+        ]
+    );
+    assert_eq!(
+        exceptions("outside-collaborator-with-admin"),
+        ["acme-corp/svc-1: outside collaborator ext has admin"]
+    );
+    // A looser SLA for the organization clears the late dismissal.
+    let sla: BTreeMap<String, cleartrail::checks::Sla> = [(
+        "acme-corp".to_string(),
+        cleartrail::checks::Sla {
+            medium: 120,
+            ..Default::default()
+        },
+    )]
+    .into();
+    let cx = cleartrail::checks::CheckContext {
+        alert_sla: &sla,
+        ..cx
+    };
+    let results = cleartrail::checks::run(&held, &cx);
+    let r = results.iter().find(|r| r.code == "alert-past-sla").unwrap();
+    assert_eq!(r.exceptions.len(), 2);
+}
+
+/// A kind the token may not read fails the run naming the permission, or,
+/// listed under `optional:`, is recorded as not collected with the reason.
+#[tokio::test]
+async fn an_optional_kind_the_token_cannot_read_is_not_collected() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme-corp/secret-scanning/alerts"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest/secret-scanning"
+        })))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_org(&server, "\"p2\"").await;
+    mount_no_pulls(&server).await;
+    mount_protection(&server).await;
+    let err = connect_and_collect(&server.uri(), spec("org"), &BTreeMap::new())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.ends_with("HTTP 403: Resource not accessible by integration (reading secret-scanning-alerts needs the repository permission `Secret scanning alerts: read`)"),
+        "{err}"
+    );
+    let mut optional = spec("org");
+    optional.optional.insert("secret-scanning-alerts".into());
+    let (_, r) = connect_and_collect(&server.uri(), optional, &BTreeMap::new())
+        .await
+        .unwrap();
+    let q = query(&r, "secret-scanning-alerts");
+    assert_eq!(q.outcome, Outcome::NotCollected);
+    assert!(q.items.is_empty() && q.state.is_none());
+    assert_eq!(q.skipped.len(), 1);
+    assert!(
+        q.skipped[0]
+            .path
+            .ends_with("/orgs/acme-corp/secret-scanning/alerts?per_page=100")
+    );
+    assert!(
+        q.skipped[0]
+            .reason
+            .starts_with("not collected (optional): HTTP 403"),
+        "{}",
+        q.skipped[0].reason
+    );
+    // The other kinds are collected as ever.
+    assert_eq!(query(&r, "dependabot-alerts").outcome, Outcome::Complete);
 }

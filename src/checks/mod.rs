@@ -39,6 +39,46 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("github", "member", &["login", "org", "two_factor_disabled"]),
+    ("github", "repository-admins", &["repository", "admins"]),
+    (
+        "github",
+        "dependabot-alert",
+        &[
+            "repository",
+            "number",
+            "state",
+            "severity",
+            "created_at",
+            "closed_at",
+            "resolution",
+        ],
+    ),
+    (
+        "github",
+        "code-scanning-alert",
+        &[
+            "repository",
+            "number",
+            "state",
+            "severity",
+            "created_at",
+            "closed_at",
+            "resolution",
+        ],
+    ),
+    (
+        "github",
+        "secret-scanning-alert",
+        &[
+            "repository",
+            "number",
+            "state",
+            "severity",
+            "created_at",
+            "closed_at",
+            "resolution",
+        ],
+    ),
     (
         "github",
         "pull-request",
@@ -50,6 +90,50 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
         &["front_matter", "front_matter_error"],
     ),
 ];
+
+/// Days a security alert may stay open, by severity: the `sla:` of a
+/// github source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Sla {
+    pub critical: u32,
+    pub high: u32,
+    pub medium: u32,
+    pub low: u32,
+}
+
+impl Default for Sla {
+    fn default() -> Self {
+        Sla {
+            critical: 7,
+            high: 30,
+            medium: 90,
+            low: 180,
+        }
+    }
+}
+
+impl Sla {
+    /// Days allowed at `severity`; an unknown severity gets the low one's.
+    pub fn days(&self, severity: &str) -> u32 {
+        match severity {
+            "critical" => self.critical,
+            "high" => self.high,
+            "medium" => self.medium,
+            _ => self.low,
+        }
+    }
+
+    /// The stricter of two, severity by severity (two sources reading the
+    /// same owner's alerts).
+    pub fn strictest(self, other: Sla) -> Sla {
+        Sla {
+            critical: self.critical.min(other.critical),
+            high: self.high.min(other.high),
+            medium: self.medium.min(other.medium),
+            low: self.low.min(other.low),
+        }
+    }
+}
 
 /// A check's identity and documentation.
 pub struct CheckDef {
@@ -106,6 +190,16 @@ pub const CHECKS: &[CheckDef] = &[
         code: "member-without-2fa",
         severity: Severity::Error,
         doc: "Every member of an organization read by a github source has two-factor authentication on. GitHub reports members without it only to an organization owner's token (`filter=2fa_disabled`); a member who signs in with a password alone is one phishing mail away from the code.",
+    },
+    CheckDef {
+        code: "outside-collaborator-with-admin",
+        severity: Severity::Error,
+        doc: "No outside collaborator (someone who is not a member of the organization) has admin on a repository of a github source. Admin can change branch protection, secrets and who else has access: it belongs to people the organization's own offboarding and reviews of access reach.",
+    },
+    CheckDef {
+        code: "alert-past-sla",
+        severity: Severity::Error,
+        doc: "Every Dependabot, code-scanning and secret-scanning alert of a github source that was open during the period was fixed, dismissed or resolved within its severity's time (the source's `sla:`, in days: by default critical 7, high 30, medium 90, low 180; a leaked secret is critical; code-scanning rules without a security severity count `error` as high, `warning` as medium, `note` as low). An alert still open at the as-of date (the end of the period, or today while it runs) and older than that is an exception, as is one closed late. Alerts closed before the period began are outside the population.",
     },
     CheckDef {
         code: "codeowners-missing",
@@ -175,6 +269,9 @@ pub struct CheckContext<'a> {
     pub period: &'a crate::period::Period,
     /// Names of configured git sources (for codeowners-missing).
     pub git_sources: Vec<String>,
+    /// Alert SLAs by repository owner (for alert-past-sla; an owner not
+    /// listed gets the default).
+    pub alert_sla: &'a BTreeMap<String, Sla>,
     pub severities: &'a BTreeMap<String, Level>,
 }
 
@@ -276,6 +373,69 @@ fn without_independent_approval(h: &Held) -> Option<String> {
     } else {
         "was merged with no approving review".to_string()
     })
+}
+
+/// A date of an alert's content (RFC 3339, taken as a UTC day).
+fn alert_day(h: &Held, key: &str) -> Option<NaiveDate> {
+    let t = h.field(key).and_then(Lite::as_str)?;
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc).date_naive())
+}
+
+/// When an alert was closed, if it was by the as-of date; later closings
+/// (read after a past period) leave it open at that date.
+fn alert_closed(h: &Held, cx: &CheckContext<'_>) -> Option<NaiveDate> {
+    alert_day(h, "closed_at").filter(|d| *d <= cx.as_of)
+}
+
+/// Whether an alert was open at some time from the period's start to the
+/// as-of date.
+fn alert_in_period(h: &Held, cx: &CheckContext<'_>) -> bool {
+    let Some(created) = alert_day(h, "created_at") else {
+        return false;
+    };
+    created <= cx.as_of && alert_closed(h, cx).is_none_or(|c| c >= cx.period.start())
+}
+
+/// Why an alert broke its SLA, if it did.
+fn past_sla(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
+    let repo = h.field("repository").and_then(Lite::as_str).unwrap_or("?");
+    let owner = repo.split('/').next().unwrap_or_default();
+    let sla = cx
+        .alert_sla
+        .get(&owner.to_ascii_lowercase())
+        .copied()
+        .unwrap_or_default();
+    let severity = h
+        .field("severity")
+        .and_then(Lite::as_str)
+        .unwrap_or("unknown");
+    let allowed = i64::from(sla.days(severity));
+    let created = alert_day(h, "created_at")?;
+    let label = format!(
+        "{} alert {repo}#{} ({severity})",
+        h.kind().trim_end_matches("-alert"),
+        h.field("number").map(lite_text).unwrap_or_default()
+    );
+    match alert_closed(h, cx) {
+        Some(closed) => {
+            let took = (closed - created).num_days();
+            let how = h
+                .field("resolution")
+                .and_then(Lite::as_str)
+                .unwrap_or("closed");
+            (took > allowed).then(|| {
+                format!("{label} opened {created} was closed ({how}) on {closed}, after {took} days: past its {allowed}-day SLA")
+            })
+        }
+        None => {
+            let age = (cx.as_of - created).num_days();
+            (age > allowed).then(|| {
+                format!("{label} opened {created} is still open on {}, {age} days: past its {allowed}-day SLA", cx.as_of)
+            })
+        }
+    }
 }
 
 fn lite_text(v: &Lite) -> String {
@@ -465,6 +625,62 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                     "members of the organizations of github sources".to_string(),
                 )
             }
+            "outside-collaborator-with-admin" => {
+                let pop: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| h.source() == "github" && h.kind() == "repository-admins")
+                    .collect();
+                for h in &pop {
+                    let repo = h.field("repository").and_then(Lite::as_str).unwrap_or("?");
+                    let outsiders: Vec<String> = h
+                        .field("admins")
+                        .and_then(Lite::as_array)
+                        .unwrap_or(&[])
+                        .iter()
+                        .filter(|a| matches!(a.get("outside_collaborator"), Some(Lite::Bool(true))))
+                        .map(|a| a.get("login").map(lite_text).unwrap_or_default())
+                        .collect();
+                    if !outsiders.is_empty() {
+                        exception(
+                            h,
+                            format!(
+                                "{repo}: outside collaborator{} {} {} admin",
+                                if outsiders.len() == 1 { "" } else { "s" },
+                                outsiders.join(", "),
+                                if outsiders.len() == 1 { "has" } else { "have" }
+                            ),
+                        );
+                    }
+                }
+                (pop.len(), "repositories of github sources".to_string())
+            }
+            "alert-past-sla" => {
+                let pop: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| {
+                        h.source() == "github"
+                            && matches!(
+                                h.kind(),
+                                "dependabot-alert"
+                                    | "code-scanning-alert"
+                                    | "secret-scanning-alert"
+                            )
+                            && alert_in_period(h, cx)
+                    })
+                    .collect();
+                for h in &pop {
+                    if let Some(reason) = past_sla(h, cx) {
+                        exception(h, reason);
+                    }
+                }
+                (
+                    pop.len(),
+                    format!(
+                        "GitHub security alerts open at some time in {} (up to {})",
+                        cx.period, cx.as_of
+                    ),
+                )
+            }
             "change-signature-unverified" => {
                 let pop: Vec<&Held> = changes(held, cx.period)
                     .into_iter()
@@ -599,6 +815,7 @@ mod tests {
             as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
             period: &period,
             git_sources: vec!["app".into()],
+            alert_sla: &BTreeMap::new(),
             severities: &severities,
         };
         run(held, &cx).into_iter().find(|r| r.code == code).unwrap()

@@ -50,6 +50,19 @@ pub struct RawSource {
     pub repos: Option<Vec<String>>,
     /// github: repository name patterns to take from the organization.
     pub include: Option<Vec<String>>,
+    /// github: queries whose permission error is "not collected", not a
+    /// failure.
+    pub optional: Option<Vec<String>>,
+    /// github: days an alert may stay open, by severity.
+    pub sla: Option<RawSla>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawSla {
+    pub critical: Option<u32>,
+    pub high: Option<u32>,
+    pub medium: Option<u32>,
+    pub low: Option<u32>,
 }
 
 /// Parses configuration text into the raw form, within
@@ -69,6 +82,7 @@ pub fn structure_problems(file: &str, locs: &Locations) -> Vec<Problem> {
             [_] => fields_of::<RawConfig>(),
             [s, _, _] if s == "sources" => fields_of::<RawSource>(),
             [c, _, _] if c == "checks" => fields_of::<RawCheck>(),
+            [s, _, k, _] if s == "sources" && k == "sla" => fields_of::<RawSla>(),
             _ => continue,
         };
         let key = segments[segments.len() - 1].as_str();

@@ -278,10 +278,12 @@ fn validate_source(
             spec,
         });
     }
-    for key in ["org", "repos", "include"] {
+    for key in ["org", "repos", "include", "optional", "sla"] {
         let present = match key {
             "org" => src.org.is_some(),
             "repos" => src.repos.is_some(),
+            "optional" => src.optional.is_some(),
+            "sla" => src.sla.is_some(),
             _ => src.include.is_some(),
         };
         not_for(cx, key, present);
@@ -468,12 +470,63 @@ fn validate_github(
             }
         }
     }
+    let mut optional = std::collections::BTreeSet::new();
+    for (i, name) in src.optional.unwrap_or_default().iter().enumerate() {
+        let id = name.replace('_', "-");
+        match crate::connectors::github::QUERIES
+            .iter()
+            .find(|q| q.id == id)
+        {
+            Some(q) if q.id == "repositories" => cx.at_value(
+                &format!("{at}.optional[{i}]"),
+                "`repositories` cannot be optional: every other kind is read per repository",
+                None,
+            ),
+            Some(q) => {
+                optional.insert(q.id.to_string());
+            }
+            None => cx.at_value(
+                &format!("{at}.optional[{i}]"),
+                format!("`{name}` is not an evidence kind of a `github` source"),
+                Some(format!(
+                    "one of: {}",
+                    crate::connectors::github::QUERIES
+                        .iter()
+                        .filter(|q| q.id != "repositories")
+                        .map(|q| q.id.replace('-', "_"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
+        }
+    }
+    let mut sla = crate::checks::Sla::default();
+    if let Some(raw) = &src.sla {
+        for (key, value, slot) in [
+            ("critical", raw.critical, &mut sla.critical),
+            ("high", raw.high, &mut sla.high),
+            ("medium", raw.medium, &mut sla.medium),
+            ("low", raw.low, &mut sla.low),
+        ] {
+            match value {
+                Some(0) => cx.at_value(
+                    &format!("{at}.sla.{key}"),
+                    format!("`{key}: 0` leaves no time at all to fix an alert"),
+                    Some("days from an alert's opening to its fix or dismissal, at least 1".into()),
+                ),
+                Some(d) => *slot = d,
+                None => {}
+            }
+        }
+    }
     (cx.problems.len() == before).then_some(SourceSpec::Github(
         crate::connectors::github::GithubSpec {
             org: src.org,
             repos,
             include,
             exclude,
+            optional,
+            sla,
         },
     ))
 }
@@ -868,6 +921,57 @@ mod tests {
             err.problems()[0]
                 .message
                 .contains("needs `org`, `repos` or both")
+        );
+    }
+
+    #[test]
+    fn optional_kinds_and_the_alert_sla_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    optional: [secret_scanning_alerts, workflow-runs]\n    sla: { critical: 3, low: 365 }\n",
+        )
+        .unwrap();
+        let super::SourceSpec::Github(g) = &cfg.sources[0].spec else {
+            panic!("a github source");
+        };
+        assert_eq!(
+            g.optional.iter().collect::<Vec<_>>(),
+            ["secret-scanning-alerts", "workflow-runs"]
+        );
+        let sla = crate::checks::Sla {
+            critical: 3,
+            low: 365,
+            ..Default::default()
+        };
+        assert_eq!(g.sla, sla);
+        let err = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    optional: [repositories, audit_log]\n    sla:\n      critical: 0\n      urgent: 1\n  docs:\n    type: files\n    path: .\n    sla: { low: 1 }\n",
+        )
+        .unwrap_err();
+        let got: Vec<(usize, String)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect();
+        let lines: Vec<usize> = got.iter().map(|g| g.0).collect();
+        assert_eq!(lines, [6, 6, 8, 9, 13], "{got:?}");
+        assert!(
+            got[0].1.contains("`repositories` cannot be optional"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].1.contains("`audit_log` is not an evidence kind"),
+            "{got:?}"
+        );
+        assert!(got[2].1.contains("`critical: 0` leaves no time"), "{got:?}");
+        assert!(got[3].1.contains("urgent"), "{got:?}");
+        assert!(
+            got[4]
+                .1
+                .contains("`sla` does not apply to a `files` source"),
+            "{got:?}"
         );
     }
 }

@@ -62,6 +62,9 @@ pub enum Outcome {
     Incremental,
     /// Nothing changed since the saved state: the held artifacts stand.
     NotModified,
+    /// The query could not be read and was optional: the held artifacts
+    /// stand, and the record says why (in its `skipped`).
+    NotCollected,
 }
 
 impl Outcome {
@@ -70,6 +73,7 @@ impl Outcome {
             Outcome::Complete => "complete",
             Outcome::Incremental => "incremental",
             Outcome::NotModified => "not-modified",
+            Outcome::NotCollected => "not-collected",
         }
     }
 }

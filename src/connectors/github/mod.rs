@@ -19,7 +19,10 @@
 //! listing is fetched again in full, so that a repository that left it is
 //! seen to be gone.
 
+mod activity;
 pub mod client;
+mod pages;
+mod security;
 
 use super::http::{Politeness, Reply, next_link};
 use super::{Connector, ConnectorError, Outcome, Page, PageRequest, Query};
@@ -41,6 +44,11 @@ pub struct GithubSpec {
     /// Name patterns (`*`, `?`) for the organization's list; empty: all.
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// Queries (by id) whose permission error is recorded as "not
+    /// collected" instead of failing the run.
+    pub optional: std::collections::BTreeSet<String>,
+    /// Days an alert may stay open, by severity (read by the checks).
+    pub sla: crate::checks::Sla,
 }
 
 impl GithubSpec {
@@ -168,33 +176,19 @@ async fn revalidate_or_fetch(
     starts: &[String],
     saved: Option<&[SavedPage]>,
 ) -> Result<Option<(Bodies, Vec<SavedPage>)>, ConnectorError> {
-    if let Some(saved) = saved.filter(|s| !s.is_empty()) {
-        let mut unchanged = true;
-        for page in saved {
-            if client.get(&page.url, page.etag.as_deref()).await?.status != 304 {
-                unchanged = false;
-                break;
-            }
-        }
-        if unchanged {
-            return Ok(None);
-        }
+    if let Some(saved) = saved
+        && pages::unchanged(client, saved).await?
+    {
+        return Ok(None);
     }
     let mut bodies = Vec::new();
-    let mut pages = Vec::new();
+    let mut saved = Vec::new();
     for (i, start) in starts.iter().enumerate() {
-        let mut next = Some(start.clone());
-        while let Some(url) = next {
-            let reply = client.get(&url, None).await?;
-            bodies.push((i, parse(&reply, &url)?));
-            pages.push(SavedPage {
-                url: url.clone(),
-                etag: reply.header("etag").map(str::to_string),
-            });
-            next = next_link(&reply);
-        }
+        let (b, p) = pages::fetch_pages(client, start, false).await?;
+        bodies.extend(b.into_iter().map(|b| (i, b)));
+        saved.extend(p);
     }
-    Ok(Some((bodies, pages)))
+    Ok(Some((bodies, saved)))
 }
 
 /// Revalidates the saved listing, or lists in full: the organization's
@@ -311,12 +305,115 @@ struct PagesSaved {
 /// Saved in place of a validator for a request that answered 404.
 const ABSENT: &str = "absent";
 
-/// Validators of every request a query made, by URL: its saved state.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct EtagSaved {
-    scope: String,
-    etags: BTreeMap<String, String>,
+/// One evidence query of the source.
+pub struct QueryDef {
+    /// Its id: the query label's second half, and its name under
+    /// `optional:` (with `_` for `-`).
+    pub id: &'static str,
+    pub kinds: &'static [&'static str],
+    pub description: &'static str,
+    /// What a token needs to read it, named when it cannot.
+    pub permission: &'static str,
+    pub period_scoped: bool,
+    /// Read for an organization only (`org`).
+    pub org_only: bool,
+    /// A filter recorded beside the source's own.
+    pub filter: Option<(&'static str, &'static str)>,
 }
+
+/// Every query of a github source, in the order they run.
+pub const QUERIES: &[QueryDef] = &[
+    QueryDef {
+        id: REPOSITORIES,
+        kinds: &["repository"],
+        description: "repositories in scope and their settings",
+        permission: "the repository permission `Metadata: read`",
+        period_scoped: false,
+        org_only: false,
+        filter: None,
+    },
+    QueryDef {
+        id: "members",
+        kinds: &["member", "outside-collaborator"],
+        description: "organization members with their role and whether 2FA is off, and outside collaborators",
+        permission: "the organization permission `Members: read`",
+        period_scoped: false,
+        org_only: true,
+        filter: None,
+    },
+    QueryDef {
+        id: "repository-admins",
+        kinds: &["repository-admins"],
+        description: "who has admin on each repository, and which of them are outside collaborators",
+        permission: "push access to each repository (fine-grained: `Metadata: read`; classic: `repo` and `read:org`)",
+        period_scoped: false,
+        org_only: false,
+        filter: Some(("permission", "admin")),
+    },
+    QueryDef {
+        id: "branch-protection",
+        kinds: &["branch-protection"],
+        description: "what protects each default branch: branch protection, the rulesets that apply and who may bypass them",
+        permission: "the repository permission `Administration: read`",
+        period_scoped: false,
+        org_only: false,
+        filter: None,
+    },
+    QueryDef {
+        id: "pull-requests",
+        kinds: &["pull-request"],
+        description: "pull requests merged in the period, with their reviews",
+        permission: "the repository permission `Pull requests: read`",
+        period_scoped: true,
+        org_only: false,
+        filter: Some(("state", "merged in the period")),
+    },
+    QueryDef {
+        id: "dependabot-alerts",
+        kinds: &["dependabot-alert"],
+        description: "Dependabot alerts in every state, with who dismissed them",
+        permission: "the repository permission `Dependabot alerts: read`",
+        period_scoped: false,
+        org_only: false,
+        filter: None,
+    },
+    QueryDef {
+        id: "code-scanning-alerts",
+        kinds: &["code-scanning-alert"],
+        description: "code-scanning alerts in every state, with who dismissed them",
+        permission: "the repository permission `Code scanning alerts: read`",
+        period_scoped: false,
+        org_only: false,
+        filter: None,
+    },
+    QueryDef {
+        id: "secret-scanning-alerts",
+        kinds: &["secret-scanning-alert"],
+        description: "secret-scanning alerts in every state, with who resolved them (never the secret)",
+        permission: "the repository permission `Secret scanning alerts: read`",
+        period_scoped: false,
+        org_only: false,
+        filter: None,
+    },
+    QueryDef {
+        id: "workflow-runs",
+        kinds: &["workflow-run"],
+        description: "completed workflow runs on each default branch, created in the period",
+        permission: "the repository permission `Actions: read`",
+        period_scoped: true,
+        org_only: false,
+        filter: Some(("branch", "default")),
+    },
+    QueryDef {
+        id: "releases",
+        kinds: &["release"],
+        description: "releases published in the period",
+        permission: "the repository permission `Contents: read`",
+        period_scoped: true,
+        org_only: false,
+        filter: None,
+    },
+];
 
 /// GitHub's search answers at most 1,000 results; past that the
 /// repositories are walked instead.
@@ -346,55 +443,88 @@ impl Connector for GithubSource {
                 filters.insert(k.into(), v.join(","));
             }
         }
-        let mut merged = filters.clone();
-        merged.insert("state".into(), "merged in the period".into());
-        let mut queries = vec![
-            Query {
-                id: REPOSITORIES.into(),
-                kinds: vec!["repository".into()],
-                description: "repositories in scope and their settings".into(),
-                filters: filters.clone(),
-                period_scoped: false,
-            },
-            Query {
-                id: "members".into(),
-                kinds: vec!["member".into(), "outside-collaborator".into()],
-                description: "organization members with their role and whether 2FA is off, and outside collaborators".into(),
-                filters: self.spec.org.iter().map(|o| ("org".to_string(), o.clone())).collect(),
-                period_scoped: false,
-            },
-            Query {
-                id: "branch-protection".into(),
-                kinds: vec!["branch-protection".into()],
-                description:
-                    "what protects each default branch: branch protection and the rulesets that apply"
-                        .into(),
-                filters: filters.clone(),
-                period_scoped: false,
-            },
-            Query {
-                id: "pull-requests".into(),
-                kinds: vec!["pull-request".into()],
-                description: "pull requests merged in the period, with their reviews".into(),
-                filters: merged,
-                period_scoped: true,
-            },
-        ];
-        // Members belong to an organization.
-        queries.retain(|q| q.id != "members" || self.spec.org.is_some());
-        queries
+        QUERIES
+            .iter()
+            .filter(|q| !q.org_only || self.spec.org.is_some())
+            .map(|q| {
+                let mut filters = if q.org_only {
+                    self.spec
+                        .org
+                        .iter()
+                        .map(|o| ("org".to_string(), o.clone()))
+                        .collect()
+                } else {
+                    filters.clone()
+                };
+                if let Some((k, v)) = q.filter {
+                    filters.insert(k.into(), v.into());
+                }
+                Query {
+                    id: q.id.into(),
+                    kinds: q.kinds.iter().map(|k| k.to_string()).collect(),
+                    description: q.description.into(),
+                    filters,
+                    period_scoped: q.period_scoped,
+                }
+            })
+            .collect()
     }
 
     async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
-        match query.id.as_str() {
+        let Some(def) = QUERIES.iter().find(|q| q.id == query.id) else {
+            return Err(ConnectorError::UnknownQuery {
+                source_name: self.name.clone(),
+                query: query.id.clone(),
+            });
+        };
+        let answer = match def.id {
             REPOSITORIES => Ok(self.repositories()),
             "pull-requests" => self.pull_requests(page).await,
             "branch-protection" => self.branch_protection(page).await,
             "members" => self.members(page).await,
-            other => Err(ConnectorError::UnknownQuery {
-                source_name: self.name.clone(),
-                query: other.into(),
-            }),
+            "repository-admins" => self.repository_admins(page).await,
+            "dependabot-alerts" => self.alerts(security::Alerts::Dependabot, page).await,
+            "code-scanning-alerts" => self.alerts(security::Alerts::CodeScanning, page).await,
+            "secret-scanning-alerts" => self.alerts(security::Alerts::SecretScanning, page).await,
+            "workflow-runs" => self.workflow_runs(page).await,
+            "releases" => self.releases(page).await,
+            other => unreachable!("query `{other}` is in QUERIES but not answered"),
+        };
+        match answer {
+            // A token without the permission: GitHub answers 403, or 404
+            // where it hides what the token may not see.
+            Err(ConnectorError::Http {
+                endpoint,
+                status: status @ (401 | 403 | 404),
+                message,
+            }) => {
+                let message = if message.contains(" needs ") {
+                    message
+                } else {
+                    format!("{message} (reading {} needs {})", def.id, def.permission)
+                };
+                if self.spec.optional.contains(def.id) {
+                    tracing::warn!(
+                        source = self.name.as_str(),
+                        "{}: not collected: {endpoint}: HTTP {status}: {message}",
+                        def.id
+                    );
+                    return Ok(Page {
+                        outcome: Outcome::NotCollected,
+                        skipped: vec![super::Skipped {
+                            path: endpoint,
+                            reason: format!("not collected (optional): HTTP {status}: {message}"),
+                        }],
+                        ..Page::default()
+                    });
+                }
+                Err(ConnectorError::Http {
+                    endpoint,
+                    status,
+                    message,
+                })
+            }
+            other => other,
         }
     }
 }
@@ -782,59 +912,21 @@ impl GithubSource {
         })
     }
 
-    /// What protects each repository's default branch, eight repositories
-    /// at a time. With the validators saved last run, every request is
-    /// conditional: a repository whose answers are all 304 is not read
-    /// again, and when none changed the query is not modified.
+    /// What protects each repository's default branch. With the pages
+    /// saved last run, every request is conditional: a repository whose
+    /// answers are all 304 is not read again.
     async fn branch_protection(&self, req: PageRequest) -> Result<Page, ConnectorError> {
-        use futures_util::StreamExt as _;
-        let scope = self.listing_scope();
-        let saved = req
-            .state
-            .as_deref()
-            .and_then(|s| serde_json::from_str::<EtagSaved>(s).ok())
-            .filter(|s| s.scope == scope);
-        let in_flight = self.client.polite.rules().concurrency.max(1);
-        let etags = saved.as_ref().map(|s| &s.etags);
-        let answers: Vec<_> = futures_util::stream::iter(0..self.listing.names.len())
-            .map(|i| self.protection_of(i, etags))
-            // Two requests a repository, sent together.
-            .buffered(in_flight.div_ceil(2))
-            .collect()
-            .await;
-        let mut items = Vec::new();
-        let mut new_etags = BTreeMap::new();
-        for answer in answers {
-            let (item, tags) = answer?;
-            items.extend(item);
-            new_etags.extend(tags);
-        }
-        let outcome = match &saved {
-            None => Outcome::Complete,
-            Some(_) if items.is_empty() => Outcome::NotModified,
-            Some(_) => Outcome::Incremental,
-        };
-        let state = serde_json::to_string(&EtagSaved {
-            scope,
-            etags: new_etags,
-        })
-        .expect("state serializes");
-        Ok(Page {
-            items,
-            outcome,
-            state: Some(state),
-            ..Page::default()
-        })
+        self.per_repo(&req, self.listing_scope(), |i| self.protection_of(i))
+            .await
     }
 
-    /// Repository `i`'s default branch: its classic protection (404: none)
-    /// and the ruleset rules that apply to it; `None` when both answered
-    /// 304 to the saved validators.
+    /// Repository `i`'s default branch: its classic protection (404: none),
+    /// the ruleset rules that apply to it, and who may bypass each of
+    /// those rulesets.
     async fn protection_of(
         &self,
         i: usize,
-        etags: Option<&BTreeMap<String, String>>,
-    ) -> Result<(Option<Artifact>, BTreeMap<String, String>), ConnectorError> {
+    ) -> Result<(Vec<Artifact>, Vec<SavedPage>), ConnectorError> {
         let full = &self.listing.names[i];
         let branch = &self.listing.branches[i];
         let classic = self
@@ -843,79 +935,40 @@ impl GithubSource {
         let rules = self.client.url(&format!(
             "/repos/{full}/rules/branches/{branch}?per_page=100"
         ));
-        let tag = |u: &str| etags.and_then(|e| e.get(u)).map(String::as_str);
-        // ABSENT is never sent as a validator: it marks a 404 seen last run.
-        let send = |u: &str| tag(u).filter(|t| *t != ABSENT);
-        let (mut a, mut b) = futures_util::future::join(
-            self.client.get(&classic, send(&classic)),
-            self.client.get(&rules, send(&rules)),
+        let (a, b) = futures_util::future::join(
+            pages::fetch_pages(&self.client, &classic, true),
+            pages::fetch_pages(&self.client, &rules, false),
         )
         .await;
-        // A branch without classic protection answers 404 every time,
-        // with no validator: the same 404 as last run is no change.
-        let unchanged = |r: &Result<Reply, ConnectorError>, saved: Option<&str>| match r {
-            Ok(r) => r.status == 304,
-            Err(ConnectorError::Http { status: 404, .. }) => saved == Some(ABSENT),
-            Err(_) => false,
-        };
-        if unchanged(&a, tag(&classic)) && unchanged(&b, tag(&rules)) {
-            let mut keep = BTreeMap::new();
-            for u in [&classic, &rules] {
-                if let Some(t) = tag(u) {
-                    keep.insert(u.clone(), t.to_string());
-                }
-            }
-            return Ok((None, keep));
+        let (protection, mut saved) = a?;
+        let (rule_pages, more) = b?;
+        saved.extend(more);
+        let rule_list: Vec<Value> = rule_pages
+            .into_iter()
+            .flat_map(|p| p.as_array().cloned().unwrap_or_default())
+            .collect();
+        let ids: std::collections::BTreeSet<u64> = rule_list
+            .iter()
+            .filter_map(|r| r["ruleset_id"].as_u64())
+            .collect();
+        let mut rulesets = Vec::new();
+        for id in ids {
+            let url = self.client.url(&format!(
+                "/repos/{full}/rulesets/{id}?includes_parents=true"
+            ));
+            let (body, pages) = pages::fetch_pages(&self.client, &url, true).await?;
+            saved.extend(pages);
+            rulesets.push(ruleset(id, body.first()));
         }
-        // One side changed: both are needed whole.
-        if matches!(&a, Ok(r) if r.status == 304) {
-            a = self.client.get(&classic, None).await;
-        }
-        if matches!(&b, Ok(r) if r.status == 304) {
-            b = self.client.get(&rules, None).await;
-        }
-        let classic_body = match a {
-            Ok(r) => Some(r),
-            // No classic protection on this branch.
-            Err(ConnectorError::Http { status: 404, .. }) => None,
-            Err(ConnectorError::Http {
-                endpoint,
-                status: 403,
-                message,
-            }) => {
-                return Err(ConnectorError::Http {
-                    endpoint,
-                    status: 403,
-                    message: format!(
-                        "{message} (reading branch protection needs the repository permission `Administration: read`)"
-                    ),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let b = b?;
-        let mut keep = BTreeMap::new();
-        if classic_body.is_none() {
-            keep.insert(classic.clone(), ABSENT.to_string());
-        }
-        for (u, r) in [(&classic, classic_body.as_ref()), (&rules, Some(&b))] {
-            if let Some(t) = r.and_then(|r| r.header("etag")) {
-                keep.insert(u.clone(), t.to_string());
-            }
-        }
-        let protection: Option<Value> = match &classic_body {
-            Some(r) => Some(parse(r, &classic)?),
-            None => None,
-        };
-        let rule_list: Vec<Value> = parse(&b, &rules)?;
         Ok((
-            Some(branch_protection(
+            vec![branch_protection(
                 full,
                 branch,
-                protection.as_ref(),
+                protection.first(),
                 &rule_list,
-            )),
-            keep,
+                rulesets,
+            )],
+            saved,
         ))
     }
 
@@ -1113,7 +1166,13 @@ fn parse<T: serde::de::DeserializeOwned>(reply: &Reply, url: &str) -> Result<T, 
 /// any) and the ruleset rules that apply to it, reduced to the settings a
 /// change-management control rests on; the effective values combine both
 /// (a rule can forbid force pushes that protection allows).
-fn branch_protection(full: &str, branch: &str, p: Option<&Value>, rules: &[Value]) -> Artifact {
+fn branch_protection(
+    full: &str,
+    branch: &str,
+    p: Option<&Value>,
+    rules: &[Value],
+    rulesets: Vec<Value>,
+) -> Artifact {
     let enabled = |v: &Value| v["enabled"].as_bool().unwrap_or(false);
     let reviews = p
         .map(|p| &p["required_pull_request_reviews"])
@@ -1189,11 +1248,40 @@ fn branch_protection(full: &str, branch: &str, p: Option<&Value>, rules: &[Value
             "allow_force_pushes": classic_force && rule(rules, "non_fast_forward").next().is_none(),
             "allow_deletions": classic_delete && rule(rules, "deletion").next().is_none(),
             "rules": applied,
+            "rulesets": rulesets,
         }),
         query: String::new(),
         shard: None,
         captured: None,
     }
+}
+
+/// One ruleset that applies to a default branch: who may bypass it.
+/// GitHub shows bypass actors only to a token that may administer the
+/// ruleset; without them (or without the ruleset, 404) the list is
+/// `null`, which is not the same as nobody.
+fn ruleset(id: u64, body: Option<&Value>) -> Value {
+    let mut actors: Option<Vec<Value>> =
+        body.and_then(|b| b["bypass_actors"].as_array()).map(|a| {
+            a.iter()
+                .map(|x| {
+                    json!({
+                        "actor_type": x["actor_type"],
+                        "actor_id": x["actor_id"],
+                        "bypass_mode": x["bypass_mode"],
+                    })
+                })
+                .collect()
+        });
+    if let Some(a) = &mut actors {
+        a.sort_by_key(|v| v.to_string());
+    }
+    json!({
+        "ruleset_id": id,
+        "name": body.map(|b| b["name"].clone()),
+        "enforcement": body.map(|b| b["enforcement"].clone()),
+        "bypass_actors": actors,
+    })
 }
 
 /// One repository, as the list and the single-repository endpoints both
