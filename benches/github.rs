@@ -4,9 +4,15 @@
 //! for an organization of 200 repositories and 20,000 pull requests merged
 //! in the period (100 each, two reviews each).
 //!
+//! Each repository also has 50 completed workflow runs on its default
+//! branch and 6 releases in the period, and the organization 1,000
+//! Dependabot, 500 code-scanning and 100 secret-scanning alerts.
+//!
 //! Reported: requests made against the minimum pages needed (two listing
-//! pages, four member lists, then per repository its branch protection, the rules that apply
-//! to its default branch and one GraphQL page), wall time of the whole command
+//! pages, four member lists, the alert lists' pages, then per repository
+//! its branch protection, the rules that apply to its default branch, two
+//! admin lists, one page of workflow runs, one of releases and one
+//! GraphQL page), wall time of the whole command
 //! and of collection alone (from the run's own log), peak RSS, and the
 //! floor `pages x latency / concurrency`; then the same for a re-run with
 //! no upstream change, which must send only conditional requests and one
@@ -196,6 +202,128 @@ async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
             .mount(&server)
             .await;
     }
+    // Per repository: two admin lists, workflow runs and releases, one
+    // page each.
+    let admins = json!([{"login": "lead", "type": "User", "role_name": "admin"}]);
+    let runs = |name: &str| {
+        let runs: Vec<Value> = (0..RUNS)
+            .map(|k| {
+                let t = chrono::DateTime::from_timestamp(1_767_225_600 + (k as i64 + 1) * 5 * 86_400, 0)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                json!({"id": k + 1, "name": "CI", "path": ".github/workflows/ci.yml", "run_number": k + 1,
+                       "run_attempt": 1, "event": "push", "head_branch": "main", "head_sha": format!("{:040x}", k + 1),
+                       "status": "completed", "conclusion": "success", "actor": {"login": "dev"},
+                       "created_at": t, "updated_at": t, "run_started_at": t,
+                       "html_url": format!("https://github.com/acme-bench/{name}/actions/runs/{}", k + 1)})
+            })
+            .collect();
+        json!({"total_count": RUNS, "workflow_runs": runs})
+    };
+    let releases: Vec<Value> = (0..RELEASES)
+        .map(|k| {
+            let t = format!("2026-{:02}-15T00:00:00Z", 2 * k + 1);
+            json!({"id": k + 1, "tag_name": format!("v1.{k}.0"), "name": format!("v1.{k}.0"), "draft": false,
+                   "prerelease": false, "target_commitish": "main", "author": {"login": "dev"},
+                   "created_at": t, "published_at": t, "html_url": "https://github.com/acme-bench/x/releases"})
+        })
+        .collect();
+    struct PerRepo<F: Fn(&str) -> Value + Send + Sync>(F, Duration, &'static str);
+    impl<F: Fn(&str) -> Value + Send + Sync> Respond for PerRepo<F> {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            if req
+                .headers
+                .get("if-none-match")
+                .and_then(|v| v.to_str().ok())
+                == Some(self.2)
+            {
+                return ResponseTemplate::new(304).set_delay(self.1);
+            }
+            let name = req.url.path().split('/').nth(3).unwrap_or("").to_string();
+            ResponseTemplate::new(200)
+                .set_delay(self.1)
+                .insert_header("etag", self.2)
+                .set_body_json((self.0)(&name))
+        }
+    }
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/collaborators$"))
+        .respond_with(PerRepo(
+            move |_: &str| admins.clone(),
+            latency,
+            "\"admins\"",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/actions/runs$"))
+        .respond_with(PerRepo(runs, latency, "\"runs\""))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/releases$"))
+        .respond_with(PerRepo(
+            move |_: &str| Value::Array(releases.clone()),
+            latency,
+            "\"releases\"",
+        ))
+        .mount(&server)
+        .await;
+    // The organization's alerts, 100 a page, each page linked at the
+    // mock's own address.
+    for (kind, count) in ALERTS {
+        let pages = count.div_ceil(100);
+        for p in 1..=pages {
+            let alerts: Vec<Value> = ((p - 1) * 100..(p * 100).min(count))
+                .map(|n| {
+                    let repo = format!("acme-bench/svc-{:03}", n % repos);
+                    json!({"number": n + 1, "state": if n % 3 == 0 { "open" } else { "fixed" },
+                           "created_at": "2026-03-01T00:00:00Z",
+                           "fixed_at": if n % 3 == 0 { None } else { Some("2026-03-05T00:00:00Z") },
+                           "security_advisory": {"severity": "high", "summary": "advisory"},
+                           "rule": {"id": "js/x", "severity": "error", "security_severity_level": "high"},
+                           "secret_type": "token", "repository": {"full_name": repo},
+                           "html_url": format!("https://github.com/{repo}/security/{kind}/{}", n + 1)})
+                })
+                .collect();
+            let etag = format!("\"{kind}-{p}\"");
+            let mut ok = ResponseTemplate::new(200)
+                .set_delay(latency)
+                .insert_header("etag", etag.as_str())
+                .set_body_json(alerts);
+            if p < pages {
+                ok = ok.insert_header(
+                    "link",
+                    format!(
+                        "<{}/orgs/acme-bench/{kind}/alerts?per_page=100&page={}>; rel=\"next\"",
+                        server.uri(),
+                        p + 1
+                    )
+                    .as_str(),
+                );
+            }
+            let base = || {
+                let m =
+                    Mock::given(method("GET")).and(path(format!("/orgs/acme-bench/{kind}/alerts")));
+                if p == 1 {
+                    m.and(query_param_is_missing("page"))
+                } else {
+                    m.and(query_param("page", p.to_string()))
+                }
+            };
+            base()
+                .and(header("if-none-match", etag.as_str()))
+                .respond_with(ResponseTemplate::new(304).set_delay(latency))
+                .with_priority(1)
+                .mount(&server)
+                .await;
+            base()
+                .respond_with(ok)
+                .with_priority(2)
+                .mount(&server)
+                .await;
+        }
+    }
     Mock::given(method("POST"))
         .and(path("/graphql"))
         .respond_with(Pulls { per_repo, latency })
@@ -203,6 +331,16 @@ async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
         .await;
     server
 }
+
+/// Workflow runs and releases of each repository in the period.
+const RUNS: u64 = 50;
+const RELEASES: u64 = 6;
+/// The organization's alerts by kind.
+const ALERTS: [(&str, u64); 3] = [
+    ("dependabot", 1000),
+    ("code-scanning", 500),
+    ("secret-scanning", 100),
+];
 
 /// Collection time from the run's own log (`-vv`).
 fn collected_in(stderr: &str) -> String {
@@ -239,9 +377,14 @@ fn main() {
         c
     };
     let requests = || rt.block_on(server.received_requests()).unwrap_or_default();
-    // The listing, two protection requests and the pull-request pages of
-    // each repository.
-    let pages_needed = repos.div_ceil(100) + 4 + repos * (2 + per_repo.div_ceil(100).max(1));
+    // The listing, the member lists and the alert pages; per repository
+    // two protection requests, two admin lists, runs, releases and the
+    // pull-request pages.
+    let alert_pages: u64 = ALERTS.iter().map(|(_, n)| n.div_ceil(100)).sum();
+    let pages_needed = repos.div_ceil(100)
+        + 4
+        + alert_pages
+        + repos * (2 + 2 + 1 + 1 + per_repo.div_ceil(100).max(1));
     let floor = pages_needed as f64 * latency.as_secs_f64() / CONCURRENCY;
 
     eprintln!(
@@ -276,7 +419,7 @@ fn main() {
     println!("| measure | value | target |");
     println!("|---|--:|---|");
     println!(
-        "| pages needed (listing, member lists; per repository protection, rules and one GraphQL page) | {pages_needed} | |"
+        "| pages needed (listing, member lists, alert pages; per repository protection, rules, two admin lists, runs, releases and one GraphQL page) | {pages_needed} | |"
     );
     println!(
         "| requests, cold run | {cold_non_304} ({:.2}x pages) | <= 1.1x |",

@@ -173,6 +173,14 @@ pub trait Connector: Send + Sync {
     fn queries(&self) -> Vec<Query>;
     /// Fetches one page of one query.
     async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError>;
+    /// Whether the driver may run this source's queries at the same time.
+    /// An API source says yes: its requests share one bound on those in
+    /// flight, so a query paging through a list one page at a time leaves
+    /// the others room instead of idling the connection. A local source
+    /// says no: its queries compete for the same CPU and memory.
+    fn concurrent_queries(&self) -> bool {
+        false
+    }
 }
 
 /// How the driver treats rate limits.
@@ -249,118 +257,137 @@ pub async fn collect_with<T: Send + 'static>(
     states: &BTreeMap<String, String>,
     convert: fn(Vec<Artifact>) -> T,
 ) -> Result<Vec<(QueryResult, Vec<T>)>, ConnectorError> {
+    let queries = connector.queries();
+    if connector.concurrent_queries() {
+        let all = queries
+            .into_iter()
+            .map(|q| collect_query(connector, q, limits, &now, states, convert));
+        return futures_util::future::try_join_all(all).await;
+    }
     let mut out = Vec::new();
-    for query in connector.queries() {
-        let mut req = PageRequest {
-            state: states
-                .get(&format!("{}/{}", connector.name(), query.id))
-                .cloned(),
-            ..PageRequest::default()
-        };
-        let since = req.state.clone();
-        let mut outcome: Outcome;
-        let mut state: Option<String>;
-        let mut converted = Vec::new();
-        let mut converting: Option<tokio::task::JoinHandle<T>> = None;
-        let mut skipped = Vec::new();
-        let mut pages = 0u64;
-        let mut etag = None;
-        loop {
-            let mut page = connector.fetch(&query, req.clone()).await?;
-            pages += 1;
-            // Provenance is stamped here, once, so that no connector can
-            // get it wrong: which query found the object (a stable label,
-            // never a volatile description) and, for objects of a
-            // period-scoped query, the month shard they live in.
-            let label = format!("{}/{}", connector.name(), query.id);
-            for item in &mut page.items {
-                item.query.clone_from(&label);
-                if query.period_scoped {
-                    item.stamp_shard();
-                } else {
-                    item.shard = None;
-                }
-            }
-            let items = std::mem::take(&mut page.items);
-            // Converted while the next page is fetched: an API page spends
-            // its time waiting on the network. One page at most waits to
-            // be converted, so memory stays bounded.
-            if let Some(previous) = converting.take() {
-                converted.push(join(previous).await?);
-            }
-            converting = Some(tokio::task::spawn_blocking(move || convert(items)));
-            for s in &page.skipped {
-                tracing::warn!(
-                    source = connector.name(),
-                    "skipped {}: {}",
-                    s.path,
-                    s.reason
-                );
-            }
-            skipped.extend(page.skipped);
-            etag = page.etag.or(etag);
-            outcome = page.outcome;
-            state = page.state;
-            if let Some(rl) = page.rate_limit
-                && rl.remaining == 0
-                && page.next.is_some()
-            {
-                let wait = (rl.reset_at - now()).to_std().unwrap_or_default();
-                if wait > limits.max_wait {
-                    return Err(ConnectorError::RateLimited {
-                        endpoint: format!("{}:{}", connector.name(), query.id),
-                        reset_at: rl.reset_at,
-                        max_wait_secs: limits.max_wait.as_secs(),
-                    });
-                }
-                tracing::info!(
-                    source = connector.name(),
-                    "rate limit reached; waiting {} s for the reset",
-                    wait.as_secs()
-                );
-                tokio::time::sleep(wait).await;
-            }
-            match page.next {
-                // A partial answer must never pass for a complete one: what
-                // it lacks would be recorded as removed.
-                Some(_) if pages >= limits.max_pages => {
-                    return Err(ConnectorError::TooManyPages {
-                        endpoint: format!("{}:{}", connector.name(), query.id),
-                        max_pages: limits.max_pages,
-                    });
-                }
-                Some(next) => {
-                    req = PageRequest {
-                        cursor: Some(next),
-                        ..PageRequest::default()
-                    };
-                }
-                None => break,
-            }
-        }
-        if let Some(last) = converting.take() {
-            converted.push(join(last).await?);
-        }
-        out.push((
-            QueryResult {
-                source_type: connector.source_type(),
-                source_name: connector.name().to_string(),
-                query,
-                pages,
-                items: Vec::new(),
-                skipped: {
-                    skipped.sort();
-                    skipped
-                },
-                etag,
-                outcome,
-                since,
-                state,
-            },
-            converted,
-        ));
+    for q in queries {
+        out.push(collect_query(connector, q, limits, &now, states, convert).await?);
     }
     Ok(out)
+}
+
+/// Runs one query to its last page.
+async fn collect_query<T: Send + 'static>(
+    connector: &dyn Connector,
+    query: Query,
+    limits: Limits,
+    now: &impl Fn() -> DateTime<Utc>,
+    states: &BTreeMap<String, String>,
+    convert: fn(Vec<Artifact>) -> T,
+) -> Result<(QueryResult, Vec<T>), ConnectorError> {
+    let mut req = PageRequest {
+        state: states
+            .get(&format!("{}/{}", connector.name(), query.id))
+            .cloned(),
+        ..PageRequest::default()
+    };
+    let since = req.state.clone();
+    let mut outcome: Outcome;
+    let mut state: Option<String>;
+    let mut converted = Vec::new();
+    let mut converting: Option<tokio::task::JoinHandle<T>> = None;
+    let mut skipped = Vec::new();
+    let mut pages = 0u64;
+    let mut etag = None;
+    loop {
+        let mut page = connector.fetch(&query, req.clone()).await?;
+        pages += 1;
+        // Provenance is stamped here, once, so that no connector can
+        // get it wrong: which query found the object (a stable label,
+        // never a volatile description) and, for objects of a
+        // period-scoped query, the month shard they live in.
+        let label = format!("{}/{}", connector.name(), query.id);
+        for item in &mut page.items {
+            item.query.clone_from(&label);
+            if query.period_scoped {
+                item.stamp_shard();
+            } else {
+                item.shard = None;
+            }
+        }
+        let items = std::mem::take(&mut page.items);
+        // Converted while the next page is fetched: an API page spends
+        // its time waiting on the network. One page at most waits to
+        // be converted, so memory stays bounded.
+        if let Some(previous) = converting.take() {
+            converted.push(join(previous).await?);
+        }
+        converting = Some(tokio::task::spawn_blocking(move || convert(items)));
+        for s in &page.skipped {
+            tracing::warn!(
+                source = connector.name(),
+                "skipped {}: {}",
+                s.path,
+                s.reason
+            );
+        }
+        skipped.extend(page.skipped);
+        etag = page.etag.or(etag);
+        outcome = page.outcome;
+        state = page.state;
+        if let Some(rl) = page.rate_limit
+            && rl.remaining == 0
+            && page.next.is_some()
+        {
+            let wait = (rl.reset_at - now()).to_std().unwrap_or_default();
+            if wait > limits.max_wait {
+                return Err(ConnectorError::RateLimited {
+                    endpoint: format!("{}:{}", connector.name(), query.id),
+                    reset_at: rl.reset_at,
+                    max_wait_secs: limits.max_wait.as_secs(),
+                });
+            }
+            tracing::info!(
+                source = connector.name(),
+                "rate limit reached; waiting {} s for the reset",
+                wait.as_secs()
+            );
+            tokio::time::sleep(wait).await;
+        }
+        match page.next {
+            // A partial answer must never pass for a complete one: what
+            // it lacks would be recorded as removed.
+            Some(_) if pages >= limits.max_pages => {
+                return Err(ConnectorError::TooManyPages {
+                    endpoint: format!("{}:{}", connector.name(), query.id),
+                    max_pages: limits.max_pages,
+                });
+            }
+            Some(next) => {
+                req = PageRequest {
+                    cursor: Some(next),
+                    ..PageRequest::default()
+                };
+            }
+            None => break,
+        }
+    }
+    if let Some(last) = converting.take() {
+        converted.push(join(last).await?);
+    }
+    Ok((
+        QueryResult {
+            source_type: connector.source_type(),
+            source_name: connector.name().to_string(),
+            query,
+            pages,
+            items: Vec::new(),
+            skipped: {
+                skipped.sort();
+                skipped
+            },
+            etag,
+            outcome,
+            since,
+            state,
+        },
+        converted,
+    ))
 }
 
 /// Builds the connector for a configured source. API sources read their

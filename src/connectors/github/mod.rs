@@ -470,6 +470,10 @@ impl Connector for GithubSource {
             .collect()
     }
 
+    fn concurrent_queries(&self) -> bool {
+        true
+    }
+
     async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
         let Some(def) = QUERIES.iter().find(|q| q.id == query.id) else {
             return Err(ConnectorError::UnknownQuery {
