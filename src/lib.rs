@@ -28,6 +28,7 @@ pub mod logging;
 pub mod memory;
 pub mod packet;
 pub mod period;
+pub mod progress;
 pub mod store;
 pub mod sync;
 pub mod verify;

@@ -126,6 +126,7 @@ pub async fn collect_all(
         let limits = opts.limits;
         let states = states.clone();
         set.spawn(async move {
+            let started = std::time::Instant::now();
             let r = match connectors::connect(&src, &period, &states).await {
                 Ok(conn) => {
                     connectors::collect_with(
@@ -139,6 +140,19 @@ pub async fn collect_all(
                 }
                 Err(e) => Err(e),
             };
+            let summary = match &r {
+                Ok(results) => format!(
+                    "{} artifacts in {:.1?}",
+                    results
+                        .iter()
+                        .flat_map(|(_, p)| p)
+                        .map(Vec::len)
+                        .sum::<usize>(),
+                    started.elapsed()
+                ),
+                Err(e) => format!("failed: {e}"),
+            };
+            crate::progress::get().source_done(&src.name, &summary);
             (src.name, r)
         });
     }
@@ -161,6 +175,7 @@ pub async fn collect_all(
             }
         }
     }
+    crate::progress::get().clear();
     if let Some(e) = first_err {
         return Err(e);
     }

@@ -1739,3 +1739,60 @@ async fn an_optional_kind_the_token_cannot_read_is_not_collected() {
     // The other kinds are collected as ever.
     assert_eq!(query(&r, "dependabot-alerts").outcome, Outcome::Complete);
 }
+
+/// In GitHub Actions the collection is logged in one group per source,
+/// with a line as each query ends, on stderr; the token is shown only to
+/// the runner's `::add-mask::`, which hides it from the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn actions_log_a_group_per_source_and_mask_the_token() {
+    let server = MockServer::start().await;
+    mount_org(&server, "\"p2\"").await;
+    mount_no_pulls(&server).await;
+    mount_protection(&server).await;
+    let f = Fixture::new();
+    let cfg = f.config(
+        "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    exclude: [sandbox-*]\n",
+    );
+    let uri = server.uri();
+    let out = cleartrail_guarded(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--repo",
+            f.evidence().to_str().unwrap(),
+        ],
+        &[
+            ("GITHUB_API_URL", uri.as_str()),
+            ("GITHUB_TOKEN", TOKEN),
+            ("GITHUB_ACTIONS", "true"),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    let group: Vec<&str> = err
+        .lines()
+        .skip_while(|l| *l != "::group::Collecting gh")
+        .take_while(|l| *l != "::endgroup::")
+        .collect();
+    assert!(!group.is_empty(), "{err}");
+    for q in [
+        "repositories",
+        "members",
+        "branch-protection",
+        "pull-requests",
+        "releases",
+    ] {
+        assert!(
+            group
+                .iter()
+                .any(|l| l.starts_with(&format!("gh/{q}: complete, "))),
+            "{q}: {group:?}"
+        );
+    }
+    assert!(group.last().unwrap().starts_with("gh: "), "{group:?}");
+    assert!(!err.contains(TOKEN));
+    let text = stdout(&out);
+    let masked: Vec<&str> = text.lines().filter(|l| l.contains(TOKEN)).collect();
+    assert_eq!(masked, [format!("::add-mask::{TOKEN}")]);
+}

@@ -181,6 +181,11 @@ pub trait Connector: Send + Sync {
     fn concurrent_queries(&self) -> bool {
         false
     }
+    /// Requests left in the rate budget, as the source last reported it
+    /// (for progress).
+    fn rate_remaining(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How the driver treats rate limits.
@@ -293,6 +298,7 @@ async fn collect_query<T: Send + 'static>(
     let mut converting: Option<tokio::task::JoinHandle<T>> = None;
     let mut skipped = Vec::new();
     let mut pages = 0u64;
+    let mut objects = 0u64;
     let mut etag = None;
     loop {
         let mut page = connector.fetch(&query, req.clone()).await?;
@@ -311,6 +317,7 @@ async fn collect_query<T: Send + 'static>(
             }
         }
         let items = std::mem::take(&mut page.items);
+        let n_items = items.len() as u64;
         // Converted while the next page is fetched: an API page spends
         // its time waiting on the network. One page at most waits to
         // be converted, so memory stays bounded.
@@ -327,6 +334,14 @@ async fn collect_query<T: Send + 'static>(
             );
         }
         skipped.extend(page.skipped);
+        objects += n_items;
+        crate::progress::get().page(
+            connector.name(),
+            &query.id,
+            pages,
+            objects,
+            connector.rate_remaining(),
+        );
         etag = page.etag.or(etag);
         outcome = page.outcome;
         state = page.state;
@@ -370,6 +385,13 @@ async fn collect_query<T: Send + 'static>(
     if let Some(last) = converting.take() {
         converted.push(join(last).await?);
     }
+    crate::progress::get().query_done(
+        connector.name(),
+        &query.id,
+        pages,
+        objects,
+        outcome.as_str(),
+    );
     Ok((
         QueryResult {
             source_type: connector.source_type(),

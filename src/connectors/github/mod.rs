@@ -474,6 +474,10 @@ impl Connector for GithubSource {
         true
     }
 
+    fn rate_remaining(&self) -> Option<u64> {
+        self.client.polite.remaining()
+    }
+
     async fn fetch(&self, query: &Query, page: PageRequest) -> Result<Page, ConnectorError> {
         let Some(def) = QUERIES.iter().find(|q| q.id == query.id) else {
             return Err(ConnectorError::UnknownQuery {
