@@ -70,6 +70,10 @@ pub struct EffectiveConfig {
     /// `alert-past-sla`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub alert_sla: BTreeMap<String, crate::checks::Sla>,
+    /// The GitHub repository (`owner/name`) each git source is a clone
+    /// of, from its `origin` remote (for the change judgement).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub git_repos: BTreeMap<String, String>,
     /// Connector types configured.
     pub source_types: Vec<String>,
     pub manual_mappings: ManualMappings,
@@ -118,6 +122,8 @@ pub struct Settings<'a> {
     pub git_sources: Vec<String>,
     /// Alert SLAs by repository owner.
     pub alert_sla: BTreeMap<String, crate::checks::Sla>,
+    /// Git source name -> the `owner/name` its `origin` remote names.
+    pub git_repos: BTreeMap<String, String>,
     /// Connector types configured (`git`, `files`, ...).
     pub source_types: Vec<String>,
     pub severities: BTreeMap<String, Level>,
@@ -160,6 +166,7 @@ impl<'a> Settings<'a> {
                 })
                 .unwrap_or_default(),
             alert_sla: config.map(alert_slas).unwrap_or_default(),
+            git_repos: config.map(git_repos).unwrap_or_default(),
             source_types: config
                 .map(|c| {
                     c.sources
@@ -193,6 +200,7 @@ impl<'a> Settings<'a> {
             as_of,
             git_sources: rec.git_sources.clone(),
             alert_sla: rec.alert_sla.clone(),
+            git_repos: rec.git_repos.clone(),
             source_types: rec.source_types.clone(),
             severities: rec.severities(),
             manual: None,
@@ -229,6 +237,7 @@ impl<'a> Settings<'a> {
                 .collect(),
             git_sources: self.git_sources.clone(),
             alert_sla: self.alert_sla.clone(),
+            git_repos: self.git_repos.clone(),
             source_types: self.source_types.clone(),
             manual_mappings: manual.clone(),
             overrides: self.overrides.clone(),
@@ -257,6 +266,44 @@ fn alert_slas(c: &Config) -> BTreeMap<String, crate::checks::Sla> {
         }
     }
     out
+}
+
+/// For each git source whose clone has an `origin` remote, the
+/// repository it names (`owner/name`, lower case), when a github source
+/// is configured too: only then can the forge's record judge its changes.
+fn git_repos(c: &Config) -> BTreeMap<String, String> {
+    if !c
+        .sources
+        .iter()
+        .any(|s| matches!(s.spec, SourceSpec::Github(_)))
+    {
+        return BTreeMap::new();
+    }
+    c.sources
+        .iter()
+        .filter_map(|s| {
+            let SourceSpec::Git { path, .. } = &s.spec else {
+                return None;
+            };
+            let repo = git2::Repository::open(path).ok()?;
+            let remote = repo.find_remote("origin").ok()?;
+            Some((s.name.clone(), remote_repository(remote.url().ok()?)?))
+        })
+        .collect()
+}
+
+/// `owner/name` of a remote URL (`https://host/owner/name.git`,
+/// `git@host:owner/name.git`, `ssh://git@host/owner/name`), lower case.
+pub fn remote_repository(url: &str) -> Option<String> {
+    let path = match url.split_once("://") {
+        Some((_, rest)) => rest.split_once('/')?.1,
+        // scp-like `user@host:path`
+        None => url.split_once(':')?.1,
+    };
+    let mut parts = path.trim_end_matches('/').rsplit('/');
+    let name = parts.next()?.trim_end_matches(".git");
+    let owner = parts.next()?;
+    (!owner.is_empty() && !name.is_empty()).then(|| format!("{owner}/{name}").to_ascii_lowercase())
 }
 
 /// SHA-256 of every catalog and template override file beside the
@@ -359,6 +406,7 @@ fn evaluate_held(
             period: s.period,
             git_sources: s.git_sources.clone(),
             alert_sla: &s.alert_sla,
+            git_repos: &s.git_repos,
             severities: &s.severities,
         },
     );

@@ -176,6 +176,7 @@ fn flagged(f: &Fixture, results: &[QueryResult], code: &str) -> Vec<&'static str
         period: &period,
         git_sources: vec!["app".into()],
         alert_sla: &BTreeMap::new(),
+        git_repos: &BTreeMap::new(),
         severities: &severities,
     };
     let result = checks::run(&held, &cx)

@@ -1646,6 +1646,7 @@ async fn alerts_admins_runs_and_releases_and_their_checks() {
         period: &period,
         git_sources: Vec::new(),
         alert_sla: &sla,
+        git_repos: &BTreeMap::new(),
         severities: &severities,
     };
     let results = cleartrail::checks::run(&held, &cx);

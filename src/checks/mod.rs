@@ -21,7 +21,14 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
     (
         "git",
         "change",
-        &["sha", "signature", "review_trace", "change_type", "parents"],
+        &[
+            "sha",
+            "signature",
+            "review_trace",
+            "change_type",
+            "parents",
+            "pull_request",
+        ],
     ),
     ("git", "commit", &["sha"]),
     ("git", "merge", &["sha"]),
@@ -82,7 +89,14 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
     (
         "github",
         "pull-request",
-        &["repository", "number", "author", "head_sha", "reviews"],
+        &[
+            "repository",
+            "number",
+            "author",
+            "head_sha",
+            "merge_commit_sha",
+            "reviews",
+        ],
     ),
     (
         "gdrive",
@@ -169,7 +183,7 @@ pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         code: "change-without-review-trace",
         severity: Severity::Error,
-        doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge, squash `(#N)` or a `PR #N` line, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. The forge's own record (the GitHub source) is the authoritative evidence of who approved what.",
+        doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge, squash `(#N)` or a `PR #N` line, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. So where a github source also reads the repository the git source is a clone of (its `origin` remote), a change is judged by the forge's own record instead: the pull request that merged it (by its merge commit, or the number the message names) must have an independent approval (as in `pr-merged-without-independent-approval`), and the exception shows the git trace beside; a change no recorded pull request merged is judged by its trace as above.",
     },
     CheckDef {
         code: "pr-merged-without-independent-approval",
@@ -272,6 +286,10 @@ pub struct CheckContext<'a> {
     /// Alert SLAs by repository owner (for alert-past-sla; an owner not
     /// listed gets the default).
     pub alert_sla: &'a BTreeMap<String, Sla>,
+    /// The GitHub repository (`owner/name`, lower case) each git source is
+    /// a clone of, from its `origin` remote: where a github source covers
+    /// it, its changes are judged by the pull-request record.
+    pub git_repos: &'a BTreeMap<String, String>,
     pub severities: &'a BTreeMap<String, Level>,
 }
 
@@ -373,6 +391,100 @@ fn without_independent_approval(h: &Held) -> Option<String> {
     } else {
         "was merged with no approving review".to_string()
     })
+}
+
+/// The forge's record of the repositories both a git and a github source
+/// read: their merged pull requests, by the commit each merge made on the
+/// default branch and by number.
+struct PrRecord<'a> {
+    cx: &'a CheckContext<'a>,
+    covered: std::collections::HashSet<String>,
+    by_commit: std::collections::HashMap<(String, String), &'a Held>,
+    by_number: std::collections::HashMap<(String, String), &'a Held>,
+}
+
+impl<'a> PrRecord<'a> {
+    fn new(held: &'a [Held], cx: &'a CheckContext<'a>) -> Self {
+        let mut r = PrRecord {
+            cx,
+            covered: Default::default(),
+            by_commit: Default::default(),
+            by_number: Default::default(),
+        };
+        if cx.git_repos.is_empty() {
+            return r;
+        }
+        let wanted: std::collections::HashSet<&str> =
+            cx.git_repos.values().map(String::as_str).collect();
+        for h in held.iter().filter(|h| h.source() == "github") {
+            match h.kind() {
+                "repository" => {
+                    let name =
+                        h.id.rsplit_once(':')
+                            .map_or("", |x| x.1)
+                            .to_ascii_lowercase();
+                    if wanted.contains(name.as_str()) {
+                        r.covered.insert(name);
+                    }
+                }
+                "pull-request" => {
+                    let repo = h
+                        .field("repository")
+                        .and_then(Lite::as_str)
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    if !wanted.contains(repo.as_str()) {
+                        continue;
+                    }
+                    if let Some(sha) = h.field("merge_commit_sha").and_then(Lite::as_str) {
+                        r.by_commit.insert((repo.clone(), sha.to_string()), h);
+                    }
+                    if let Some(n) = h.field("number").map(lite_text) {
+                        r.by_number.insert((repo, n), h);
+                    }
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// The judgement of a git change by the pull-request record: `None`
+    /// when no github source covers its repository, or the record has no
+    /// pull request for it (the git trace decides then); else pass, or the
+    /// reason it fails, with the git trace beside it.
+    fn judge(&self, change: &Held) -> Option<Result<(), String>> {
+        let source = change.id.split(':').nth(2)?.rsplit_once('/')?.0;
+        let repo = self.cx.git_repos.get(source)?;
+        if !self.covered.contains(repo) {
+            return None;
+        }
+        let sha = change.field("sha").and_then(Lite::as_str)?;
+        let named = change
+            .field("pull_request")
+            .filter(|p| p.get("system").and_then(Lite::as_str) == Some("github"))
+            .and_then(|p| p.get("number"))
+            .map(lite_text);
+        let pr = self
+            .by_commit
+            .get(&(repo.clone(), sha.to_string()))
+            .or_else(|| self.by_number.get(&(repo.clone(), named?)))?;
+        let Some(reason) = without_independent_approval(pr) else {
+            return Some(Ok(()));
+        };
+        let trace = match change.field("review_trace") {
+            Some(t) if !t.is_null() => format!(
+                "git trace: {}",
+                t.get("text").and_then(Lite::as_str).unwrap_or("?")
+            ),
+            _ => "git trace: none".to_string(),
+        };
+        let number = pr.field("number").map(lite_text).unwrap_or_default();
+        Some(Err(format!(
+            "{} came from pull request {repo}#{number}, which {reason} ({trace})",
+            change_label(change)
+        )))
+    }
 }
 
 /// A date of an alert's content (RFC 3339, taken as a UTC day).
@@ -721,7 +833,14 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
             }
             "change-without-review-trace" => {
                 let pop = changes(held, cx.period);
+                let record = PrRecord::new(held, cx);
                 for h in &pop {
+                    if let Some(judged) = record.judge(h) {
+                        if let Err(reason) = judged {
+                            exception(h, reason);
+                        }
+                        continue;
+                    }
                     if h.field("review_trace").is_none_or(Lite::is_null) {
                         let how = match h.field("change_type").and_then(Lite::as_str) {
                             Some("direct")
@@ -746,7 +865,7 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                 (
                     pop.len(),
                     format!(
-                        "git changes (first-parent history of the branch) dated in {}",
+                        "git changes (first-parent history of the branch) dated in {}; where a github source covers the repository, judged by the pull request that merged each",
                         cx.period
                     ),
                 )
@@ -816,6 +935,7 @@ mod tests {
             period: &period,
             git_sources: vec!["app".into()],
             alert_sla: &BTreeMap::new(),
+            git_repos: &BTreeMap::new(),
             severities: &severities,
         };
         run(held, &cx).into_iter().find(|r| r.code == code).unwrap()
@@ -823,6 +943,132 @@ mod tests {
 
     fn sig(kind: Option<&str>, status: Option<&str>) -> Value {
         json!({"type": kind, "key": kind.map(|_| "ABCD"), "status": status, "detail": status.map(|_| "no matching key")})
+    }
+
+    fn github(kind: &str, object: &str, content: Value, day: &str) -> Held {
+        Held::from_document(
+            format!("evidence/github/{kind}/{object}.json"),
+            json!({
+                "id": format!("github:{kind}:{object}"),
+                "source": "github",
+                "kind": kind,
+                "title": object,
+                "period": if day.is_empty() { Value::Null } else { json!({"start": day, "end": day}) },
+                "content": content,
+            }),
+            &crate::evidence::Keep::All,
+        )
+        .unwrap()
+    }
+
+    /// Where a github source covers the repository a git source clones,
+    /// a change is judged by the pull request that merged it (found by its
+    /// merge commit, or the number its message names), with the git trace
+    /// beside; a change no pull request merged is judged by its trace.
+    #[test]
+    fn changes_of_a_covered_repository_are_judged_by_the_pull_request_record() {
+        let sha = |c: char| c.to_string().repeat(40);
+        let review = |who: &str, head: &str| json!({"reviewer": {"login": who, "bot": false}, "state": "APPROVED", "commit": head});
+        let pr = |n: u64, merge: &str, reviews: Value| {
+            github(
+                "pull-request",
+                &format!("Acme/API/{n}"),
+                json!({"repository": "Acme/API", "number": n, "author": {"login": "dev"},
+                       "head_sha": format!("h{n}"), "merge_commit_sha": merge, "reviews": reviews}),
+                "2026-03-01",
+            )
+        };
+        let traced =
+            |n: u64| json!({"kind": "pull-request-reference", "text": format!("Fix (#{n})")});
+        let held = [
+            github("repository", "Acme/API", json!({}), ""),
+            pr(12, &sha('a'), json!([review("dev", "h12")])),
+            pr(13, &sha('e'), json!([review("rev", "h13")])),
+            pr(15, "merged-elsewhere", json!([])),
+            change(
+                &sha('a'),
+                "2026-03-01",
+                json!({"sha": sha('a'), "change_type": "squash", "review_trace": traced(12),
+                   "pull_request": {"system": "github", "number": 12}}),
+            ),
+            // A rebase merge leaves no trace in git; the record approves it.
+            change(
+                &sha('e'),
+                "2026-03-02",
+                json!({"sha": sha('e'), "change_type": "direct", "parents": ["1"], "review_trace": null}),
+            ),
+            // Named by number only (the record's merge commit differs).
+            change(
+                &sha('c'),
+                "2026-03-03",
+                json!({"sha": sha('c'), "change_type": "squash", "review_trace": traced(15),
+                   "pull_request": {"system": "github", "number": 15}}),
+            ),
+            // No pull request merged it: the git trace decides.
+            change(
+                &sha('b'),
+                "2026-03-04",
+                json!({"sha": sha('b'), "change_type": "direct", "parents": ["1"], "review_trace": null}),
+            ),
+            change(
+                &sha('d'),
+                "2026-03-05",
+                json!({"sha": sha('d'), "change_type": "squash", "review_trace": traced(99),
+                   "pull_request": {"system": "github", "number": 99}}),
+            ),
+        ];
+        let period: crate::period::Period = "2026".parse().unwrap();
+        let severities = BTreeMap::new();
+        let git_repos: BTreeMap<String, String> =
+            [("app".to_string(), "acme/api".to_string())].into();
+        let cx = CheckContext {
+            as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            period: &period,
+            git_sources: vec!["app".into()],
+            alert_sla: &BTreeMap::new(),
+            git_repos: &git_repos,
+            severities: &severities,
+        };
+        let r = run(&held, &cx)
+            .into_iter()
+            .find(|r| r.code == "change-without-review-trace")
+            .unwrap();
+        assert_eq!(r.population, 5);
+        let reasons: Vec<&str> = r.exceptions.iter().map(|e| &*e.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "change aaaaaaaaaaaa (\"summary aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\") came from pull request acme/api#12, which was approved only by its author or a bot (git trace: Fix (#12))",
+                "change cccccccccccc (\"summary cccccccccccccccccccccccccccccccccccccccc\") came from pull request acme/api#15, which was merged with no approving review (git trace: Fix (#15))",
+                "change bbbbbbbbbbbb (\"summary bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\") is a direct push: it names no pull or merge request and no reviewer",
+            ]
+        );
+        // Without the mapping, the git trace alone judges (and passes the
+        // traced ones).
+        let r = run_one(&held, "change-without-review-trace");
+        assert_eq!(r.exceptions.len(), 2);
+    }
+
+    #[test]
+    fn remotes_name_their_repository() {
+        use crate::audit::remote_repository as repo;
+        assert_eq!(
+            repo("https://github.com/Acme/API.git").as_deref(),
+            Some("acme/api")
+        );
+        assert_eq!(
+            repo("git@github.com:acme/api.git").as_deref(),
+            Some("acme/api")
+        );
+        assert_eq!(
+            repo("ssh://git@ghe.example.com/acme/api").as_deref(),
+            Some("acme/api")
+        );
+        assert_eq!(
+            repo("https://ghe.example.com/acme/api/").as_deref(),
+            Some("acme/api")
+        );
+        assert_eq!(repo("/srv/git/api.git"), None);
     }
 
     #[test]
