@@ -946,26 +946,35 @@ async fn a_github_app_is_exchanged_for_an_installation_token() {
     );
     let pem = std::fs::read_to_string(&key).unwrap();
     let server = MockServer::start().await;
+    /// Each exchange gives a new token.
+    struct Tokens(std::sync::atomic::AtomicU64);
+    impl Respond for Tokens {
+        fn respond(&self, _: &Request) -> ResponseTemplate {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            ResponseTemplate::new(201).set_body_json(json!({
+                "token": format!("ghs_InstallationToken{n}"),
+                "expires_at": "2100-01-01T00:00:00Z",
+                "permissions": {"administration": "read", "contents": "read", "pull_requests": "read"},
+                "repository_selection": "all"
+            }))
+        }
+    }
     Mock::given(method("POST"))
         .and(path("/app/installations/4242/access_tokens"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "token": "ghs_InstallationToken",
-            "expires_at": "2100-01-01T00:00:00Z",
-            "permissions": {"administration": "read", "contents": "read", "pull_requests": "read"},
-            "repository_selection": "all"
-        })))
+        .respond_with(Tokens(Default::default()))
         .mount(&server)
         .await;
     mount_repo_script(&server, vec![ok_repo()]).await;
     mount_no_pulls(&server).await;
     mount_protection(&server).await;
-    let env = GithubEnv {
+    let mut env = GithubEnv {
         api: server.uri(),
         graphql: format!("{}/graphql", server.uri()),
         auth: Auth::App {
             app_id: 77,
             installation_id: 4242,
             private_key: Secret::new(pem.clone()),
+            refresh_after: cleartrail::connectors::github::client::TOKEN_REFRESH,
         },
     };
     let src = GithubSource::connect(
@@ -1001,10 +1010,60 @@ async fn a_github_app_is_exchanged_for_an_installation_token() {
         jwt.starts_with("Bearer ") && jwt.matches('.').count() == 2,
         "{jwt}"
     );
+    // Exchanged once: every request carries that token.
+    assert_eq!(
+        reqs.iter()
+            .filter(|q| q.url.path().starts_with("/app/"))
+            .count(),
+        1
+    );
     for q in reqs.iter().filter(|q| !q.url.path().starts_with("/app/")) {
-        assert_eq!(auth(q), "Bearer ghs_InstallationToken", "{}", q.url);
+        assert_eq!(auth(q), "Bearer ghs_InstallationToken1", "{}", q.url);
     }
     assert!(!format!("{r:?}").contains("PRIVATE KEY"));
+
+    // A run that outlasts its token exchanges the key again: here every
+    // token is old at once, so each request follows a fresh exchange and
+    // carries the newest token.
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/4242/access_tokens"))
+        .respond_with(Tokens(Default::default()))
+        .mount(&server)
+        .await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_no_pulls(&server).await;
+    mount_protection(&server).await;
+    let Auth::App { refresh_after, .. } = &mut env.auth else {
+        unreachable!()
+    };
+    *refresh_after = Duration::ZERO;
+    let src = GithubSource::connect(
+        "gh".into(),
+        spec("repos"),
+        year(),
+        &env,
+        quick(),
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let requests = src.client().polite.counts.requests.load(Ordering::SeqCst);
+    assert_eq!(requests, 1);
+    let reqs = server.received_requests().await.unwrap();
+    let used: Vec<String> = reqs
+        .iter()
+        .filter(|q| !q.url.path().starts_with("/app/"))
+        .map(auth)
+        .collect();
+    // The exchange at connect, then one before the listing request.
+    assert_eq!(used, ["Bearer ghs_InstallationToken2"]);
+    assert_eq!(
+        reqs.iter()
+            .filter(|q| q.url.path().starts_with("/app/"))
+            .count(),
+        2
+    );
 }
 
 /// A server that answers each connection with `reply` (raw bytes), then

@@ -22,8 +22,14 @@ pub enum Auth {
         app_id: u64,
         installation_id: u64,
         private_key: Secret,
+        /// An installation token lasts an hour: it is exchanged again once
+        /// it is this old ([`TOKEN_REFRESH`] unless a test says otherwise).
+        refresh_after: std::time::Duration,
     },
 }
+
+/// When an installation token (valid for an hour) is replaced.
+pub const TOKEN_REFRESH: std::time::Duration = std::time::Duration::from_secs(50 * 60);
 
 /// Where and as whom to reach GitHub.
 #[derive(Debug, Clone)]
@@ -62,6 +68,7 @@ impl GithubEnv {
                     app_id: number(APP_ID_VAR, &id)?,
                     installation_id: number(INSTALLATION_VAR, &inst)?,
                     private_key,
+                    refresh_after: TOKEN_REFRESH,
                 }
             }
             (Some(_), None) | (None, Some(_)) => {
@@ -92,17 +99,96 @@ pub fn graphql_url(api: &str) -> String {
 }
 
 pub struct GithubClient {
-    octo: octocrab::Octocrab,
+    session: tokio::sync::RwLock<Session>,
+    env: GithubEnv,
     pub polite: Polite,
     api: String,
     graphql: String,
 }
 
+/// The client as authenticated now, and since when.
+struct Session {
+    octo: octocrab::Octocrab,
+    since: std::time::Instant,
+}
+
+/// A client of the API base with the given timeouts, not yet
+/// authenticated.
+fn builder(
+    api: &str,
+) -> Result<
+    octocrab::OctocrabBuilder<
+        octocrab::NoSvc,
+        octocrab::DefaultOctocrabBuilderConfig,
+        octocrab::NoAuth,
+        octocrab::NotLayerReady,
+    >,
+    octocrab::Error,
+> {
+    Ok(octocrab::Octocrab::builder()
+        .base_uri(api)?
+        .set_connect_timeout(Some(std::time::Duration::from_secs(20)))
+        .set_read_timeout(Some(std::time::Duration::from_secs(60))))
+}
+
+/// Exchanges a GitHub App's key for an installation token (a JWT signed
+/// with the key proves the App; the token then reads as the installation).
+async fn exchange(
+    api: &str,
+    app_id: u64,
+    installation_id: u64,
+    private_key: &Secret,
+) -> Result<Secret, String> {
+    let key = octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose().as_bytes())
+        .map_err(|e| format!("{KEY_VAR} is not a PEM RSA private key: {e}"))?;
+    let failed = |e: octocrab::Error| {
+        format!(
+            "POST {api}/app/installations/{installation_id}/access_tokens: exchanging GitHub App {app_id}'s key for an installation token failed: {e}"
+        )
+    };
+    let app = builder(api)
+        .map_err(failed)?
+        .app(app_id.into(), key)
+        .build()
+        .map_err(failed)?;
+    let (_, token) = app
+        .installation_and_token(installation_id.into())
+        .await
+        .map_err(failed)?;
+    use octocrab::secrecy::ExposeSecret as _;
+    let token = Secret::new(token.expose_secret().to_string());
+    if crate::actions::in_actions() {
+        println!("::add-mask::{}", token.expose());
+    }
+    Ok(token)
+}
+
+/// A session as `auth` (a GitHub App's key exchanged for a token).
+async fn session(api: &str, auth: &Auth) -> Result<Session, String> {
+    let token = match auth {
+        Auth::Token(t) => t.clone(),
+        Auth::App {
+            app_id,
+            installation_id,
+            private_key,
+            ..
+        } => exchange(api, *app_id, *installation_id, private_key).await?,
+    };
+    let octo = builder(api)
+        .and_then(|b| b.personal_token(token.expose().to_string()).build())
+        .map_err(|e| format!("GitHub client for {api}: {e}"))?;
+    Ok(Session {
+        octo,
+        since: std::time::Instant::now(),
+    })
+}
+
 impl GithubClient {
     /// A client for `env`. A GitHub App's key is exchanged for an
-    /// installation token here, once: every request (REST at the API base,
-    /// GraphQL at its own URL, on GitHub Enterprise Server a different
-    /// path) then carries that token.
+    /// installation token here, and again whenever the token is near the
+    /// end of its hour: every request (REST at the API base, GraphQL at
+    /// its own URL, on GitHub Enterprise Server a different path) carries
+    /// the current token.
     pub async fn connect(
         env: &GithubEnv,
         rules: Politeness,
@@ -110,60 +196,42 @@ impl GithubClient {
         // One TLS provider, chosen here: with two compiled in, rustls
         // cannot pick and some clients panic.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let setup = |e: octocrab::Error| ConnectorError::Setup {
-            message: format!("GitHub client for {}: {e}", env.api),
-        };
-        let builder = || -> Result<octocrab::OctocrabBuilder<_, _, _, _>, ConnectorError> {
-            Ok(octocrab::Octocrab::builder()
-                .base_uri(env.api.as_str())
-                .map_err(setup)?
-                .set_connect_timeout(Some(std::time::Duration::from_secs(20)))
-                .set_read_timeout(Some(std::time::Duration::from_secs(60))))
-        };
-        let token = match &env.auth {
-            Auth::Token(t) => t.clone(),
-            Auth::App {
-                app_id,
-                installation_id,
-                private_key,
-            } => {
-                let key = octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(
-                    private_key.expose().as_bytes(),
-                )
-                .map_err(|e| ConnectorError::Setup {
-                    message: format!("{KEY_VAR} is not a PEM RSA private key: {e}"),
-                })?;
-                let app = builder()?
-                    .app((*app_id).into(), key)
-                    .build()
-                    .map_err(setup)?;
-                let (_, token) = app
-                    .installation_and_token((*installation_id).into())
-                    .await
-                    .map_err(|e| ConnectorError::Setup {
-                        message: format!(
-                            "POST {}/app/installations/{installation_id}/access_tokens: exchanging GitHub App {app_id}'s key for an installation token failed: {e}",
-                            env.api
-                        ),
-                    })?;
-                use octocrab::secrecy::ExposeSecret as _;
-                let token = Secret::new(token.expose_secret().to_string());
-                if crate::actions::in_actions() {
-                    println!("::add-mask::{}", token.expose());
-                }
-                token
-            }
-        };
-        let octo = builder()?
-            .personal_token(token.expose().to_string())
-            .build()
-            .map_err(setup)?;
+        let first = session(&env.api, &env.auth)
+            .await
+            .map_err(|message| ConnectorError::Setup { message })?;
         Ok(GithubClient {
-            octo,
+            session: tokio::sync::RwLock::new(first),
+            env: env.clone(),
             polite: Polite::new(rules),
             api: env.api.clone(),
             graphql: env.graphql.clone(),
         })
+    }
+
+    /// The client to send with: an App's token is replaced first when it
+    /// is old (by one request; the others wait for it).
+    async fn octo(&self) -> Result<octocrab::Octocrab, ConnectorError> {
+        if let Auth::App { refresh_after, .. } = &self.env.auth {
+            let stale = |s: &Session| s.since.elapsed() >= *refresh_after;
+            if stale(&*self.session.read().await) {
+                let mut s = self.session.write().await;
+                if stale(&s) {
+                    *s = session(&self.env.api, &self.env.auth)
+                        .await
+                        .map_err(|message| ConnectorError::Transport {
+                            endpoint: format!(
+                                "POST {}/app/installations/.../access_tokens",
+                                self.env.api
+                            ),
+                            attempts: 1,
+                            message,
+                        })?;
+                    tracing::debug!("GitHub App installation token renewed");
+                }
+                return Ok(s.octo.clone());
+            }
+        }
+        Ok(self.session.read().await.octo.clone())
     }
 
     pub fn graphql_url(&self) -> &str {
@@ -180,11 +248,11 @@ impl GithubClient {
     ) -> Result<serde_json::Value, ConnectorError> {
         let endpoint = format!("POST {}", self.graphql);
         let body = serde_json::json!({"query": query, "variables": variables});
+        let octo = self.octo().await?;
         let reply = self
             .polite
             .call(&endpoint, || async {
-                let resp = self
-                    .octo
+                let resp = octo
                     ._post(self.graphql.as_str(), Some(&body))
                     .await
                     .map_err(|e| Broken(format!("request failed: {e}")))?;
@@ -234,6 +302,7 @@ impl GithubClient {
     /// A success whose body is not JSON was cut short: it is retried.
     pub async fn get(&self, url: &str, etag: Option<&str>) -> Result<Reply, ConnectorError> {
         let endpoint = format!("GET {url}");
+        let octo = self.octo().await?;
         self.polite
             .call(&endpoint, || async {
                 let mut h = http::HeaderMap::new();
@@ -248,8 +317,7 @@ impl GithubClient {
                 if let Some(tag) = etag.and_then(|t| http::HeaderValue::from_str(t).ok()) {
                     h.insert(http::header::IF_NONE_MATCH, tag);
                 }
-                let resp = self
-                    .octo
+                let resp = octo
                     ._get_with_headers(url, Some(h))
                     .await
                     .map_err(|e| Broken(format!("request failed: {e}")))?;
