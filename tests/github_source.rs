@@ -1420,6 +1420,107 @@ async fn official_example_payloads_normalize() {
     assert_eq!(a.url, "https://github.com/octocat/Hello-World");
     assert_eq!(a.content["default_branch"], "master");
     assert_eq!(a.observed["created_at"], "2011-01-26T19:01:12Z");
+
+    // The per-repository kinds, from the official examples, for the one
+    // repository (period 2013, when its release was published).
+    let server = MockServer::start().await;
+    let repo = "/repos/octocat/Hello-World";
+    for (p, file) in [
+        (String::new(), "repo-get.json"),
+        (
+            "/dependabot/alerts".into(),
+            "dependabot-alerts-repo-list.json",
+        ),
+        (
+            "/code-scanning/alerts".into(),
+            "code-scanning-alerts-repo-list.json",
+        ),
+        (
+            "/secret-scanning/alerts".into(),
+            "secret-scanning-alerts-repo-list.json",
+        ),
+        ("/collaborators".into(), "repo-collaborators-list.json"),
+        (
+            "/branches/master/protection".into(),
+            "branch-protection-get.json",
+        ),
+        ("/rules/branches/master".into(), "branch-rules-get.json"),
+        ("/actions/runs".into(), "workflow-runs-list.json"),
+        ("/releases".into(), "releases-list.json"),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("{repo}{p}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(read(file)))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/octocat/Hello-World/rulesets/[0-9]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(read("ruleset-get.json")))
+        .mount(&server)
+        .await;
+    mount_no_pulls(&server).await;
+    let spec = GithubSpec {
+        repos: vec!["octocat/Hello-World".into()],
+        ..Default::default()
+    };
+    let src = GithubSource::connect(
+        "gh".into(),
+        spec,
+        "2013".parse().unwrap(),
+        &env_for(&server.uri()),
+        quick(),
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let r = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
+        .await
+        .unwrap();
+    let dependabot = query(&r, "dependabot-alerts");
+    assert_eq!(
+        ids(dependabot),
+        ["octocat/Hello-World#1", "octocat/Hello-World#2"]
+    );
+    let dismissed = dependabot
+        .items
+        .iter()
+        .find(|a| a.content["number"] == 2)
+        .unwrap();
+    assert_eq!(dismissed.content["severity"], "high");
+    assert_eq!(dismissed.content["state"], "dismissed");
+    assert_eq!(dismissed.content["resolution"], "tolerable_risk");
+    assert!(dismissed.content["closed_by"].is_string());
+    let code = query(&r, "code-scanning-alerts");
+    assert_eq!(code.items.len(), 2);
+    assert!(code.items.iter().all(|a| a.content["severity"] == "high"));
+    let secret = &query(&r, "secret-scanning-alerts").items[0];
+    assert_eq!(secret.content["resolution"], "false_positive");
+    assert_eq!(secret.content["severity"], "critical");
+    let example_secret = read("secret-scanning-alerts-repo-list.json")[0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !serde_json::to_string(&secret.to_document().0)
+            .unwrap()
+            .contains(&example_secret)
+    );
+    // The example collaborator has write, not admin.
+    let admins = &query(&r, "repository-admins").items[0];
+    assert_eq!(admins.content["admins"], json!([]));
+    let bp = &query(&r, "branch-protection").items[0];
+    assert_eq!(bp.content["protected"], true);
+    assert_eq!(
+        bp.content["rulesets"][0]["bypass_actors"][0]["actor_type"],
+        "Team"
+    );
+    // The example run is still queued, and from 2020.
+    assert!(query(&r, "workflow-runs").items.is_empty());
+    assert_eq!(
+        ids(query(&r, "releases")),
+        ["octocat/Hello-World/releases/1"]
+    );
 }
 
 /// A list at `p` answering `body` on every run (ETag, 304 for it), above

@@ -70,6 +70,11 @@ impl GithubSource {
             let Some(login) = u["login"].as_str() else {
                 continue;
             };
+            // Asked for admins only; a server that ignores the filter still
+            // says who is one.
+            if u["permissions"]["admin"] == Value::Bool(false) {
+                continue;
+            }
             admins.insert(
                 login.to_string(),
                 json!({
@@ -154,6 +159,11 @@ impl GithubSource {
     }
 
     fn workflow_run(&self, full: &str, r: &Value) -> Option<Artifact> {
+        // Asked for completed runs only; one still queued or running has
+        // no conclusion yet and is read once it has.
+        if r["status"] != "completed" {
+            return None;
+        }
         let created = r["created_at"].as_str().and_then(time)?;
         if !self.period.contains_time(created) {
             return None;

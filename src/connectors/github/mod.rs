@@ -95,6 +95,8 @@ pub struct GithubSource {
     period: Period,
     client: GithubClient,
     listing: Listing,
+    /// Index into the listing by lower-case name.
+    by_lower_name: std::collections::HashMap<String, usize>,
 }
 
 /// The repositories in scope, as listed when the source was built.
@@ -131,12 +133,19 @@ impl GithubSource {
             .and_then(|s| serde_json::from_str::<Saved>(s).ok())
             .filter(|s| s.scope == spec.scope() && !s.pages.is_empty());
         let listing = list_repositories(&client, &spec, saved).await?;
+        let by_lower_name = listing
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_ascii_lowercase(), i))
+            .collect();
         Ok(GithubSource {
             name,
             spec,
             period,
             client,
             listing,
+            by_lower_name,
         })
     }
 
@@ -555,6 +564,14 @@ impl GithubSource {
         }
     }
 
+    /// The listing's own spelling of repository `full` (GitHub compares
+    /// names ignoring case), if it is in scope.
+    fn listed(&self, full: &str) -> Option<&str> {
+        self.by_lower_name
+            .get(&full.to_ascii_lowercase())
+            .map(|&i| self.listing.names[i].as_str())
+    }
+
     /// What a per-repository query's state depends on: the configuration
     /// and the repositories listed.
     fn listing_scope(&self) -> String {
@@ -738,7 +755,7 @@ impl GithubSource {
                 |n| {
                     n["repository"]["nameWithOwner"]
                         .as_str()
-                        .filter(|r| self.listing.names.binary_search(&r.to_string()).is_ok())
+                        .and_then(|r| self.listed(r))
                         .map(str::to_string)
                 },
                 &endpoint,

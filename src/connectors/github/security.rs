@@ -105,11 +105,12 @@ impl GithubSource {
                         .to_string(),
                 };
                 // The organization's list covers repositories the source
-                // leaves out (`include`, `exclude`, archived ones alike).
-                if self.listing.names.binary_search(&full).is_err() {
+                // leaves out (`include`, `exclude`); names are compared as
+                // GitHub does, ignoring case.
+                let Some(full) = self.listed(&full) else {
                     continue;
-                }
-                items.push(alert(which, &full, a, url)?);
+                };
+                items.push(alert(which, full, a, url)?);
             }
         }
         let state = PagesSaved {
