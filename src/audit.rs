@@ -160,7 +160,7 @@ impl<'a> Settings<'a> {
                 .map(|c| {
                     c.sources
                         .iter()
-                        .filter(|s| matches!(s.spec, SourceSpec::Git { .. }))
+                        .filter(|s| matches!(s.spec, SourceSpec::Git(_)))
                         .map(|s| s.name.clone())
                         .collect()
                 })
@@ -282,7 +282,7 @@ fn git_repos(c: &Config) -> BTreeMap<String, String> {
     c.sources
         .iter()
         .filter_map(|s| {
-            let SourceSpec::Git { path, .. } = &s.spec else {
+            let SourceSpec::Git(crate::config::GitSpec { path, .. }) = &s.spec else {
                 return None;
             };
             let repo = git2::Repository::open(path).ok()?;

@@ -102,30 +102,38 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// A local git repository.
-    Git {
-        path: PathBuf,
-        /// Branch to read commits from (default: the repository's HEAD).
-        branch: Option<String>,
-        /// SSH `allowed_signers` file verifying SSH signatures.
-        allowed_signers: Option<PathBuf>,
-        /// Armored OpenPGP public keyring verifying GPG signatures.
-        gpg_keyring: Option<PathBuf>,
-    },
+    Git(GitSpec),
     /// A folder of documents.
-    Files {
-        path: PathBuf,
-        /// Relative paths (files or folders) to leave out.
-        exclude: Vec<String>,
-    },
+    Files(FilesSpec),
     /// The GitHub API (credentials from the environment).
     Github(crate::connectors::github::GithubSpec),
+}
+
+/// What a `git` source is configured to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSpec {
+    pub path: PathBuf,
+    /// Branch to read commits from (default: the repository's HEAD).
+    pub branch: Option<String>,
+    /// SSH `allowed_signers` file verifying SSH signatures.
+    pub allowed_signers: Option<PathBuf>,
+    /// Armored OpenPGP public keyring verifying GPG signatures.
+    pub gpg_keyring: Option<PathBuf>,
+}
+
+/// What a `files` source is configured to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesSpec {
+    pub path: PathBuf,
+    /// Relative paths (files or folders) to leave out.
+    pub exclude: Vec<String>,
 }
 
 impl SourceSpec {
     pub fn type_name(&self) -> &'static str {
         match self {
-            SourceSpec::Git { .. } => "git",
-            SourceSpec::Files { .. } => "files",
+            SourceSpec::Git(_) => "git",
+            SourceSpec::Files(_) => "files",
             SourceSpec::Github(_) => "github",
         }
     }

@@ -319,12 +319,12 @@ fn validate_source(
                 src.allowed_signers.as_deref(),
             );
             let gpg_keyring = key_file(cx, dir, &at, "gpg_keyring", src.gpg_keyring.as_deref());
-            SourceSpec::Git {
+            SourceSpec::Git(super::GitSpec {
                 path: path.clone().unwrap_or_default(),
                 branch: src.branch,
                 allowed_signers,
                 gpg_keyring,
-            }
+            })
         }
         "files" => {
             not_for(cx, "branch", src.branch.is_some());
@@ -362,10 +362,10 @@ fn validate_source(
                     );
                 }
             }
-            SourceSpec::Files {
+            SourceSpec::Files(super::FilesSpec {
                 path: path.clone().unwrap_or_default(),
                 exclude,
-            }
+            })
         }
         other => {
             let near = SOURCE_TYPES
@@ -625,7 +625,7 @@ mod tests {
         assert_eq!(cfg.sources.len(), 2);
         assert_eq!(cfg.sources[0].name, "app");
         match &cfg.sources[1].spec {
-            super::SourceSpec::Files { path, .. } => {
+            super::SourceSpec::Files(crate::config::FilesSpec { path, .. }) => {
                 assert_eq!(path, &dir.path().join("policies").canonicalize().unwrap())
             }
             other => panic!("{other:?}"),
@@ -823,11 +823,11 @@ mod tests {
         )
         .unwrap();
         match &cfg.sources[0].spec {
-            super::SourceSpec::Git {
+            super::SourceSpec::Git(crate::config::GitSpec {
                 allowed_signers,
                 gpg_keyring,
                 ..
-            } => {
+            }) => {
                 assert_eq!(
                     allowed_signers.as_deref(),
                     Some(dir.path().join("keys/allowed_signers").as_path())

@@ -423,12 +423,12 @@ pub async fn connect(
     states: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     Ok(match &src.spec {
-        SourceSpec::Git {
+        SourceSpec::Git(crate::config::GitSpec {
             path,
             branch,
             allowed_signers,
             gpg_keyring,
-        } => Arc::new(
+        }) => Arc::new(
             git::GitSource::new(
                 src.name.clone(),
                 path.clone(),
@@ -437,11 +437,9 @@ pub async fn connect(
             )
             .with_keys(allowed_signers.clone(), gpg_keyring.clone()),
         ),
-        SourceSpec::Files { path, exclude } => Arc::new(files::FilesSource::new(
-            src.name.clone(),
-            path.clone(),
-            exclude.clone(),
-        )),
+        SourceSpec::Files(crate::config::FilesSpec { path, exclude }) => Arc::new(
+            files::FilesSource::new(src.name.clone(), path.clone(), exclude.clone()),
+        ),
         SourceSpec::Github(spec) => Arc::new(
             github::GithubSource::connect(
                 src.name.clone(),
