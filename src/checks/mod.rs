@@ -21,14 +21,7 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
     (
         "git",
         "change",
-        &[
-            "sha",
-            "signature",
-            "review_trace",
-            "change_type",
-            "parents",
-            "pull_request",
-        ],
+        &["sha", "signature", "review_trace", "change_type", "parents"],
     ),
     ("git", "commit", &["sha"]),
     ("git", "merge", &["sha"]),
@@ -460,11 +453,13 @@ impl<'a> PrRecord<'a> {
             return None;
         }
         let sha = change.field("sha").and_then(Lite::as_str)?;
+        // The number the trace names (`#N`): read from the trace kept for
+        // the check above, so that 100,000 changes carry nothing more.
         let named = change
-            .field("pull_request")
-            .filter(|p| p.get("system").and_then(Lite::as_str) == Some("github"))
-            .and_then(|p| p.get("number"))
-            .map(lite_text);
+            .field("review_trace")
+            .and_then(|t| t.get("text"))
+            .and_then(Lite::as_str)
+            .and_then(pr_number_in);
         let pr = self
             .by_commit
             .get(&(repo.clone(), sha.to_string()))
@@ -485,6 +480,14 @@ impl<'a> PrRecord<'a> {
             change_label(change)
         )))
     }
+}
+
+/// The first `#N` in a line of a commit message.
+fn pr_number_in(text: &str) -> Option<String> {
+    text.split('#').skip(1).find_map(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        (!digits.is_empty()).then_some(digits)
+    })
 }
 
 /// A date of an alert's content (RFC 3339, taken as a UTC day).
@@ -1047,6 +1050,16 @@ mod tests {
         // traced ones).
         let r = run_one(&held, "change-without-review-trace");
         assert_eq!(r.exceptions.len(), 2);
+    }
+
+    #[test]
+    fn traces_name_their_pull_request_number() {
+        assert_eq!(
+            pr_number_in("Merge pull request #12 from a/b#3").as_deref(),
+            Some("12")
+        );
+        assert_eq!(pr_number_in("C# bindings (#7)").as_deref(), Some("7"));
+        assert_eq!(pr_number_in("Reviewed-by: ann"), None);
     }
 
     #[test]
