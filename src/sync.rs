@@ -127,6 +127,17 @@ pub async fn collect_all(
         let states = states.clone();
         set.spawn(async move {
             let started = std::time::Instant::now();
+            // Closes the source's progress group even if the task panics,
+            // so that the sources waiting for the group are shown.
+            struct Done(Option<String>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    if let Some(name) = self.0.take() {
+                        crate::progress::get().source_done(&name, "failed");
+                    }
+                }
+            }
+            let mut done = Done(Some(src.name.clone()));
             let r = match connectors::connect(&src, &period, &states).await {
                 Ok(conn) => {
                     connectors::collect_with(
@@ -152,6 +163,7 @@ pub async fn collect_all(
                 ),
                 Err(e) => format!("failed: {e}"),
             };
+            done.0 = None;
             crate::progress::get().source_done(&src.name, &summary);
             (src.name, r)
         });
@@ -899,22 +911,33 @@ struct Scope<'r> {
 impl Scope<'_> {
     /// Whether this run asked about a held object of `source_name` dated
     /// `start`, so that its absence from the answers is a removal.
-    fn asked(&self, source_name: &str, start: Option<NaiveDate>, period: &Period) -> bool {
+    fn asked(
+        &self,
+        source_name: &str,
+        id: &str,
+        start: Option<NaiveDate>,
+        period: &Period,
+    ) -> bool {
+        // `source:kind:object`
+        let object = id.splitn(3, ':').nth(2).unwrap_or_default();
         self.by_source.get(source_name).is_some_and(|rs| {
             rs.iter().any(|r| {
-                r.outcome == Outcome::Complete
-                    && (!r.query.period_scoped || start.is_some_and(|d| period.contains(d)))
+                let whole = r.outcome == Outcome::Complete
+                    || (r.outcome == Outcome::Incremental
+                        && r.complete_within
+                            .iter()
+                            .any(|p| object.starts_with(p.as_str())));
+                whole && (!r.query.period_scoped || start.is_some_and(|d| period.contains(d)))
             })
         })
     }
 
     /// Whether a whole month could hold objects this run asked about.
     fn may_ask_in(&self, group: &str, period: &Period) -> bool {
-        let complete = self
-            .by_source
-            .values()
-            .flatten()
-            .filter(|r| r.outcome == Outcome::Complete);
+        let complete = self.by_source.values().flatten().filter(|r| {
+            r.outcome == Outcome::Complete
+                || (r.outcome == Outcome::Incremental && !r.complete_within.is_empty())
+        });
         let mut any = false;
         for r in complete {
             any = true;
@@ -1140,7 +1163,7 @@ pub fn plan(
             let held = read_identity(snapshot, &path, oid)?;
             let source_name = held.query.split('/').next().unwrap_or_default();
             let gone = unconfigured(source_name);
-            if gone || scope.is_some_and(|s| s.asked(source_name, held.start, period)) {
+            if gone || scope.is_some_and(|s| s.asked(source_name, &held.id, held.start, period)) {
                 removed += 1;
                 dirty.insert(group);
                 changes.delete(path.clone());

@@ -845,7 +845,7 @@ async fn graphql_errors_fail_with_their_message_and_rate_limits_are_waited_out()
     assert_eq!(
         err,
         format!(
-            "POST {}/graphql: HTTP 200: GraphQL: Could not resolve to a Repository with the name 'acme-corp/payments-api'.",
+            "POST {}/graphql: HTTP 404: GraphQL: Could not resolve to a Repository with the name 'acme-corp/payments-api'. (reading pull-requests needs the repository permission `Pull requests: read`)",
             server.uri()
         )
     );
@@ -1888,7 +1888,7 @@ async fn an_optional_kind_the_token_cannot_read_is_not_collected() {
     assert!(
         q.skipped[0]
             .path
-            .ends_with("/orgs/acme-corp/secret-scanning/alerts?per_page=100")
+            .ends_with("/orgs/acme-corp/secret-scanning/alerts?per_page=100&hide_secret=true")
     );
     assert!(
         q.skipped[0]
@@ -1903,7 +1903,7 @@ async fn an_optional_kind_the_token_cannot_read_is_not_collected() {
 
 /// In GitHub Actions the collection is logged in one group per source,
 /// with a line as each query ends, on stderr; the token is shown only to
-/// the runner's `::add-mask::`, which hides it from the log.
+/// the runner's `::add-mask::` (on stderr), which hides it from the log.
 #[tokio::test(flavor = "multi_thread")]
 async fn actions_log_a_group_per_source_and_mask_the_token() {
     let server = MockServer::start().await;
@@ -1952,8 +1952,126 @@ async fn actions_log_a_group_per_source_and_mask_the_token() {
         );
     }
     assert!(group.last().unwrap().starts_with("gh: "), "{group:?}");
-    assert!(!err.contains(TOKEN));
-    let text = stdout(&out);
-    let masked: Vec<&str> = text.lines().filter(|l| l.contains(TOKEN)).collect();
+    // The mask goes to stderr, ahead of any line that could show the
+    // token; stdout, which a caller may keep as data, never has it.
+    let masked: Vec<&str> = err.lines().filter(|l| l.contains(TOKEN)).collect();
     assert_eq!(masked, [format!("::add-mask::{TOKEN}")]);
+    assert!(err.starts_with(&format!("::add-mask::{TOKEN}\n")), "{err}");
+    assert!(!stdout(&out).contains(TOKEN));
+}
+
+/// Mounts the organization with one release list for `web` (ETag `etag`).
+async fn mount_org_with_releases(server: &MockServer, etag: &str, tags: &[(u64, &str)]) {
+    mount_org(server, "\"p2\"").await;
+    mount_no_pulls(server).await;
+    mount_protection(server).await;
+    let releases: Vec<Value> = tags
+        .iter()
+        .map(|(id, tag)| {
+            json!({"id": id, "tag_name": tag, "draft": false, "prerelease": false,
+                   "published_at": "2026-05-01T00:00:00Z", "created_at": "2026-05-01T00:00:00Z",
+                   "author": {"login": "ann"}, "html_url": format!("https://github.com/acme-corp/web/releases/{tag}")})
+        })
+        .collect();
+    mount_list(
+        server,
+        "/repos/acme-corp/web/releases",
+        etag,
+        json!(releases),
+    )
+    .await;
+}
+
+/// A per-repository query reads again only the repositories that changed,
+/// and within those its answer is complete: a release deleted upstream is
+/// removed (tombstoned) by the next run, while the other repositories'
+/// evidence stands. A feature switched off in one repository is recorded
+/// as skipped there, not a failure of the whole query.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_read_again_is_complete_within_itself() {
+    let server = MockServer::start().await;
+    mount_org_with_releases(&server, "\"r1\"", &[(1, "v1"), (2, "v2")]).await;
+    let f = Fixture::new();
+    let cfg = f.config(
+        "version: 1\nperiod: 2026\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    exclude: [sandbox-*]\n",
+    );
+    let uri = server.uri();
+    let env = [("GITHUB_API_URL", uri.as_str()), ("GITHUB_TOKEN", TOKEN)];
+    let run = || {
+        cleartrail_guarded(
+            &[
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--repo",
+                f.evidence().to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
+    let out = run();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let releases = |files: &BTreeMap<String, Vec<u8>>| -> Vec<String> {
+        files
+            .keys()
+            .filter(|k| k.starts_with("evidence/github/release/") && k.ends_with(".json"))
+            .cloned()
+            .collect()
+    };
+    let files = tree_files(&f.evidence(), "cleartrail/evidence");
+    assert_eq!(releases(&files).len(), 2, "{:?}", releases(&files));
+
+    // v2 deleted upstream: the list of `web` changed, the others did not.
+    server.reset().await;
+    mount_org_with_releases(&server, "\"r2\"", &[(1, "v1")]).await;
+    let out = run();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("(0 added, 0 changed, 1 removed)"),
+        "{}",
+        stdout(&out)
+    );
+    let files = tree_files(&f.evidence(), "cleartrail/evidence");
+    let kept = releases(&files);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].ends_with("/acme-corp/web/releases/1.json"),
+        "{kept:?}"
+    );
+    let record: Value = serde_json::from_slice(&files["collections/github/release.json"]).unwrap();
+    assert_eq!(record["queries"][0]["outcome"], "incremental", "{record}");
+    assert!(
+        files
+            .keys()
+            .any(|k| k.starts_with("tombstones/github/release/") && k.contains("releases/2")),
+        "{:?}",
+        files
+            .keys()
+            .filter(|k| k.starts_with("tombstones"))
+            .collect::<Vec<_>>()
+    );
+    let verify = cleartrail_guarded(&["verify", "--repo", f.evidence().to_str().unwrap()], &[]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+
+    // One repository named outside the organization has Dependabot off.
+    let server = MockServer::start().await;
+    mount_repo_script(&server, vec![ok_repo()]).await;
+    mount_protection(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme-corp/payments-api/dependabot/alerts"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"message": "Dependabot alerts are disabled for this repository."}),
+        ))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_no_pulls(&server).await;
+    let (_, r) = collect(&server, "repos", &BTreeMap::new()).await;
+    let q = query(&r, "dependabot-alerts");
+    assert_eq!(q.outcome, Outcome::Complete);
+    assert_eq!(q.skipped.len(), 1);
+    assert_eq!(
+        q.skipped[0].reason,
+        "HTTP 403: Dependabot alerts are disabled for this repository."
+    );
 }

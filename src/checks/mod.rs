@@ -176,7 +176,7 @@ pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         code: "change-without-review-trace",
         severity: Severity::Error,
-        doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge, squash `(#N)` or a `PR #N` line, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. So where a github source also reads the repository the git source is a clone of (its `origin` remote), a change is judged by the forge's own record instead: the pull request that merged it (by its merge commit, or the number the message names) must have an independent approval (as in `pr-merged-without-independent-approval`), and the exception shows the git trace beside; a change no recorded pull request merged is judged by its trace as above.",
+        doc: "Every change of a git source in the period (the default branch's first-parent history) shows a review trace in git: it names the pull or merge request it came from (GitHub merge, squash `(#N)` or a `PR #N` line, bors `Auto merge of #N ... r=`, GitLab `See merge request`, Bitbucket `pull request #N`, Gerrit `Reviewed-on:`/`Change-Id:`), or a `Reviewed-by`/`Approved-by` trailer names a reviewer. Direct pushes and local merges with neither are exceptions. A git trace is only a trace: a message can name a pull request nobody approved. So where a github source also reads the repository the git source is a clone of (its `origin` remote), a change is judged by the forge's own record instead: the pull request whose merge commit it is must have an independent approval (as in `pr-merged-without-independent-approval`), and the exception shows the git trace beside; a change no recorded pull request merged is judged by its trace as above.",
     },
     CheckDef {
         code: "pr-merged-without-independent-approval",
@@ -388,12 +388,13 @@ fn without_independent_approval(h: &Held) -> Option<String> {
 
 /// The forge's record of the repositories both a git and a github source
 /// read: their merged pull requests, by the commit each merge made on the
-/// default branch and by number.
+/// default branch. (Not by the number a message names: a revert or a
+/// cherry-pick names the pull request it copies, and would inherit its
+/// approval.)
 struct PrRecord<'a> {
     cx: &'a CheckContext<'a>,
     covered: std::collections::HashSet<String>,
     by_commit: std::collections::HashMap<(String, String), &'a Held>,
-    by_number: std::collections::HashMap<(String, String), &'a Held>,
 }
 
 impl<'a> PrRecord<'a> {
@@ -402,7 +403,6 @@ impl<'a> PrRecord<'a> {
             cx,
             covered: Default::default(),
             by_commit: Default::default(),
-            by_number: Default::default(),
         };
         if cx.git_repos.is_empty() {
             return r;
@@ -430,10 +430,7 @@ impl<'a> PrRecord<'a> {
                         continue;
                     }
                     if let Some(sha) = h.field("merge_commit_sha").and_then(Lite::as_str) {
-                        r.by_commit.insert((repo.clone(), sha.to_string()), h);
-                    }
-                    if let Some(n) = h.field("number").map(lite_text) {
-                        r.by_number.insert((repo, n), h);
+                        r.by_commit.insert((repo, sha.to_string()), h);
                     }
                 }
                 _ => {}
@@ -443,8 +440,8 @@ impl<'a> PrRecord<'a> {
     }
 
     /// The judgement of a git change by the pull-request record: `None`
-    /// when no github source covers its repository, or the record has no
-    /// pull request for it (the git trace decides then); else pass, or the
+    /// when no github source covers its repository, or no recorded pull
+    /// request merged it (the git trace decides then); else pass, or the
     /// reason it fails, with the git trace beside it.
     fn judge(&self, change: &Held) -> Option<Result<(), String>> {
         let source = change.id.split(':').nth(2)?.rsplit_once('/')?.0;
@@ -453,17 +450,7 @@ impl<'a> PrRecord<'a> {
             return None;
         }
         let sha = change.field("sha").and_then(Lite::as_str)?;
-        // The number the trace names (`#N`): read from the trace kept for
-        // the check above, so that 100,000 changes carry nothing more.
-        let named = change
-            .field("review_trace")
-            .and_then(|t| t.get("text"))
-            .and_then(Lite::as_str)
-            .and_then(pr_number_in);
-        let pr = self
-            .by_commit
-            .get(&(repo.clone(), sha.to_string()))
-            .or_else(|| self.by_number.get(&(repo.clone(), named?)))?;
+        let pr = self.by_commit.get(&(repo.clone(), sha.to_string()))?;
         let Some(reason) = without_independent_approval(pr) else {
             return Some(Ok(()));
         };
@@ -480,14 +467,6 @@ impl<'a> PrRecord<'a> {
             change_label(change)
         )))
     }
-}
-
-/// The first `#N` in a line of a commit message.
-fn pr_number_in(text: &str) -> Option<String> {
-    text.split('#').skip(1).find_map(|rest| {
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        (!digits.is_empty()).then_some(digits)
-    })
 }
 
 /// A date of an alert's content (RFC 3339, taken as a UTC day).
@@ -966,8 +945,8 @@ mod tests {
 
     /// Where a github source covers the repository a git source clones,
     /// a change is judged by the pull request that merged it (found by its
-    /// merge commit, or the number its message names), with the git trace
-    /// beside; a change no pull request merged is judged by its trace.
+    /// merge commit), with the git trace beside; a change no pull request
+    /// merged is judged by its trace.
     #[test]
     fn changes_of_a_covered_repository_are_judged_by_the_pull_request_record() {
         let sha = |c: char| c.to_string().repeat(40);
@@ -1000,7 +979,8 @@ mod tests {
                 "2026-03-02",
                 json!({"sha": sha('e'), "change_type": "direct", "parents": ["1"], "review_trace": null}),
             ),
-            // Named by number only (the record's merge commit differs).
+            // Names #15 (a cherry-pick, say) but is not its merge commit:
+            // judged by its trace, never by #15's record.
             change(
                 &sha('c'),
                 "2026-03-03",
@@ -1042,7 +1022,6 @@ mod tests {
             reasons,
             [
                 "change aaaaaaaaaaaa (\"summary aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\") came from pull request acme/api#12, which was approved only by its author or a bot (git trace: Fix (#12))",
-                "change cccccccccccc (\"summary cccccccccccccccccccccccccccccccccccccccc\") came from pull request acme/api#15, which was merged with no approving review (git trace: Fix (#15))",
                 "change bbbbbbbbbbbb (\"summary bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\") is a direct push: it names no pull or merge request and no reviewer",
             ]
         );
@@ -1050,16 +1029,6 @@ mod tests {
         // traced ones).
         let r = run_one(&held, "change-without-review-trace");
         assert_eq!(r.exceptions.len(), 2);
-    }
-
-    #[test]
-    fn traces_name_their_pull_request_number() {
-        assert_eq!(
-            pr_number_in("Merge pull request #12 from a/b#3").as_deref(),
-            Some("12")
-        );
-        assert_eq!(pr_number_in("C# bindings (#7)").as_deref(), Some("7"));
-        assert_eq!(pr_number_in("Reviewed-by: ann"), None);
     }
 
     #[test]

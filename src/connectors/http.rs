@@ -28,12 +28,14 @@ impl Secret {
 
     /// The variable's value, when set and not empty. In GitHub Actions the
     /// value is masked in the job's log from here on (`::add-mask::`), so
-    /// that no later line of any step can show it.
+    /// that no later line of any step can show it. The command goes to
+    /// stderr, which the runner reads for commands too: stdout carries
+    /// data a caller may redirect to a file.
     pub fn from_env(var: &str) -> Option<Secret> {
         let v = std::env::var(var).ok().filter(|v| !v.trim().is_empty())?;
         if crate::actions::in_actions() {
             for line in v.lines().filter(|l| !l.trim().is_empty()) {
-                println!("::add-mask::{line}");
+                eprintln!("::add-mask::{line}");
             }
         }
         Some(Secret(v))

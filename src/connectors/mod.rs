@@ -110,6 +110,10 @@ pub struct Page {
     pub outcome: Outcome,
     /// What to save for the next run (read from the last page).
     pub state: Option<String>,
+    /// For an incremental answer: prefixes of object ids (`owner/repo/`)
+    /// whose objects were all read again, so that one held under such a
+    /// prefix and not returned was removed (gathered from every page).
+    pub complete_within: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +227,8 @@ pub struct QueryResult {
     pub since: Option<String>,
     /// What to save for the next run.
     pub state: Option<String>,
+    /// See [`Page::complete_within`].
+    pub complete_within: Vec<String>,
 }
 
 impl QueryResult {
@@ -267,7 +273,12 @@ pub async fn collect_with<T: Send + 'static>(
         let all = queries
             .into_iter()
             .map(|q| collect_query(connector, q, limits, &now, states, convert));
-        return futures_util::future::try_join_all(all).await;
+        // Every query to its end, then the first failure in query order:
+        // which error a run reports must not depend on timing.
+        return futures_util::future::join_all(all)
+            .await
+            .into_iter()
+            .collect();
     }
     let mut out = Vec::new();
     for q in queries {
@@ -299,6 +310,7 @@ async fn collect_query<T: Send + 'static>(
     let mut skipped = Vec::new();
     let mut pages = 0u64;
     let mut objects = 0u64;
+    let mut complete_within = Vec::new();
     let mut etag = None;
     loop {
         let mut page = connector.fetch(&query, req.clone()).await?;
@@ -334,6 +346,7 @@ async fn collect_query<T: Send + 'static>(
             );
         }
         skipped.extend(page.skipped);
+        complete_within.extend(page.complete_within);
         objects += n_items;
         crate::progress::get().page(
             connector.name(),
@@ -407,6 +420,11 @@ async fn collect_query<T: Send + 'static>(
             outcome,
             since,
             state,
+            complete_within: {
+                complete_within.sort();
+                complete_within.dedup();
+                complete_within
+            },
         },
         converted,
     ))

@@ -4,20 +4,20 @@
 //! default branch, and its releases, the last two in the period only.
 
 use super::pages::fetch_pages;
-use super::{GithubSource, SavedPage, time};
+use super::{GithubSource, SavedPage, parse, time};
 use crate::artifact::{Artifact, DateSpan};
+use crate::connectors::http::next_link;
 use crate::connectors::{ConnectorError, Page, PageRequest};
-use chrono::Days;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// GitHub lists at most 1,000 workflow runs for a filtered request; a
-/// date range with more is split in two until each half has fewer.
+/// time range with more is split in two until each half has fewer.
 const RUNS_LIMIT: u64 = 1000;
 
 /// A value made safe for a URL's query (branch names may hold `&`, `#`,
 /// `+` or spaces).
-fn query_value(s: &str) -> String {
+pub(super) fn query_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
@@ -48,8 +48,8 @@ impl GithubSource {
             "/repos/{full}/collaborators?affiliation=outside&permission=admin&per_page=100"
         ));
         let (a, b) = futures_util::future::join(
-            fetch_pages(&self.client, &all, false),
-            fetch_pages(&self.client, &outside, false),
+            fetch_pages(&self.client, &all, None),
+            fetch_pages(&self.client, &outside, None),
         )
         .await;
         let (all_pages, mut saved) = a?;
@@ -117,35 +117,47 @@ impl GithubSource {
     async fn runs_of(&self, i: usize) -> Result<(Vec<Artifact>, Vec<SavedPage>), ConnectorError> {
         let full = &self.listing.names[i];
         let branch = query_value(&self.listing.branches[i]);
-        let mut ranges = vec![(self.period.start(), self.period.end())];
+        let end = self.period.end_time_exclusive() - chrono::Duration::seconds(1);
+        let mut ranges = vec![(self.period.start_time(), end)];
         let mut runs: BTreeMap<u64, Artifact> = BTreeMap::new();
         let mut saved = Vec::new();
+        let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
         while let Some((from, to)) = ranges.pop() {
             let url = self.client.url(&format!(
-                "/repos/{full}/actions/runs?branch={branch}&status=completed&exclude_pull_requests=true&created={from}..{to}&per_page=100"
+                "/repos/{full}/actions/runs?branch={branch}&status=completed&exclude_pull_requests=true&created={}..{}&per_page=100",
+                stamp(from),
+                stamp(to)
             ));
-            let (bodies, pages) = fetch_pages(&self.client, &url, false).await?;
-            let total = bodies
-                .first()
-                .and_then(|b| b["total_count"].as_u64())
-                .unwrap_or(0);
+            // The first page says how many there are: over the limit, the
+            // range is halved before any more of it is read.
+            let first = self.client.get(&url, None).await?;
+            let body: Value = parse(&first, &url)?;
+            let total = body["total_count"].as_u64().unwrap_or(0);
             if total > RUNS_LIMIT {
-                if from == to {
+                if to - from < chrono::Duration::minutes(1) {
                     return Err(ConnectorError::Http {
                         endpoint: format!("GET {url}"),
                         status: 200,
                         message: format!(
-                            "{total} workflow runs on one day; GitHub lists at most {RUNS_LIMIT} for one request, so the rest cannot be read"
+                            "{total} workflow runs within one minute; GitHub lists at most {RUNS_LIMIT} for one request, so the rest cannot be read"
                         ),
                     });
                 }
-                // The pages read are dropped: the halves are read instead.
-                let mid = from + Days::new(((to - from).num_days() / 2) as u64);
-                ranges.push((mid + Days::new(1), to));
+                let mid = from + (to - from) / 2;
+                ranges.push((mid + chrono::Duration::seconds(1), to));
                 ranges.push((from, mid));
                 continue;
             }
-            saved.extend(pages);
+            saved.push(SavedPage {
+                url: url.clone(),
+                etag: first.header("etag").map(str::to_string),
+            });
+            let mut bodies = vec![body];
+            if let Some(next) = next_link(&first) {
+                let (more, pages) = fetch_pages(&self.client, &next, None).await?;
+                bodies.extend(more);
+                saved.extend(pages);
+            }
             for r in bodies
                 .iter()
                 .flat_map(|b| b["workflow_runs"].as_array().into_iter().flatten())
@@ -227,7 +239,7 @@ impl GithubSource {
         let url = self
             .client
             .url(&format!("/repos/{full}/releases?per_page=100"));
-        let (bodies, saved) = fetch_pages(&self.client, &url, true).await?;
+        let (bodies, saved) = fetch_pages(&self.client, &url, None).await?;
         let mut items = Vec::new();
         for r in bodies
             .iter()

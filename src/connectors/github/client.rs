@@ -158,7 +158,7 @@ async fn exchange(
     use octocrab::secrecy::ExposeSecret as _;
     let token = Secret::new(token.expose_secret().to_string());
     if crate::actions::in_actions() {
-        println!("::add-mask::{}", token.expose());
+        eprintln!("::add-mask::{}", token.expose());
     }
     Ok(token)
 }
@@ -208,9 +208,11 @@ impl GithubClient {
         })
     }
 
-    /// The client to send with: an App's token is replaced first when it
-    /// is old (by one request; the others wait for it).
-    async fn octo(&self) -> Result<octocrab::Octocrab, ConnectorError> {
+    /// The client to send with, and since when its token is in use: an
+    /// App's token is replaced first when it is old (by one request; the
+    /// others wait for it). Taken for each attempt, so that a request
+    /// retried after a long wait goes out with the current token.
+    async fn octo(&self) -> Result<(octocrab::Octocrab, std::time::Instant), ConnectorError> {
         if let Auth::App { refresh_after, .. } = &self.env.auth {
             let stale = |s: &Session| s.since.elapsed() >= *refresh_after;
             if stale(&*self.session.read().await) {
@@ -228,10 +230,38 @@ impl GithubClient {
                         })?;
                     tracing::debug!("GitHub App installation token renewed");
                 }
-                return Ok(s.octo.clone());
+                return Ok((s.octo.clone(), s.since));
             }
         }
-        Ok(self.session.read().await.octo.clone())
+        let s = self.session.read().await;
+        Ok((s.octo.clone(), s.since))
+    }
+
+    /// A 401 to an App's token that has been in use a while (revoked, or
+    /// expired early): the token is renewed and the request tried again.
+    /// A 401 to a token just obtained is the answer.
+    async fn renewed_on_401(
+        &self,
+        reply: Reply,
+        since: std::time::Instant,
+    ) -> Result<Reply, Broken> {
+        if reply.status != 401 || !matches!(self.env.auth, Auth::App { .. }) {
+            return Ok(reply);
+        }
+        let mut s = self.session.write().await;
+        if s.since != since {
+            // Renewed meanwhile: try again with the new one.
+            return Err(Broken("HTTP 401 to a token renewed since".into()));
+        }
+        if since.elapsed() < std::time::Duration::from_secs(60) {
+            return Ok(reply);
+        }
+        *s = session(&self.env.api, &self.env.auth)
+            .await
+            .map_err(Broken)?;
+        Err(Broken(
+            "HTTP 401: the installation token was refused; renewed it".into(),
+        ))
     }
 
     pub fn graphql_url(&self) -> &str {
@@ -248,15 +278,15 @@ impl GithubClient {
     ) -> Result<serde_json::Value, ConnectorError> {
         let endpoint = format!("POST {}", self.graphql);
         let body = serde_json::json!({"query": query, "variables": variables});
-        let octo = self.octo().await?;
         let reply = self
             .polite
             .call(&endpoint, || async {
+                let (octo, since) = self.octo().await.map_err(|e| Broken(format!("{e}")))?;
                 let resp = octo
                     ._post(self.graphql.as_str(), Some(&body))
                     .await
                     .map_err(|e| Broken(format!("request failed: {e}")))?;
-                let mut reply = read(resp).await?;
+                let mut reply = self.renewed_on_401(read(resp).await?, since).await?;
                 if reply.status == 200 {
                     let doc: serde_json::Value =
                         serde_json::from_slice(&reply.body).map_err(|_| {
@@ -284,9 +314,20 @@ impl GithubClient {
                 .iter()
                 .filter_map(|e| e["message"].as_str())
                 .collect();
+            // GraphQL answers 200 whatever went wrong; its error types say
+            // what REST would have: a permission the token lacks, or a
+            // repository it may not see.
+            let typed = |t: &str| errors.iter().any(|e| e["type"] == t);
+            let status = if typed("FORBIDDEN") {
+                403
+            } else if typed("NOT_FOUND") {
+                404
+            } else {
+                reply.status
+            };
             return Err(ConnectorError::Http {
                 endpoint,
-                status: reply.status,
+                status,
                 message: format!("GraphQL: {}", messages.join("; ")),
             });
         }
@@ -302,9 +343,9 @@ impl GithubClient {
     /// A success whose body is not JSON was cut short: it is retried.
     pub async fn get(&self, url: &str, etag: Option<&str>) -> Result<Reply, ConnectorError> {
         let endpoint = format!("GET {url}");
-        let octo = self.octo().await?;
         self.polite
             .call(&endpoint, || async {
+                let (octo, since) = self.octo().await.map_err(|e| Broken(format!("{e}")))?;
                 let mut h = http::HeaderMap::new();
                 h.insert(
                     http::header::ACCEPT,
@@ -325,7 +366,7 @@ impl GithubClient {
                     status,
                     headers,
                     body,
-                } = read(resp).await?;
+                } = self.renewed_on_401(read(resp).await?, since).await?;
                 if (200..300).contains(&status)
                     && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
                 {

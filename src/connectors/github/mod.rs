@@ -193,7 +193,7 @@ async fn revalidate_or_fetch(
     let mut bodies = Vec::new();
     let mut saved = Vec::new();
     for (i, start) in starts.iter().enumerate() {
-        let (b, p) = pages::fetch_pages(client, start, false).await?;
+        let (b, p) = pages::fetch_pages(client, start, None).await?;
         bodies.extend(b.into_iter().map(|b| (i, b)));
         saved.extend(p);
     }
@@ -509,10 +509,11 @@ impl Connector for GithubSource {
         };
         match answer {
             // A token without the permission: GitHub answers 403, or 404
-            // where it hides what the token may not see.
+            // where it hides what the token may not see. (A 401 is a bad
+            // token, not a missing permission: it fails as it is.)
             Err(ConnectorError::Http {
                 endpoint,
-                status: status @ (401 | 403 | 404),
+                status: status @ (403 | 404),
                 message,
             }) => {
                 let message = if message.contains(" needs ") {
@@ -576,7 +577,14 @@ impl GithubSource {
     /// and the repositories listed.
     fn listing_scope(&self) -> String {
         use sha2::Digest as _;
-        let names = sha2::Sha256::digest(self.listing.names.join("\n").as_bytes());
+        // The default branches too: a per-repository query reads URLs
+        // made from them, and a new default branch must not be
+        // revalidated with the old one's pages.
+        let mut h = sha2::Sha256::new();
+        for (n, b) in self.listing.names.iter().zip(&self.listing.branches) {
+            h.update(format!("{n}\t{b}\n").as_bytes());
+        }
+        let names = h.finalize();
         format!("{};repos={}", self.spec.scope(), hex(&names))
     }
 
@@ -954,15 +962,17 @@ impl GithubSource {
     ) -> Result<(Vec<Artifact>, Vec<SavedPage>), ConnectorError> {
         let full = &self.listing.names[i];
         let branch = &self.listing.branches[i];
+        // A branch name may hold `#`, `?` or `%`, which a path must escape.
+        let esc = activity::query_value(branch);
         let classic = self
             .client
-            .url(&format!("/repos/{full}/branches/{branch}/protection"));
-        let rules = self.client.url(&format!(
-            "/repos/{full}/rules/branches/{branch}?per_page=100"
-        ));
+            .url(&format!("/repos/{full}/branches/{esc}/protection"));
+        let rules = self
+            .client
+            .url(&format!("/repos/{full}/rules/branches/{esc}?per_page=100"));
         let (a, b) = futures_util::future::join(
-            pages::fetch_pages(&self.client, &classic, true),
-            pages::fetch_pages(&self.client, &rules, false),
+            pages::fetch_pages(&self.client, &classic, Some("not protected")),
+            pages::fetch_pages(&self.client, &rules, None),
         )
         .await;
         let (protection, mut saved) = a?;
@@ -981,7 +991,9 @@ impl GithubSource {
             let url = self.client.url(&format!(
                 "/repos/{full}/rulesets/{id}?includes_parents=true"
             ));
-            let (body, pages) = pages::fetch_pages(&self.client, &url, true).await?;
+            // A ruleset of the organization that the token may not read
+            // answers 404: its bypass actors are unknown (`null`).
+            let (body, pages) = pages::fetch_pages(&self.client, &url, Some("not found")).await?;
             saved.extend(pages);
             rulesets.push(ruleset(id, body.first()));
         }

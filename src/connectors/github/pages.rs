@@ -15,20 +15,25 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 /// Every page of the list at `start` (following `Link`), with the pages
-/// to save. With `absent_ok`, a 404 is an empty list, saved as
-/// [`ABSENT`] (a branch without classic protection, a release-less
-/// repository): the same 404 next run is no change.
+/// to save. With `absent`, a 404 whose message says that (GitHub's
+/// "Branch not protected") is an empty list, saved as [`ABSENT`]: the
+/// same 404 next run is no change. Any other 404 (a repository the token
+/// cannot see) is the error it is.
 pub(super) async fn fetch_pages(
     client: &GithubClient,
     start: &str,
-    absent_ok: bool,
+    absent: Option<&str>,
 ) -> Result<(Vec<Value>, Vec<SavedPage>), ConnectorError> {
     let mut bodies = Vec::new();
     let mut pages = Vec::new();
     let mut next = Some(start.to_string());
     while let Some(url) = next {
         let reply = match client.get(&url, None).await {
-            Err(ConnectorError::Http { status: 404, .. }) if absent_ok => {
+            Err(ConnectorError::Http {
+                status: 404,
+                message,
+                ..
+            }) if absent.is_some_and(|a| message.to_ascii_lowercase().contains(a)) => {
                 pages.push(SavedPage {
                     url,
                     etag: Some(ABSENT.into()),
@@ -82,11 +87,13 @@ pub(super) struct RepoPagesSaved {
 impl GithubSource {
     /// Runs a query repository by repository, as many at once as requests
     /// may be in flight. `fetch` reads repository `i` in full (its
-    /// artifacts and the pages they came from). With last run's state
+    /// artifacts, whose object ids start with `owner/name/` or are
+    /// `owner/name`, and the pages they came from). With last run's state
     /// (same `scope`), each repository's pages are revalidated first and
     /// only a repository with a change is read again: the answer is
-    /// *incremental* (what is held of the others stands), or *not
-    /// modified* when nothing changed anywhere.
+    /// *incremental*, complete within each repository read again (what is
+    /// held of it and not returned was removed; what is held of the
+    /// others stands), or *not modified* when nothing changed anywhere.
     pub(super) async fn per_repo<'a, F, Fut>(
         &'a self,
         req: &PageRequest,
@@ -124,20 +131,21 @@ impl GithubSource {
             .collect()
             .await;
         let mut items = Vec::new();
-        let mut changed = false;
+        let mut reread = Vec::new();
         let mut repos = BTreeMap::new();
         for (i, answer) in answers.into_iter().enumerate() {
             let (found, pages) = answer?;
+            let name = &self.listing.names[i];
             if let Some(found) = found {
-                changed = true;
+                reread.push(format!("{name}/"));
                 items.extend(found);
             }
-            repos.insert(self.listing.names[i].clone(), pages);
+            repos.insert(name.clone(), pages);
         }
-        let outcome = match (&saved, changed) {
+        let outcome = match (&saved, reread.is_empty()) {
             (None, _) => Outcome::Complete,
-            (Some(_), false) => Outcome::NotModified,
-            (Some(_), true) => Outcome::Incremental,
+            (Some(_), true) => Outcome::NotModified,
+            (Some(_), false) => Outcome::Incremental,
         };
         let state =
             serde_json::to_string(&RepoPagesSaved { scope, repos }).expect("state serializes");
@@ -145,6 +153,11 @@ impl GithubSource {
             items,
             outcome,
             state: Some(state),
+            complete_within: if outcome == Outcome::Incremental {
+                reread
+            } else {
+                Vec::new()
+            },
             ..Page::default()
         })
     }

@@ -49,12 +49,18 @@ impl GithubSource {
         req: PageRequest,
     ) -> Result<Page, ConnectorError> {
         let seg = which.segment();
+        // The secret itself is not even downloaded.
+        let extra = if which == Alerts::SecretScanning {
+            "&hide_secret=true"
+        } else {
+            ""
+        };
         // (start URL, the repository it is about when it is per repository)
         let mut starts: Vec<(String, Option<&str>)> = Vec::new();
         if let Some(org) = &self.spec.org {
             starts.push((
                 self.client
-                    .url(&format!("/orgs/{org}/{seg}/alerts?per_page=100")),
+                    .url(&format!("/orgs/{org}/{seg}/alerts?per_page=100{extra}")),
                 None,
             ));
         }
@@ -68,7 +74,7 @@ impl GithubSource {
             if !in_org {
                 starts.push((
                     self.client
-                        .url(&format!("/repos/{full}/{seg}/alerts?per_page=100")),
+                        .url(&format!("/repos/{full}/{seg}/alerts?per_page=100{extra}")),
                     Some(full.as_str()),
                 ));
             }
@@ -90,8 +96,27 @@ impl GithubSource {
         }
         let mut items = Vec::new();
         let mut saved_pages = Vec::new();
+        let mut skipped = Vec::new();
         for (url, repo) in &starts {
-            let (bodies, pages) = pages::fetch_pages(&self.client, url, repo.is_some()).await?;
+            let (bodies, pages) = match pages::fetch_pages(&self.client, url, None).await {
+                Ok(found) => found,
+                // One repository named outside the organization with the
+                // feature off (403 "... disabled", "Advanced Security must
+                // be enabled") or out of the token's sight (404) is
+                // recorded as skipped; the others are read.
+                Err(ConnectorError::Http {
+                    endpoint,
+                    status: status @ (403 | 404),
+                    message,
+                }) if repo.is_some() => {
+                    skipped.push(crate::connectors::Skipped {
+                        path: endpoint,
+                        reason: format!("HTTP {status}: {message}"),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             saved_pages.extend(pages);
             for a in bodies
                 .iter()
@@ -119,6 +144,7 @@ impl GithubSource {
         };
         Ok(Page {
             items,
+            skipped,
             state: Some(serde_json::to_string(&state).expect("state serializes")),
             ..Page::default()
         })
@@ -159,28 +185,38 @@ fn alert(which: Alerts, full: &str, a: &Value, url: &str) -> Result<Artifact, Co
     let state = a["state"].as_str().unwrap_or("unknown");
     let login = |k: &str| a[k]["login"].clone();
     let open = state == "open";
-    let (closed_at, closed_by, resolution) = match which {
-        Alerts::Dependabot => (
-            a["fixed_at"]
-                .as_str()
-                .or(a["dismissed_at"].as_str())
-                .or(a["auto_dismissed_at"].as_str()),
+    // By the state it is in: a reopened and closed again alert keeps the
+    // fields of its earlier closing, which must not be taken for this one.
+    let dismissed = || {
+        (
+            a["dismissed_at"].as_str(),
             login("dismissed_by"),
-            a["dismissed_reason"]
-                .as_str()
-                .unwrap_or(if state == "fixed" { "fixed" } else { state }),
-        ),
-        Alerts::CodeScanning => (
-            a["fixed_at"].as_str().or(a["dismissed_at"].as_str()),
-            login("dismissed_by"),
-            a["dismissed_reason"]
-                .as_str()
-                .unwrap_or(if state == "fixed" { "fixed" } else { state }),
-        ),
-        Alerts::SecretScanning => (
+            a["dismissed_reason"].as_str().unwrap_or("dismissed"),
+        )
+    };
+    let (closed_at, closed_by, resolution) = match (which, state) {
+        (_, "open") => (None, Value::Null, state),
+        (Alerts::SecretScanning, _) => (
             a["resolved_at"].as_str(),
             login("resolved_by"),
             a["resolution"].as_str().unwrap_or(state),
+        ),
+        (_, "fixed") => (a["fixed_at"].as_str(), Value::Null, "fixed"),
+        (_, "dismissed") => dismissed(),
+        (Alerts::Dependabot, "auto_dismissed") => (
+            a["auto_dismissed_at"].as_str(),
+            Value::Null,
+            "auto_dismissed",
+        ),
+        // Code scanning's `closed` (the tool or its configuration went
+        // away) and states GitHub may add: when, as far as it says.
+        _ => (
+            a["fixed_at"]
+                .as_str()
+                .or(a["dismissed_at"].as_str())
+                .or(a["updated_at"].as_str()),
+            Value::Null,
+            state,
         ),
     };
     let detail = match which {
@@ -236,8 +272,8 @@ fn alert(which: Alerts, full: &str, a: &Value, url: &str) -> Result<Artifact, Co
             "created_at": a["created_at"],
             // A reopened alert keeps its old dismissal times: only a
             // closed one has been closed.
-            "closed_at": if open { None } else { closed_at },
-            "closed_by": if open { Value::Null } else { closed_by },
+            "closed_at": closed_at,
+            "closed_by": closed_by,
             "resolution": if open { None } else { Some(resolution) },
             "detail": detail,
         }),
