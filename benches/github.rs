@@ -103,45 +103,15 @@ impl Respond for Pulls {
 
 async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
     let server = MockServer::start().await;
-    let pages = repos.div_ceil(100);
-    for p in 1..=pages {
-        let list: Vec<Value> = ((p - 1) * 100..(p * 100).min(repos)).map(repo).collect();
-        let etag = format!("\"page-{p}\"");
-        let mut ok = ResponseTemplate::new(200)
-            .set_delay(latency)
-            .insert_header("etag", etag.as_str())
-            .set_body_json(list);
-        if p < pages {
-            ok = ok.insert_header(
-                "link",
-                format!(
-                    "<{}/orgs/acme-bench/repos?type=all&per_page=100&page={}>; rel=\"next\"",
-                    server.uri(),
-                    p + 1
-                )
-                .as_str(),
-            );
-        }
-        let base = || {
-            let m = Mock::given(method("GET")).and(path("/orgs/acme-bench/repos"));
-            if p == 1 {
-                m.and(query_param_is_missing("page"))
-            } else {
-                m.and(query_param("page", p.to_string()))
-            }
-        };
-        base()
-            .and(header("if-none-match", etag.as_str()))
-            .respond_with(ResponseTemplate::new(304).set_delay(latency))
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        base()
-            .respond_with(ok)
-            .with_priority(2)
-            .mount(&server)
-            .await;
-    }
+    let list: Vec<Value> = (0..repos).map(repo).collect();
+    mount_paged(
+        &server,
+        "/orgs/acme-bench/repos",
+        "type=all&",
+        &list,
+        latency,
+    )
+    .await;
     // The organization's four member lists, one page each.
     for list in ["members", "outside_collaborators"] {
         Mock::given(method("GET"))
@@ -269,60 +239,28 @@ async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
         ))
         .mount(&server)
         .await;
-    // The organization's alerts, 100 a page, each page linked at the
-    // mock's own address.
+    // The organization's alerts, 100 a page.
     for (kind, count) in ALERTS {
-        let pages = count.div_ceil(100);
-        for p in 1..=pages {
-            let alerts: Vec<Value> = ((p - 1) * 100..(p * 100).min(count))
-                .map(|n| {
-                    let repo = format!("acme-bench/svc-{:03}", n % repos);
-                    json!({"number": n + 1, "state": if n % 3 == 0 { "open" } else { "fixed" },
-                           "created_at": "2026-03-01T00:00:00Z",
-                           "fixed_at": if n % 3 == 0 { None } else { Some("2026-03-05T00:00:00Z") },
-                           "security_advisory": {"severity": "high", "summary": "advisory"},
-                           "rule": {"id": "js/x", "severity": "error", "security_severity_level": "high"},
-                           "secret_type": "token", "repository": {"full_name": repo},
-                           "html_url": format!("https://github.com/{repo}/security/{kind}/{}", n + 1)})
-                })
-                .collect();
-            let etag = format!("\"{kind}-{p}\"");
-            let mut ok = ResponseTemplate::new(200)
-                .set_delay(latency)
-                .insert_header("etag", etag.as_str())
-                .set_body_json(alerts);
-            if p < pages {
-                ok = ok.insert_header(
-                    "link",
-                    format!(
-                        "<{}/orgs/acme-bench/{kind}/alerts?per_page=100&page={}>; rel=\"next\"",
-                        server.uri(),
-                        p + 1
-                    )
-                    .as_str(),
-                );
-            }
-            let base = || {
-                let m =
-                    Mock::given(method("GET")).and(path(format!("/orgs/acme-bench/{kind}/alerts")));
-                if p == 1 {
-                    m.and(query_param_is_missing("page"))
-                } else {
-                    m.and(query_param("page", p.to_string()))
-                }
-            };
-            base()
-                .and(header("if-none-match", etag.as_str()))
-                .respond_with(ResponseTemplate::new(304).set_delay(latency))
-                .with_priority(1)
-                .mount(&server)
-                .await;
-            base()
-                .respond_with(ok)
-                .with_priority(2)
-                .mount(&server)
-                .await;
-        }
+        let alerts: Vec<Value> = (0..count)
+            .map(|n| {
+                let repo = format!("acme-bench/svc-{:03}", n % repos);
+                json!({"number": n + 1, "state": if n % 3 == 0 { "open" } else { "fixed" },
+                       "created_at": "2026-03-01T00:00:00Z",
+                       "fixed_at": if n % 3 == 0 { None } else { Some("2026-03-05T00:00:00Z") },
+                       "security_advisory": {"severity": "high", "summary": "advisory"},
+                       "rule": {"id": "js/x", "severity": "error", "security_severity_level": "high"},
+                       "secret_type": "token", "repository": {"full_name": repo},
+                       "html_url": format!("https://github.com/{repo}/security/{kind}/{}", n + 1)})
+            })
+            .collect();
+        mount_paged(
+            &server,
+            &format!("/orgs/acme-bench/{kind}/alerts"),
+            "",
+            &alerts,
+            latency,
+        )
+        .await;
     }
     Mock::given(method("POST"))
         .and(path("/graphql"))
@@ -330,6 +268,51 @@ async fn mock(repos: u64, per_repo: u64, latency: Duration) -> MockServer {
         .mount(&server)
         .await;
     server
+}
+
+/// A list at `list_path` served 100 a page, each page with its own ETag
+/// (a 304 for it) and, but the last, a `Link` to the next at the mock's
+/// own address (`page=N`, after the query text `query`).
+async fn mount_paged(
+    server: &MockServer,
+    list_path: &str,
+    query: &str,
+    items: &[Value],
+    latency: Duration,
+) {
+    let pages = (items.len() as u64).div_ceil(100).max(1);
+    for p in 1..=pages {
+        let lo = ((p - 1) * 100) as usize;
+        let hi = (p as usize * 100).min(items.len());
+        let etag = format!("\"{list_path}-{p}\"");
+        let mut ok = ResponseTemplate::new(200)
+            .set_delay(latency)
+            .insert_header("etag", etag.as_str())
+            .set_body_json(&items[lo..hi]);
+        if p < pages {
+            let next = format!(
+                "<{}{list_path}?{query}per_page=100&page={}>; rel=\"next\"",
+                server.uri(),
+                p + 1
+            );
+            ok = ok.insert_header("link", next.as_str());
+        }
+        let base = || {
+            let m = Mock::given(method("GET")).and(path(list_path));
+            if p == 1 {
+                m.and(query_param_is_missing("page"))
+            } else {
+                m.and(query_param("page", p.to_string()))
+            }
+        };
+        base()
+            .and(header("if-none-match", etag.as_str()))
+            .respond_with(ResponseTemplate::new(304).set_delay(latency))
+            .with_priority(1)
+            .mount(server)
+            .await;
+        base().respond_with(ok).with_priority(2).mount(server).await;
+    }
 }
 
 /// Workflow runs and releases of each repository in the period.

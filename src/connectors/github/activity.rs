@@ -4,7 +4,7 @@
 //! default branch, and its releases, the last two in the period only.
 
 use super::pages::fetch_pages;
-use super::{GithubSource, SavedPage, parse, time};
+use super::{GithubSource, SavedPage, blank, observed, parse, time};
 use crate::artifact::{Artifact, DateSpan};
 use crate::connectors::http::next_link;
 use crate::connectors::{ConnectorError, Page, PageRequest};
@@ -88,20 +88,15 @@ impl GithubSource {
         let count = admins.len();
         Ok((
             vec![Artifact {
-                source: "github".into(),
                 kind: "repository-admins".into(),
                 object_id: full.clone(),
                 url: format!("https://github.com/{full}/settings/access"),
                 title: format!("{full}: {count} with admin"),
-                period: None,
-                observed: BTreeMap::new(),
                 content: json!({
                     "repository": full,
                     "admins": admins.into_values().collect::<Vec<_>>(),
                 }),
-                query: String::new(),
-                shard: None,
-                captured: None,
+                ..blank()
             }],
             saved,
         ))
@@ -183,7 +178,6 @@ impl GithubSource {
         let id = r["id"].as_u64()?;
         let login = |k: &str| r[k]["login"].clone();
         Some(Artifact {
-            source: "github".into(),
             kind: "workflow-run".into(),
             object_id: format!("{full}/actions/runs/{id}"),
             url: r["html_url"].as_str().unwrap_or_default().to_string(),
@@ -194,13 +188,7 @@ impl GithubSource {
                 r["conclusion"].as_str().unwrap_or("")
             ),
             period: Some(DateSpan::day(created.date_naive())),
-            observed: [
-                ("created_at", &r["created_at"]),
-                ("updated_at", &r["updated_at"]),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_string(), v.as_str()?.to_string())))
-            .collect(),
+            observed: observed(r, &["created_at", "updated_at"]),
             content: json!({
                 "repository": full,
                 "id": id,
@@ -219,9 +207,7 @@ impl GithubSource {
                 "run_started_at": r["run_started_at"],
                 "updated_at": r["updated_at"],
             }),
-            query: String::new(),
-            shard: None,
-            captured: None,
+            ..blank()
         })
     }
 
@@ -254,16 +240,12 @@ impl GithubSource {
             let Some(id) = r["id"].as_u64() else { continue };
             let tag = r["tag_name"].as_str().unwrap_or_default();
             items.push(Artifact {
-                source: "github".into(),
                 kind: "release".into(),
                 object_id: format!("{full}/releases/{id}"),
                 url: r["html_url"].as_str().unwrap_or_default().to_string(),
                 title: format!("{full} {tag}"),
                 period: Some(DateSpan::day(published.date_naive())),
-                observed: [("published_at", &r["published_at"])]
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k.to_string(), v.as_str()?.to_string())))
-                    .collect(),
+                observed: observed(r, &["published_at"]),
                 content: json!({
                     "repository": full,
                     "id": id,
@@ -276,9 +258,7 @@ impl GithubSource {
                     "created_at": r["created_at"],
                     "published_at": r["published_at"],
                 }),
-                query: String::new(),
-                shard: None,
-                captured: None,
+                ..blank()
             });
         }
         Ok((items, saved))

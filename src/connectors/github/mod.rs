@@ -922,17 +922,12 @@ impl GithubSource {
                         content["two_factor_disabled"] = json!(no_2fa.contains(login));
                     }
                     items.push(Artifact {
-                        source: "github".into(),
                         kind: kind.into(),
                         object_id: format!("{org}/{login}"),
                         url: u["html_url"].as_str().unwrap_or_default().to_string(),
                         title: login.to_string(),
-                        period: None,
-                        observed: BTreeMap::new(),
                         content,
-                        query: String::new(),
-                        shard: None,
-                        captured: None,
+                        ..blank()
                     });
                 }
             }
@@ -1167,7 +1162,6 @@ fn pull_request(
         }
     }
     Ok(Artifact {
-        source: "github".into(),
         kind: "pull-request".into(),
         object_id: format!("{full}/{number}"),
         url: n["url"].as_str().unwrap_or_default().to_string(),
@@ -1185,10 +1179,35 @@ fn pull_request(
             "merge_commit_sha": n["mergeCommit"]["oid"],
             "reviews": reviews,
         }),
+        ..blank()
+    })
+}
+
+/// What every github artifact shares, for `..blank()` after the fields
+/// an artifact sets (the driver stamps its query and shard).
+fn blank() -> Artifact {
+    Artifact {
+        source: "github".into(),
+        kind: String::new(),
+        object_id: String::new(),
+        url: String::new(),
+        title: String::new(),
+        period: None,
+        observed: BTreeMap::new(),
+        content: Value::Null,
         query: String::new(),
         shard: None,
         captured: None,
-    })
+    }
+}
+
+/// The times among `fields` of `v` (those that are strings), for an
+/// artifact's `observed`.
+fn observed(v: &Value, fields: &[&str]) -> BTreeMap<String, String> {
+    fields
+        .iter()
+        .filter_map(|k| Some((k.to_string(), v[*k].as_str()?.to_string())))
+        .collect()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(reply: &Reply, url: &str) -> Result<T, ConnectorError> {
@@ -1264,13 +1283,10 @@ fn branch_protection(
     let classic_force = p.is_none_or(|p| enabled(&p["allow_force_pushes"]));
     let classic_delete = p.is_none_or(|p| enabled(&p["allow_deletions"]));
     Artifact {
-        source: "github".into(),
         kind: "branch-protection".into(),
         object_id: full.to_string(),
         url: format!("https://github.com/{full}/settings/branches"),
         title: format!("{full}: {branch}"),
-        period: None,
-        observed: BTreeMap::new(),
         content: json!({
             "repository": full,
             "branch": branch,
@@ -1287,9 +1303,7 @@ fn branch_protection(
             "rules": applied,
             "rulesets": rulesets,
         }),
-        query: String::new(),
-        shard: None,
-        captured: None,
+        ..blank()
     }
 }
 
@@ -1354,12 +1368,10 @@ fn repository(r: &Value, url: &str) -> Result<Artifact, ConnectorError> {
         observed.insert("created_at".into(), c.to_string());
     }
     Ok(Artifact {
-        source: "github".into(),
         kind: "repository".into(),
         object_id: full.to_string(),
         url: r["html_url"].as_str().unwrap_or_default().to_string(),
         title: full.to_string(),
-        period: None,
         observed,
         content: json!({
             "full_name": full,
@@ -1372,9 +1384,7 @@ fn repository(r: &Value, url: &str) -> Result<Artifact, ConnectorError> {
             "default_branch": r["default_branch"],
             "security_and_analysis": security,
         }),
-        query: String::new(),
-        shard: None,
-        captured: None,
+        ..blank()
     })
 }
 

@@ -10,7 +10,7 @@
 //! alerts are seen to be gone. A secret-scanning alert's secret is never
 //! read into the evidence.
 
-use super::{GithubSource, PagesSaved, pages};
+use super::{GithubSource, PagesSaved, blank, pages};
 use crate::artifact::Artifact;
 use crate::connectors::{ConnectorError, Outcome, Page, PageRequest};
 use serde_json::{Value, json};
@@ -256,12 +256,10 @@ fn alert(which: Alerts, full: &str, a: &Value, url: &str) -> Result<Artifact, Co
         observed.insert("closed_at".into(), c.to_string());
     }
     Ok(Artifact {
-        source: "github".into(),
         kind: which.kind().into(),
         object_id: format!("{full}#{number}"),
         url: a["html_url"].as_str().unwrap_or_default().to_string(),
         title: format!("{full}#{number}: {summary}"),
-        period: None,
         observed,
         content: json!({
             "repository": full,
@@ -277,9 +275,7 @@ fn alert(which: Alerts, full: &str, a: &Value, url: &str) -> Result<Artifact, Co
             "resolution": if open { None } else { Some(resolution) },
             "detail": detail,
         }),
-        query: String::new(),
-        shard: None,
-        captured: None,
+        ..blank()
     })
 }
 
