@@ -928,6 +928,20 @@ async fn branch_protection_combines_classic_protection_and_rulesets() {
     );
 }
 
+/// The source of the one named repository, as `env` reaches it.
+async fn connect_named_repo(env: &GithubEnv) -> GithubSource {
+    GithubSource::connect(
+        "gh".into(),
+        spec("repos"),
+        year(),
+        env,
+        quick(),
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap()
+}
+
 /// A GitHub App: the JWT made from its private key is exchanged for an
 /// installation token, which every later request carries.
 #[tokio::test]
@@ -977,16 +991,7 @@ async fn a_github_app_is_exchanged_for_an_installation_token() {
             refresh_after: cleartrail::connectors::github::client::TOKEN_REFRESH,
         },
     };
-    let src = GithubSource::connect(
-        "gh".into(),
-        spec("repos"),
-        year(),
-        &env,
-        quick(),
-        &BTreeMap::new(),
-    )
-    .await
-    .unwrap();
+    let src = connect_named_repo(&env).await;
     let r = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
         .await
         .unwrap();
@@ -1038,16 +1043,7 @@ async fn a_github_app_is_exchanged_for_an_installation_token() {
         unreachable!()
     };
     *refresh_after = Duration::ZERO;
-    let src = GithubSource::connect(
-        "gh".into(),
-        spec("repos"),
-        year(),
-        &env,
-        quick(),
-        &BTreeMap::new(),
-    )
-    .await
-    .unwrap();
+    let src = connect_named_repo(&env).await;
     let requests = src.client().polite.counts.requests.load(Ordering::SeqCst);
     assert_eq!(requests, 1);
     let reqs = server.received_requests().await.unwrap();
