@@ -74,6 +74,9 @@ pub struct EffectiveConfig {
     /// of, from its `origin` remote (for the change judgement).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub git_repos: BTreeMap<String, String>,
+    /// How tickets of the jira sources are judged.
+    #[serde(default, skip_serializing_if = "crate::checks::TicketPolicy::is_empty")]
+    pub tickets: crate::checks::TicketPolicy,
     /// Connector types configured.
     pub source_types: Vec<String>,
     pub manual_mappings: ManualMappings,
@@ -124,6 +127,7 @@ pub struct Settings<'a> {
     pub alert_sla: BTreeMap<String, crate::checks::Sla>,
     /// Git source name -> the `owner/name` its `origin` remote names.
     pub git_repos: BTreeMap<String, String>,
+    pub tickets: crate::checks::TicketPolicy,
     /// Connector types configured (`git`, `files`, ...).
     pub source_types: Vec<String>,
     pub severities: BTreeMap<String, Level>,
@@ -167,6 +171,7 @@ impl<'a> Settings<'a> {
                 .unwrap_or_default(),
             alert_sla: config.map(alert_slas).unwrap_or_default(),
             git_repos: config.map(git_repos).unwrap_or_default(),
+            tickets: config.map(ticket_policy).unwrap_or_default(),
             source_types: config
                 .map(|c| {
                     c.sources
@@ -201,6 +206,7 @@ impl<'a> Settings<'a> {
             git_sources: rec.git_sources.clone(),
             alert_sla: rec.alert_sla.clone(),
             git_repos: rec.git_repos.clone(),
+            tickets: rec.tickets.clone(),
             source_types: rec.source_types.clone(),
             severities: rec.severities(),
             manual: None,
@@ -238,6 +244,7 @@ impl<'a> Settings<'a> {
             git_sources: self.git_sources.clone(),
             alert_sla: self.alert_sla.clone(),
             git_repos: self.git_repos.clone(),
+            tickets: self.tickets.clone(),
             source_types: self.source_types.clone(),
             manual_mappings: manual.clone(),
             overrides: self.overrides.clone(),
@@ -263,6 +270,34 @@ fn alert_slas(c: &Config) -> BTreeMap<String, crate::checks::Sla> {
             let owner = owner.to_ascii_lowercase();
             let sla = out.get(&owner).map_or(g.sla, |o| o.strictest(g.sla));
             out.insert(owner, sla);
+        }
+    }
+    out
+}
+
+/// The ticket policy of every jira source, merged: the kinds of each, and
+/// for a severity two sources set, the stricter hours.
+fn ticket_policy(c: &Config) -> crate::checks::TicketPolicy {
+    let mut out = crate::checks::TicketPolicy::default();
+    for s in &c.sources {
+        let SourceSpec::Jira(j) = &s.spec else {
+            continue;
+        };
+        let p = &j.policy;
+        out.approval_kinds.extend(p.approval_kinds.iter().cloned());
+        out.incident_kinds.extend(p.incident_kinds.iter().cloned());
+        for st in &p.approval_statuses {
+            if !out
+                .approval_statuses
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(st))
+            {
+                out.approval_statuses.push(st.clone());
+            }
+        }
+        for (sev, h) in &p.incident_hours {
+            let e = out.incident_hours.entry(sev.clone()).or_insert(*h);
+            *e = (*e).min(*h);
         }
     }
     out
@@ -406,6 +441,7 @@ fn evaluate_held(
             period: s.period,
             git_sources: s.git_sources.clone(),
             alert_sla: &s.alert_sla,
+            tickets: &s.tickets,
             git_repos: &s.git_repos,
             severities: &s.severities,
         },
@@ -449,6 +485,7 @@ fn keep_fields(catalogs: &Catalogs) -> evidence::Keep {
             }
         }
     }
+    keep.spread_wildcards();
     keep
 }
 

@@ -176,6 +176,7 @@ fn flagged(f: &Fixture, results: &[QueryResult], code: &str) -> Vec<&'static str
         period: &period,
         git_sources: vec!["app".into()],
         alert_sla: &BTreeMap::new(),
+        tickets: &Default::default(),
         git_repos: &BTreeMap::new(),
         severities: &severities,
     };

@@ -1802,6 +1802,7 @@ async fn alerts_admins_runs_and_releases_and_their_checks() {
         period: &period,
         git_sources: Vec::new(),
         alert_sla: &sla,
+        tickets: &Default::default(),
         git_repos: &BTreeMap::new(),
         severities: &severities,
     };
@@ -1839,6 +1840,7 @@ async fn alerts_admins_runs_and_releases_and_their_checks() {
     .into();
     let cx = cleartrail::checks::CheckContext {
         alert_sla: &sla,
+        tickets: &Default::default(),
         ..cx
     };
     let results = cleartrail::checks::run(&held, &cx);

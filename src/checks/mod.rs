@@ -96,6 +96,22 @@ pub const CONTENT_FIELDS: &[(&str, &str, &[&str])] = &[
         "document",
         &["front_matter", "front_matter_error"],
     ),
+    // Every kind of a jira source (the kinds are its queries' names).
+    (
+        "jira",
+        "*",
+        &[
+            "key",
+            "status",
+            "status_category",
+            "severity",
+            "assignee",
+            "approvers",
+            "transitions",
+            "created",
+            "resolved",
+        ],
+    ),
 ];
 
 /// Days a security alert may stay open, by severity: the `sla:` of a
@@ -139,6 +155,27 @@ impl Sla {
             medium: self.medium.min(other.medium),
             low: self.low.min(other.low),
         }
+    }
+}
+
+/// How the checks judge tickets of jira sources (their `approval:` and
+/// `incident_sla:`), merged over all jira sources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+pub struct TicketPolicy {
+    /// Kinds (query names) whose tickets need an approval before done.
+    pub approval_kinds: std::collections::BTreeSet<String>,
+    /// Statuses whose entry is an approval (`Approved`), compared
+    /// ignoring case.
+    pub approval_statuses: Vec<String>,
+    /// Kinds that are incidents, held to `incident_hours`.
+    pub incident_kinds: std::collections::BTreeSet<String>,
+    /// Hours from creation to resolution, by severity (lower case).
+    pub incident_hours: BTreeMap<String, u32>,
+}
+
+impl TicketPolicy {
+    pub fn is_empty(&self) -> bool {
+        self.approval_kinds.is_empty() && self.incident_kinds.is_empty()
     }
 }
 
@@ -207,6 +244,16 @@ pub const CHECKS: &[CheckDef] = &[
         code: "alert-past-sla",
         severity: Severity::Error,
         doc: "Every Dependabot, code-scanning and secret-scanning alert of a github source that was open during the period was fixed, dismissed or resolved within its severity's time (the source's `sla:`, in days: by default critical 7, high 30, medium 90, low 180; a leaked secret is critical; code-scanning rules without a security severity count `error` as high, `warning` as medium, `note` as low). An alert still open at the as-of date (the end of the period, or today while it runs) and older than that is an exception, as is one closed late. Alerts closed before the period began are outside the population.",
+    },
+    CheckDef {
+        code: "ticket-done-without-approval",
+        severity: Severity::Error,
+        doc: "Every ticket of a jira source whose kind needs approval (the source's `approval.kinds`: by default every query but the incident ones) that reached a done status in the period was approved by someone other than its assignee: a move into an approval status (`approval.statuses`, default `Approved`) made before it was done, by someone other than the assignee, or an approver named in an approver field (`approval.fields`) who is not the assignee. A change or an access grant that its own assignee waved through had no independent approval.",
+    },
+    CheckDef {
+        code: "incident-past-sla",
+        severity: Severity::Error,
+        doc: "Every incident of a jira source (the kinds under `incident_sla.kinds`, default `incident`) open at some time in the period was resolved within the hours its severity allows (`incident_sla.hours`, by the value of `incident_sla.field`, default the priority: by default Highest 24, High 72, Medium 168, Low 336). An incident still open at the as-of date and older than that is an exception, as is one resolved late. An incident whose severity has no hours set is not judged.",
     },
     CheckDef {
         code: "codeowners-missing",
@@ -279,6 +326,8 @@ pub struct CheckContext<'a> {
     /// Alert SLAs by repository owner (for alert-past-sla; an owner not
     /// listed gets the default).
     pub alert_sla: &'a BTreeMap<String, Sla>,
+    /// How tickets of jira sources are judged.
+    pub tickets: &'a TicketPolicy,
     /// The GitHub repository (`owner/name`, lower case) each git source is
     /// a clone of, from its `origin` remote: where a github source covers
     /// it, its changes are judged by the pull-request record.
@@ -467,6 +516,157 @@ impl<'a> PrRecord<'a> {
             change_label(change)
         )))
     }
+}
+
+/// A time of a held artifact's content (RFC 3339).
+fn content_time(h: &Held, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = h.field(key).and_then(Lite::as_str)?;
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// `(time, who)` of a ticket's last move into a done status, when that was
+/// in the period (up to the as-of date); from its resolution time when
+/// the changelog has no such move.
+fn ticket_done_in(h: &Held, cx: &CheckContext<'_>) -> Option<(String, String)> {
+    if h.field("status_category").and_then(Lite::as_str) != Some("done") {
+        return None;
+    }
+    let transitions = h
+        .field("transitions")
+        .and_then(Lite::as_array)
+        .unwrap_or(&[]);
+    let text = |t: &Lite, k: &str| t.get(k).and_then(Lite::as_str).unwrap_or("").to_string();
+    let status = h.field("status").and_then(Lite::as_str).unwrap_or("");
+    let done = transitions
+        .iter()
+        .rev()
+        .find(|t| text(t, "to").eq_ignore_ascii_case(status))
+        .map(|t| {
+            (
+                text(t, "at"),
+                t.get("by").map(|b| text(b, "name")).unwrap_or_default(),
+            )
+        })
+        .or_else(|| {
+            h.field("resolved")
+                .and_then(Lite::as_str)
+                .map(|r| (r.to_string(), String::new()))
+        })?;
+    let day = chrono::DateTime::parse_from_rfc3339(&done.0)
+        .or_else(|_| chrono::DateTime::parse_from_str(&done.0, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()?
+        .with_timezone(&chrono::Utc)
+        .date_naive();
+    (cx.period.contains(day) && day <= cx.as_of).then_some(done)
+}
+
+/// Why a done ticket lacks an independent approval, if it does.
+fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
+    let key = h.field("key").and_then(Lite::as_str).unwrap_or("?");
+    let assignee = h
+        .field("assignee.account_id")
+        .and_then(Lite::as_str)
+        .unwrap_or("");
+    let text = |t: &Lite, path: &[&str]| -> String {
+        let mut at = t;
+        for k in path {
+            match at.get(k) {
+                Some(v) => at = v,
+                None => return String::new(),
+            }
+        }
+        at.as_str().unwrap_or("").to_string()
+    };
+    let (done_at, _) = ticket_done_in(h, cx)?;
+    let transitions = h
+        .field("transitions")
+        .and_then(Lite::as_array)
+        .unwrap_or(&[]);
+    let approval_status = |s: &str| {
+        cx.tickets
+            .approval_statuses
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(s))
+    };
+    let mut self_approved = false;
+    for t in transitions {
+        if !approval_status(&text(t, &["to"])) || text(t, &["at"]) > done_at {
+            continue;
+        }
+        let by = text(t, &["by", "account_id"]);
+        if !by.is_empty() && by != assignee {
+            return None;
+        }
+        self_approved = true;
+    }
+    let approvers = h.field("approvers").and_then(Lite::as_array).unwrap_or(&[]);
+    if approvers.iter().any(|a| {
+        let id = text(a, &["account_id"]);
+        !id.is_empty() && id != assignee
+    }) {
+        return None;
+    }
+    let who = h
+        .field("assignee.name")
+        .and_then(Lite::as_str)
+        .unwrap_or("its assignee");
+    Some(if self_approved || !approvers.is_empty() {
+        format!(
+            "{} ticket {key} was done with approval only by its assignee ({who})",
+            h.kind()
+        )
+    } else {
+        format!(
+            "{} ticket {key} was done with no approval: no move into {} by anyone but its assignee, and no approver named",
+            h.kind(),
+            cx.tickets.approval_statuses.join(" or ")
+        )
+    })
+}
+
+/// Whether an incident was open at some time from the period's start to
+/// the as-of date.
+fn incident_in_period(h: &Held, cx: &CheckContext<'_>) -> bool {
+    let Some(created) = content_time(h, "created") else {
+        return false;
+    };
+    created.date_naive() <= cx.as_of
+        && content_time(h, "resolved").is_none_or(|r| r.date_naive() >= cx.period.start())
+}
+
+/// Why an incident broke its SLA, if it did.
+fn incident_late(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
+    let key = h.field("key").and_then(Lite::as_str).unwrap_or("?");
+    let severity = h.field("severity").map(lite_text).unwrap_or_default();
+    let hours = *cx
+        .tickets
+        .incident_hours
+        .get(&severity.to_ascii_lowercase())?;
+    let created = content_time(h, "created")?;
+    let end_of_as_of = cx
+        .as_of
+        .and_hms_opt(23, 59, 59)
+        .map(|t| t.and_utc())
+        .unwrap_or(created);
+    let resolved = content_time(h, "resolved").filter(|r| *r <= end_of_as_of);
+    let took = (resolved.unwrap_or(end_of_as_of) - created).num_hours();
+    if took <= i64::from(hours) {
+        return None;
+    }
+    Some(match resolved {
+        Some(r) => format!(
+            "incident {key} ({severity}) opened {} was resolved {}, after {took} hours: past its {hours}-hour SLA",
+            created.format("%Y-%m-%d %H:%M"),
+            r.format("%Y-%m-%d %H:%M")
+        ),
+        None => format!(
+            "incident {key} ({severity}) opened {} is still open on {}, {took} hours: past its {hours}-hour SLA",
+            created.format("%Y-%m-%d %H:%M"),
+            cx.as_of
+        ),
+    })
 }
 
 /// A date of an alert's content (RFC 3339, taken as a UTC day).
@@ -775,6 +975,56 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                     ),
                 )
             }
+            "ticket-done-without-approval" => {
+                let pop: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| {
+                        h.source() == "jira"
+                            && cx.tickets.approval_kinds.contains(h.kind())
+                            && ticket_done_in(h, cx).is_some()
+                    })
+                    .collect();
+                for h in &pop {
+                    if let Some(reason) = without_ticket_approval(h, cx) {
+                        exception(h, reason);
+                    }
+                }
+                (
+                    pop.len(),
+                    format!(
+                        "Jira tickets of kinds needing approval ({}) done in {}",
+                        cx.tickets
+                            .approval_kinds
+                            .iter()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        cx.period
+                    ),
+                )
+            }
+            "incident-past-sla" => {
+                let pop: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| {
+                        h.source() == "jira"
+                            && cx.tickets.incident_kinds.contains(h.kind())
+                            && incident_in_period(h, cx)
+                    })
+                    .collect();
+                for h in &pop {
+                    if let Some(reason) = incident_late(h, cx) {
+                        exception(h, reason);
+                    }
+                }
+                (
+                    pop.len(),
+                    format!(
+                        "Jira incidents open at some time in {} (up to {})",
+                        cx.period, cx.as_of
+                    ),
+                )
+            }
             "change-signature-unverified" => {
                 let pop: Vec<&Held> = changes(held, cx.period)
                     .into_iter()
@@ -917,6 +1167,7 @@ mod tests {
             period: &period,
             git_sources: vec!["app".into()],
             alert_sla: &BTreeMap::new(),
+            tickets: &Default::default(),
             git_repos: &BTreeMap::new(),
             severities: &severities,
         };
@@ -1009,6 +1260,7 @@ mod tests {
             period: &period,
             git_sources: vec!["app".into()],
             alert_sla: &BTreeMap::new(),
+            tickets: &Default::default(),
             git_repos: &git_repos,
             severities: &severities,
         };

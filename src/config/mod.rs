@@ -107,6 +107,8 @@ pub enum SourceSpec {
     Files(FilesSpec),
     /// The GitHub API (credentials from the environment).
     Github(crate::connectors::github::GithubSpec),
+    /// A Jira site (credentials from the environment).
+    Jira(crate::connectors::jira::JiraSpec),
 }
 
 /// What a `git` source is configured to read.
@@ -135,6 +137,7 @@ impl SourceSpec {
             SourceSpec::Git(_) => "git",
             SourceSpec::Files(_) => "files",
             SourceSpec::Github(_) => "github",
+            SourceSpec::Jira(_) => "jira",
         }
     }
 }

@@ -55,6 +55,51 @@ pub struct RawSource {
     pub optional: Option<Vec<String>>,
     /// github: days an alert may stay open, by severity.
     pub sla: Option<RawSla>,
+    /// jira: the site (else `JIRA_BASE_URL`).
+    pub url: Option<String>,
+    /// jira: evidence kind -> JQL.
+    pub queries: Option<BTreeMap<String, String>>,
+    /// jira: what counts as an approval.
+    pub approval: Option<RawApproval>,
+    /// jira: incident resolution hours by severity.
+    pub incident_sla: Option<RawIncidentSla>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawApproval {
+    pub kinds: Option<Vec<String>>,
+    pub statuses: Option<Vec<String>>,
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawIncidentSla {
+    pub kinds: Option<Vec<String>>,
+    pub field: Option<String>,
+    pub hours: Option<BTreeMap<String, u32>>,
+}
+
+impl RawSource {
+    /// Whether `key` (a field of this struct, as written in YAML) is set.
+    pub fn has(&self, key: &str) -> bool {
+        match key {
+            "path" => self.path.is_some(),
+            "branch" => self.branch.is_some(),
+            "exclude" => self.exclude.is_some(),
+            "allowed_signers" => self.allowed_signers.is_some(),
+            "gpg_keyring" => self.gpg_keyring.is_some(),
+            "org" => self.org.is_some(),
+            "repos" => self.repos.is_some(),
+            "include" => self.include.is_some(),
+            "optional" => self.optional.is_some(),
+            "sla" => self.sla.is_some(),
+            "url" => self.url.is_some(),
+            "queries" => self.queries.is_some(),
+            "approval" => self.approval.is_some(),
+            "incident_sla" => self.incident_sla.is_some(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +128,8 @@ pub fn structure_problems(file: &str, locs: &Locations) -> Vec<Problem> {
             [s, _, _] if s == "sources" => fields_of::<RawSource>(),
             [c, _, _] if c == "checks" => fields_of::<RawCheck>(),
             [s, _, k, _] if s == "sources" && k == "sla" => fields_of::<RawSla>(),
+            [s, _, k, _] if s == "sources" && k == "approval" => fields_of::<RawApproval>(),
+            [s, _, k, _] if s == "sources" && k == "incident_sla" => fields_of::<RawIncidentSla>(),
             _ => continue,
         };
         let key = segments[segments.len() - 1].as_str();

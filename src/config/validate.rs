@@ -5,9 +5,28 @@ use super::locate::Locations;
 use super::raw::{RawConfig, RawSource};
 use super::{Config, DEFAULT_BRANCH, Located, OutOfScope, Problem, SourceConfig, SourceSpec};
 use crate::period::Period;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const SOURCE_TYPES: &[&str] = &["git", "files", "github"];
+pub const SOURCE_TYPES: &[&str] = &["git", "files", "github", "jira"];
+
+/// Each source key and the source types it applies to.
+const SOURCE_KEYS: &[(&str, &[&str])] = &[
+    ("path", &["git", "files"]),
+    ("branch", &["git"]),
+    ("exclude", &["files", "github"]),
+    ("allowed_signers", &["git"]),
+    ("gpg_keyring", &["git"]),
+    ("org", &["github"]),
+    ("repos", &["github"]),
+    ("include", &["github"]),
+    ("optional", &["github"]),
+    ("sla", &["github"]),
+    ("url", &["jira"]),
+    ("queries", &["jira"]),
+    ("approval", &["jira"]),
+    ("incident_sla", &["jira"]),
+];
 
 struct Ctx<'a> {
     /// Whether source paths must exist here (not for read-only commands
@@ -263,35 +282,31 @@ fn validate_source(
         );
         return None;
     };
-    let not_for = |cx: &mut Ctx<'_>, key: &str, present: bool| {
-        if present {
-            cx.at_key(
-                &format!("{at}.{key}"),
-                format!("`{key}` does not apply to a `{kind}` source"),
-                None,
-            );
+    if SOURCE_TYPES.contains(&kind) {
+        for (key, types) in SOURCE_KEYS {
+            if src.has(key) && !types.contains(&kind) {
+                cx.at_key(
+                    &format!("{at}.{key}"),
+                    format!("`{key}` does not apply to a `{kind}` source"),
+                    None,
+                );
+            }
         }
-    };
-    if kind == "github" {
-        return validate_github(cx, &at, src, before).map(|spec| SourceConfig {
+    }
+    let spec_of = |spec: Option<SourceSpec>| {
+        spec.map(|spec| SourceConfig {
             name: name.to_string(),
             spec,
-        });
-    }
-    for key in ["org", "repos", "include", "optional", "sla"] {
-        let present = match key {
-            "org" => src.org.is_some(),
-            "repos" => src.repos.is_some(),
-            "optional" => src.optional.is_some(),
-            "sla" => src.sla.is_some(),
-            _ => src.include.is_some(),
-        };
-        not_for(cx, key, present);
+        })
+    };
+    match kind {
+        "github" => return spec_of(validate_github(cx, &at, src, before)),
+        "jira" => return spec_of(validate_jira(cx, &at, src, before)),
+        _ => {}
     }
     let path = resolve_path(cx, dir, &at, name, src.path.as_deref());
     let spec = match kind {
         "git" => {
-            not_for(cx, "exclude", src.exclude.is_some());
             if let Some(p) = &path
                 && cx.check_paths
                 && git2::Repository::open(p).is_err()
@@ -327,9 +342,6 @@ fn validate_source(
             })
         }
         "files" => {
-            not_for(cx, "branch", src.branch.is_some());
-            not_for(cx, "allowed_signers", src.allowed_signers.is_some());
-            not_for(cx, "gpg_keyring", src.gpg_keyring.is_some());
             // The path was resolved once (a link to a folder is fine);
             // what it resolved to must be an ordinary folder.
             if let Some(p) = &path
@@ -398,20 +410,6 @@ fn validate_github(
     src: RawSource,
     before: usize,
 ) -> Option<SourceSpec> {
-    for (key, present) in [
-        ("path", src.path.is_some()),
-        ("branch", src.branch.is_some()),
-        ("allowed_signers", src.allowed_signers.is_some()),
-        ("gpg_keyring", src.gpg_keyring.is_some()),
-    ] {
-        if present {
-            cx.at_key(
-                &format!("{at}.{key}"),
-                format!("`{key}` does not apply to a `github` source"),
-                None,
-            );
-        }
-    }
     // GitHub's rules for organization and repository names.
     let name_ok = |s: &str| {
         !s.is_empty()
@@ -529,6 +527,138 @@ fn validate_github(
             sla,
         },
     ))
+}
+
+/// The default hours to resolve an incident, by severity (Jira's default
+/// priorities).
+const INCIDENT_HOURS: &[(&str, u32)] =
+    &[("highest", 24), ("high", 72), ("medium", 168), ("low", 336)];
+
+fn validate_jira(cx: &mut Ctx<'_>, at: &str, src: RawSource, before: usize) -> Option<SourceSpec> {
+    if let Some(url) = &src.url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        cx.at_value(
+            &format!("{at}.url"),
+            format!("`{url}` is not a Jira site address"),
+            Some("e.g. https://acme.atlassian.net".into()),
+        );
+    }
+    let queries = src.queries.unwrap_or_default();
+    if queries.is_empty() {
+        cx.at_key(
+            at,
+            "a `jira` source needs `queries`: evidence kind -> JQL",
+            Some("e.g. `queries: { change: \"project = CHG\" }`".into()),
+        );
+    }
+    let kind_ok = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 64
+            && k.starts_with(|c: char| c.is_ascii_lowercase())
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    for (kind, jql) in &queries {
+        if !kind_ok(kind) {
+            cx.at_key(
+                &format!("{at}.queries.{kind}"),
+                format!("`{kind}` is not an evidence kind name"),
+                Some("lower-case letters, digits and `-`, starting with a letter".into()),
+            );
+        }
+        if jql.trim().is_empty() {
+            cx.at_value(
+                &format!("{at}.queries.{kind}"),
+                format!("query `{kind}` has no JQL"),
+                None,
+            );
+        }
+    }
+    let known = |cx: &mut Ctx<'_>, key: &str, list: &[String]| {
+        for (i, k) in list.iter().enumerate() {
+            if !queries.contains_key(k) {
+                cx.at_value(
+                    &format!("{at}.{key}[{i}]"),
+                    format!("`{k}` is not one of this source's queries"),
+                    Some(format!(
+                        "the queries are: {}",
+                        queries.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                );
+            }
+        }
+    };
+    let sla = src.incident_sla;
+    let incident_kinds: Vec<String> = match sla.as_ref().and_then(|s| s.kinds.clone()) {
+        Some(k) => {
+            known(cx, "incident_sla.kinds", &k);
+            k
+        }
+        None => queries
+            .keys()
+            .filter(|k| *k == "incident")
+            .cloned()
+            .collect(),
+    };
+    let approval = src.approval;
+    let approval_kinds: Vec<String> = match approval.as_ref().and_then(|a| a.kinds.clone()) {
+        Some(k) => {
+            known(cx, "approval.kinds", &k);
+            k
+        }
+        None => queries
+            .keys()
+            .filter(|k| !incident_kinds.contains(k))
+            .cloned()
+            .collect(),
+    };
+    let statuses = approval
+        .as_ref()
+        .and_then(|a| a.statuses.clone())
+        .unwrap_or_else(|| vec!["Approved".into()]);
+    let fields = approval.and_then(|a| a.fields).unwrap_or_default();
+    for (i, f) in fields.iter().enumerate() {
+        if f.trim().is_empty() || f.contains(char::is_whitespace) {
+            cx.at_value(
+                &format!("{at}.approval.fields[{i}]"),
+                format!("`{f}` is not a Jira field id"),
+                Some("use the field's id, e.g. customfield_10050".into()),
+            );
+        }
+    }
+    let mut hours: BTreeMap<String, u32> = INCIDENT_HOURS
+        .iter()
+        .map(|(k, h)| (k.to_string(), *h))
+        .collect();
+    if let Some(given) = sla.as_ref().and_then(|s| s.hours.clone()) {
+        hours = BTreeMap::new();
+        for (sev, h) in given {
+            if h == 0 {
+                cx.at_value(
+                    &format!("{at}.incident_sla.hours.{sev}"),
+                    format!("`{sev}: 0` leaves no time at all to resolve an incident"),
+                    None,
+                );
+            }
+            hours.insert(sev.to_ascii_lowercase(), h);
+        }
+    }
+    let severity_field = sla
+        .and_then(|s| s.field)
+        .unwrap_or_else(|| "priority".into());
+    (cx.problems.len() == before).then_some(SourceSpec::Jira(crate::connectors::jira::JiraSpec {
+        url: src.url,
+        queries,
+        approver_fields: fields,
+        severity_field,
+        policy: crate::checks::TicketPolicy {
+            approval_kinds: approval_kinds.into_iter().collect(),
+            approval_statuses: statuses,
+            incident_kinds: incident_kinds.into_iter().collect(),
+            incident_hours: hours,
+        },
+    }))
 }
 
 /// An optional key file of a git source (`allowed_signers`,
@@ -921,6 +1051,70 @@ mod tests {
             err.problems()[0]
                 .message
                 .contains("needs `org`, `repos` or both")
+        );
+    }
+
+    #[test]
+    fn a_jira_source_is_validated_with_its_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  tickets:\n    type: jira\n    url: https://acme.atlassian.net\n    queries:\n      change: project = CHG\n      incident: project = INC\n      access-request: project = IT\n    incident_sla:\n      hours: { Highest: 12 }\n",
+        )
+        .unwrap();
+        let super::SourceSpec::Jira(j) = &cfg.sources[0].spec else {
+            panic!("a jira source");
+        };
+        assert_eq!(j.url.as_deref(), Some("https://acme.atlassian.net"));
+        assert_eq!(
+            j.policy.approval_kinds.iter().collect::<Vec<_>>(),
+            ["access-request", "change"]
+        );
+        assert_eq!(
+            j.policy.incident_kinds.iter().collect::<Vec<_>>(),
+            ["incident"]
+        );
+        assert_eq!(j.policy.approval_statuses, ["Approved"]);
+        assert_eq!(
+            j.policy.incident_hours,
+            [("highest".to_string(), 12)].into()
+        );
+        assert_eq!(j.severity_field, "priority");
+        let err = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  tickets:\n    type: jira\n    url: acme.atlassian.net\n    path: x\n    queries:\n      Change: project = CHG\n    approval:\n      kinds: [incident]\n      approvers: [x]\n  gh:\n    type: github\n    org: acme\n    queries: {a: b}\n",
+        )
+        .unwrap_err();
+        let got: Vec<(usize, String)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect();
+        let lines: Vec<usize> = got.iter().map(|g| g.0).collect();
+        assert_eq!(lines, [5, 6, 8, 10, 11, 15], "{got:?}");
+        assert!(got[0].1.contains("is not a Jira site address"), "{got:?}");
+        assert!(
+            got[1]
+                .1
+                .contains("`path` does not apply to a `jira` source"),
+            "{got:?}"
+        );
+        assert!(
+            got[2].1.contains("`Change` is not an evidence kind name"),
+            "{got:?}"
+        );
+        assert!(
+            got[3]
+                .1
+                .contains("`incident` is not one of this source's queries"),
+            "{got:?}"
+        );
+        assert!(got[4].1.contains("approvers"), "{got:?}");
+        assert!(
+            got[5]
+                .1
+                .contains("`queries` does not apply to a `github` source"),
+            "{got:?}"
         );
     }
 

@@ -82,12 +82,21 @@ impl Reply {
                 .or_else(|| d["error"]["message"].as_str())
                 .map(str::to_string)
                 .or_else(|| {
-                    d["errorMessages"].as_array().map(|a| {
-                        a.iter()
-                            .filter_map(|m| m.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
+                    // Jira's ErrorCollection: messages, and per field.
+                    let mut parts: Vec<String> = d["errorMessages"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|m| m.as_str().map(str::to_string))
+                        .collect();
+                    if let Some(fields) = d["errors"].as_object() {
+                        parts.extend(
+                            fields
+                                .iter()
+                                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default())),
+                        );
+                    }
+                    (!parts.is_empty()).then(|| parts.join("; "))
                 })
         });
         match from_json {

@@ -12,6 +12,7 @@ pub mod git;
 pub mod github;
 pub mod gitrepo;
 pub mod http;
+pub mod jira;
 
 use crate::artifact::Artifact;
 use crate::config::{SourceConfig, SourceSpec};
@@ -458,6 +459,15 @@ pub async fn connect(
         SourceSpec::Files(crate::config::FilesSpec { path, exclude }) => Arc::new(
             files::FilesSource::new(src.name.clone(), path.clone(), exclude.clone()),
         ),
+        SourceSpec::Jira(spec) => Arc::new(jira::JiraSource::new(
+            src.name.clone(),
+            spec.clone(),
+            period.clone(),
+            jira::client::JiraClient::new(
+                &jira::client::JiraEnv::from_env(spec.url.as_deref())?,
+                http::Politeness::default(),
+            )?,
+        )),
         SourceSpec::Github(spec) => Arc::new(
             github::GithubSource::connect(
                 src.name.clone(),

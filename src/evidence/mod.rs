@@ -96,6 +96,21 @@ impl Keep {
         Keep::ByKind(BTreeMap::new())
     }
 
+    /// Adds the fields kept for every kind (`*`) of a source to each of
+    /// its kinds named on their own.
+    pub fn spread_wildcards(&mut self) {
+        if let Keep::ByKind(m) = self {
+            for kinds in m.values_mut() {
+                let Some(all) = kinds.get("*").cloned() else {
+                    continue;
+                };
+                for fields in kinds.values_mut() {
+                    fields.extend(all.iter().cloned());
+                }
+            }
+        }
+    }
+
     /// Keeps `field` of the content of `source`/`kind` artifacts.
     pub fn add(&mut self, source: &str, kind: &str, field: &str) {
         if let Keep::ByKind(m) = self {
@@ -111,7 +126,12 @@ impl Keep {
     fn of(&self, source: &str, kind: &str) -> KeepOf<'_> {
         match self {
             Keep::All => None,
-            Keep::ByKind(m) => Some(m.get(source).and_then(|k| k.get(kind))),
+            // `*`: every kind of the source (jira's kinds are its queries'
+            // names, known only from a configuration).
+            Keep::ByKind(m) => Some(
+                m.get(source)
+                    .and_then(|k| k.get(kind).or_else(|| k.get("*"))),
+            ),
         }
     }
 
