@@ -109,6 +109,8 @@ pub enum SourceSpec {
     Github(crate::connectors::github::GithubSpec),
     /// A Jira site (credentials from the environment).
     Jira(crate::connectors::jira::JiraSpec),
+    /// Google Drive folders (credentials from the environment).
+    Gdrive(crate::connectors::gdrive::GdriveSpec),
 }
 
 /// What a `git` source is configured to read.
@@ -138,6 +140,7 @@ impl SourceSpec {
             SourceSpec::Files(_) => "files",
             SourceSpec::Github(_) => "github",
             SourceSpec::Jira(_) => "jira",
+            SourceSpec::Gdrive(_) => "gdrive",
         }
     }
 }

@@ -63,6 +63,14 @@ pub struct RawSource {
     pub approval: Option<RawApproval>,
     /// jira: incident resolution hours by severity.
     pub incident_sla: Option<RawIncidentSla>,
+    /// gdrive: folder or shared-drive ids.
+    pub folders: Option<Vec<String>>,
+    /// gdrive: the media type Google Docs are exported as.
+    pub export_as: Option<String>,
+    /// gdrive: the API root (a proxy or a test server).
+    pub api_url: Option<String>,
+    /// gdrive: files larger than this are recorded without content.
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +105,10 @@ impl RawSource {
             "queries" => self.queries.is_some(),
             "approval" => self.approval.is_some(),
             "incident_sla" => self.incident_sla.is_some(),
+            "folders" => self.folders.is_some(),
+            "export_as" => self.export_as.is_some(),
+            "api_url" => self.api_url.is_some(),
+            "max_bytes" => self.max_bytes.is_some(),
             _ => false,
         }
     }

@@ -8,7 +8,7 @@ use crate::period::Period;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const SOURCE_TYPES: &[&str] = &["git", "files", "github", "jira"];
+pub const SOURCE_TYPES: &[&str] = &["git", "files", "github", "jira", "gdrive"];
 
 /// Each source key and the source types it applies to.
 const SOURCE_KEYS: &[(&str, &[&str])] = &[
@@ -26,6 +26,10 @@ const SOURCE_KEYS: &[(&str, &[&str])] = &[
     ("queries", &["jira"]),
     ("approval", &["jira"]),
     ("incident_sla", &["jira"]),
+    ("folders", &["gdrive"]),
+    ("export_as", &["gdrive"]),
+    ("api_url", &["gdrive"]),
+    ("max_bytes", &["gdrive"]),
 ];
 
 struct Ctx<'a> {
@@ -302,6 +306,7 @@ fn validate_source(
     match kind {
         "github" => return spec_of(validate_github(cx, &at, src, before)),
         "jira" => return spec_of(validate_jira(cx, &at, src, before)),
+        "gdrive" => return spec_of(validate_gdrive(cx, &at, src, before)),
         _ => {}
     }
     let path = resolve_path(cx, dir, &at, name, src.path.as_deref());
@@ -659,6 +664,69 @@ fn validate_jira(cx: &mut Ctx<'_>, at: &str, src: RawSource, before: usize) -> O
             incident_hours: hours,
         },
     }))
+}
+
+fn validate_gdrive(
+    cx: &mut Ctx<'_>,
+    at: &str,
+    src: RawSource,
+    before: usize,
+) -> Option<SourceSpec> {
+    let folders = src.folders.unwrap_or_default();
+    if folders.is_empty() {
+        cx.at_key(
+            at,
+            "a `gdrive` source needs `folders`: the ids of folders or shared drives",
+            Some("the id is the last part of the folder's address, drive.google.com/drive/folders/<id>".into()),
+        );
+    }
+    for (i, f) in folders.iter().enumerate() {
+        let ok = !f.is_empty()
+            && f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            cx.at_value(
+                &format!("{at}.folders[{i}]"),
+                format!("`{f}` is not a Drive folder id"),
+                Some("the id is the last part of the folder's address, drive.google.com/drive/folders/<id>".into()),
+            );
+        }
+    }
+    let export_as = src.export_as.unwrap_or_else(|| "text/markdown".into());
+    const EXPORTS: &[&str] = &[
+        "text/markdown",
+        "text/plain",
+        "text/html",
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.oasis.opendocument.text",
+        "application/rtf",
+        "application/epub+zip",
+    ];
+    if !EXPORTS.contains(&export_as.as_str()) {
+        cx.at_value(
+            &format!("{at}.export_as"),
+            format!("Google Docs cannot be exported as `{export_as}`"),
+            Some(format!("one of: {}", EXPORTS.join(", "))),
+        );
+    }
+    if let Some(u) = &src.api_url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        cx.at_value(
+            &format!("{at}.api_url"),
+            format!("`{u}` is not an address"),
+            None,
+        );
+    }
+    (cx.problems.len() == before).then_some(SourceSpec::Gdrive(
+        crate::connectors::gdrive::GdriveSpec {
+            folders,
+            export_as,
+            api_url: src.api_url,
+            max_bytes: src.max_bytes.unwrap_or(10 * 1024 * 1024),
+        },
+    ))
 }
 
 /// An optional key file of a git source (`allowed_signers`,
@@ -1114,6 +1182,47 @@ mod tests {
             got[5]
                 .1
                 .contains("`queries` does not apply to a `github` source"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_gdrive_source_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  d:\n    type: gdrive\n    folders: [1AbC_d-E]\n",
+        )
+        .unwrap();
+        let super::SourceSpec::Gdrive(g) = &cfg.sources[0].spec else {
+            panic!("a gdrive source");
+        };
+        assert_eq!(g.folders, ["1AbC_d-E"]);
+        assert_eq!(g.export_as, "text/markdown");
+        let err = load_in(
+            dir.path(),
+            "version: 1\nsources:\n  d:\n    type: gdrive\n    folders: [\"a b\"]\n    export_as: image/png\n    org: acme\n",
+        )
+        .unwrap_err();
+        let got: Vec<(usize, String)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect();
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            [5, 6, 7],
+            "{got:?}"
+        );
+        assert!(got[0].1.contains("is not a Drive folder id"), "{got:?}");
+        assert!(
+            got[1].1.contains("cannot be exported as `image/png`"),
+            "{got:?}"
+        );
+        assert!(
+            got[2]
+                .1
+                .contains("`org` does not apply to a `gdrive` source"),
             "{got:?}"
         );
     }

@@ -8,6 +8,7 @@
 //! conditional requests and report their limits through the same types.
 
 pub mod files;
+pub mod gdrive;
 pub mod git;
 pub mod github;
 pub mod gitrepo;
@@ -459,6 +460,21 @@ pub async fn connect(
         SourceSpec::Files(crate::config::FilesSpec { path, exclude }) => Arc::new(
             files::FilesSource::new(src.name.clone(), path.clone(), exclude.clone()),
         ),
+        SourceSpec::Gdrive(spec) => Arc::new(gdrive::GdriveSource::new(
+            src.name.clone(),
+            spec.clone(),
+            gdrive::client::GdriveClient::connect(
+                &gdrive::client::GdriveEnv::from_env(spec.api_url.as_deref())?,
+                // Google asks for exponential backoff from about a second
+                // on `userRateLimitExceeded` (GitHub's secondary limits
+                // want a minute): two seconds, doubling.
+                http::Politeness {
+                    secondary_wait: Duration::from_secs(2),
+                    ..http::Politeness::default()
+                },
+            )
+            .await?,
+        )),
         SourceSpec::Jira(spec) => Arc::new(jira::JiraSource::new(
             src.name.clone(),
             spec.clone(),
