@@ -438,6 +438,7 @@ fn evaluate_held(
         &held.held,
         &CheckContext {
             as_of: s.as_of,
+            now: crate::clock::now(),
             period: s.period,
             git_sources: s.git_sources.clone(),
             alert_sla: &s.alert_sla,

@@ -173,6 +173,7 @@ fn flagged(f: &Fixture, results: &[QueryResult], code: &str) -> Vec<&'static str
     let period = year();
     let cx = CheckContext {
         as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        now: chrono::DateTime::from_timestamp(1_798_761_599, 0).unwrap(),
         period: &period,
         git_sources: vec!["app".into()],
         alert_sla: &BTreeMap::new(),

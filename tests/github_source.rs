@@ -1799,6 +1799,7 @@ async fn alerts_admins_runs_and_releases_and_their_checks() {
     let sla = BTreeMap::new();
     let cx = cleartrail::checks::CheckContext {
         as_of: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        now: chrono::DateTime::from_timestamp(1_798_761_599, 0).unwrap(),
         period: &period,
         git_sources: Vec::new(),
         alert_sla: &sla,

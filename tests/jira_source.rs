@@ -218,6 +218,8 @@ fn incidents() -> Vec<Value> {
 struct Search {
     first: Mutex<bool>,
     bodies: Mutex<Vec<Value>>,
+    /// CHG-5 deleted upstream.
+    deleted: Mutex<bool>,
 }
 
 impl Respond for Search {
@@ -241,7 +243,10 @@ impl Respond for Search {
         if jql.contains("updated >=") {
             return ok(vec![], None);
         }
-        let (p1, p2) = changes();
+        let (p1, mut p2) = changes();
+        if *self.deleted.lock().unwrap() {
+            p2.retain(|i| i["key"] != "CHG-5");
+        }
         if jql.starts_with("(project = CHG)") {
             match body["nextPageToken"].as_str() {
                 None => ok(p1, Some("CHG-page-2")),
@@ -259,6 +264,7 @@ async fn mount(server: &MockServer) -> &'static Search {
     let search: &'static Search = Box::leak(Box::new(Search {
         first: Mutex::new(true),
         bodies: Mutex::new(Vec::new()),
+        deleted: Mutex::new(false),
     }));
     struct Shared(&'static Search);
     impl Respond for Shared {
@@ -337,10 +343,11 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
     assert_eq!(change.outcome, Outcome::Complete);
     assert_eq!(ids(query(&r, "incident")), ["INC-1", "INC-2", "INC-3"]);
     // Requests: the search refused (429) once, then two CHG pages and
-    // one INC page, and two changelog pages.
+    // one INC page, two changelog pages, and the keys each query matched
+    // (saved, so that a ticket leaving it is seen next run).
     assert_eq!(
         src.client().polite.counts.requests.load(Ordering::SeqCst),
-        1 + 3 + 2
+        1 + 3 + 2 + 3
     );
     let bodies = search.bodies.lock().unwrap().clone();
     let chg = bodies
@@ -384,6 +391,7 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
     let tickets = policy();
     let cx = CheckContext {
         as_of: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        now: chrono::DateTime::from_timestamp(1_798_761_599, 0).unwrap(),
         period: &period,
         git_sources: Vec::new(),
         alert_sla: &BTreeMap::new(),
@@ -432,7 +440,12 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
     assert_eq!(query(&again, "change").outcome, Outcome::NotModified);
     assert_eq!(query(&again, "incident").outcome, Outcome::NotModified);
     assert_eq!(query(&again, "change").state, query(&r, "change").state);
-    let rerun = search.bodies.lock().unwrap()[before..].to_vec();
+    // Besides the keys (before and after), one search a query.
+    let rerun: Vec<Value> = search.bodies.lock().unwrap()[before..]
+        .iter()
+        .filter(|b| b["fields"] != json!(["key"]))
+        .cloned()
+        .collect();
     assert_eq!(rerun.len(), 2);
     // A day before the latest update each query saw: CHG-1's on 5 March,
     // 10:00 UTC; INC-3's on 20 December.
@@ -447,6 +460,17 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
             "{jql}"
         );
     }
+
+    // CHG-5 deleted upstream: no `updated >=` search can show that, the
+    // saved keys do. The query is read whole, and is complete.
+    *search.deleted.lock().unwrap() = true;
+    let third = connectors::collect(&src, Limits::default(), chrono::Utc::now, &states)
+        .await
+        .unwrap();
+    let change = query(&third, "change");
+    assert_eq!(change.outcome, Outcome::Complete);
+    assert_eq!(ids(change), ["CHG-1", "CHG-2", "CHG-3", "CHG-4"]);
+    assert_eq!(query(&third, "incident").outcome, Outcome::NotModified);
 }
 
 #[tokio::test]

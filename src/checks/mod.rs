@@ -253,7 +253,7 @@ pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         code: "incident-past-sla",
         severity: Severity::Error,
-        doc: "Every incident of a jira source (the kinds under `incident_sla.kinds`, default `incident`) open at some time in the period was resolved within the hours its severity allows (`incident_sla.hours`, by the value of `incident_sla.field`, default the priority: by default Highest 24, High 72, Medium 168, Low 336). An incident still open at the as-of date and older than that is an exception, as is one resolved late. An incident whose severity has no hours set is not judged.",
+        doc: "Every incident of a jira source (the kinds under `incident_sla.kinds`, default `incident`) open at some time in the period was resolved within the hours its severity allows (`incident_sla.hours`, by the value of `incident_sla.field`, default the priority: by default Highest 24, High 72, Medium 168, Low 336). An incident still open at the as-of date (measured to its end, or to now while the period runs) and older than that is an exception, as is one resolved late; one a workflow closed without a resolution counts as resolved when it entered its done status. An incident whose severity has no hours set is not judged and not in the population.",
     },
     CheckDef {
         code: "codeowners-missing",
@@ -320,6 +320,9 @@ impl CheckResult {
 /// What checks need beyond the evidence.
 pub struct CheckContext<'a> {
     pub as_of: NaiveDate,
+    /// The run's clock: open incidents are measured to the end of the
+    /// as-of date, but never past now.
+    pub now: chrono::DateTime<chrono::Utc>,
     pub period: &'a crate::period::Period,
     /// Names of configured git sources (for codeowners-missing).
     pub git_sources: Vec<String>,
@@ -590,9 +593,15 @@ fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
             .iter()
             .any(|a| a.eq_ignore_ascii_case(s))
     };
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+    let done = parse(&done_at);
     let mut self_approved = false;
     for t in transitions {
-        if !approval_status(&text(t, &["to"])) || text(t, &["at"]) > done_at {
+        let after_done = match (parse(&text(t, &["at"])), done) {
+            (Some(at), Some(done)) => at > done,
+            _ => false,
+        };
+        if !approval_status(&text(t, &["to"])) || after_done {
             continue;
         }
         let by = text(t, &["by", "account_id"]);
@@ -626,14 +635,44 @@ fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
     })
 }
 
+/// When an incident was resolved: its resolution time, or, for one a
+/// workflow closed without setting a resolution, its last move into the
+/// (done) status it is in.
+fn incident_resolved(h: &Held) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Some(r) = content_time(h, "resolved") {
+        return Some(r);
+    }
+    if h.field("status_category").and_then(Lite::as_str) != Some("done") {
+        return None;
+    }
+    let status = h.field("status").and_then(Lite::as_str)?;
+    h.field("transitions")
+        .and_then(Lite::as_array)?
+        .iter()
+        .rev()
+        .find(|t| {
+            t.get("to")
+                .and_then(Lite::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case(status))
+        })
+        .and_then(|t| t.get("at").and_then(Lite::as_str))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// Whether an incident was open at some time from the period's start to
-/// the as-of date.
+/// the as-of date, and its severity has hours set (one without is not
+/// judged, so not counted as judged).
 fn incident_in_period(h: &Held, cx: &CheckContext<'_>) -> bool {
     let Some(created) = content_time(h, "created") else {
         return false;
     };
-    created.date_naive() <= cx.as_of
-        && content_time(h, "resolved").is_none_or(|r| r.date_naive() >= cx.period.start())
+    let severity = h.field("severity").map(lite_text).unwrap_or_default();
+    cx.tickets
+        .incident_hours
+        .contains_key(&severity.to_ascii_lowercase())
+        && created.date_naive() <= cx.as_of
+        && incident_resolved(h).is_none_or(|r| r.date_naive() >= cx.period.start())
 }
 
 /// Why an incident broke its SLA, if it did.
@@ -645,16 +684,20 @@ fn incident_late(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
         .incident_hours
         .get(&severity.to_ascii_lowercase())?;
     let created = content_time(h, "created")?;
+    // Open incidents are measured to the end of the as-of date, but never
+    // past now: while the period runs, the rest of today has not happened.
     let end_of_as_of = cx
         .as_of
         .and_hms_opt(23, 59, 59)
         .map(|t| t.and_utc())
-        .unwrap_or(created);
-    let resolved = content_time(h, "resolved").filter(|r| *r <= end_of_as_of);
-    let took = (resolved.unwrap_or(end_of_as_of) - created).num_hours();
-    if took <= i64::from(hours) {
+        .unwrap_or(created)
+        .min(cx.now);
+    let resolved = incident_resolved(h).filter(|r| *r <= end_of_as_of);
+    let elapsed = resolved.unwrap_or(end_of_as_of) - created;
+    if elapsed <= chrono::Duration::hours(i64::from(hours)) {
         return None;
     }
+    let took = elapsed.num_hours();
     Some(match resolved {
         Some(r) => format!(
             "incident {key} ({severity}) opened {} was resolved {}, after {took} hours: past its {hours}-hour SLA",
@@ -1164,6 +1207,7 @@ mod tests {
         let severities = BTreeMap::new();
         let cx = CheckContext {
             as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            now: chrono::DateTime::from_timestamp(1_798_761_599, 0).unwrap(),
             period: &period,
             git_sources: vec!["app".into()],
             alert_sla: &BTreeMap::new(),
@@ -1257,6 +1301,7 @@ mod tests {
             [("app".to_string(), "acme/api".to_string())].into();
         let cx = CheckContext {
             as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            now: chrono::DateTime::from_timestamp(1_798_761_599, 0).unwrap(),
             period: &period,
             git_sources: vec!["app".into()],
             alert_sla: &BTreeMap::new(),

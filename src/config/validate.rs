@@ -540,14 +540,20 @@ const INCIDENT_HOURS: &[(&str, u32)] =
     &[("highest", 24), ("high", 72), ("medium", 168), ("low", 336)];
 
 fn validate_jira(cx: &mut Ctx<'_>, at: &str, src: RawSource, before: usize) -> Option<SourceSpec> {
-    if let Some(url) = &src.url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        cx.at_value(
-            &format!("{at}.url"),
-            format!("`{url}` is not a Jira site address"),
-            Some("e.g. https://acme.atlassian.net".into()),
-        );
+    if let Some(url) = &src.url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            cx.at_value(
+                &format!("{at}.url"),
+                format!("`{url}` is not a Jira site address"),
+                Some("e.g. https://acme.atlassian.net".into()),
+            );
+        } else if !crate::connectors::http::safe_for_credentials(url) {
+            cx.at_value(
+                &format!("{at}.url"),
+                format!("`{url}` would carry the Jira credentials unencrypted"),
+                Some("use https:// (plain http only to localhost)".into()),
+            );
+        }
     }
     let queries = src.queries.unwrap_or_default();
     if queries.is_empty() {
@@ -711,11 +717,11 @@ fn validate_gdrive(
         );
     }
     if let Some(u) = &src.api_url
-        && !(u.starts_with("https://") || u.starts_with("http://"))
+        && !crate::connectors::http::safe_for_credentials(u)
     {
         cx.at_value(
             &format!("{at}.api_url"),
-            format!("`{u}` is not an address"),
+            format!("`{u}` is not an https:// address (plain http only to localhost): the access token travels with every call"),
             None,
         );
     }

@@ -58,6 +58,23 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Whether credentials may be sent to `url`: over HTTPS, or in the clear
+/// only to this machine (a local proxy or a test server).
+pub fn safe_for_credentials(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
 /// One answer from the server, whatever its status.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -267,6 +284,13 @@ impl Polite {
                 }
                 500..=599 => {
                     failures += 1;
+                    // A 503 that says when to come back (Jira does) is
+                    // waited out as asked, within the run's limit.
+                    let asked = reply
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs)
+                        .filter(|w| *w <= self.rules.max_wait);
                     if failures >= self.rules.max_attempts {
                         return Err(ConnectorError::Http {
                             endpoint: endpoint.to_string(),
@@ -276,7 +300,7 @@ impl Polite {
                     }
                     self.retry_after(
                         endpoint,
-                        self.backoff(failures),
+                        asked.unwrap_or_else(|| self.backoff(failures)),
                         &format!("HTTP {}", reply.status),
                     )
                     .await;
@@ -420,6 +444,17 @@ pub fn next_link(r: &Reply) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_over_https_or_to_this_machine_only() {
+        assert!(safe_for_credentials("https://acme.atlassian.net"));
+        assert!(safe_for_credentials("http://127.0.0.1:8080/"));
+        assert!(safe_for_credentials("http://localhost/jira"));
+        assert!(safe_for_credentials("http://[::1]:9/"));
+        assert!(!safe_for_credentials("http://jira.acme.example"));
+        assert!(!safe_for_credentials("http://localhost.evil.example/"));
+        assert!(!safe_for_credentials("ftp://x"));
+    }
     use std::sync::Arc;
     use std::sync::atomic::AtomicU32;
 

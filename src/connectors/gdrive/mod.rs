@@ -57,7 +57,8 @@ pub const PERMISSION_FIELDS: &str =
 pub const REVISION_FIELDS: &str =
     "nextPageToken, revisions(id, modifiedTime, lastModifyingUser(displayName, emailAddress))";
 
-/// What the query saves: each file's version when it was last read.
+/// What the query saves: each file's version and path when it was last
+/// read (a folder renamed moves its files without a new version).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Saved {
     scope: String,
@@ -278,8 +279,10 @@ impl GdriveSource {
         Ok(out)
     }
 
-    /// The file's revisions, oldest first.
-    async fn revisions(&self, id: &str) -> Result<Vec<Value>, ConnectorError> {
+    /// The file's revisions, oldest first; `Err` with why when Drive keeps
+    /// none the service account may read (403/404: some files keep no
+    /// revisions, and a viewer may not list them).
+    async fn revisions(&self, id: &str) -> Result<Result<Vec<Value>, String>, ConnectorError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -304,11 +307,11 @@ impl GdriveSource {
                 .await;
             let reply = match reply {
                 Ok(r) => r,
-                // Files that keep no revisions (shortcuts, some uploads)
-                // answer 403/404 here: none recorded, said so.
                 Err(ConnectorError::Http {
-                    status: 403 | 404, ..
-                }) if out.is_empty() => return Ok(Vec::new()),
+                    status: status @ (403 | 404),
+                    message,
+                    ..
+                }) if out.is_empty() => return Ok(Err(format!("HTTP {status}: {message}"))),
                 Err(e) => return Err(e),
             };
             let page: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
@@ -324,28 +327,49 @@ impl GdriveSource {
                 break;
             }
         }
-        Ok(out)
+        Ok(Ok(out))
     }
 
     async fn document(
         &self,
         path: &str,
         f: &Value,
-    ) -> Result<(Artifact, Option<Skipped>), ConnectorError> {
+    ) -> Result<(Artifact, Vec<Skipped>), ConnectorError> {
         let id = f["id"].as_str().unwrap_or_default();
-        let content = self.content(f).await?;
+        // A file Drive will not hand over (a Doc over its export limit,
+        // one flagged as abuse) is kept without content, said why; the
+        // other files are read.
+        let content = match self.content(f).await {
+            Err(ConnectorError::Http {
+                status: status @ (400..=499),
+                message,
+                ..
+            }) if status != 401 && status != 429 => Err(format!("HTTP {status}: {message}")),
+            other => other?,
+        };
         let permissions = self.permissions(id).await?;
         let revisions = self.revisions(id).await?;
-        let (bytes, media_type, skipped) = match content {
-            Ok((b, m)) => (Some(b), Some(m), None),
-            Err(why) => (
-                None,
-                None,
-                Some(Skipped {
+        let mut skipped = Vec::new();
+        let (bytes, media_type) = match content {
+            Ok((b, m)) => (Some(b), Some(m)),
+            Err(why) => {
+                skipped.push(Skipped {
                     path: path.to_string(),
                     reason: format!("content not captured: {why}"),
-                }),
-            ),
+                });
+                (None, None)
+            }
+        };
+        let not_captured = skipped.first().map(|s| s.reason.clone());
+        let (revisions, revisions_not_read) = match revisions {
+            Ok(r) => (r, None),
+            Err(why) => {
+                skipped.push(Skipped {
+                    path: path.to_string(),
+                    reason: format!("revisions not read: {why}"),
+                });
+                (Vec::new(), Some(why))
+            }
         };
         let text = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok());
         let (mut fm, fm_error) = match text.map(front_matter) {
@@ -416,9 +440,10 @@ impl GdriveSource {
                 "permissions": permissions,
                 "public_link": public,
                 "revisions": revisions,
+                "revisions_not_read": revisions_not_read,
                 "front_matter": fm,
                 "front_matter_error": fm_error,
-                "content_not_captured": skipped.as_ref().map(|s| s.reason.clone()),
+                "content_not_captured": not_captured,
             }),
             query: String::new(),
             shard: None,
@@ -482,10 +507,10 @@ impl Connector for GdriveSource {
         let files = self.list_all().await?;
         let versions: BTreeMap<String, String> = files
             .iter()
-            .filter_map(|(_, f)| {
+            .filter_map(|(path, f)| {
                 Some((
                     f["id"].as_str()?.to_string(),
-                    f["version"].as_str().unwrap_or_default().to_string(),
+                    format!("{} {path}", f["version"].as_str().unwrap_or_default()),
                 ))
             })
             .collect();
@@ -514,6 +539,7 @@ impl Connector for GdriveSource {
             items.push(a);
             skipped.extend(s);
         }
+        skipped.sort();
         Ok(Page {
             items,
             skipped,

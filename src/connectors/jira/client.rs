@@ -47,6 +47,13 @@ impl JiraEnv {
                     "no Jira site: set the source's `url` or {BASE_VAR} (e.g. https://acme.atlassian.net)"
                 ),
             })?;
+        if !crate::connectors::http::safe_for_credentials(&base) {
+            return Err(ConnectorError::Setup {
+                message: format!(
+                    "Jira site `{base}` is not https:// (plain http only to localhost): the credentials would travel unencrypted"
+                ),
+            });
+        }
         let auth = match (
             var(EMAIL_VAR),
             Secret::from_env(TOKEN_VAR),
@@ -117,6 +124,31 @@ impl JiraClient {
             .build_versioned_url("api", Some("3"), path)
             .map(|u| u.to_string())
             .unwrap_or_else(|_| format!("{}rest/api/3{path}", self.core.host))
+    }
+
+    /// The site, as URLs are made from it.
+    pub fn site(&self) -> String {
+        self.core.host.to_string()
+    }
+
+    /// Who reads (the account's email, or a digest of a bearer token):
+    /// another account may see other issues.
+    pub fn identity(&self) -> String {
+        use sha2::Digest as _;
+        match &self.core.credentials {
+            gouqi::Credentials::Basic(user, _) => format!("basic:{user}"),
+            gouqi::Credentials::Bearer(t) => {
+                let d = sha2::Sha256::digest(t.as_bytes());
+                format!(
+                    "bearer:{}",
+                    d.iter()
+                        .take(8)
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                )
+            }
+            _ => "anonymous".into(),
+        }
     }
 
     /// The browser address of an issue.

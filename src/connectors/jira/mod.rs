@@ -69,6 +69,11 @@ struct Cursor {
 struct Saved {
     scope: String,
     since: String,
+    /// The keys the query matched at the end of the last run: one gone
+    /// since (deleted, moved, no longer matching) is a removal that no
+    /// `updated >=` search can show, so the query is read whole.
+    #[serde(default)]
+    keys: Vec<String>,
 }
 
 impl JiraSource {
@@ -88,8 +93,7 @@ impl JiraSource {
     /// The query's JQL bounded to the issues active in the period, ordered
     /// by key (the user's own `ORDER BY` is dropped: the order is ours).
     fn scoped_jql(&self, jql: &str) -> String {
-        let lower = jql.to_ascii_lowercase();
-        let base = match lower.rfind("order by") {
+        let base = match order_by_at(jql) {
             Some(i) => jql[..i].trim(),
             None => jql.trim(),
         };
@@ -102,12 +106,15 @@ impl JiraSource {
         )
     }
 
-    /// What the saved state depends on: the JQL, the period and the
-    /// fields read.
+    /// What the saved state depends on: the site, the account reading
+    /// it (another sees other issues), the JQL, the period and the fields
+    /// read.
     fn scope(&self, jql: &str) -> String {
         use sha2::Digest as _;
         let text = format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}\n{}",
+            self.client.site(),
+            self.client.identity(),
             self.scoped_jql(jql),
             self.spec.approver_fields.join(","),
             self.spec.severity_field
@@ -139,6 +146,40 @@ impl JiraSource {
         f.sort();
         f.dedup();
         f
+    }
+
+    /// The keys the query matches now, sorted: a search for keys alone,
+    /// up to 5,000 a page.
+    async fn keys(&self, jql: &str) -> Result<Vec<String>, ConnectorError> {
+        let url = self.client.url("/search/jql");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "jql": self.scoped_jql(jql),
+                "maxResults": 5000,
+                "fields": ["key"],
+            });
+            if let Some(t) = &token {
+                body["nextPageToken"] = json!(t);
+            }
+            let answer = self.client.post(&url, &body).await?;
+            for i in answer["issues"].as_array().into_iter().flatten() {
+                if let Some(k) = i["key"].as_str() {
+                    out.push(k.to_string());
+                }
+            }
+            token = answer["nextPageToken"]
+                .as_str()
+                .filter(|_| answer["isLast"].as_bool() != Some(true))
+                .map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// Every status transition of an issue: the histories the search
@@ -178,41 +219,80 @@ impl JiraSource {
     fn artifact(&self, kind: &str, issue: &Value, histories: &[Value]) -> Option<Artifact> {
         let key = issue["key"].as_str()?;
         let f = &issue["fields"];
+        // A user: Cloud's `accountId`, Data Center's `name` (a user
+        // object has `self` or `key` beside it).
         let person = |v: &Value| -> Value {
-            if v.is_object() {
-                json!({"account_id": v["accountId"].as_str().or(v["name"].as_str()),
-                       "name": v["displayName"]})
-            } else {
-                Value::Null
+            let id = v["accountId"].as_str().or_else(|| {
+                (v["self"].is_string() || v["key"].is_string())
+                    .then(|| v["name"].as_str())
+                    .flatten()
+            });
+            match id {
+                Some(id) => json!({"account_id": id, "name": v["displayName"]}),
+                None => Value::Null,
             }
         };
+        // Approver fields: users named (a user picker), or Jira Service
+        // Management approvals, of which only the approvers who decided
+        // `approved` on an approval whose final decision is `approved`.
         let mut approvers: Vec<Value> = Vec::new();
         for field in &self.spec.approver_fields {
-            match &f[field] {
-                Value::Array(a) => approvers.extend(a.iter().map(person)),
-                v if v.is_object() => approvers.push(person(v)),
-                _ => {}
+            let values: Vec<&Value> = match &f[field] {
+                Value::Array(a) => a.iter().collect(),
+                v if v.is_object() => vec![v],
+                _ => Vec::new(),
+            };
+            for v in values {
+                if v.get("finalDecision").is_some() || v.get("approvers").is_some() {
+                    if v["finalDecision"] != "approved" {
+                        continue;
+                    }
+                    for a in v["approvers"].as_array().into_iter().flatten() {
+                        if a["approverDecision"] == "approved" {
+                            approvers.push(person(&a["approver"]));
+                        }
+                    }
+                } else {
+                    approvers.push(person(v));
+                }
             }
         }
+        approvers.retain(|a| !a.is_null());
         let mut transitions: Vec<Value> = Vec::new();
         for h in histories {
             for item in h["items"].as_array().into_iter().flatten() {
                 if item["field"] == "status" {
+                    // In UTC, whatever zone the reading account is in:
+                    // the same ticket gives the same bytes, and times
+                    // compare as text.
+                    let at = h["created"]
+                        .as_str()
+                        .and_then(jira_time)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
                     transitions.push(json!({
-                        "at": h["created"],
+                        "at": at,
                         "by": person(&h["author"]),
                         "from": item["fromString"],
                         "to": item["toString"],
+                        "history": h["id"],
                     }));
                 }
             }
         }
-        // Oldest first, as an auditor reads a ticket's story.
+        // Oldest first, as an auditor reads a ticket's story; ties by
+        // history id, whichever endpoint gave them.
         transitions.sort_by(|a, b| {
-            a["at"]
-                .as_str()
-                .unwrap_or("")
-                .cmp(b["at"].as_str().unwrap_or(""))
+            let key = |v: &Value| {
+                (
+                    v["at"].as_str().unwrap_or("").to_string(),
+                    v["history"]
+                        .as_str()
+                        .unwrap_or("")
+                        .parse::<u64>()
+                        .unwrap_or(0),
+                )
+            };
+            key(a).cmp(&key(b))
         });
         let severity = match &f[&self.spec.severity_field] {
             Value::Object(o) => o
@@ -279,6 +359,44 @@ impl JiraSource {
     }
 }
 
+/// Where the JQL's own `ORDER BY` starts: the last one outside a quoted
+/// string, words separated by any white space.
+fn order_by_at(jql: &str) -> Option<usize> {
+    let bytes = jql.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut found = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(_) if c == b'\\' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None => {
+                let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+                if word_start && jql[i..].len() >= 5 && jql[i..i + 5].eq_ignore_ascii_case("order")
+                {
+                    let rest = &jql[i + 5..];
+                    let trimmed = rest.trim_start();
+                    if trimmed.len() < rest.len()
+                        && trimmed.len() >= 2
+                        && trimmed[..2].eq_ignore_ascii_case("by")
+                        && trimmed[2..]
+                            .chars()
+                            .next()
+                            .is_none_or(|c| !c.is_ascii_alphanumeric())
+                    {
+                        found = Some(i);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
 /// Jira's times (`2026-03-01T10:15:30.000+0000`) in UTC.
 fn jira_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
@@ -342,11 +460,27 @@ impl Connector for JiraSource {
                 ConnectorError::Task(format!("{}: unreadable cursor: {e}", self.name))
             })?,
             None => {
-                let saved = page
+                let mut saved = page
                     .state
                     .as_deref()
                     .and_then(|s| serde_json::from_str::<Saved>(s).ok())
                     .filter(|s| s.scope == scope);
+                if let Some(s) = &saved {
+                    let now = self.keys(jql).await?;
+                    let gone = s
+                        .keys
+                        .iter()
+                        .filter(|k| now.binary_search(k).is_err())
+                        .count();
+                    if gone > 0 {
+                        tracing::info!(
+                            source = self.name.as_str(),
+                            "{}: {gone} ticket(s) left the query since the last run; reading it whole",
+                            query.id
+                        );
+                        saved = None;
+                    }
+                }
                 Cursor {
                     token: None,
                     high: saved.as_ref().map(|s| s.since.clone()),
@@ -423,11 +557,14 @@ impl Connector for JiraSource {
                 .start_time()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         });
+        let keys = self.keys(jql).await?;
         Ok(Page {
             items,
             skipped,
             outcome,
-            state: Some(serde_json::to_string(&Saved { scope, since }).expect("state serializes")),
+            state: Some(
+                serde_json::to_string(&Saved { scope, since, keys }).expect("state serializes"),
+            ),
             ..Page::default()
         })
     }
@@ -436,6 +573,15 @@ impl Connector for JiraSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_jqls_own_order_by_is_found_outside_strings() {
+        let q = "project = CHG order  BY created";
+        assert_eq!(order_by_at(q), Some(14));
+        assert_eq!(order_by_at("summary ~ \"work order by vendor\""), None);
+        assert_eq!(order_by_at("summary ~ \"order by\" ORDER BY key"), Some(21));
+        assert_eq!(order_by_at("reorder = 1"), None);
+    }
 
     #[test]
     fn jira_times_read_with_their_offset() {
