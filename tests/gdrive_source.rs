@@ -241,12 +241,15 @@ async fn documents_of_every_folder_with_content_permissions_and_revisions() {
     let listing = mount(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), &server.uri());
-    let src = source(&server, &key, &["top"]).await;
+    // Two documents a page: five documents over three pages, the listing
+    // read once.
+    let src = source(&server, &key, &["top"]).await.with_docs_per_page(2);
     let r = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
         .await
         .unwrap();
     let docs = &r[0];
     assert_eq!(docs.outcome, Outcome::Complete);
+    assert_eq!(docs.pages, 3);
     assert_eq!(
         ids(docs),
         [

@@ -69,11 +69,31 @@ pub struct GdriveSource {
     name: String,
     spec: GdriveSpec,
     client: GdriveClient,
+    /// The listing of this run, read on the first page and paged through:
+    /// documents are read a page at a time, so that their captured
+    /// content is never all in memory at once.
+    listing: tokio::sync::Mutex<Vec<(String, Value)>>,
+    per_page: usize,
 }
+
+/// Documents read a page.
+const DOCS_PER_PAGE: usize = 32;
 
 impl GdriveSource {
     pub fn new(name: String, spec: GdriveSpec, client: GdriveClient) -> GdriveSource {
-        GdriveSource { name, spec, client }
+        GdriveSource {
+            name,
+            spec,
+            client,
+            listing: tokio::sync::Mutex::new(Vec::new()),
+            per_page: DOCS_PER_PAGE,
+        }
+    }
+
+    /// Reads `n` documents a page instead of 32 (tests).
+    pub fn with_docs_per_page(mut self, n: usize) -> Self {
+        self.per_page = n.max(1);
+        self
     }
 
     pub fn client(&self) -> &GdriveClient {
@@ -498,37 +518,39 @@ impl Connector for GdriveSource {
                 query: query.id.clone(),
             });
         }
-        let scope = self.scope();
-        let saved = page
-            .state
-            .as_deref()
-            .and_then(|s| serde_json::from_str::<Saved>(s).ok())
-            .filter(|s| s.scope == scope);
-        let files = self.list_all().await?;
-        let versions: BTreeMap<String, String> = files
-            .iter()
-            .filter_map(|(path, f)| {
-                Some((
-                    f["id"].as_str()?.to_string(),
-                    format!("{} {path}", f["version"].as_str().unwrap_or_default()),
-                ))
-            })
-            .collect();
-        let state = serde_json::to_string(&Saved {
-            scope,
-            versions: versions.clone(),
-        })
-        .expect("state serializes");
-        if saved.is_some_and(|s| s.versions == versions) {
-            return Ok(Page {
-                outcome: Outcome::NotModified,
-                state: Some(state),
-                ..Page::default()
-            });
-        }
+        // The cursor: the index of the next document of the listing.
+        let start: usize = match &page.cursor {
+            Some(c) => c.parse().map_err(|_| {
+                ConnectorError::Task(format!("{}: unreadable cursor `{c}`", self.name))
+            })?,
+            None => {
+                let scope = self.scope();
+                let saved = page
+                    .state
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<Saved>(s).ok())
+                    .filter(|s| s.scope == scope);
+                let files = self.list_all().await?;
+                if saved.is_some_and(|s| s.versions == versions_of(&files)) {
+                    return Ok(Page {
+                        outcome: Outcome::NotModified,
+                        state: Some(state_of(scope, &files)),
+                        ..Page::default()
+                    });
+                }
+                *self.listing.lock().await = files;
+                0
+            }
+        };
+        let (batch, total) = {
+            let all = self.listing.lock().await;
+            let end = (start + self.per_page).min(all.len());
+            (all[start.min(end)..end].to_vec(), all.len())
+        };
+        let end = start + batch.len();
         let in_flight = self.client.polite.rules().concurrency.max(1);
-        let docs: Vec<_> = futures_util::stream::iter(0..files.len())
-            .map(|i| self.document(&files[i].0, &files[i].1))
+        let docs: Vec<_> = futures_util::stream::iter(0..batch.len())
+            .map(|i| self.document(&batch[i].0, &batch[i].1))
             .buffered(in_flight)
             .collect()
             .await;
@@ -540,11 +562,40 @@ impl Connector for GdriveSource {
             skipped.extend(s);
         }
         skipped.sort();
+        if end < total {
+            return Ok(Page {
+                items,
+                skipped,
+                next: Some(end.to_string()),
+                ..Page::default()
+            });
+        }
         Ok(Page {
             items,
             skipped,
-            state: Some(state),
+            state: Some(state_of(self.scope(), &self.listing.lock().await)),
             ..Page::default()
         })
     }
+}
+
+/// Each file's version and path, by id.
+fn versions_of(files: &[(String, Value)]) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .filter_map(|(path, f)| {
+            Some((
+                f["id"].as_str()?.to_string(),
+                format!("{} {path}", f["version"].as_str().unwrap_or_default()),
+            ))
+        })
+        .collect()
+}
+
+fn state_of(scope: String, files: &[(String, Value)]) -> String {
+    serde_json::to_string(&Saved {
+        scope,
+        versions: versions_of(files),
+    })
+    .expect("state serializes")
 }
