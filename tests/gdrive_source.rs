@@ -374,18 +374,7 @@ async fn run_commits_drive_policies_and_the_checks_judge_them() {
     ));
     let key_s = key.to_str().unwrap().to_string();
     let env = [("GOOGLE_APPLICATION_CREDENTIALS", key_s.as_str())];
-    let run = || {
-        cleartrail_guarded(
-            &[
-                "run",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--repo",
-                f.evidence().to_str().unwrap(),
-            ],
-            &env,
-        )
-    };
+    let run = || run_env(&cfg, &f.evidence(), &env);
     let first = run();
     assert_eq!(code(&first), 0, "{}", stderr(&first));
     let files = tree_files(&f.evidence(), "cleartrail/evidence");
@@ -435,14 +424,9 @@ async fn run_commits_drive_policies_and_the_checks_judge_them() {
 fn missing_credentials_are_a_usage_error_naming_what_to_set() {
     let f = Fixture::new();
     let cfg = f.config("version: 1\nsources:\n  d:\n    type: gdrive\n    folders: [top]\n");
-    let out = cleartrail_guarded(
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--repo",
-            f.evidence().to_str().unwrap(),
-        ],
+    let out = run_env(
+        &cfg,
+        &f.evidence(),
         &[("GOOGLE_APPLICATION_CREDENTIALS", "")],
     );
     assert_eq!(code(&out), 2, "{}", stderr(&out));

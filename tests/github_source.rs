@@ -1346,14 +1346,9 @@ async fn run_commits_revalidates_and_fails_cleanly() {
 fn missing_credentials_are_a_usage_error_naming_what_to_set() {
     let f = Fixture::new();
     let cfg = f.config("version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n");
-    let out = cleartrail_guarded(
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--repo",
-            f.evidence().to_str().unwrap(),
-        ],
+    let out = run_env(
+        &cfg,
+        &f.evidence(),
         &[
             ("GITHUB_TOKEN", ""),
             ("GITHUB_API_URL", "http://127.0.0.1:9"),
@@ -1914,14 +1909,9 @@ async fn actions_log_a_group_per_source_and_mask_the_token() {
         "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    exclude: [sandbox-*]\n",
     );
     let uri = server.uri();
-    let out = cleartrail_guarded(
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--repo",
-            f.evidence().to_str().unwrap(),
-        ],
+    let out = run_env(
+        &cfg,
+        &f.evidence(),
         &[
             ("GITHUB_API_URL", uri.as_str()),
             ("GITHUB_TOKEN", TOKEN),
@@ -1996,18 +1986,7 @@ async fn a_repository_read_again_is_complete_within_itself() {
     );
     let uri = server.uri();
     let env = [("GITHUB_API_URL", uri.as_str()), ("GITHUB_TOKEN", TOKEN)];
-    let run = || {
-        cleartrail_guarded(
-            &[
-                "run",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--repo",
-                f.evidence().to_str().unwrap(),
-            ],
-            &env,
-        )
-    };
+    let run = || run_env(&cfg, &f.evidence(), &env);
     let out = run();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let releases = |files: &BTreeMap<String, Vec<u8>>| -> Vec<String> {

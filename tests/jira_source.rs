@@ -532,18 +532,7 @@ async fn run_commits_then_nothing_then_fails_cleanly() {
         ("JIRA_EMAIL", "auditbot@acme.example"),
         ("JIRA_API_TOKEN", TOKEN),
     ];
-    let run = || {
-        cleartrail_guarded(
-            &[
-                "run",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--repo",
-                f.evidence().to_str().unwrap(),
-            ],
-            &env,
-        )
-    };
+    let run = || run_env(&cfg, &f.evidence(), &env);
     let mut outputs = vec![run()];
     assert_eq!(code(&outputs[0]), 0, "{}", stderr(&outputs[0]));
     let files = tree_files(&f.evidence(), "cleartrail/evidence");
@@ -607,14 +596,9 @@ fn missing_credentials_are_a_usage_error_naming_what_to_set() {
     let cfg = f.config(
         "version: 1\nsources:\n  tickets:\n    type: jira\n    url: https://acme.atlassian.net\n    queries:\n      change: project = CHG\n",
     );
-    let out = cleartrail_guarded(
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--repo",
-            f.evidence().to_str().unwrap(),
-        ],
+    let out = run_env(
+        &cfg,
+        &f.evidence(),
         &[
             ("JIRA_API_TOKEN", ""),
             ("JIRA_BEARER_TOKEN", ""),

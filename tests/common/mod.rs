@@ -242,6 +242,21 @@ pub fn cleartrail_guarded(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
+/// `cleartrail run --config CFG --repo REPO` with extra environment (an
+/// API source's credentials and address), hang-guarded.
+pub fn run_env(cfg: &Path, repo: &Path, env: &[(&str, &str)]) -> Output {
+    cleartrail_guarded(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+        ],
+        env,
+    )
+}
+
 /// `cleartrail COMMAND --config CFG --repo REPO EXTRA...`
 pub fn command_with(command: &str, cfg: &Path, repo: &Path, extra: &[&str]) -> Output {
     let mut args = vec![

@@ -145,50 +145,42 @@ impl GdriveSource {
                 "'{}' in parents and trashed = false",
                 folder.replace('\'', "\\'")
             );
-            let mut token: Option<String> = None;
-            loop {
-                let endpoint = self.endpoint(&format!("files?q={q}"));
-                let reply = self
-                    .client
-                    .call(&endpoint, || async {
-                        let mut call = self
-                            .client
-                            .hub
-                            .files()
-                            .list()
-                            .q(&q)
-                            .page_size(100)
-                            .order_by("name")
-                            .supports_all_drives(true)
-                            .include_items_from_all_drives(true)
-                            .param("fields", FILE_FIELDS)
-                            .add_scope(READONLY);
-                        if let Some(t) = &token {
-                            call = call.page_token(t);
-                        }
-                        let (_, list) = call.doit().await?;
-                        Ok(json_reply(&list))
-                    })
-                    .await?;
-                let page: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-                for f in page["files"].as_array().into_iter().flatten() {
-                    let name = f["name"].as_str().unwrap_or_default();
-                    let path = if prefix.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{prefix}/{name}")
-                    };
-                    if f["mimeType"] == FOLDER {
-                        if let Some(id) = f["id"].as_str() {
-                            pending.push((id.to_string(), path));
-                        }
-                    } else {
-                        out.push((path, f.clone()));
+            let endpoint = self.endpoint(&format!("files?q={q}"));
+            let q = &q;
+            let found = self
+                .paged(&endpoint, "files", |token| async move {
+                    let mut call = self
+                        .client
+                        .hub
+                        .files()
+                        .list()
+                        .q(q)
+                        .page_size(100)
+                        .order_by("name")
+                        .supports_all_drives(true)
+                        .include_items_from_all_drives(true)
+                        .param("fields", FILE_FIELDS)
+                        .add_scope(READONLY);
+                    if let Some(t) = &token {
+                        call = call.page_token(t);
                     }
-                }
-                token = page["nextPageToken"].as_str().map(str::to_string);
-                if token.is_none() {
-                    break;
+                    let (_, list) = call.doit().await?;
+                    Ok(json_reply(&list))
+                })
+                .await?;
+            for f in found {
+                let name = f["name"].as_str().unwrap_or_default();
+                let path = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                if f["mimeType"] == FOLDER {
+                    if let Some(id) = f["id"].as_str() {
+                        pending.push((id.to_string(), path));
+                    }
+                } else {
+                    out.push((path, f));
                 }
             }
         }
@@ -255,46 +247,64 @@ impl GdriveSource {
         Ok(Ok((reply.body, mime.to_string())))
     }
 
-    /// Who can open the file, one entry per permission.
-    async fn permissions(&self, id: &str) -> Result<Vec<Value>, ConnectorError> {
+    /// Every item under `key` of a list Drive pages by `nextPageToken`;
+    /// `call` makes the request for a page token (none: the first).
+    async fn paged<F, Fut>(
+        &self,
+        endpoint: &str,
+        key: &str,
+        call: F,
+    ) -> Result<Vec<Value>, ConnectorError>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = google_drive3::Result<Reply>>,
+    {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let endpoint = self.endpoint(&format!("files/{id}/permissions"));
-            let reply = self
-                .client
-                .call(&endpoint, || async {
-                    let mut call = self
-                        .client
-                        .hub
-                        .permissions()
-                        .list(id)
-                        .supports_all_drives(true)
-                        .page_size(100)
-                        .param("fields", PERMISSION_FIELDS)
-                        .add_scope(READONLY);
-                    if let Some(t) = &token {
-                        call = call.page_token(t);
-                    }
-                    let (_, list) = call.doit().await?;
-                    Ok(json_reply(&list))
-                })
-                .await?;
+            let reply = self.client.call(endpoint, || call(token.clone())).await?;
             let page: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-            for p in page["permissions"].as_array().into_iter().flatten() {
-                out.push(json!({
+            out.extend(page[key].as_array().cloned().unwrap_or_default());
+            token = page["nextPageToken"].as_str().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Who can open the file, one entry per permission.
+    async fn permissions(&self, id: &str) -> Result<Vec<Value>, ConnectorError> {
+        let endpoint = self.endpoint(&format!("files/{id}/permissions"));
+        let found = self
+            .paged(&endpoint, "permissions", |token| async move {
+                let mut call = self
+                    .client
+                    .hub
+                    .permissions()
+                    .list(id)
+                    .supports_all_drives(true)
+                    .page_size(100)
+                    .param("fields", PERMISSION_FIELDS)
+                    .add_scope(READONLY);
+                if let Some(t) = &token {
+                    call = call.page_token(t);
+                }
+                let (_, list) = call.doit().await?;
+                Ok(json_reply(&list))
+            })
+            .await?;
+        let mut out: Vec<Value> = found
+            .iter()
+            .map(|p| {
+                json!({
                     "type": p["type"],
                     "role": p["role"],
                     "email": p["emailAddress"],
                     "domain": p["domain"],
                     "discoverable": p["allowFileDiscovery"],
-                }));
-            }
-            token = page["nextPageToken"].as_str().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+                })
+            })
+            .collect();
         out.sort_by_key(|v| v.to_string());
         Ok(out)
     }
@@ -303,51 +313,42 @@ impl GdriveSource {
     /// none the service account may read (403/404: some files keep no
     /// revisions, and a viewer may not list them).
     async fn revisions(&self, id: &str) -> Result<Result<Vec<Value>, String>, ConnectorError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let endpoint = self.endpoint(&format!("files/{id}/revisions"));
-            let reply = self
-                .client
-                .call(&endpoint, || async {
-                    let mut call = self
-                        .client
-                        .hub
-                        .revisions()
-                        .list(id)
-                        .page_size(200)
-                        .param("fields", REVISION_FIELDS)
-                        .add_scope(READONLY);
-                    if let Some(t) = &token {
-                        call = call.page_token(t);
-                    }
-                    let (_, list) = call.doit().await?;
-                    Ok(json_reply(&list))
+        let endpoint = self.endpoint(&format!("files/{id}/revisions"));
+        let found = self
+            .paged(&endpoint, "revisions", |token| async move {
+                let mut call = self
+                    .client
+                    .hub
+                    .revisions()
+                    .list(id)
+                    .page_size(200)
+                    .param("fields", REVISION_FIELDS)
+                    .add_scope(READONLY);
+                if let Some(t) = &token {
+                    call = call.page_token(t);
+                }
+                let (_, list) = call.doit().await?;
+                Ok(json_reply(&list))
+            })
+            .await;
+        match found {
+            Ok(list) => Ok(Ok(list
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r["id"],
+                        "modified": r["modifiedTime"],
+                        "by": r["lastModifyingUser"]["emailAddress"],
+                    })
                 })
-                .await;
-            let reply = match reply {
-                Ok(r) => r,
-                Err(ConnectorError::Http {
-                    status: status @ (403 | 404),
-                    message,
-                    ..
-                }) if out.is_empty() => return Ok(Err(format!("HTTP {status}: {message}"))),
-                Err(e) => return Err(e),
-            };
-            let page: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-            for r in page["revisions"].as_array().into_iter().flatten() {
-                out.push(json!({
-                    "id": r["id"],
-                    "modified": r["modifiedTime"],
-                    "by": r["lastModifyingUser"]["emailAddress"],
-                }));
-            }
-            token = page["nextPageToken"].as_str().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
+                .collect())),
+            Err(ConnectorError::Http {
+                status: status @ (403 | 404),
+                message,
+                ..
+            }) => Ok(Err(format!("HTTP {status}: {message}"))),
+            Err(e) => Err(e),
         }
-        Ok(Ok(out))
     }
 
     async fn document(
