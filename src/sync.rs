@@ -1037,6 +1037,14 @@ pub fn plan(
                 if snapshot.try_blob_id(cp)? != Some(*blob) {
                     changes.put(cp.clone(), bytes.clone());
                 }
+            } else if new {
+                // Captured before, not now (the file grew past the limit,
+                // or the source no longer hands it over): the old content
+                // must not stay beside a record that says it is not there.
+                let cp = json_path.trim_end_matches(".json");
+                if snapshot.try_blob_id(cp)?.is_some() {
+                    changes.delete(cp.to_string());
+                }
             }
             let sha = item.sha_hex();
             per_kind

@@ -89,6 +89,8 @@ const FOLDER: &str = "application/vnd.google-apps.folder";
 struct Listing {
     first: Mutex<bool>,
     version: Mutex<String>,
+    /// old.pdf grown past any limit.
+    grown: Mutex<bool>,
 }
 
 impl Respond for Listing {
@@ -123,7 +125,12 @@ impl Respond for Listing {
                 ]}),
             }
         } else if q.starts_with("'f-archive' in parents") {
-            json!({"files": [file("p-old", "old.pdf", "application/pdf", "1", json!({"size": "12"}))]})
+            let (version, size) = if *self.grown.lock().unwrap() {
+                ("2", "999999999999")
+            } else {
+                ("1", "12")
+            };
+            json!({"files": [file("p-old", "old.pdf", "application/pdf", version, json!({"size": size}))]})
         } else {
             return ResponseTemplate::new(404).set_body_json(
                 json!({"error": {"code": 404, "message": format!("File not found: {q}.")}}),
@@ -151,6 +158,7 @@ async fn mount(server: &MockServer) -> &'static Listing {
     let listing: &'static Listing = Box::leak(Box::new(Listing {
         first: Mutex::new(true),
         version: Mutex::new("5".into()),
+        grown: Mutex::new(false),
     }));
     Mock::given(method("GET"))
         .and(path("/drive/v3/files"))
@@ -365,7 +373,7 @@ async fn a_folder_that_is_not_there_names_the_endpoint() {
 #[tokio::test(flavor = "multi_thread")]
 async fn run_commits_drive_policies_and_the_checks_judge_them() {
     let server = MockServer::start().await;
-    mount(&server).await;
+    let listing = mount(&server).await;
     let f = Fixture::new();
     let key = key_file(f.root.path(), &server.uri());
     let cfg = f.config(&format!(
@@ -407,6 +415,26 @@ async fn run_commits_drive_policies_and_the_checks_judge_them() {
             .any(|q| q.url.path().ends_with("/export")
                 || q.url.query().unwrap_or("").contains("alt=media"))
     );
+    // old.pdf grew past the limit: kept without content, and the content
+    // captured before goes.
+    let captured = |files: &BTreeMap<String, Vec<u8>>| {
+        files
+            .keys()
+            .filter(|k| {
+                k.starts_with("evidence/gdrive/document/")
+                    && k.contains("p-old")
+                    && !k.ends_with(".json")
+            })
+            .count()
+    };
+    assert_eq!(captured(&files), 1);
+    *listing.grown.lock().unwrap() = true;
+    let third = run();
+    assert_eq!(code(&third), 0, "{}", stderr(&third));
+    let files = tree_files(&f.evidence(), "cleartrail/evidence");
+    assert_eq!(captured(&files), 0);
+    let verify = cleartrail_guarded(&["verify", "--repo", f.evidence().to_str().unwrap()], &[]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
     let pem = std::fs::read_to_string(f.root.path().join("sa")).unwrap();
     let secret_line = pem.lines().nth(1).unwrap();
     for o in [&first, &second] {
