@@ -74,9 +74,9 @@ pub struct EffectiveConfig {
     /// of, from its `origin` remote (for the change judgement).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub git_repos: BTreeMap<String, String>,
-    /// How tickets of the jira sources are judged.
-    #[serde(default, skip_serializing_if = "crate::checks::TicketPolicy::is_empty")]
-    pub tickets: crate::checks::TicketPolicy,
+    /// How each jira source's tickets are judged, by source name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tickets: BTreeMap<String, crate::checks::TicketPolicy>,
     /// Connector types configured.
     pub source_types: Vec<String>,
     pub manual_mappings: ManualMappings,
@@ -127,7 +127,8 @@ pub struct Settings<'a> {
     pub alert_sla: BTreeMap<String, crate::checks::Sla>,
     /// Git source name -> the `owner/name` its `origin` remote names.
     pub git_repos: BTreeMap<String, String>,
-    pub tickets: crate::checks::TicketPolicy,
+    /// Each jira source's ticket policy, by source name.
+    pub tickets: BTreeMap<String, crate::checks::TicketPolicy>,
     /// Connector types configured (`git`, `files`, ...).
     pub source_types: Vec<String>,
     pub severities: BTreeMap<String, Level>,
@@ -275,32 +276,16 @@ fn alert_slas(c: &Config) -> BTreeMap<String, crate::checks::Sla> {
     out
 }
 
-/// The ticket policy of every jira source, merged: the kinds of each, and
-/// for a severity two sources set, the stricter hours.
-fn ticket_policy(c: &Config) -> crate::checks::TicketPolicy {
-    let mut out = crate::checks::TicketPolicy::default();
-    for s in &c.sources {
-        let SourceSpec::Jira(j) = &s.spec else {
-            continue;
-        };
-        let p = &j.policy;
-        out.approval_kinds.extend(p.approval_kinds.iter().cloned());
-        out.incident_kinds.extend(p.incident_kinds.iter().cloned());
-        for st in &p.approval_statuses {
-            if !out
-                .approval_statuses
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(st))
-            {
-                out.approval_statuses.push(st.clone());
-            }
-        }
-        for (sev, h) in &p.incident_hours {
-            let e = out.incident_hours.entry(sev.clone()).or_insert(*h);
-            *e = (*e).min(*h);
-        }
-    }
-    out
+/// Each jira source's ticket policy, by source name: a source's kinds,
+/// statuses and hours judge its own tickets only.
+fn ticket_policy(c: &Config) -> BTreeMap<String, crate::checks::TicketPolicy> {
+    c.sources
+        .iter()
+        .filter_map(|s| match &s.spec {
+            SourceSpec::Jira(j) => Some((s.name.clone(), j.policy.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// For each git source whose clone has an `origin` remote, the

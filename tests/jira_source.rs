@@ -339,9 +339,21 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(src.client().polite.counts.retries.load(Ordering::SeqCst), 1);
     let change = query(&r, "change");
-    assert_eq!(ids(change), ["CHG-1", "CHG-2", "CHG-3", "CHG-4", "CHG-5"]);
+    assert_eq!(
+        ids(change),
+        [
+            "tickets/CHG-1",
+            "tickets/CHG-2",
+            "tickets/CHG-3",
+            "tickets/CHG-4",
+            "tickets/CHG-5"
+        ]
+    );
     assert_eq!(change.outcome, Outcome::Complete);
-    assert_eq!(ids(query(&r, "incident")), ["INC-1", "INC-2", "INC-3"]);
+    assert_eq!(
+        ids(query(&r, "incident")),
+        ["tickets/INC-1", "tickets/INC-2", "tickets/INC-3"]
+    );
     // Requests: the search refused (429) once, then two CHG pages and
     // one INC page, two changelog pages, and the keys each query matched
     // (saved, so that a ticket leaving it is seen next run).
@@ -369,7 +381,7 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
     let chg3 = change
         .items
         .iter()
-        .find(|a| a.object_id == "CHG-3")
+        .find(|a| a.object_id == "tickets/CHG-3")
         .unwrap();
     let moves: Vec<&str> = chg3.content["transitions"]
         .as_array()
@@ -388,7 +400,7 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
         .map(|a| Held::from_document(a.json_path(), a.to_document().0, &Keep::All).unwrap())
         .collect();
     let period = "2026".parse().unwrap();
-    let tickets = policy();
+    let tickets: BTreeMap<String, TicketPolicy> = [("tickets".to_string(), policy())].into();
     let cx = CheckContext {
         as_of: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
         now: chrono::DateTime::from_timestamp(1_798_761_599, 0).unwrap(),
@@ -469,7 +481,15 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
         .unwrap();
     let change = query(&third, "change");
     assert_eq!(change.outcome, Outcome::Complete);
-    assert_eq!(ids(change), ["CHG-1", "CHG-2", "CHG-3", "CHG-4"]);
+    assert_eq!(
+        ids(change),
+        [
+            "tickets/CHG-1",
+            "tickets/CHG-2",
+            "tickets/CHG-3",
+            "tickets/CHG-4"
+        ]
+    );
     assert_eq!(query(&third, "incident").outcome, Outcome::NotModified);
 }
 
@@ -677,7 +697,7 @@ async fn the_official_example_search_normalizes() {
         .await
         .unwrap();
     let a = &query(&r, "change").items[0];
-    assert_eq!(a.object_id, "CHG-9");
+    assert_eq!(a.object_id, "tickets/CHG-9");
     let changelog_pages = server
         .received_requests()
         .await

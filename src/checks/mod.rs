@@ -159,7 +159,7 @@ impl Sla {
 }
 
 /// How the checks judge tickets of jira sources (their `approval:` and
-/// `incident_sla:`), merged over all jira sources.
+/// `incident_sla:`); each source's judges its own tickets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 pub struct TicketPolicy {
     /// Kinds (query names) whose tickets need an approval before done.
@@ -171,12 +171,6 @@ pub struct TicketPolicy {
     pub incident_kinds: std::collections::BTreeSet<String>,
     /// Hours from creation to resolution, by severity (lower case).
     pub incident_hours: BTreeMap<String, u32>,
-}
-
-impl TicketPolicy {
-    pub fn is_empty(&self) -> bool {
-        self.approval_kinds.is_empty() && self.incident_kinds.is_empty()
-    }
 }
 
 /// A check's identity and documentation.
@@ -329,8 +323,8 @@ pub struct CheckContext<'a> {
     /// Alert SLAs by repository owner (for alert-past-sla; an owner not
     /// listed gets the default).
     pub alert_sla: &'a BTreeMap<String, Sla>,
-    /// How tickets of jira sources are judged.
-    pub tickets: &'a TicketPolicy,
+    /// How tickets of each jira source (by name) are judged.
+    pub tickets: &'a BTreeMap<String, TicketPolicy>,
     /// The GitHub repository (`owner/name`, lower case) each git source is
     /// a clone of, from its `origin` remote: where a github source covers
     /// it, its changes are judged by the pull-request record.
@@ -565,6 +559,13 @@ fn ticket_done_in(h: &Held, cx: &CheckContext<'_>) -> Option<(String, String)> {
     (cx.period.contains(day) && day <= cx.as_of).then_some(done)
 }
 
+/// The policy of the jira source a ticket came from (its object id is
+/// `<source>/<key>`).
+fn ticket_policy<'a>(h: &Held, cx: &'a CheckContext<'_>) -> Option<&'a TicketPolicy> {
+    let object = h.id.splitn(3, ':').nth(2)?;
+    cx.tickets.get(object.split('/').next()?)
+}
+
 /// Why a done ticket lacks an independent approval, if it does.
 fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
     let key = h.field("key").and_then(Lite::as_str).unwrap_or("?");
@@ -587,8 +588,9 @@ fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
         .field("transitions")
         .and_then(Lite::as_array)
         .unwrap_or(&[]);
+    let policy = ticket_policy(h, cx)?;
     let approval_status = |s: &str| {
-        cx.tickets
+        policy
             .approval_statuses
             .iter()
             .any(|a| a.eq_ignore_ascii_case(s))
@@ -630,7 +632,7 @@ fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
         format!(
             "{} ticket {key} was done with no approval: no move into {} by anyone but its assignee, and no approver named",
             h.kind(),
-            cx.tickets.approval_statuses.join(" or ")
+            policy.approval_statuses.join(" or ")
         )
     })
 }
@@ -668,10 +670,10 @@ fn incident_in_period(h: &Held, cx: &CheckContext<'_>) -> bool {
         return false;
     };
     let severity = h.field("severity").map(lite_text).unwrap_or_default();
-    cx.tickets
-        .incident_hours
-        .contains_key(&severity.to_ascii_lowercase())
-        && created.date_naive() <= cx.as_of
+    ticket_policy(h, cx).is_some_and(|p| {
+        p.incident_hours
+            .contains_key(&severity.to_ascii_lowercase())
+    }) && created.date_naive() <= cx.as_of
         && incident_resolved(h).is_none_or(|r| r.date_naive() >= cx.period.start())
 }
 
@@ -679,8 +681,7 @@ fn incident_in_period(h: &Held, cx: &CheckContext<'_>) -> bool {
 fn incident_late(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
     let key = h.field("key").and_then(Lite::as_str).unwrap_or("?");
     let severity = h.field("severity").map(lite_text).unwrap_or_default();
-    let hours = *cx
-        .tickets
+    let hours = *ticket_policy(h, cx)?
         .incident_hours
         .get(&severity.to_ascii_lowercase())?;
     let created = content_time(h, "created")?;
@@ -1023,7 +1024,8 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                     .iter()
                     .filter(|h| {
                         h.source() == "jira"
-                            && cx.tickets.approval_kinds.contains(h.kind())
+                            && ticket_policy(h, cx)
+                                .is_some_and(|p| p.approval_kinds.contains(h.kind()))
                             && ticket_done_in(h, cx).is_some()
                     })
                     .collect();
@@ -1037,9 +1039,11 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                     format!(
                         "Jira tickets of kinds needing approval ({}) done in {}",
                         cx.tickets
-                            .approval_kinds
                             .iter()
-                            .cloned()
+                            .flat_map(|(s, p)| p
+                                .approval_kinds
+                                .iter()
+                                .map(move |k| format!("{s}/{k}")))
                             .collect::<Vec<_>>()
                             .join(", "),
                         cx.period
@@ -1051,7 +1055,8 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                     .iter()
                     .filter(|h| {
                         h.source() == "jira"
-                            && cx.tickets.incident_kinds.contains(h.kind())
+                            && ticket_policy(h, cx)
+                                .is_some_and(|p| p.incident_kinds.contains(h.kind()))
                             && incident_in_period(h, cx)
                     })
                     .collect();
@@ -1326,6 +1331,57 @@ mod tests {
         // traced ones).
         let r = run_one(&held, "change-without-review-trace");
         assert_eq!(r.exceptions.len(), 2);
+    }
+
+    /// Each jira source's policy judges its own tickets only: `ops` needs
+    /// no approval for its changes, `eng` does.
+    #[test]
+    fn a_jira_sources_policy_judges_its_own_tickets() {
+        let ticket = |source: &str| {
+            Held::from_document(
+                format!("evidence/jira/change/{source}/X-1.json"),
+                json!({
+                    "id": format!("jira:change:{source}/X-1"),
+                    "source": "jira", "kind": "change", "title": "X-1",
+                    "period": {"start": "2026-03-01", "end": "2026-03-04"},
+                    "content": {"key": "X-1", "status": "Done", "status_category": "done",
+                                "assignee": {"account_id": "ann"}, "approvers": [],
+                                "resolved": "2026-03-04T10:00:00Z",
+                                "transitions": [{"at": "2026-03-04T10:00:00.000Z", "by": {"account_id": "ann"}, "from": "Open", "to": "Done"}]},
+                }),
+                &crate::evidence::Keep::All,
+            )
+            .unwrap()
+        };
+        let held = [ticket("eng"), ticket("ops")];
+        let needs = TicketPolicy {
+            approval_kinds: ["change".to_string()].into(),
+            approval_statuses: vec!["Approved".into()],
+            ..Default::default()
+        };
+        let tickets: BTreeMap<String, TicketPolicy> = [
+            ("eng".to_string(), needs),
+            ("ops".to_string(), TicketPolicy::default()),
+        ]
+        .into();
+        let period: crate::period::Period = "2026".parse().unwrap();
+        let severities = BTreeMap::new();
+        let cx = CheckContext {
+            as_of: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            now: chrono::DateTime::from_timestamp(1_798_761_599, 0).unwrap(),
+            period: &period,
+            git_sources: Vec::new(),
+            alert_sla: &BTreeMap::new(),
+            tickets: &tickets,
+            git_repos: &BTreeMap::new(),
+            severities: &severities,
+        };
+        let r = run(&held, &cx)
+            .into_iter()
+            .find(|r| r.code == "ticket-done-without-approval")
+            .unwrap();
+        assert_eq!(r.population, 1);
+        assert_eq!(&*r.exceptions[0].artifact, "jira:change:eng/X-1");
     }
 
     #[test]

@@ -328,7 +328,8 @@ impl JiraSource {
         Some(Artifact {
             source: "jira".into(),
             kind: kind.into(),
-            object_id: key.to_string(),
+            // The source's name first: two sites may both have an OPS-1.
+            object_id: format!("{}/{key}", self.name),
             url: self.client.browse(key),
             title: format!("{key}: {}", f["summary"].as_str().unwrap_or_default()),
             period: Some(DateSpan { start, end }),
