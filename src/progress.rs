@@ -175,6 +175,9 @@ impl Progress {
         objects: u64,
         remaining: Option<u64>,
     ) {
+        if matches!(self.mode, Mode::Off) {
+            return;
+        }
         let label = format!("{source}/{query}");
         match &self.mode {
             Mode::Off => {}
@@ -208,6 +211,9 @@ impl Progress {
 
     /// Query `query` of `source` ended with `outcome`.
     pub fn query_done(&self, source: &str, query: &str, pages: u64, objects: u64, outcome: &str) {
+        if matches!(self.mode, Mode::Off) {
+            return;
+        }
         let label = format!("{source}/{query}");
         let line = format!("{label}: {outcome}, {}", status(pages, objects, None));
         match &self.mode {

@@ -523,36 +523,29 @@ fn content_time(h: &Held, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// `(time, who)` of a ticket's last move into a done status, when that was
-/// in the period (up to the as-of date); from its resolution time when
-/// the changelog has no such move.
-fn ticket_done_in(h: &Held, cx: &CheckContext<'_>) -> Option<(String, String)> {
+/// When a ticket last moved into its done status (RFC 3339, as stored),
+/// if that was in the period (up to the as-of date); its resolution time
+/// when the changelog has no such move.
+fn ticket_done_in(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
     if h.field("status_category").and_then(Lite::as_str) != Some("done") {
         return None;
     }
-    let transitions = h
-        .field("transitions")
-        .and_then(Lite::as_array)
-        .unwrap_or(&[]);
     let text = |t: &Lite, k: &str| t.get(k).and_then(Lite::as_str).unwrap_or("").to_string();
     let status = h.field("status").and_then(Lite::as_str).unwrap_or("");
-    let done = transitions
+    let done = h
+        .field("transitions")
+        .and_then(Lite::as_array)
+        .unwrap_or(&[])
         .iter()
         .rev()
         .find(|t| text(t, "to").eq_ignore_ascii_case(status))
-        .map(|t| {
-            (
-                text(t, "at"),
-                t.get("by").map(|b| text(b, "name")).unwrap_or_default(),
-            )
-        })
+        .map(|t| text(t, "at"))
         .or_else(|| {
             h.field("resolved")
                 .and_then(Lite::as_str)
-                .map(|r| (r.to_string(), String::new()))
+                .map(str::to_string)
         })?;
-    let day = chrono::DateTime::parse_from_rfc3339(&done.0)
-        .or_else(|_| chrono::DateTime::parse_from_str(&done.0, "%Y-%m-%dT%H:%M:%S%.f%z"))
+    let day = chrono::DateTime::parse_from_rfc3339(&done)
         .ok()?
         .with_timezone(&chrono::Utc)
         .date_naive();
@@ -566,8 +559,9 @@ fn ticket_policy<'a>(h: &Held, cx: &'a CheckContext<'_>) -> Option<&'a TicketPol
     cx.tickets.get(object.split('/').next()?)
 }
 
-/// Why a done ticket lacks an independent approval, if it does.
-fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
+/// Why a ticket done at `done_at` lacks an independent approval, if it
+/// does.
+fn without_ticket_approval(h: &Held, done_at: &str, cx: &CheckContext<'_>) -> Option<String> {
     let key = h.field("key").and_then(Lite::as_str).unwrap_or("?");
     let assignee = h
         .field("assignee.account_id")
@@ -583,7 +577,6 @@ fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
         }
         at.as_str().unwrap_or("").to_string()
     };
-    let (done_at, _) = ticket_done_in(h, cx)?;
     let transitions = h
         .field("transitions")
         .and_then(Lite::as_array)
@@ -596,7 +589,7 @@ fn without_ticket_approval(h: &Held, cx: &CheckContext<'_>) -> Option<String> {
             .any(|a| a.eq_ignore_ascii_case(s))
     };
     let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-    let done = parse(&done_at);
+    let done = parse(done_at);
     let mut self_approved = false;
     for t in transitions {
         let after_done = match (parse(&text(t, &["at"])), done) {
@@ -1020,17 +1013,18 @@ pub fn run(held: &[Held], cx: &CheckContext<'_>) -> Vec<CheckResult> {
                 )
             }
             "ticket-done-without-approval" => {
-                let pop: Vec<&Held> = held
+                // Each with the time it was done (read once).
+                let pop: Vec<(&Held, String)> = held
                     .iter()
                     .filter(|h| {
                         h.source() == "jira"
                             && ticket_policy(h, cx)
                                 .is_some_and(|p| p.approval_kinds.contains(h.kind()))
-                            && ticket_done_in(h, cx).is_some()
                     })
+                    .filter_map(|h| Some((h, ticket_done_in(h, cx)?)))
                     .collect();
-                for h in &pop {
-                    if let Some(reason) = without_ticket_approval(h, cx) {
+                for (h, done_at) in &pop {
+                    if let Some(reason) = without_ticket_approval(h, done_at, cx) {
                         exception(h, reason);
                     }
                 }

@@ -298,10 +298,13 @@ async fn collect_query<T: Send + 'static>(
     states: &BTreeMap<String, String>,
     convert: fn(Vec<Artifact>) -> T,
 ) -> Result<(QueryResult, Vec<T>), ConnectorError> {
+    // Provenance is stamped here, once, so that no connector can get it
+    // wrong: which query found the object (a stable label, never a
+    // volatile description) and, for objects of a period-scoped query,
+    // the month shard they live in. The label also keys the saved state.
+    let label = format!("{}/{}", connector.name(), query.id);
     let mut req = PageRequest {
-        state: states
-            .get(&format!("{}/{}", connector.name(), query.id))
-            .cloned(),
+        state: states.get(&label).cloned(),
         ..PageRequest::default()
     };
     let since = req.state.clone();
@@ -317,11 +320,6 @@ async fn collect_query<T: Send + 'static>(
     loop {
         let mut page = connector.fetch(&query, req.clone()).await?;
         pages += 1;
-        // Provenance is stamped here, once, so that no connector can
-        // get it wrong: which query found the object (a stable label,
-        // never a volatile description) and, for objects of a
-        // period-scoped query, the month shard they live in.
-        let label = format!("{}/{}", connector.name(), query.id);
         for item in &mut page.items {
             item.query.clone_from(&label);
             if query.period_scoped {
