@@ -60,6 +60,9 @@ pub enum Command {
     Gaps(GapsArgs),
     /// Render evidence packets for auditors from templates, with a manifest.
     Packet(PacketArgs),
+    /// Publish a period's packet outside the repository.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Browse the control catalogs and the crosswalk.
     #[command(subcommand)]
     Controls(ControlsCommand),
@@ -100,6 +103,36 @@ pub struct PacketArgs {
     /// Evidence revision to render from [default: the evidence branch].
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Upload the period's packet (rendered as `packet` does, and
+    /// committed to `packets/<period>/` once uploaded) and an export record
+    /// into a folder per period in a Google Drive folder. Uploads only what
+    /// changed; files no longer in the packet move to `superseded/`.
+    ///
+    /// Credentials: GOOGLE_APPLICATION_CREDENTIALS (a service account key,
+    /// or the file google-github-actions/auth writes), scope `drive.file`;
+    /// the folder must be shared with that account as Editor.
+    Gdrive(ExportGdriveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportGdriveArgs {
+    /// Period of the packet.
+    #[arg(long, value_name = "PERIOD")]
+    pub period: String,
+    /// The Drive folder (or shared drive) id to export into.
+    #[arg(long, value_name = "ID")]
+    pub folder: String,
+    /// Only this framework.
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+    /// The Drive API root [default: https://www.googleapis.com/]: a proxy
+    /// or a test server.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,4 +178,19 @@ pub struct VerifyArgs {
     /// Revision to verify [default: the evidence branch, else HEAD].
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
+    /// Also compare the export of this period's committed packet (with
+    /// --against-drive or --against-dir).
+    #[arg(long, value_name = "PERIOD", requires = "against")]
+    pub period: Option<String>,
+    /// The Drive folder given to `export gdrive`: its folder of the period
+    /// is read through the API (scope `drive.readonly`).
+    #[arg(long, value_name = "ID", group = "against", requires = "period")]
+    pub against_drive: Option<String>,
+    /// A downloaded copy of the period's folder of an export.
+    #[arg(long, value_name = "DIR", group = "against", requires = "period")]
+    pub against_dir: Option<PathBuf>,
+    /// The Drive API root for --against-drive [default:
+    /// https://www.googleapis.com/].
+    #[arg(long, value_name = "URL", requires = "against_drive")]
+    pub api_url: Option<String>,
 }

@@ -24,6 +24,7 @@ pub mod controls;
 pub mod diag;
 pub mod error;
 pub mod evidence;
+pub mod export;
 pub mod logging;
 pub mod memory;
 pub mod packet;

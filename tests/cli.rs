@@ -25,12 +25,13 @@ fn help_texts() {
         Some("gaps"),
         Some("packet"),
         Some("controls"),
+        Some("export gdrive"),
     ] {
-        let mut args: Vec<&str> = sub.into_iter().collect();
+        let mut args: Vec<&str> = sub.into_iter().flat_map(|s| s.split(' ')).collect();
         args.push("--help");
         let out = cleartrail(&args);
         assert_eq!(code(&out), 0);
-        let name = format!("help_{}", sub.unwrap_or("top"));
+        let name = format!("help_{}", sub.unwrap_or("top").replace(' ', "_"));
         insta::assert_snapshot!(name, stdout(&out));
     }
 }

@@ -34,37 +34,6 @@ fn quick() -> Politeness {
     }
 }
 
-/// A service account key whose `token_uri` is the mock's, its private
-/// key made by ssh-keygen (PKCS#8).
-fn key_file(dir: &std::path::Path, uri: &str) -> std::path::PathBuf {
-    let pem = dir.join("sa");
-    let out = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q", "-t", "rsa", "-b", "2048", "-m", "PKCS8", "-N", "", "-f",
-        ])
-        .arg(&pem)
-        .output()
-        .expect("ssh-keygen runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = json!({
-        "type": "service_account",
-        "project_id": "acme-evidence",
-        "private_key_id": "k1",
-        "private_key": std::fs::read_to_string(&pem).unwrap(),
-        "client_email": "cleartrail@acme-evidence.iam.gserviceaccount.com",
-        "client_id": "1",
-        "auth_uri": format!("{uri}/auth"),
-        "token_uri": format!("{uri}/token"),
-    });
-    let p = dir.join("key.json");
-    std::fs::write(&p, serde_json::to_vec(&key).unwrap()).unwrap();
-    p
-}
-
 fn file(id: &str, name: &str, mime: &str, version: &str, extra: Value) -> Value {
     let mut f = json!({
         "id": id, "name": name, "mimeType": mime, "version": version,

@@ -363,6 +363,73 @@ fn malformed_and_misplaced_files_have_their_own_codes() {
 }
 
 /// Derived files, tombstones and folders cleartrail owns.
+/// A downloaded export of a committed packet, attacked: a page edited,
+/// the manifest removed, a file added, a symlink pointing outside.
+fn exported_copy() -> BTreeSet<String> {
+    let f = synced();
+    let repo = f.evidence();
+    let cfg = f.default_config();
+    let out = command_with("packet", &cfg, &repo, &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let copy = f.root.path().join("copy");
+    let packet: Vec<(String, Vec<u8>)> = tree_files(&repo, BRANCH)
+        .into_iter()
+        .filter_map(|(p, b)| p.strip_prefix("packets/2026/").map(|r| (r.to_string(), b)))
+        .collect();
+    for (p, b) in &packet {
+        std::fs::create_dir_all(copy.join(p).parent().unwrap()).unwrap();
+        std::fs::write(copy.join(p), b).unwrap();
+    }
+    let against = |copy: &Path| {
+        let out = cleartrail(&[
+            "verify",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--format",
+            "json",
+            "--period",
+            "2026",
+            "--against-dir",
+            copy.to_str().unwrap(),
+        ]);
+        let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let found: BTreeSet<(String, String)> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["code"].as_str().unwrap().to_string(),
+                    d["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            code(&out),
+            if found.is_empty() { 0 } else { 1 },
+            "{found:?}"
+        );
+        found
+    };
+    assert_eq!(against(&copy), BTreeSet::new());
+    let page = &packet.iter().find(|(p, _)| p.ends_with(".md")).unwrap().0;
+    let at = |p: &str| copy.join(p).display().to_string();
+    std::fs::write(copy.join(page), b"# Everything is covered\n").unwrap();
+    std::fs::remove_file(copy.join("manifest.json")).unwrap();
+    std::fs::write(copy.join("notes.md"), b"x").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", copy.join("passwd")).unwrap();
+    let found = against(&copy);
+    assert!(has(&found, "export-mismatch", &at(page)), "{found:?}");
+    assert!(
+        has(&found, "export-missing", &at("manifest.json")),
+        "{found:?}"
+    );
+    assert!(has(&found, "export-extra", &at("notes.md")), "{found:?}");
+    assert!(has(&found, "export-extra", &at("passwd")), "{found:?}");
+    assert_eq!(found.len(), 4, "{found:?}");
+    found.into_iter().map(|(c, _)| c).collect()
+}
+
 fn derived_and_strays() -> BTreeSet<String> {
     let mut codes = BTreeSet::new();
     let f = synced();
@@ -510,6 +577,7 @@ fn every_verify_code_is_produced_by_some_attack() {
         malformed(),
         derived_and_strays(),
         forged_object(),
+        exported_copy(),
     ] {
         produced.extend(codes);
     }

@@ -3,6 +3,7 @@
 //! here: configuration and usage problems are 2, the rest 3.
 
 mod controls;
+mod export;
 pub(crate) mod gaps;
 mod init;
 mod packet;
@@ -23,6 +24,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Verify(a) => verify::run(g, a),
         Command::Gaps(a) => gaps::run(g, a),
         Command::Packet(a) => packet::run(g, a),
+        Command::Export(crate::cli::ExportCommand::Gdrive(a)) => export::gdrive(g, a),
         Command::Controls(c) => controls::run(g, c),
     }
 }

@@ -1,21 +1,82 @@
 //! `cleartrail packet`: render packets for auditors from the evidence
 //! branch, with their manifest, into a folder (`--out`) or as a commit to
-//! `packets/<period>/` on the branch.
+//! `packets/<period>/` on the branch. `export` reuses both halves.
 
 use crate::audit;
 use crate::cli::{GlobalArgs, PacketArgs};
+use crate::config::Config;
 use crate::error::{Error, ExitStatus};
-use crate::packet::Templates;
-use crate::store::{Author, ChangeSet, CommitOutcome};
+use crate::packet::{PacketFile, Templates};
+use crate::period::Period;
+use crate::store::{Author, ChangeSet, CommitOutcome, Store};
 use anyhow::Context as _;
 
+/// A packet rendered in memory, and where it came from.
+pub(crate) struct Rendered {
+    pub config: Option<Config>,
+    pub store: Store,
+    pub period: Period,
+    pub files: Vec<PacketFile>,
+    /// The evidence commit rendered.
+    pub commit: git2::Oid,
+}
+
+/// What to render: the parts of `packet`'s arguments that choose the
+/// content.
+pub(crate) struct Selection<'a> {
+    pub period: &'a str,
+    pub framework: Option<&'a str>,
+    pub control: Option<&'a str>,
+    pub rev: Option<&'a str>,
+}
+
 pub fn run(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
+    let r = render(
+        g,
+        &Selection {
+            period: &args.period,
+            framework: args.framework.as_deref(),
+            control: args.control.as_deref(),
+            rev: args.rev.as_deref(),
+        },
+    )?;
+    match &args.out {
+        Some(dir) => {
+            crate::packet::clear_previous(dir).map_err(Error::usage)?;
+            crate::packet::write_to(dir, &r.files)
+                .with_context(|| format!("writing the packet to {}", dir.display()))
+                .map_err(Error::runtime)?;
+            super::emit(&format!(
+                "wrote {} files to {} (manifest.json lists their SHA-256)\n",
+                r.files.len(),
+                dir.display()
+            ));
+        }
+        None => {
+            let (root, branch, out) = commit(&r)?;
+            match out {
+                CommitOutcome::Committed { commit: c, .. } => super::emit(&format!(
+                    "committed {} files under {root}/ to {branch} ({})\n",
+                    r.files.len(),
+                    &c.to_string()[..12]
+                )),
+                CommitOutcome::Unchanged { .. } => super::emit(&format!(
+                    "{root}/ is already up to date on {branch}: no commit\n"
+                )),
+            }
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// Renders the packet of `sel` from the evidence branch (or `sel.rev`).
+pub(crate) fn render(g: &GlobalArgs, sel: &Selection<'_>) -> Result<Rendered, Error> {
     let config = super::optional_config(g)?;
-    let period = super::resolve_period(Some(&args.period), config.as_ref(), crate::clock::now())?;
+    let period = super::resolve_period(Some(sel.period), config.as_ref(), crate::clock::now())?;
     let (catalogs, mut scope) = super::catalogs_and_scope(config.as_ref())?;
-    super::restrict_framework(&mut scope, &catalogs, args.framework.as_deref())?;
-    if let Some(id) = &args.control
-        && catalogs.find(args.framework.as_deref(), id).is_empty()
+    super::restrict_framework(&mut scope, &catalogs, sel.framework)?;
+    if let Some(id) = sel.control
+        && catalogs.find(sel.framework, id).is_empty()
     {
         return Err(Error::usage(anyhow::anyhow!(
             "--control {id}: no such control"
@@ -24,9 +85,9 @@ pub fn run(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
     let templates = Templates::load(config.as_ref().map(|c| c.templates_dir()).as_deref())
         .map_err(Error::usage)?;
     let store = super::open_store(g)?;
-    let rev = super::require_evidence_rev(&store, args.rev.as_deref(), config.as_ref())?;
+    let rev = super::require_evidence_rev(&store, sel.rev, config.as_ref())?;
     let mut commit = store.resolve(&rev).map_err(Error::usage)?;
-    if args.rev.is_none() {
+    if sel.rev.is_none() {
         // Earlier packet commits are not evidence: render from the newest
         // commit that changed anything else, so rendering again is a no-op.
         commit = store
@@ -49,7 +110,7 @@ pub fn run(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
         config.as_ref(),
         &catalogs,
         &scope,
-        args.framework.as_deref(),
+        sel.framework,
         &period,
         as_of,
     )?;
@@ -59,64 +120,57 @@ pub fn run(g: &GlobalArgs, args: &PacketArgs) -> Result<ExitStatus, Error> {
         &period,
         as_of,
         &commit.to_string(),
-        args.control.as_deref(),
+        sel.control,
     )
     // A template the user overrides: fix it and run again.
     .map_err(Error::usage)?;
     // As in `gaps`: the process is about to end.
     std::mem::forget(result);
-    match &args.out {
-        Some(dir) => {
-            crate::packet::clear_previous(dir).map_err(Error::usage)?;
-            crate::packet::write_to(dir, &files)
-                .with_context(|| format!("writing the packet to {}", dir.display()))
-                .map_err(Error::runtime)?;
-            super::emit(&format!(
-                "wrote {} files to {} (manifest.json lists their SHA-256)\n",
-                files.len(),
-                dir.display()
-            ));
-        }
-        None => {
-            let branch = config
-                .as_ref()
-                .map(|c| c.branch.clone())
-                .unwrap_or_else(|| crate::config::DEFAULT_BRANCH.to_string());
-            let tip = store.branch_tip(&branch).map_err(Error::runtime)?;
-            let mut cs = ChangeSet::new();
-            let root = format!(
-                "packets/{}",
-                crate::artifact::path::escape_name(period.label())
-            );
-            // The folder is replaced as a whole, so its manifest always
-            // lists exactly what it holds.
-            let current = store.snapshot(tip).map_err(Error::runtime)?;
-            for (path, _) in current.files_under(&root).map_err(Error::runtime)? {
-                cs.delete(path);
-            }
-            for f in &files {
-                cs.put(format!("{root}/{}", f.path), f.bytes.clone());
-            }
-            let message = format!(
-                "cleartrail packet: {} for {}\n\nrendered from evidence commit {commit}\n",
-                root,
-                period.label()
-            );
-            let base = tip.or(Some(commit));
-            let out = store
-                .commit(&branch, tip, base, &cs, &message, &Author::default())
-                .map_err(Error::runtime)?;
-            match out {
-                CommitOutcome::Committed { commit: c, .. } => super::emit(&format!(
-                    "committed {} files under {root}/ to {branch} ({})\n",
-                    files.len(),
-                    &c.to_string()[..12]
-                )),
-                CommitOutcome::Unchanged { .. } => super::emit(&format!(
-                    "{root}/ is already up to date on {branch}: no commit\n"
-                )),
-            }
-        }
+    drop(snapshot);
+    Ok(Rendered {
+        config,
+        store,
+        period,
+        files,
+        commit,
+    })
+}
+
+/// Commits the rendered packet to `packets/<period>/` on the evidence
+/// branch (nothing when it is already there). Returns the folder, the
+/// branch and what happened.
+pub(crate) fn commit(r: &Rendered) -> Result<(String, String, CommitOutcome), Error> {
+    let branch = super::evidence_branch(r.config.as_ref());
+    let store = &r.store;
+    let tip = store.branch_tip(&branch).map_err(Error::runtime)?;
+    let mut cs = ChangeSet::new();
+    let root = packet_root(&r.period);
+    // The folder is replaced as a whole, so its manifest always lists
+    // exactly what it holds.
+    let current = store.snapshot(tip).map_err(Error::runtime)?;
+    for (path, _) in current.files_under(&root).map_err(Error::runtime)? {
+        cs.delete(path);
     }
-    Ok(ExitStatus::Ok)
+    for f in &r.files {
+        cs.put(format!("{root}/{}", f.path), f.bytes.clone());
+    }
+    let message = format!(
+        "cleartrail packet: {} for {}\n\nrendered from evidence commit {}\n",
+        root,
+        r.period.label(),
+        r.commit
+    );
+    let base = tip.or(Some(r.commit));
+    let out = store
+        .commit(&branch, tip, base, &cs, &message, &Author::default())
+        .map_err(Error::runtime)?;
+    Ok((root, branch, out))
+}
+
+/// Where a period's packet lives on the branch.
+pub(crate) fn packet_root(period: &Period) -> String {
+    format!(
+        "packets/{}",
+        crate::artifact::path::escape_name(period.label())
+    )
 }

@@ -13,9 +13,13 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
         Some(rev) => {
             let commit = store.resolve(&rev).map_err(Error::usage)?;
             let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
-            let report = crate::verify::verify(&snapshot, &commit.to_string())
+            let mut report = crate::verify::verify(&snapshot, &commit.to_string())
                 .with_context(|| format!("verifying {rev}"))
                 .map_err(Error::runtime)?;
+            if let Some(p) = &args.period {
+                let findings = against_export(args, config.as_ref(), &snapshot, p, &rev)?;
+                report.findings.extend(findings);
+            }
             (rev, report)
         }
         None => {
@@ -74,4 +78,44 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
     } else {
         ExitStatus::Findings
     })
+}
+
+/// Compares the export named by `--against-drive` or `--against-dir`
+/// with the packet committed for `period`.
+fn against_export(
+    args: &VerifyArgs,
+    config: Option<&crate::config::Config>,
+    snapshot: &crate::store::Snapshot<'_>,
+    period: &str,
+    rev: &str,
+) -> Result<Vec<diag::Diagnostic>, Error> {
+    let period = super::resolve_period(Some(period), config, crate::clock::now())?;
+    let label = period.label().to_string();
+    let root = super::packet::packet_root(&period);
+    let (expected, commit) =
+        crate::export::committed_packet(snapshot, &root, &label, rev).map_err(Error::usage)?;
+    if let Some(dir) = &args.against_dir {
+        let copy = crate::export::read_dir_copy(dir)
+            .with_context(|| format!("reading the export copy {}", dir.display()))
+            .map_err(Error::usage)?;
+        let at = |p: &str| dir.join(p).display().to_string();
+        return Ok(crate::export::compare(&expected, &commit, &copy, &at));
+    }
+    let Some(folder) = &args.against_drive else {
+        return Ok(Vec::new());
+    };
+    let env = super::export::drive_env(args.api_url.as_deref())?;
+    let copy = super::runtime()?.block_on(async {
+        let client = super::export::connect(&env).await?;
+        crate::export::gdrive::Drive::new(
+            &client,
+            crate::connectors::gdrive::client::READONLY,
+            Default::default(),
+        )
+        .read_copy(folder, &label)
+        .await
+        .map_err(|e| super::export::export_error(e, folder))
+    })?;
+    let at = |p: &str| format!("drive:{folder}/{label}/{p}");
+    Ok(crate::export::compare(&expected, &commit, &copy, &at))
 }

@@ -463,13 +463,7 @@ pub async fn connect(
             spec.clone(),
             gdrive::client::GdriveClient::connect(
                 &gdrive::client::GdriveEnv::from_env(spec.api_url.as_deref())?,
-                // Google asks for exponential backoff from about a second
-                // on `userRateLimitExceeded` (GitHub's secondary limits
-                // want a minute): two seconds, doubling.
-                http::Politeness {
-                    secondary_wait: Duration::from_secs(2),
-                    ..http::Politeness::default()
-                },
+                gdrive::client::politeness(),
             )
             .await?,
         )),

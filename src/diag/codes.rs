@@ -86,6 +86,18 @@ pub const VERIFY: &[(&str, &str)] = &[
         "a committed packet's file differs from, or is missing against, the digest its manifest lists",
     ),
     (
+        "export-missing",
+        "a file of the committed packet is absent from its export (`verify --against-drive` / `--against-dir`)",
+    ),
+    (
+        "export-mismatch",
+        "an exported file's content differs from the packet's manifest, a path holds several files, or the export record disagrees with the packet or the files found",
+    ),
+    (
+        "export-extra",
+        "the export holds a file that the committed packet does not list",
+    ),
+    (
         "stray-file",
         "a file in a folder cleartrail owns that no record accounts for (added by hand)",
     ),

@@ -50,10 +50,24 @@ pub type Hub = DriveHub<HttpsConnector<HttpConnector>>;
 pub struct GdriveClient {
     pub hub: Hub,
     pub polite: Polite,
+    /// The API root, ending with `/`.
+    pub api: String,
 }
 
-/// The scope the source reads with.
+/// Google asks for exponential backoff from about a second on
+/// `userRateLimitExceeded` (GitHub's secondary limits want a minute): two
+/// seconds, doubling.
+pub fn politeness() -> Politeness {
+    Politeness {
+        secondary_wait: std::time::Duration::from_secs(2),
+        ..Politeness::default()
+    }
+}
+
+/// The scope the source (and `verify --against-drive`) reads with.
 pub const READONLY: &str = "https://www.googleapis.com/auth/drive.readonly";
+/// The scope `export` writes with: only files this app created.
+pub const FILE: &str = "https://www.googleapis.com/auth/drive.file";
 
 impl GdriveClient {
     pub async fn connect(
@@ -108,6 +122,7 @@ impl GdriveClient {
         Ok(GdriveClient {
             hub,
             polite: Polite::new(rules),
+            api: env.api.clone(),
         })
     }
 
@@ -130,10 +145,94 @@ impl GdriveClient {
     }
 }
 
+impl GdriveClient {
+    /// Every item under `key` of a list Drive pages by `nextPageToken`;
+    /// `call` makes the request for a page token (none: the first).
+    pub async fn paged<F, Fut>(
+        &self,
+        endpoint: &str,
+        key: &str,
+        call: F,
+    ) -> Result<Vec<serde_json::Value>, ConnectorError>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = google_drive3::Result<Reply>>,
+    {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let reply = self.call(endpoint, || call(token.clone())).await?;
+            let page: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+            out.extend(page[key].as_array().cloned().unwrap_or_default());
+            token = page["nextPageToken"].as_str().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `files.create` without content (a folder): google-drive3 only
+    /// creates through its upload endpoints, so this one request is made
+    /// with the hub's own client and token.
+    pub async fn create_metadata_only(
+        &self,
+        metadata: &serde_json::Value,
+        scope: &str,
+    ) -> Result<serde_json::Value, ConnectorError> {
+        let url = format!(
+            "{}drive/v3/files?supportsAllDrives=true&fields=id%2Cname%2CmimeType%2CappProperties&alt=json",
+            self.api
+        );
+        let endpoint = format!("POST {}drive/v3/files", self.api);
+        let body = serde_json::to_string(metadata).unwrap_or_default();
+        let reply = self
+            .polite
+            .call(&endpoint, || async {
+                let token = match self.hub.auth.get_token(&[scope]).await {
+                    Ok(t) => t,
+                    Err(e) => return failure(google_drive3::Error::MissingToken(e)).await,
+                };
+                let mut req = http::Request::builder()
+                    .method(http::Method::POST)
+                    .uri(&url)
+                    .header(http::header::CONTENT_TYPE, "application/json");
+                if let Some(t) = token {
+                    req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+                }
+                let req = req
+                    .body(google_drive3::common::to_body(Some(body.clone())))
+                    .map_err(|e| Broken(format!("request: {e}")))?;
+                match self.hub.client.request(req).await {
+                    Ok(resp) => read_body(resp)
+                        .await
+                        .map_err(|e| Broken(format!("body cut short: {e}"))),
+                    Err(e) => Err(Broken(format!("request failed: {e}"))),
+                }
+            })
+            .await?;
+        serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
+            endpoint,
+            status: reply.status,
+            message: format!("not a Drive file: {e}"),
+        })
+    }
+}
+
+/// A hub answer (already parsed by the hub) as the JSON body it was.
+pub fn json_reply<T: serde::Serialize>(v: &T) -> Reply {
+    Reply {
+        status: 200,
+        headers: http::HeaderMap::new(),
+        body: serde_json::to_vec(v).unwrap_or_default(),
+    }
+}
+
 /// The body of a hub response, read whole.
-pub async fn read_body(
-    resp: google_drive3::common::Response,
-) -> Result<Reply, google_drive3::Error> {
+pub async fn read_body<B>(resp: http::Response<B>) -> Result<Reply, google_drive3::Error>
+where
+    B: google_drive3::hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp

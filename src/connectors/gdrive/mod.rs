@@ -18,9 +18,9 @@ pub mod client;
 use super::{Connector, ConnectorError, Outcome, Page, PageRequest, Query, Skipped};
 use crate::artifact::{Artifact, Captured, DateSpan};
 use crate::connectors::files::{FrontMatter, front_matter};
-use crate::connectors::http::Reply;
+
 use async_trait::async_trait;
-use client::{GdriveClient, READONLY, read_body};
+use client::{GdriveClient, READONLY, json_reply, read_body};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -148,6 +148,7 @@ impl GdriveSource {
             let endpoint = self.endpoint(&format!("files?q={q}"));
             let q = &q;
             let found = self
+                .client
                 .paged(&endpoint, "files", |token| async move {
                     let mut call = self
                         .client
@@ -247,35 +248,11 @@ impl GdriveSource {
         Ok(Ok((reply.body, mime.to_string())))
     }
 
-    /// Every item under `key` of a list Drive pages by `nextPageToken`;
-    /// `call` makes the request for a page token (none: the first).
-    async fn paged<F, Fut>(
-        &self,
-        endpoint: &str,
-        key: &str,
-        call: F,
-    ) -> Result<Vec<Value>, ConnectorError>
-    where
-        F: Fn(Option<String>) -> Fut,
-        Fut: std::future::Future<Output = google_drive3::Result<Reply>>,
-    {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let reply = self.client.call(endpoint, || call(token.clone())).await?;
-            let page: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-            out.extend(page[key].as_array().cloned().unwrap_or_default());
-            token = page["nextPageToken"].as_str().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
-    }
-
     /// Who can open the file, one entry per permission.
     async fn permissions(&self, id: &str) -> Result<Vec<Value>, ConnectorError> {
         let endpoint = self.endpoint(&format!("files/{id}/permissions"));
         let found = self
+            .client
             .paged(&endpoint, "permissions", |token| async move {
                 let mut call = self
                     .client
@@ -315,6 +292,7 @@ impl GdriveSource {
     async fn revisions(&self, id: &str) -> Result<Result<Vec<Value>, String>, ConnectorError> {
         let endpoint = self.endpoint(&format!("files/{id}/revisions"));
         let found = self
+            .client
             .paged(&endpoint, "revisions", |token| async move {
                 let mut call = self
                     .client
@@ -471,15 +449,6 @@ impl GdriveSource {
             captured: bytes.map(|bytes| Captured { bytes }),
         };
         Ok((artifact, skipped))
-    }
-}
-
-/// A hub answer (already parsed by the hub) as the JSON body it was.
-fn json_reply<T: Serialize>(v: &T) -> Reply {
-    Reply {
-        status: 200,
-        headers: http::HeaderMap::new(),
-        body: serde_json::to_vec(v).unwrap_or_default(),
     }
 }
 
