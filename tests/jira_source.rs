@@ -2,7 +2,8 @@
 //! (wiremock, started by each test): search pages by `nextPageToken`, a
 //! changelog longer than the search expands, 429 with `Retry-After`,
 //! `ErrorCollection` bodies, the incremental re-run, the checks on the
-//! planted exceptions, and credentials that never show.
+//! planted exceptions, and credentials that never show; and Jira Data
+//! Center's REST v2 search, which pages by `startAt` against `total`.
 
 mod common;
 
@@ -59,6 +60,7 @@ fn spec() -> JiraSpec {
         approver_fields: vec!["customfield_10050".into()],
         severity_field: "priority".into(),
         policy: policy(),
+        deployment: None,
     }
 }
 
@@ -74,7 +76,7 @@ fn source(uri: &str) -> JiraSource {
         "tickets".into(),
         spec(),
         "2026".parse().unwrap(),
-        JiraClient::new(&env, quick()).unwrap(),
+        JiraClient::new(&env, None, quick()).unwrap(),
     )
 }
 
@@ -708,4 +710,132 @@ async fn the_official_example_search_normalizes() {
     // 2 a page up to the total of 5: three pages, for each of the two
     // queries this mock answers alike.
     assert_eq!(changelog_pages, 2 * 3);
+}
+
+/// Data Center: a personal access token, REST v2 `POST /search` paged by
+/// `startAt` (the server gives two issues a page, fewer than asked), user
+/// objects with `name` and `key` instead of `accountId`, and a changelog
+/// cut short read whole from the issue expanded. Nothing goes to v3.
+#[tokio::test]
+async fn data_center_searches_by_start_at_with_a_bearer_token() {
+    const PAT: &str = "NjQ2NeverPrintThisDataCenterToken";
+    let server = MockServer::start().await;
+    let dc_user = |name: &str| json!({"name": name, "key": format!("JIRAUSER{name}"), "displayName": name.to_uppercase(), "self": "x"});
+    let uri = server.uri();
+    let dc_issue = move |n: usize| {
+        let mut i = issue(
+            &format!("CHG-{n}"),
+            ("Done", "done"),
+            json!({"resolutiondate": "2026-03-04T10:00:00.000+0000", "assignee": dc_user("ann"), "reporter": dc_user("rex")}),
+            vec![
+                json!({"id": "1", "author": dc_user("bob"), "created": "2026-03-02T10:00:00.000+0000",
+                "items": [{"field": "status", "fieldtype": "jira", "fromString": "Open", "toString": "Approved"}]}),
+            ],
+            if n == 3 { 2 } else { 1 },
+        );
+        i["self"] = json!(format!("{uri}/rest/api/2/issue/{n}"));
+        i
+    };
+    let bodies: &'static Mutex<Vec<Value>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+    Mock::given(method("POST"))
+        .and(path("/rest/api/2/search"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            format!("Bearer {PAT}").as_str(),
+        ))
+        .respond_with(move |req: &Request| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            bodies.lock().unwrap().push(body.clone());
+            let start = body["startAt"].as_u64().unwrap() as usize;
+            let (total, list): (usize, Vec<Value>) =
+                if body["jql"].as_str().unwrap().contains("CHG") {
+                    (5, (1..=5).map(&dc_issue).collect())
+                } else {
+                    (0, vec![])
+                };
+            let page: Vec<Value> = list.into_iter().skip(start).take(2).collect();
+            ResponseTemplate::new(200).set_body_json(
+                json!({"startAt": start, "maxResults": 2, "total": total, "issues": page}),
+            )
+        })
+        .expect(6..)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/issue/CHG-3"))
+        .and(query_param("expand", "changelog"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"key": "CHG-3", "changelog": {"startAt": 0, "maxResults": 2, "total": 2, "histories": [
+            {"id": "1", "author": dc_user("bob"), "created": "2026-03-02T10:00:00.000+0000",
+             "items": [{"field": "status", "fieldtype": "jira", "fromString": "Open", "toString": "Approved"}]},
+            {"id": "2", "author": dc_user("ann"), "created": "2026-03-04T10:00:00.000+0000",
+             "items": [{"field": "status", "fieldtype": "jira", "fromString": "Approved", "toString": "Done"}]}
+        ]}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let env = JiraEnv {
+        base: server.uri(),
+        auth: JiraAuth::Bearer(Secret::new(PAT)),
+    };
+    // A PAT on a host of one's own is Data Center, without being told.
+    let client = JiraClient::new(&env, None, quick()).unwrap();
+    assert_eq!(
+        client.deployment,
+        cleartrail::connectors::jira::client::Deployment::DataCenter
+    );
+    let src = JiraSource::new("tickets".into(), spec(), "2026".parse().unwrap(), client);
+    let r = connectors::collect(&src, Limits::default(), chrono::Utc::now, &BTreeMap::new())
+        .await
+        .unwrap();
+    let change = query(&r, "change");
+    assert_eq!(
+        ids(change),
+        [
+            "tickets/CHG-1",
+            "tickets/CHG-2",
+            "tickets/CHG-3",
+            "tickets/CHG-4",
+            "tickets/CHG-5"
+        ],
+        "every issue exactly once across startAt pages"
+    );
+    assert_eq!(change.outcome, Outcome::Complete);
+    let chg3 = change
+        .items
+        .iter()
+        .find(|a| a.object_id == "tickets/CHG-3")
+        .unwrap();
+    let moves: Vec<&str> = chg3.content["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(moves, ["Approved", "Done"]);
+    assert_eq!(chg3.content["assignee"]["account_id"], "ann");
+    let starts: Vec<u64> = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["jql"].as_str().unwrap().contains("CHG") && b["expand"] == json!(["changelog"])
+        })
+        .map(|b| b["startAt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        [0, 2, 4],
+        "each page starts after what the last gave"
+    );
+    assert!(!format!("{r:?}").contains(PAT));
+
+    // Atlassian's own hosts are Cloud whatever the token.
+    let cloud = JiraEnv {
+        base: "https://acme.atlassian.net".into(),
+        auth: JiraAuth::Bearer(Secret::new(PAT)),
+    };
+    assert_eq!(
+        cleartrail::connectors::jira::client::Deployment::detect(&cloud),
+        cleartrail::connectors::jira::client::Deployment::Cloud
+    );
 }

@@ -59,6 +59,9 @@ pub struct RawSource {
     pub url: Option<String>,
     /// jira: evidence kind -> JQL.
     pub queries: Option<BTreeMap<String, String>>,
+    /// jira: `cloud` or `data-center` (else told by the site and
+    /// credentials).
+    pub deployment: Option<String>,
     /// jira: what counts as an approval.
     pub approval: Option<RawApproval>,
     /// jira: incident resolution hours by severity.
@@ -102,6 +105,7 @@ impl RawSource {
             "optional" => self.optional.is_some(),
             "sla" => self.sla.is_some(),
             "url" => self.url.is_some(),
+            "deployment" => self.deployment.is_some(),
             "queries" => self.queries.is_some(),
             "approval" => self.approval.is_some(),
             "incident_sla" => self.incident_sla.is_some(),

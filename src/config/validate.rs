@@ -23,6 +23,7 @@ const SOURCE_KEYS: &[(&str, &[&str])] = &[
     ("optional", &["github"]),
     ("sla", &["github"]),
     ("url", &["jira"]),
+    ("deployment", &["jira"]),
     ("queries", &["jira"]),
     ("approval", &["jira"]),
     ("incident_sla", &["jira"]),
@@ -555,6 +556,21 @@ fn validate_jira(cx: &mut Ctx<'_>, at: &str, src: RawSource, before: usize) -> O
             );
         }
     }
+    let deployment = match src.deployment.as_deref() {
+        None => None,
+        Some("cloud") => Some(crate::connectors::jira::client::Deployment::Cloud),
+        Some("data-center") => Some(crate::connectors::jira::client::Deployment::DataCenter),
+        Some(other) => {
+            cx.at_value(
+                &format!("{at}.deployment"),
+                format!("`{other}` is not a Jira deployment"),
+                Some(
+                    "`cloud` (REST v3, `/search/jql`) or `data-center` (REST v2, `/search`)".into(),
+                ),
+            );
+            None
+        }
+    };
     let queries = src.queries.unwrap_or_default();
     if queries.is_empty() {
         cx.at_key(
@@ -660,6 +676,7 @@ fn validate_jira(cx: &mut Ctx<'_>, at: &str, src: RawSource, before: usize) -> O
         .unwrap_or_else(|| "priority".into());
     (cx.problems.len() == before).then_some(SourceSpec::Jira(crate::connectors::jira::JiraSpec {
         url: src.url,
+        deployment,
         queries,
         approver_fields: fields,
         severity_field,
@@ -1156,21 +1173,27 @@ mod tests {
         assert_eq!(j.severity_field, "priority");
         let err = load_in(
             dir.path(),
-            "version: 1\nsources:\n  tickets:\n    type: jira\n    url: acme.atlassian.net\n    path: x\n    queries:\n      Change: project = CHG\n    approval:\n      kinds: [incident]\n      approvers: [x]\n  gh:\n    type: github\n    org: acme\n    queries: {a: b}\n",
+            "version: 1\nsources:\n  tickets:\n    type: jira\n    url: acme.atlassian.net\n    path: x\n    deployment: server\n    queries:\n      Change: project = CHG\n    approval:\n      kinds: [incident]\n      approvers: [x]\n  gh:\n    type: github\n    org: acme\n    queries: {a: b}\n",
         )
         .unwrap_err();
-        let got: Vec<(usize, String)> = err
+        let mut got: Vec<(usize, String)> = err
             .problems()
             .iter()
             .map(|p| (p.line, p.message.clone()))
             .collect();
         let lines: Vec<usize> = got.iter().map(|g| g.0).collect();
-        assert_eq!(lines, [5, 6, 8, 10, 11, 15], "{got:?}");
+        assert_eq!(lines, [5, 6, 7, 9, 11, 12, 16], "{got:?}");
         assert!(got[0].1.contains("is not a Jira site address"), "{got:?}");
         assert!(
             got[1]
                 .1
                 .contains("`path` does not apply to a `jira` source"),
+            "{got:?}"
+        );
+        assert!(
+            got.remove(2)
+                .1
+                .contains("`server` is not a Jira deployment"),
             "{got:?}"
         );
         assert!(

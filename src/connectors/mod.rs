@@ -473,6 +473,7 @@ pub async fn connect(
             period.clone(),
             jira::client::JiraClient::new(
                 &jira::client::JiraEnv::from_env(spec.url.as_deref())?,
+                spec.deployment,
                 http::Politeness::default(),
             )?,
         )),

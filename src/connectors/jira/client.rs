@@ -7,6 +7,11 @@
 //! `JIRA_API_TOKEN` (Jira Cloud, basic authentication), or
 //! `JIRA_BEARER_TOKEN` (a Data Center personal access token). The site is
 //! the source's `url`, else `JIRA_BASE_URL`.
+//!
+//! Cloud and Data Center search differently: Cloud's REST v3
+//! `POST /search/jql` pages by `nextPageToken` (its older `/search`
+//! answers 410), Data Center's REST v2 `POST /search` by `startAt` against
+//! `total`. [`JiraClient::search`] hides the difference.
 
 use crate::connectors::ConnectorError;
 use crate::connectors::http::{Broken, Polite, Politeness, Reply, Secret};
@@ -80,14 +85,70 @@ impl JiraEnv {
     }
 }
 
+/// Which Jira the site is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// Atlassian's cloud: REST v3, search by `nextPageToken`.
+    Cloud,
+    /// Self-hosted Data Center (or Server): REST v2, search by `startAt`.
+    DataCenter,
+}
+
+impl Deployment {
+    /// Told by the site and credentials when the configuration does not
+    /// say: Atlassian's hosts are Cloud; elsewhere a personal access
+    /// token means Data Center, an email and API token Cloud (a custom
+    /// domain in front of Atlassian's cloud).
+    pub fn detect(env: &JiraEnv) -> Deployment {
+        let host = env
+            .base
+            .split("://")
+            .nth(1)
+            .unwrap_or_default()
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if host.ends_with(".atlassian.net") || host.ends_with(".jira.com") {
+            return Deployment::Cloud;
+        }
+        match env.auth {
+            JiraAuth::Bearer(_) => Deployment::DataCenter,
+            JiraAuth::Basic { .. } => Deployment::Cloud,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deployment::Cloud => "cloud",
+            Deployment::DataCenter => "data-center",
+        }
+    }
+}
+
+/// One page of a search: the issues, and what asks for the next page.
+pub struct SearchPage {
+    pub issues: Vec<Value>,
+    /// Cloud's `nextPageToken`, or Data Center's next `startAt`.
+    pub next: Option<String>,
+    /// The number of matches, where Jira says (Data Center).
+    pub total: Option<u64>,
+}
+
 pub struct JiraClient {
     http: reqwest::Client,
     core: gouqi::core::ClientCore,
     pub polite: Polite,
+    pub deployment: Deployment,
 }
 
 impl JiraClient {
-    pub fn new(env: &JiraEnv, rules: Politeness) -> Result<JiraClient, ConnectorError> {
+    /// `deployment`: as configured, else [`Deployment::detect`].
+    pub fn new(
+        env: &JiraEnv,
+        deployment: Option<Deployment>,
+        rules: Politeness,
+    ) -> Result<JiraClient, ConnectorError> {
         // One TLS provider, chosen here (see DESIGN: two panic).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let credentials = match &env.auth {
@@ -115,15 +176,87 @@ impl JiraClient {
             http,
             core,
             polite: Polite::new(rules),
+            deployment: deployment.unwrap_or_else(|| Deployment::detect(env)),
         })
     }
 
-    /// The URL of a REST v3 path (`/search/jql`).
+    /// The URL of a REST path: v3 on Cloud, v2 on Data Center.
     pub fn url(&self, path: &str) -> String {
+        let v = match self.deployment {
+            Deployment::Cloud => "3",
+            Deployment::DataCenter => "2",
+        };
         self.core
-            .build_versioned_url("api", Some("3"), path)
+            .build_versioned_url("api", Some(v), path)
             .map(|u| u.to_string())
-            .unwrap_or_else(|_| format!("{}rest/api/3{path}", self.core.host))
+            .unwrap_or_else(|_| format!("{}rest/api/{v}{path}", self.core.host))
+    }
+
+    /// The search endpoint, for error messages and the completeness
+    /// record.
+    pub fn search_url(&self) -> String {
+        match self.deployment {
+            Deployment::Cloud => self.url("/search/jql"),
+            Deployment::DataCenter => self.url("/search"),
+        }
+    }
+
+    /// One page of issues matching `jql`, `next` from the previous page
+    /// (none: the first).
+    pub async fn search(
+        &self,
+        jql: &str,
+        fields: &[String],
+        changelog: bool,
+        max: u64,
+        next: Option<&str>,
+    ) -> Result<SearchPage, ConnectorError> {
+        let mut body = serde_json::json!({
+            "jql": jql,
+            "maxResults": max,
+            "fields": fields,
+        });
+        match self.deployment {
+            Deployment::Cloud => {
+                if changelog {
+                    body["expand"] = "changelog".into();
+                }
+                if let Some(t) = next {
+                    body["nextPageToken"] = t.into();
+                }
+                let answer = self.post(&self.search_url(), &body).await?;
+                let next = answer["nextPageToken"]
+                    .as_str()
+                    .filter(|_| answer["isLast"].as_bool() != Some(true))
+                    .map(str::to_string);
+                Ok(SearchPage {
+                    issues: answer["issues"].as_array().cloned().unwrap_or_default(),
+                    next,
+                    total: None,
+                })
+            }
+            Deployment::DataCenter => {
+                let start: u64 = next.and_then(|n| n.parse().ok()).unwrap_or(0);
+                body["startAt"] = start.into();
+                if changelog {
+                    body["expand"] = serde_json::json!(["changelog"]);
+                }
+                let answer = self.post(&self.search_url(), &body).await?;
+                let issues = answer["issues"].as_array().cloned().unwrap_or_default();
+                let total = answer["total"].as_u64();
+                // The server may cap `maxResults` below what was asked:
+                // the next page starts after what came back. An empty
+                // page ends the walk whatever `total` says.
+                let after = start + issues.len() as u64;
+                let next = (!issues.is_empty() && total.is_some_and(|t| after < t))
+                    .then(|| after.to_string());
+                Ok(SearchPage {
+                    issues,
+                    next,
+                    total,
+                })
+            }
+        }
     }
 
     /// The site, as URLs are made from it.

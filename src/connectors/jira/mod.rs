@@ -5,10 +5,11 @@
 //! fields the source names), and its changelog reduced to who moved it to
 //! which status, when: the transitions an auditor samples. A query covers
 //! the issues active in the period (created by its end, not resolved
-//! before its start). Issues are read with Jira Cloud's search
-//! (`POST /rest/api/3/search/jql`, pages by `nextPageToken`), their
-//! changelog expanded, and the rest of a long changelog from
-//! `/issue/{key}/changelog`.
+//! before its start). Issues are read with Jira's search (Cloud: `POST
+//! /rest/api/3/search/jql` by `nextPageToken`; Data Center: `POST
+//! /rest/api/2/search` by `startAt`), their changelog expanded, and the
+//! rest of a long changelog from `/issue/{key}/changelog` (Cloud) or the
+//! issue expanded (Data Center).
 //!
 //! The query saves the latest update time it saw; the next run asks only
 //! for issues updated since (a day earlier, since JQL reads times in the
@@ -31,6 +32,9 @@ use std::collections::BTreeMap;
 pub struct JiraSpec {
     /// The site; `JIRA_BASE_URL` when not set.
     pub url: Option<String>,
+    /// Cloud or Data Center; told by the site and credentials when not
+    /// set.
+    pub deployment: Option<client::Deployment>,
     /// Evidence kind -> JQL.
     pub queries: BTreeMap<String, String>,
     /// Fields (ids such as `customfield_10050`) that name approvers.
@@ -151,28 +155,21 @@ impl JiraSource {
     /// The keys the query matches now, sorted: a search for keys alone,
     /// up to 5,000 a page.
     async fn keys(&self, jql: &str) -> Result<Vec<String>, ConnectorError> {
-        let url = self.client.url("/search/jql");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let jql = self.scoped_jql(jql);
+        let fields = ["key".to_string()];
         loop {
-            let mut body = json!({
-                "jql": self.scoped_jql(jql),
-                "maxResults": 5000,
-                "fields": ["key"],
-            });
-            if let Some(t) = &token {
-                body["nextPageToken"] = json!(t);
-            }
-            let answer = self.client.post(&url, &body).await?;
-            for i in answer["issues"].as_array().into_iter().flatten() {
+            let page = self
+                .client
+                .search(&jql, &fields, false, 5000, token.as_deref())
+                .await?;
+            for i in &page.issues {
                 if let Some(k) = i["key"].as_str() {
                     out.push(k.to_string());
                 }
             }
-            token = answer["nextPageToken"]
-                .as_str()
-                .filter(|_| answer["isLast"].as_bool() != Some(true))
-                .map(str::to_string);
+            token = page.next;
             if token.is_none() {
                 break;
             }
@@ -192,6 +189,18 @@ impl JiraSource {
             return Ok(held);
         }
         let key = issue["key"].as_str().unwrap_or_default();
+        if self.client.deployment == client::Deployment::DataCenter {
+            // Data Center has no changelog endpoint of its own; the issue
+            // expanded gives every history.
+            let url = self
+                .client
+                .url(&format!("/issue/{key}?fields=key&expand=changelog"));
+            let whole = self.client.get(&url).await?;
+            return Ok(whole["changelog"]["histories"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default());
+        }
         let mut out = Vec::new();
         let mut start = 0u64;
         loop {
@@ -501,18 +510,17 @@ impl Connector for JiraSource {
                 &format!(" AND updated >= \"{}\"", from.format("%Y-%m-%d %H:%M")),
             );
         }
-        let url = self.client.url("/search/jql");
-        let mut body = json!({
-            "jql": effective,
-            "maxResults": PAGE_SIZE,
-            "fields": self.fields(),
-            "expand": "changelog",
-        });
-        if let Some(t) = &cursor.token {
-            body["nextPageToken"] = json!(t);
-        }
-        let answer = self.client.post(&url, &body).await?;
-        let issues = answer["issues"].as_array().cloned().unwrap_or_default();
+        let answer = self
+            .client
+            .search(
+                &effective,
+                &self.fields(),
+                true,
+                PAGE_SIZE,
+                cursor.token.as_deref(),
+            )
+            .await?;
+        let issues = answer.issues;
         let mut items = Vec::new();
         let mut skipped = Vec::new();
         for issue in &issues {
@@ -535,11 +543,7 @@ impl Connector for JiraSource {
             }
         }
         cursor.seen += issues.len() as u64;
-        let next = answer["nextPageToken"]
-            .as_str()
-            .filter(|_| answer["isLast"].as_bool() != Some(true))
-            .map(str::to_string);
-        if let Some(token) = next {
+        if let Some(token) = answer.next {
             cursor.token = Some(token);
             return Ok(Page {
                 items,
