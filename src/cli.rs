@@ -133,6 +133,19 @@ pub struct ExportGdriveArgs {
     /// or a test server.
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
+    /// The OAuth scope asked for: `file` (drive.file: only what ClearTrail
+    /// created, so the folder must be one it can open) or `full` (drive:
+    /// any folder shared with the account).
+    #[arg(long, value_enum, default_value_t = DriveScope::File)]
+    pub scope: DriveScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriveScope {
+    /// https://www.googleapis.com/auth/drive.file
+    File,
+    /// https://www.googleapis.com/auth/drive
+    Full,
 }
 
 #[derive(Debug, Subcommand)]

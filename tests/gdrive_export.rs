@@ -55,6 +55,10 @@ struct State {
     reject_lists: bool,
     /// The server's address, for session URIs.
     base: String,
+    /// Create the next file, then answer 500 as if the reply were lost.
+    lose_next_create_reply: bool,
+    /// Leave `sha256Checksum` out (Drive has not computed it yet).
+    no_checksums: bool,
 }
 
 #[derive(Clone, Default)]
@@ -107,14 +111,22 @@ impl State {
             "parents": f.parents, "appProperties": f.app});
         if f.mime != FOLDER {
             v["size"] = json!(f.content.len().to_string());
-            v["sha256Checksum"] = json!(sha(&f.content));
+            if !self.no_checksums {
+                v["sha256Checksum"] = json!(sha(&f.content));
+            }
         }
         v
     }
 
-    fn create(&mut self, meta: &Value, mime: &str, content: Vec<u8>) -> String {
+    /// Creates a file (with the id the request brings, as Drive allows for
+    /// ids from `generateIds`); `None` when that id is taken.
+    fn create(&mut self, meta: &Value, mime: &str, content: Vec<u8>) -> Option<String> {
         self.next += 1;
-        let id = format!("f{:04}", self.next);
+        let id = match meta["id"].as_str() {
+            Some(id) if self.files.contains_key(id) => return None,
+            Some(id) => id.to_string(),
+            None => format!("f{:04}", self.next),
+        };
         let file = DFile {
             name: meta["name"].as_str().unwrap_or("Untitled").to_string(),
             mime: meta["mimeType"].as_str().unwrap_or(mime).to_string(),
@@ -127,7 +139,23 @@ impl State {
             revisions: 1,
         };
         self.files.insert(id.clone(), file);
-        id
+        Some(id)
+    }
+
+    /// The answer to a create: the file, 409 for an id taken, or (once)
+    /// a 500 after the file was made.
+    fn created(&mut self, id: Option<String>) -> ResponseTemplate {
+        match id {
+            None => error(
+                409,
+                "duplicate",
+                "A file already exists with the provided ID.",
+            ),
+            Some(_) if std::mem::take(&mut self.lose_next_create_reply) => {
+                error(500, "backendError", "Backend Error")
+            }
+            Some(id) => ResponseTemplate::new(200).set_body_json(self.json(&id)),
+        }
     }
 
     fn patch(&mut self, id: &str, meta: &Value, content: Option<Vec<u8>>) {
@@ -248,14 +276,16 @@ impl Respond for Fake {
                     .insert_header("Range", format!("bytes=0-{}", sess.got.len() - 1));
             }
             let sess = s.sessions.remove(sid).unwrap();
-            let id = match &sess.target {
+            return match &sess.target {
                 Some(id) => {
                     s.patch(id, &sess.meta, Some(sess.got));
-                    id.clone()
+                    ResponseTemplate::new(200).set_body_json(s.json(id))
                 }
-                None => s.create(&sess.meta, &sess.mime, sess.got),
+                None => {
+                    let id = s.create(&sess.meta, &sess.mime, sess.got);
+                    s.created(id)
+                }
             };
-            return ResponseTemplate::new(200).set_body_json(s.json(&id));
         }
         let auth = req
             .headers
@@ -277,10 +307,9 @@ impl Respond for Fake {
                 }
                 let q = query(req, "q").unwrap_or_default();
                 let lits = literals(&q);
+                // Drive lists the children of a folder one cannot see as
+                // none at all.
                 let parent = &lits[0];
-                if !s.files.contains_key(parent) {
-                    return error(404, "notFound", &format!("File not found: {parent}."));
-                }
                 let mut found: Vec<(String, String)> = s
                     .files
                     .iter()
@@ -306,16 +335,25 @@ impl Respond for Fake {
                 }
                 ResponseTemplate::new(200).set_body_json(body)
             }
+            ("GET", "/drive/v3/files/generateIds") => {
+                let n: u64 = query(req, "count").unwrap().parse().unwrap();
+                let first = s.next;
+                s.next += n;
+                let ids: Vec<String> = (first..first + n).map(|i| format!("g{i:04}")).collect();
+                ResponseTemplate::new(200).set_body_json(
+                    json!({"kind": "drive#generatedIds", "space": "drive", "ids": ids}),
+                )
+            }
             ("POST", "/drive/v3/files") => {
                 let meta: Value = serde_json::from_slice(&req.body).unwrap();
                 let id = s.create(&meta, FOLDER, Vec::new());
-                ResponseTemplate::new(200).set_body_json(s.json(&id))
+                s.created(id)
             }
             ("POST", "/upload/drive/v3/files") => {
                 assert_eq!(query(req, "uploadType").as_deref(), Some("multipart"));
                 let (meta, media) = multipart(&req.body);
                 let id = s.create(&meta, "application/octet-stream", media);
-                ResponseTemplate::new(200).set_body_json(s.json(&id))
+                s.created(id)
             }
             ("PATCH", _) if p.starts_with("/upload/drive/v3/files/") => {
                 let id = file_id("/upload/drive/v3/files/").unwrap();
@@ -674,7 +712,8 @@ async fn verify_names_each_tampered_missing_or_extra_exported_file() {
             &json!({"name": "notes.md", "parents": [pf]}),
             "text/markdown",
             b"x".to_vec(),
-        );
+        )
+        .unwrap();
         let index = ids
             .keys()
             .find(|p| p.ends_with("index.md"))
@@ -696,14 +735,80 @@ async fn verify_names_each_tampered_missing_or_extra_exported_file() {
         text.contains("error[export-extra]: drive:top/2026/notes.md"),
         "{text}"
     );
+    let index = ids.keys().find(|p| p.ends_with("index.md")).unwrap();
     assert!(
-        text.contains("error[export-missing]: drive:top/2026/") && text.contains("index.md"),
+        text.contains(&format!("error[export-missing]: drive:top/2026/{index}: ")),
         "{text}"
     );
+    assert_eq!(text.matches("error[").count(), 3, "{text}");
+
+    // Put right by exporting again; then a second folder of a packet
+    // folder's name, holding a page of its own, and the record gone;
+    // Drive has no checksums, so the content is what is hashed.
+    let again = s.export(&[]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    let v = s.run(&["verify", "--period", "2026", "--against-drive", "top"]);
+    assert_eq!(code(&v), 0, "{}{}", stdout(&v), stderr(&v));
+    let dir = page.split('/').next().unwrap().to_string();
+    {
+        let mut st = s.fake.0.lock().unwrap();
+        st.no_checksums = true;
+        let pf = st.child("top", "2026").unwrap();
+        let twin = st
+            .create(
+                &json!({"name": dir, "mimeType": FOLDER, "parents": [pf]}),
+                FOLDER,
+                vec![],
+            )
+            .unwrap();
+        st.create(
+            &json!({"name": "extra.md", "parents": [twin]}),
+            "text/markdown",
+            b"y".to_vec(),
+        );
+        let record = st.child(&pf, "export-manifest.json").unwrap();
+        st.files.get_mut(&record).unwrap().parents = vec!["elsewhere".into()];
+        st.files.get_mut(&ids[&page]).unwrap().content.push(b'!');
+    }
+    let v = s.run(&["verify", "--period", "2026", "--against-drive", "top"]);
+    assert_eq!(code(&v), 1, "{}{}", stdout(&v), stderr(&v));
+    let text = stdout(&v);
+    for line in [
+        format!("error[export-extra]: drive:top/2026/{dir}: a second folder of this name"),
+        format!("error[export-extra]: drive:top/2026/{dir}/extra.md: "),
+        "error[export-missing]: drive:top/2026/export-manifest.json: ".to_string(),
+        format!("error[export-mismatch]: drive:top/2026/{page}: hashes to"),
+    ] {
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    // Exporting again moves the twin out, emptied, and puts the rest
+    // right (by Drive's checksums: without them, the file's own record
+    // of its digest is all an export has).
+    s.fake.0.lock().unwrap().no_checksums = false;
+    let healed = s.export(&[]);
+    assert_eq!(code(&healed), 0, "{}", stderr(&healed));
+    assert!(
+        stdout(&healed).contains(&format!("superseded: {dir}/extra.md")),
+        "{}",
+        stdout(&healed)
+    );
+    let v = s.run(&["verify", "--period", "2026", "--against-drive", "top"]);
+    assert_eq!(code(&v), 0, "{}{}", stdout(&v), stderr(&v));
 
     // A downloaded copy: a byte changed, a symlink pointing outside.
     let copy = s.f.root.path().join("copy");
-    for (p, b) in s.packet() {
+    let record = {
+        let st = s.fake.0.lock().unwrap();
+        let pf = st.child("top", "2026").unwrap();
+        st.files[&st.child(&pf, "export-manifest.json").unwrap()]
+            .content
+            .clone()
+    };
+    for (p, b) in s
+        .packet()
+        .into_iter()
+        .chain([("export-manifest.json".to_string(), record)])
+    {
         let at = copy.join(&p);
         std::fs::create_dir_all(at.parent().unwrap()).unwrap();
         std::fs::write(at, b).unwrap();
@@ -914,4 +1019,61 @@ async fn large_files_go_by_resumable_upload_in_chunks() {
     assert_eq!(chunks(&fake), 3);
     assert_eq!(content(&fake, "soc2/controls/CC8.1.md"), changed);
     assert_eq!(fake.0.lock().unwrap().tree("top", "2026"), held, "same ids");
+}
+
+/// A create whose answer is lost (Drive made the file, then a 500) is
+/// retried with the same pre-generated id: Drive's 409 says it exists,
+/// and there is still one file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_retried_after_a_lost_answer_makes_one_file() {
+    let (server, fake) = Fake::start("top").await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = GdriveEnv {
+        credentials: key_file(dir.path(), &server.uri()),
+        api: format!("{}/", server.uri()),
+    };
+    let client = GdriveClient::connect(&env, quick()).await.unwrap();
+    let drive = Drive::new(&client, client::FILE, Options::default());
+    let files = vec![
+        PacketFile {
+            path: "soc2/index.md".into(),
+            bytes: b"# SOC 2\n".to_vec(),
+        },
+        PacketFile {
+            path: "manifest.json".into(),
+            bytes: b"{}\n".to_vec(),
+        },
+    ];
+    fake.0.lock().unwrap().lose_next_create_reply = true;
+    let out = drive.export("top", "2026", "c0ffee", &files).await.unwrap();
+    assert_eq!(
+        out.created,
+        vec!["soc2/index.md", "manifest.json", "export-manifest.json"]
+    );
+    assert_eq!(
+        client
+            .polite
+            .counts
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let st = fake.0.lock().unwrap();
+    // top, 2026, soc2 and three files: nothing twice.
+    assert_eq!(
+        st.files.len(),
+        6,
+        "{:?}",
+        st.files.keys().collect::<Vec<_>>()
+    );
+    let record: Value =
+        serde_json::from_slice(&st.files[&st.tree("top", "2026")["export-manifest.json"]].content)
+            .unwrap();
+    let tree = st.tree("top", "2026");
+    for f in record["files"].as_array().unwrap() {
+        assert_eq!(
+            f["id"].as_str(),
+            tree.get(f["path"].as_str().unwrap()).map(String::as_str)
+        );
+    }
 }

@@ -362,7 +362,6 @@ fn malformed_and_misplaced_files_have_their_own_codes() {
     malformed();
 }
 
-/// Derived files, tombstones and folders cleartrail owns.
 /// A downloaded export of a committed packet, attacked: a page edited,
 /// the manifest removed, a file added, a symlink pointing outside.
 fn exported_copy() -> BTreeSet<String> {
@@ -380,6 +379,32 @@ fn exported_copy() -> BTreeSet<String> {
         std::fs::create_dir_all(copy.join(p).parent().unwrap()).unwrap();
         std::fs::write(copy.join(p), b).unwrap();
     }
+    // The record an export writes beside the packet (ids are Drive's; a
+    // folder on disk has none to compare them with).
+    let manifest: Value =
+        serde_json::from_slice(&packet.iter().find(|(p, _)| p == "manifest.json").unwrap().1)
+            .unwrap();
+    let record = cleartrail::export::ExportRecord {
+        schema: cleartrail::export::RECORD_SCHEMA.into(),
+        period: "2026".into(),
+        folder: "top".into(),
+        period_folder: "p".into(),
+        evidence_commit: manifest["evidence_commit"].as_str().unwrap().into(),
+        packet_manifest_sha256: canonical::sha256_hex(
+            &packet.iter().find(|(p, _)| p == "manifest.json").unwrap().1,
+        ),
+        files: packet
+            .iter()
+            .enumerate()
+            .map(|(i, (p, b))| cleartrail::export::ExportedFile {
+                path: p.clone(),
+                id: format!("id{i}"),
+                sha256: canonical::sha256_hex(b),
+                size: b.len() as u64,
+            })
+            .collect(),
+    };
+    std::fs::write(copy.join("export-manifest.json"), record.to_bytes()).unwrap();
     let against = |copy: &Path| {
         let out = cleartrail(&[
             "verify",
@@ -430,6 +455,7 @@ fn exported_copy() -> BTreeSet<String> {
     found.into_iter().map(|(c, _)| c).collect()
 }
 
+/// Derived files, tombstones and folders cleartrail owns.
 fn derived_and_strays() -> BTreeSet<String> {
     let mut codes = BTreeSet::new();
     let f = synced();

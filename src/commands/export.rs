@@ -26,7 +26,11 @@ pub fn gdrive(g: &GlobalArgs, args: &ExportGdriveArgs) -> Result<ExitStatus, Err
     let evidence = r.commit.to_string();
     let outcome = super::runtime()?.block_on(async {
         let client = connect(&env).await?;
-        Drive::new(&client, client::FILE, Options::default())
+        let scope = match args.scope {
+            crate::cli::DriveScope::File => client::FILE,
+            crate::cli::DriveScope::Full => client::FULL,
+        };
+        Drive::new(&client, scope, Options::default())
             .export(&args.folder, &label, &evidence, &r.files)
             .await
             .map_err(|e| export_error(e, &args.folder))
@@ -92,14 +96,29 @@ pub(crate) async fn connect(env: &GdriveEnv) -> Result<GdriveClient, Error> {
         })
 }
 
-/// A folder that is not there (or not shared) is the user's to fix; what
-/// the API answers otherwise is a runtime failure.
+/// What the user fixes is 2: a folder not there or not shared, two
+/// period folders to choose from, and a 403 (rate limits are waited out
+/// before this, so a 403 here is a permission the account lacks, or a
+/// service account's missing storage quota); what the API answers
+/// otherwise is 3.
 pub(crate) fn export_error(e: ExportError, folder: &str) -> Error {
-    let usage = matches!(
+    let forbidden = matches!(
         e,
-        ExportError::FolderNotFound { .. } | ExportError::Api(ConnectorError::Setup { .. })
+        ExportError::Api(ConnectorError::Http { status: 403, .. })
     );
-    let e = anyhow::Error::new(e).context(format!("Drive folder {folder}"));
+    let usage = forbidden
+        || matches!(
+            e,
+            ExportError::FolderNotFound { .. }
+                | ExportError::Ambiguous { .. }
+                | ExportError::Api(ConnectorError::Setup { .. })
+        );
+    let mut e = anyhow::Error::new(e).context(format!("Drive folder {folder}"));
+    if forbidden {
+        e = e.context(
+            "Drive refused (403): share the folder with the account of GOOGLE_APPLICATION_CREDENTIALS as Editor; a service account has no storage of its own, so export into a shared drive (or a folder in one)",
+        );
+    }
     if usage {
         Error::usage(e)
     } else {

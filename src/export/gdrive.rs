@@ -23,8 +23,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
-const LIST_FIELDS: &str =
-    "nextPageToken,incompleteSearch,files(id,name,mimeType,size,sha256Checksum,appProperties)";
+const LIST_FIELDS: &str = "nextPageToken,incompleteSearch,files(id,name,mimeType,parents,size,sha256Checksum,appProperties)";
 const FILE_FIELDS: &str = "id,name,mimeType,size,sha256Checksum,appProperties";
 /// `appProperties` keys: private to this app, invisible in Drive's UI.
 const P_PERIOD: &str = "cleartrail_period";
@@ -55,7 +54,7 @@ impl Default for Options {
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error(
-        "Drive folder {folder} was not found: it must exist and be shared with the account of GOOGLE_APPLICATION_CREDENTIALS ({role}); {source}"
+        "Drive folder {folder} was not found: it must exist and be shared with the account of GOOGLE_APPLICATION_CREDENTIALS ({role}): {source}"
     )]
     FolderNotFound {
         folder: String,
@@ -65,6 +64,14 @@ pub enum ExportError {
     },
     #[error("the Drive folder of {period} holds {what}; refusing to guess which is the export")]
     Ambiguous { period: String, what: String },
+    #[error(
+        "Drive answered {endpoint} with an incomplete listing (`incompleteSearch`); refusing to act on part of the folder"
+    )]
+    Incomplete { endpoint: String },
+    #[error(
+        "{endpoint}: Drive created no file id; refusing to record an export it cannot point to"
+    )]
+    NoId { endpoint: String },
     #[error(transparent)]
     Api(#[from] ConnectorError),
 }
@@ -75,6 +82,8 @@ pub struct Remote {
     pub id: String,
     /// Its path from the period folder.
     pub path: String,
+    /// The folder it was found in.
+    pub parent: String,
     pub mime: String,
     /// Computed by Drive for content it stores.
     pub drive_sha256: Option<String>,
@@ -85,8 +94,12 @@ pub struct Remote {
 /// The period folder as found.
 #[derive(Debug, Default)]
 pub struct Tree {
-    /// Folders by path from the period folder ("" is the period folder).
+    /// Folders by path from the period folder ("" is the period folder);
+    /// the first found where several share a path.
     pub folders: BTreeMap<String, String>,
+    /// Folders at a path another folder already has: what they hold is
+    /// never the export's, and an export moves them to `superseded/`.
+    pub doubled: Vec<Remote>,
     pub files: Vec<Remote>,
     /// `superseded/`, when it exists.
     pub superseded: Option<String>,
@@ -103,12 +116,6 @@ pub struct Outcome {
     pub record: Option<ExportRecord>,
 }
 
-impl Outcome {
-    pub fn uploads(&self) -> usize {
-        self.created.len() + self.revised.len()
-    }
-}
-
 /// Resumable uploads in chunks of the configured size.
 struct Chunks(u64);
 
@@ -123,6 +130,8 @@ pub struct Drive<'a> {
     client: &'a GdriveClient,
     scope: &'static str,
     opts: Options,
+    /// Ids from `files.generateIds` not used yet.
+    ids: std::sync::Mutex<Vec<String>>,
 }
 
 /// A literal inside a Drive query: `'` and `\` escaped.
@@ -149,6 +158,7 @@ impl<'a> Drive<'a> {
             client,
             scope,
             opts,
+            ids: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -156,12 +166,17 @@ impl<'a> Drive<'a> {
         format!("{method} {}drive/v3/{what}", self.client.api)
     }
 
-    /// Children of a folder, `extra` narrowing the query.
-    async fn children(&self, folder: &str, extra: &str) -> Result<Vec<Value>, ConnectorError> {
+    /// Children of a folder, `extra` narrowing the query. A listing Drive
+    /// says is incomplete is refused: acting on part of a folder would
+    /// upload twice or miss a file.
+    async fn children(&self, folder: &str, extra: &str) -> Result<Vec<Value>, ExportError> {
         let q = format!("{} in parents and trashed = false{extra}", quoted(folder));
         let endpoint = self.endpoint("GET", &format!("files?q={q}"));
         let q = &q;
-        self.client
+        let incomplete = std::sync::atomic::AtomicBool::new(false);
+        let incomplete = &incomplete;
+        let found = self
+            .client
             .paged(&endpoint, "files", |token| async move {
                 let mut call = self
                     .client
@@ -179,19 +194,54 @@ impl<'a> Drive<'a> {
                     call = call.page_token(t);
                 }
                 let (_, list) = call.doit().await?;
+                if list.incomplete_search == Some(true) {
+                    incomplete.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(json_reply(&list))
             })
+            .await?;
+        if incomplete.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ExportError::Incomplete { endpoint });
+        }
+        Ok(found)
+    }
+
+    /// The folder given, read first: Drive lists the children of a
+    /// folder one may not see as nothing at all, which must not pass for
+    /// an empty export.
+    async fn check_top(&self, top: &str) -> Result<(), ExportError> {
+        let endpoint = self.endpoint("GET", &format!("files/{top}"));
+        self.client
+            .call(&endpoint, || async {
+                let (_, f) = self
+                    .client
+                    .hub
+                    .files()
+                    .get(top)
+                    .supports_all_drives(true)
+                    .param("fields", "id,mimeType")
+                    .add_scope(self.scope)
+                    .doit()
+                    .await?;
+                Ok(json_reply(&f))
+            })
             .await
+            .map_err(|e| self.not_found(top, e))?;
+        Ok(())
     }
 
     fn not_found(&self, folder: &str, e: ConnectorError) -> ExportError {
         match e {
             ConnectorError::Http { status: 404, .. } => ExportError::FolderNotFound {
                 folder: folder.to_string(),
-                role: if self.scope == crate::connectors::gdrive::client::FILE {
-                    "as Editor, to export"
-                } else {
-                    "as Viewer, to verify"
+                role: match self.scope {
+                    crate::connectors::gdrive::client::READONLY => "as Viewer, to verify",
+                    // drive.file reaches only what the app made or opened:
+                    // a folder a person made and shared is not that.
+                    crate::connectors::gdrive::client::FILE => {
+                        "as Editor, to export; with the default `--scope file` (drive.file) Drive shows only folders ClearTrail created or opened, so a folder someone else made needs `--scope full`"
+                    }
+                    _ => "as Editor, to export",
                 },
                 source: e,
             },
@@ -205,6 +255,7 @@ impl<'a> Drive<'a> {
         top: &str,
         period: &str,
     ) -> Result<Option<String>, ExportError> {
+        self.check_top(top).await?;
         let found = self
             .children(
                 top,
@@ -214,8 +265,7 @@ impl<'a> Drive<'a> {
                     quoted(period)
                 ),
             )
-            .await
-            .map_err(|e| self.not_found(top, e))?;
+            .await?;
         let ours: Vec<&Value> = found
             .iter()
             .filter(|f| f["appProperties"][P_PERIOD] == period)
@@ -234,12 +284,16 @@ impl<'a> Drive<'a> {
         Ok(pick.and_then(|f| f["id"].as_str()).map(str::to_string))
     }
 
-    /// Everything under the period folder but `superseded/`.
-    pub async fn walk(&self, period_folder: &str) -> Result<Tree, ConnectorError> {
+    /// Everything under the period folder but `superseded/`. Every folder
+    /// is walked, also one whose path another already has: what it holds
+    /// must not escape a comparison.
+    pub async fn walk(&self, period_folder: &str) -> Result<Tree, ExportError> {
         let mut tree = Tree::default();
         tree.folders
             .insert(String::new(), period_folder.to_string());
         let mut pending = vec![(period_folder.to_string(), String::new())];
+        let mut ours = std::collections::HashSet::new();
+        let mut folder_rows: HashMap<String, Remote> = HashMap::new();
         while let Some((folder, prefix)) = pending.pop() {
             for f in self.children(&folder, "").await? {
                 let (Some(id), Some(name)) = (f["id"].as_str(), f["name"].as_str()) else {
@@ -253,16 +307,44 @@ impl<'a> Drive<'a> {
                 let mime = f["mimeType"].as_str().unwrap_or_default();
                 if mime == FOLDER_MIME {
                     if prefix.is_empty() && name == SUPERSEDED {
-                        tree.superseded = Some(id.to_string());
-                    } else if !tree.folders.contains_key(&path) {
-                        tree.folders.insert(path.clone(), id.to_string());
-                        pending.push((id.to_string(), path));
+                        tree.superseded.get_or_insert_with(|| id.to_string());
+                        continue;
                     }
+                    let this = Remote {
+                        id: id.to_string(),
+                        path: path.clone(),
+                        parent: folder.clone(),
+                        mime: mime.to_string(),
+                        drive_sha256: None,
+                        our_sha256: None,
+                    };
+                    // Of two folders at one path, the one ClearTrail made
+                    // is the export's, whatever order Drive lists them in.
+                    let mine = f["appProperties"][P_PATH] == path.as_str();
+                    match tree.folders.get(&path).cloned() {
+                        None => {
+                            tree.folders.insert(path.clone(), id.to_string());
+                            folder_rows.insert(id.to_string(), this);
+                        }
+                        Some(held) if mine && !ours.contains(&held) => {
+                            tree.folders.insert(path.clone(), id.to_string());
+                            if let Some(old) = folder_rows.remove(&held) {
+                                tree.doubled.push(old);
+                            }
+                            folder_rows.insert(id.to_string(), this);
+                        }
+                        Some(_) => tree.doubled.push(this),
+                    }
+                    if mine {
+                        ours.insert(id.to_string());
+                    }
+                    pending.push((id.to_string(), path));
                     continue;
                 }
                 tree.files.push(Remote {
                     id: id.to_string(),
                     path,
+                    parent: folder.clone(),
                     mime: mime.to_string(),
                     drive_sha256: f["sha256Checksum"].as_str().map(str::to_string),
                     our_sha256: f["appProperties"][P_SHA].as_str().map(str::to_string),
@@ -274,16 +356,69 @@ impl<'a> Drive<'a> {
         Ok(tree)
     }
 
+    /// A file id of our own for the next create. Drive refuses a second
+    /// create with the same id (409), so a create retried after its answer
+    /// was lost never makes a second file.
+    async fn next_id(&self) -> Result<String, ConnectorError> {
+        if let Some(id) = self.ids.lock().expect("not poisoned").pop() {
+            return Ok(id);
+        }
+        let endpoint = self.endpoint("GET", "files/generateIds");
+        let reply = self
+            .client
+            .call(&endpoint, || async {
+                let (_, ids) = self
+                    .client
+                    .hub
+                    .files()
+                    .generate_ids()
+                    .count(100)
+                    .space("drive")
+                    .type_("files")
+                    .add_scope(self.scope)
+                    .doit()
+                    .await?;
+                Ok(json_reply(&ids))
+            })
+            .await?;
+        let got: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let mut ids: Vec<String> = got["ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        ids.reverse();
+        let first = ids.pop().ok_or_else(|| ConnectorError::Http {
+            endpoint,
+            status: reply.status,
+            message: "no ids in the answer".into(),
+        })?;
+        *self.ids.lock().expect("not poisoned") = ids;
+        Ok(first)
+    }
+
+    /// A create's answer: the file, or (409) the one an earlier attempt
+    /// of this very create made.
+    fn created(id: &str, r: Result<Value, ConnectorError>) -> Result<Value, ConnectorError> {
+        match r {
+            Err(ConnectorError::Http { status: 409, .. }) => Ok(json!({ "id": id })),
+            r => r,
+        }
+    }
+
     async fn create_folder(
         &self,
         parent: &str,
         name: &str,
         props: Value,
-    ) -> Result<String, ConnectorError> {
-        let f = self
+    ) -> Result<String, ExportError> {
+        let id = self.next_id().await?;
+        let made = self
             .client
             .create_metadata_only(
                 &json!({
+                    "id": id,
                     "name": name,
                     "mimeType": FOLDER_MIME,
                     "parents": [parent],
@@ -291,19 +426,13 @@ impl<'a> Drive<'a> {
                 }),
                 self.scope,
             )
-            .await?;
-        f["id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| ConnectorError::Http {
-                endpoint: self.endpoint("POST", "files"),
-                status: 200,
-                message: "the created folder has no id".into(),
-            })
+            .await;
+        Self::created(&id, made)?;
+        Ok(id)
     }
 
     /// Uploads `bytes` as a new file under `parent` or a new revision of
-    /// `existing`; returns the Drive file.
+    /// `existing`; returns the file's id.
     async fn upload(
         &self,
         existing: Option<&str>,
@@ -311,7 +440,7 @@ impl<'a> Drive<'a> {
         path: &str,
         bytes: &[u8],
         props: HashMap<String, String>,
-    ) -> Result<Value, ConnectorError> {
+    ) -> Result<String, ExportError> {
         let resumable = bytes.len() as u64 > self.opts.resumable_over;
         let kind = if resumable { "resumable" } else { "multipart" };
         let endpoint = match existing {
@@ -324,21 +453,27 @@ impl<'a> Drive<'a> {
                 self.client.api
             ),
         };
+        let new_id = match existing {
+            Some(_) => None,
+            None => Some(self.next_id().await?),
+        };
         let name = path.rsplit('/').next().unwrap_or(path).to_string();
         let media = media_type(path);
-        let reply = self
+        let answer = self
             .client
             .call(&endpoint, || {
                 let media = media.clone();
                 let props = props.clone();
                 let name = name.clone();
-                async move {
+                let new_id = new_id.clone();
+                let attempt = async move {
                     let reader = std::io::Cursor::new(bytes.to_vec());
                     let mut chunks = Chunks(self.opts.chunk_size);
                     let files = self.client.hub.files();
                     let (_, file) = match existing {
                         None => {
                             let meta = File {
+                                id: new_id,
                                 name: Some(name),
                                 parents: Some(vec![parent.to_string()]),
                                 app_properties: Some(props),
@@ -377,17 +512,39 @@ impl<'a> Drive<'a> {
                         }
                     };
                     Ok(json_reply(&file))
+                };
+                // google-drive3 panics on an upload answer that breaks the
+                // protocol (a session with no `Location`): that is the
+                // server's failure, reported as one, not a crash.
+                async move {
+                    use futures_util::FutureExt as _;
+                    match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+                        Ok(r) => r,
+                        Err(_) => Ok(crate::connectors::http::Reply {
+                            status: 502,
+                            headers: http::HeaderMap::new(),
+                            body: br#"{"error":{"message":"the answer broke Google's upload protocol (a resumable session without a Location header)"}}"#.to_vec(),
+                        }),
+                    }
                 }
             })
-            .await?;
-        Ok(serde_json::from_slice(&reply.body).unwrap_or_default())
+            .await;
+        let file = match &new_id {
+            Some(id) => Self::created(
+                id,
+                answer.map(|r| serde_json::from_slice(&r.body).unwrap_or_default()),
+            )?,
+            None => serde_json::from_slice(&answer?.body).unwrap_or_default(),
+        };
+        match file["id"].as_str().or(existing) {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
+            _ => Err(ExportError::NoId { endpoint }),
+        }
     }
 
     /// Moves a file out of the packet into `superseded/`, renamed to the
     /// packet path it had, so it stays findable.
-    async fn supersede(&self, f: &Remote, tree: &Tree, into: &str) -> Result<(), ConnectorError> {
-        let parent_path = f.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-        let from = tree.folders.get(parent_path).cloned().unwrap_or_default();
+    async fn supersede(&self, f: &Remote, into: &str) -> Result<(), ConnectorError> {
         let endpoint = format!(
             "PATCH {}drive/v3/files/{}?addParents={into} ({})",
             self.client.api, f.id, f.path
@@ -402,18 +559,19 @@ impl<'a> Drive<'a> {
                     ])),
                     ..File::default()
                 };
-                let (_, file) = self
+                let mut call = self
                     .client
                     .hub
                     .files()
                     .update(meta, &f.id)
                     .add_parents(into)
-                    .remove_parents(&from)
                     .supports_all_drives(true)
                     .param("fields", "id")
-                    .add_scope(self.scope)
-                    .doit_without_upload()
-                    .await?;
+                    .add_scope(self.scope);
+                if !f.parent.is_empty() && f.parent != into {
+                    call = call.remove_parents(&f.parent);
+                }
+                let (_, file) = call.doit_without_upload().await?;
                 Ok(json_reply(&file))
             })
             .await?;
@@ -448,7 +606,7 @@ impl<'a> Drive<'a> {
         tree: &mut Tree,
         path: &str,
         period: &str,
-    ) -> Result<String, ConnectorError> {
+    ) -> Result<String, ExportError> {
         if let Some(id) = tree.folders.get(path) {
             return Ok(id.clone());
         }
@@ -472,20 +630,25 @@ impl<'a> Drive<'a> {
     ) -> Result<Outcome, ExportError> {
         let folder = match self.period_folder(top, period).await? {
             Some(id) => id,
-            None => self
-                .create_folder(top, period, json!({ P_PERIOD: period }))
-                .await
-                .map_err(|e| self.not_found(top, e))?,
+            None => {
+                self.create_folder(top, period, json!({ P_PERIOD: period }))
+                    .await?
+            }
         };
         let mut tree = self.walk(&folder).await?;
         let mut out = Outcome {
             period_folder: folder.clone(),
             ..Outcome::default()
         };
+        // Candidates at a path: files in the one folder of that path (a
+        // file in a doubled folder is never kept).
         let mut by_path: BTreeMap<&str, Vec<&Remote>> = BTreeMap::new();
         let found = tree.files.clone();
         for f in &found {
-            by_path.entry(f.path.as_str()).or_default().push(f);
+            let dir = f.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            if tree.folders.get(dir) == Some(&f.parent) {
+                by_path.entry(f.path.as_str()).or_default().push(f);
+            }
         }
         let manifest = files
             .iter()
@@ -533,16 +696,16 @@ impl<'a> Drive<'a> {
                     r.id.clone()
                 }
                 Some(r) => {
-                    self.upload(Some(&r.id), "", &f.path, &bytes, props).await?;
+                    let id = self.upload(Some(&r.id), "", &f.path, &bytes, props).await?;
                     out.revised.push(f.path.clone());
-                    r.id.clone()
+                    id
                 }
                 None => {
                     let parent_path = f.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
                     let parent = self.folder_at(&mut tree, parent_path, period).await?;
-                    let made = self.upload(None, &parent, &f.path, &bytes, props).await?;
+                    let id = self.upload(None, &parent, &f.path, &bytes, props).await?;
                     out.created.push(f.path.clone());
-                    made["id"].as_str().unwrap_or_default().to_string()
+                    id
                 }
             };
             keep.insert(id.clone());
@@ -557,7 +720,10 @@ impl<'a> Drive<'a> {
         }
         // Only now, with every file of the packet in place, does anything
         // leave it.
-        for r in found.iter().filter(|r| !keep.contains(&r.id)) {
+        let leaving = found.iter().filter(|r| !keep.contains(&r.id));
+        // Doubled folders go after the files they held, emptied.
+        let doubled = std::mem::take(&mut tree.doubled);
+        for r in leaving.chain(doubled.iter()) {
             let into = match tree.superseded.clone() {
                 Some(id) => id,
                 None => {
@@ -568,7 +734,7 @@ impl<'a> Drive<'a> {
                     id
                 }
             };
-            self.supersede(r, &tree, &into).await?;
+            self.supersede(r, &into).await?;
             out.superseded.push(r.path.clone());
         }
         out.record = Some(record);
@@ -585,9 +751,15 @@ impl<'a> Drive<'a> {
         };
         let tree = self.walk(&folder).await?;
         let mut copy = Copy::default();
+        for d in &tree.doubled {
+            copy.held
+                .entry(d.path.clone())
+                .or_default()
+                .push(Held::Other("a second folder of this name".into()));
+        }
         for f in &tree.files {
             if f.path == RECORD_FILE {
-                copy.record = Some(self.download(&f.id).await?);
+                copy.records.push(self.download(&f.id).await?);
                 continue;
             }
             let held = if f.mime.starts_with("application/vnd.google-apps.") {

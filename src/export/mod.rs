@@ -145,8 +145,8 @@ pub enum Held {
 #[derive(Debug, Default)]
 pub struct Copy {
     pub held: BTreeMap<String, Vec<Held>>,
-    /// The export record, when the copy has one.
-    pub record: Option<Vec<u8>>,
+    /// The export records found (one, in a faithful copy).
+    pub records: Vec<Vec<u8>>,
 }
 
 /// Compares a copy with the packet: every packet file present once with
@@ -210,8 +210,30 @@ pub fn compare(
             ));
         }
     }
-    if let Some(bytes) = &copy.record {
-        let path = at(RECORD_FILE);
+    let path = at(RECORD_FILE);
+    let bytes = match copy.records.as_slice() {
+        [] => {
+            out.push(Diagnostic::error(
+                "export-missing",
+                path,
+                "the export has no record of what it holds (each file's Drive id and digest)",
+            ));
+            return out;
+        }
+        [one] => one,
+        many => {
+            out.push(Diagnostic::error(
+                "export-mismatch",
+                path,
+                format!(
+                    "{} export records: a reader cannot tell which is the export's",
+                    many.len()
+                ),
+            ));
+            return out;
+        }
+    };
+    {
         match serde_json::from_slice::<ExportRecord>(bytes) {
             Ok(r) if r.schema != RECORD_SCHEMA => out.push(Diagnostic::error(
                 "export-mismatch",
@@ -322,8 +344,8 @@ pub fn read_dir_copy(dir: &Path) -> std::io::Result<Copy> {
                 if !(prefix.is_empty() && name == SUPERSEDED) {
                     pending.push((e.path(), rel));
                 }
-            } else if prefix.is_empty() && name == RECORD_FILE {
-                copy.record = Some(std::fs::read(e.path())?);
+            } else if kind.is_file() && prefix.is_empty() && name == RECORD_FILE {
+                copy.records.push(std::fs::read(e.path())?);
             } else if kind.is_file() {
                 let bytes = std::fs::read(e.path())?;
                 copy.held.entry(rel).or_default().push(Held::File {
@@ -389,7 +411,7 @@ mod tests {
                 },
             ],
         };
-        copy.record = Some(record.to_bytes());
+        copy.records = vec![record.to_bytes()];
         let at = |p: &str| format!("drive:{p}");
         assert_eq!(compare(&expected, "c", &copy, &at), vec![]);
 
@@ -401,7 +423,7 @@ mod tests {
         };
         let mut changed = Copy {
             held: copy.held.clone(),
-            record: copy.record.clone(),
+            records: copy.records.clone(),
         };
         changed.held.insert("a.md".into(), vec![file("zz", "1")]);
         assert_eq!(
@@ -420,7 +442,7 @@ mod tests {
         // Another copy's record, or a record of another commit.
         let mut other = Copy {
             held: copy.held.clone(),
-            record: copy.record.clone(),
+            records: copy.records.clone(),
         };
         other.held.insert("a.md".into(), vec![file("aa", "9")]);
         assert_eq!(
@@ -434,7 +456,7 @@ mod tests {
         // Two files at one path.
         let mut twice = Copy {
             held: copy.held.clone(),
-            record: None,
+            records: copy.records.clone(),
         };
         twice
             .held
@@ -442,6 +464,23 @@ mod tests {
         assert_eq!(
             codes(&twice, "c"),
             vec![("export-mismatch", "drive:a.md".to_string())]
+        );
+        // No record, or two.
+        let none = Copy {
+            held: copy.held.clone(),
+            records: vec![],
+        };
+        assert_eq!(
+            codes(&none, "c"),
+            vec![("export-missing", "drive:export-manifest.json".to_string())]
+        );
+        let two = Copy {
+            held: copy.held.clone(),
+            records: vec![copy.records[0].clone(), copy.records[0].clone()],
+        };
+        assert_eq!(
+            codes(&two, "c"),
+            vec![("export-mismatch", "drive:export-manifest.json".to_string())]
         );
     }
 }

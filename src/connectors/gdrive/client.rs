@@ -66,8 +66,10 @@ pub fn politeness() -> Politeness {
 
 /// The scope the source (and `verify --against-drive`) reads with.
 pub const READONLY: &str = "https://www.googleapis.com/auth/drive.readonly";
-/// The scope `export` writes with: only files this app created.
+/// The scope `export` writes with by default: only files this app created.
 pub const FILE: &str = "https://www.googleapis.com/auth/drive.file";
+/// The scope `export --scope full` writes with: all of the account's Drive.
+pub const FULL: &str = "https://www.googleapis.com/auth/drive";
 
 impl GdriveClient {
     pub async fn connect(
