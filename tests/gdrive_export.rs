@@ -59,6 +59,8 @@ struct State {
     lose_next_create_reply: bool,
     /// Leave `sha256Checksum` out (Drive has not computed it yet).
     no_checksums: bool,
+    /// Mark every listing `incompleteSearch`.
+    incomplete: bool,
 }
 
 #[derive(Clone, Default)]
@@ -328,8 +330,7 @@ impl Respond for Fake {
                     .take(2)
                     .map(|(_, id)| s.json(id))
                     .collect();
-                let mut body =
-                    json!({"kind": "drive#fileList", "incompleteSearch": false, "files": page});
+                let mut body = json!({"kind": "drive#fileList", "incompleteSearch": s.incomplete, "files": page});
                 if start + 2 < found.len() {
                     body["nextPageToken"] = json!((start + 2).to_string());
                 }
@@ -466,6 +467,15 @@ impl Fake {
     }
 }
 
+/// Writes a downloaded copy of an export: path -> bytes.
+fn write_copy(dir: &std::path::Path, files: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    for (p, b) in files {
+        let at = dir.join(&p);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(at, b).unwrap();
+    }
+}
+
 /// An evidence repository synced from the fixture, with credentials for
 /// the fake.
 struct Setup {
@@ -513,6 +523,16 @@ impl Setup {
             &all,
             &[("GOOGLE_APPLICATION_CREDENTIALS", self.key.to_str().unwrap())],
         )
+    }
+
+    fn against_dir(&self, copy: &std::path::Path) -> std::process::Output {
+        self.run(&[
+            "verify",
+            "--period",
+            "2026",
+            "--against-dir",
+            copy.to_str().unwrap(),
+        ])
     }
 
     fn export(&self, extra: &[&str]) -> std::process::Output {
@@ -628,21 +648,14 @@ async fn export_uploads_once_then_nothing_then_revisions_and_supersedes() {
     let v = s.run(&["verify", "--period", "2026", "--against-drive", "top"]);
     assert_eq!(code(&v), 0, "{}{}", stdout(&v), stderr(&v));
     let copy = s.f.root.path().join("copy");
-    for (p, b) in s.drive().into_iter().chain([(
-        "export-manifest.json".to_string(),
-        serde_json::to_vec(&record).unwrap(),
-    )]) {
-        let at = copy.join(&p);
-        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        std::fs::write(at, b).unwrap();
-    }
-    let d = s.run(&[
-        "verify",
-        "--period",
-        "2026",
-        "--against-dir",
-        copy.to_str().unwrap(),
-    ]);
+    write_copy(
+        &copy,
+        s.drive().into_iter().chain([(
+            "export-manifest.json".to_string(),
+            serde_json::to_vec(&record).unwrap(),
+        )]),
+    );
+    let d = s.against_dir(&copy);
     assert_eq!(code(&d), 0, "{}{}", stdout(&d), stderr(&d));
 
     // A narrower packet: the other framework's files leave the packet,
@@ -804,35 +817,20 @@ async fn verify_names_each_tampered_missing_or_extra_exported_file() {
             .content
             .clone()
     };
-    for (p, b) in s
-        .packet()
-        .into_iter()
-        .chain([("export-manifest.json".to_string(), record)])
-    {
-        let at = copy.join(&p);
-        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        std::fs::write(at, b).unwrap();
-    }
-    let ok = s.run(&[
-        "verify",
-        "--period",
-        "2026",
-        "--against-dir",
-        copy.to_str().unwrap(),
-    ]);
+    write_copy(
+        &copy,
+        s.packet()
+            .into_iter()
+            .chain([("export-manifest.json".to_string(), record)]),
+    );
+    let ok = s.against_dir(&copy);
     assert_eq!(code(&ok), 0, "{}", stdout(&ok));
     let mut bytes = std::fs::read(copy.join(&page)).unwrap();
     bytes[0] ^= 1;
     std::fs::write(copy.join(&page), bytes).unwrap();
     std::fs::remove_file(copy.join("manifest.json")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", copy.join("manifest.json")).unwrap();
-    let bad = s.run(&[
-        "verify",
-        "--period",
-        "2026",
-        "--against-dir",
-        copy.to_str().unwrap(),
-    ]);
+    let bad = s.against_dir(&copy);
     assert_eq!(code(&bad), 1, "{}", stdout(&bad));
     let text = stdout(&bad);
     assert!(
@@ -866,6 +864,18 @@ async fn a_failed_export_writes_nothing_and_says_why() {
     );
     assert!(s.fake.uploads().is_empty());
     s.fake.0.lock().unwrap().reject_lists = false;
+
+    // Drive says its listing is incomplete: nothing is acted on.
+    s.fake.0.lock().unwrap().incomplete = true;
+    let out = s.export(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("incomplete listing"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.fake.writes().is_empty(), "{:?}", s.fake.writes());
+    s.fake.0.lock().unwrap().incomplete = false;
 
     // A folder that is not there (or not shared): exit 2, and how to fix.
     let out = s.run(&["export", "gdrive", "--period", "2026", "--folder", "nope"]);

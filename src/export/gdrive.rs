@@ -16,7 +16,7 @@
 use super::{Copy, ExportRecord, ExportedFile, Held, RECORD_FILE, RECORD_SCHEMA, SUPERSEDED};
 use crate::artifact::canonical;
 use crate::connectors::ConnectorError;
-use crate::connectors::gdrive::client::{GdriveClient, json_reply, read_body};
+use crate::connectors::gdrive::client::{GdriveClient, json_reply, quoted, read_body};
 use crate::packet::PacketFile;
 use google_drive3::api::File;
 use serde_json::{Value, json};
@@ -134,11 +134,6 @@ pub struct Drive<'a> {
     ids: std::sync::Mutex<Vec<String>>,
 }
 
-/// A literal inside a Drive query: `'` and `\` escaped.
-fn quoted(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
 fn media_type(path: &str) -> mime::Mime {
     let t = match path.rsplit('.').next() {
         Some("md") => "text/markdown; charset=utf-8",
@@ -170,38 +165,14 @@ impl<'a> Drive<'a> {
     /// says is incomplete is refused: acting on part of a folder would
     /// upload twice or miss a file.
     async fn children(&self, folder: &str, extra: &str) -> Result<Vec<Value>, ExportError> {
-        let q = format!("{} in parents and trashed = false{extra}", quoted(folder));
-        let endpoint = self.endpoint("GET", &format!("files?q={q}"));
-        let q = &q;
-        let incomplete = std::sync::atomic::AtomicBool::new(false);
-        let incomplete = &incomplete;
-        let found = self
+        let (found, incomplete) = self
             .client
-            .paged(&endpoint, "files", |token| async move {
-                let mut call = self
-                    .client
-                    .hub
-                    .files()
-                    .list()
-                    .q(q)
-                    .page_size(1000)
-                    .order_by("name")
-                    .supports_all_drives(true)
-                    .include_items_from_all_drives(true)
-                    .param("fields", LIST_FIELDS)
-                    .add_scope(self.scope);
-                if let Some(t) = &token {
-                    call = call.page_token(t);
-                }
-                let (_, list) = call.doit().await?;
-                if list.incomplete_search == Some(true) {
-                    incomplete.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok(json_reply(&list))
-            })
+            .children(folder, extra, LIST_FIELDS, 1000, self.scope)
             .await?;
-        if incomplete.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(ExportError::Incomplete { endpoint });
+        if incomplete {
+            return Err(ExportError::Incomplete {
+                endpoint: self.endpoint("GET", &format!("files?q={} in parents", quoted(folder))),
+            });
         }
         Ok(found)
     }

@@ -173,6 +173,48 @@ impl GdriveClient {
         }
     }
 
+    /// The children of a folder (not trashed), `extra` narrowing the
+    /// query, with `fields` for each page; and whether Drive said any page
+    /// was incomplete (`incompleteSearch`).
+    pub async fn children(
+        &self,
+        folder: &str,
+        extra: &str,
+        fields: &str,
+        page_size: i32,
+        scope: &str,
+    ) -> Result<(Vec<serde_json::Value>, bool), ConnectorError> {
+        let q = format!("{} in parents and trashed = false{extra}", quoted(folder));
+        let endpoint = format!("GET {}drive/v3/files?q={q}", self.api);
+        let q = &q;
+        let incomplete = std::sync::atomic::AtomicBool::new(false);
+        let incomplete = &incomplete;
+        let found = self
+            .paged(&endpoint, "files", |token| async move {
+                let mut call = self
+                    .hub
+                    .files()
+                    .list()
+                    .q(q)
+                    .page_size(page_size)
+                    .order_by("name")
+                    .supports_all_drives(true)
+                    .include_items_from_all_drives(true)
+                    .param("fields", fields)
+                    .add_scope(scope);
+                if let Some(t) = &token {
+                    call = call.page_token(t);
+                }
+                let (_, list) = call.doit().await?;
+                if list.incomplete_search == Some(true) {
+                    incomplete.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(json_reply(&list))
+            })
+            .await?;
+        Ok((found, incomplete.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
     /// `files.create` without content (a folder): google-drive3 only
     /// creates through its upload endpoints, so this one request is made
     /// with the hub's own client and token.
@@ -218,6 +260,11 @@ impl GdriveClient {
             message: format!("not a Drive file: {e}"),
         })
     }
+}
+
+/// A literal inside a Drive query: `'` and `\` escaped.
+pub fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// A hub answer (already parsed by the hub) as the JSON body it was.

@@ -141,34 +141,19 @@ impl GdriveSource {
             if !seen.insert(folder.clone()) {
                 continue;
             }
-            let q = format!(
-                "'{}' in parents and trashed = false",
-                folder.replace('\'', "\\'")
-            );
-            let endpoint = self.endpoint(&format!("files?q={q}"));
-            let q = &q;
-            let found = self
+            let (found, incomplete) = self
                 .client
-                .paged(&endpoint, "files", |token| async move {
-                    let mut call = self
-                        .client
-                        .hub
-                        .files()
-                        .list()
-                        .q(q)
-                        .page_size(100)
-                        .order_by("name")
-                        .supports_all_drives(true)
-                        .include_items_from_all_drives(true)
-                        .param("fields", FILE_FIELDS)
-                        .add_scope(READONLY);
-                    if let Some(t) = &token {
-                        call = call.page_token(t);
-                    }
-                    let (_, list) = call.doit().await?;
-                    Ok(json_reply(&list))
-                })
+                .children(&folder, "", FILE_FIELDS, 100, READONLY)
                 .await?;
+            // A complete answer removes what it does not hold: part of a
+            // folder must not pass for all of it.
+            if incomplete {
+                return Err(ConnectorError::Http {
+                    endpoint: self.endpoint(&format!("files?q='{folder}' in parents")),
+                    status: 200,
+                    message: "Drive marked the listing incomplete (`incompleteSearch`); refusing to record part of the folder as all of it".into(),
+                });
+            }
             for f in found {
                 let name = f["name"].as_str().unwrap_or_default();
                 let path = if prefix.is_empty() {
