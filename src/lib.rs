@@ -12,6 +12,7 @@
 //! them.
 
 pub mod actions;
+pub mod approvals;
 pub mod artifact;
 pub mod audit;
 pub mod checks;

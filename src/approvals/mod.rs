@@ -1,0 +1,4 @@
+//! Approval records: who approved which evidence, signed with Sigstore
+//! over the exact files approved, and verified offline.
+
+pub mod bundle;
