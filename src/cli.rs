@@ -63,6 +63,11 @@ pub enum Command {
     /// Publish a period's packet outside the repository.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Record the approvals of a merged evidence pull request as signed
+    /// records on the default branch (run after the merge, from the
+    /// default branch: never from a job the pull request's author
+    /// controls). Exits 1, writing nothing, when the policy is not met.
+    Approve(ApproveArgs),
     /// Browse the control catalogs and the crosswalk.
     #[command(subcommand)]
     Controls(ControlsCommand),
@@ -103,6 +108,13 @@ pub struct PacketArgs {
     /// Evidence revision to render from [default: the evidence branch].
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The pull request's number.
+    #[arg(long, value_name = "N")]
+    pub pr: u64,
 }
 
 #[derive(Debug, Subcommand)]

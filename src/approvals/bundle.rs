@@ -212,6 +212,17 @@ impl KeySigner {
             .map_err(|e| BundleError::Key(e.to_string()))
     }
 
+    /// Whether `pem` (a public key) is this key's: compared as DER, since
+    /// PEM line breaks vary between tools.
+    pub fn is_pair_of(&self, pem: &str) -> Result<bool, BundleError> {
+        let theirs = DerPublicKey::from_pem(pem).map_err(|e| BundleError::Key(e.to_string()))?;
+        let mine = self
+            .pair
+            .public_key_der()
+            .map_err(|e| BundleError::Key(e.to_string()))?;
+        Ok(theirs.as_bytes() == mine.as_bytes())
+    }
+
     /// The key's hint: the SHA-256 of its SubjectPublicKeyInfo, in hex.
     pub fn hint(&self) -> Result<String, BundleError> {
         let der = self

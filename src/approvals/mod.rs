@@ -2,3 +2,5 @@
 //! over the exact files approved, and verified offline.
 
 pub mod bundle;
+pub mod policy;
+pub mod record;

@@ -2,6 +2,7 @@
 //! store, call the domain modules, print). Errors get their exit class
 //! here: configuration and usage problems are 2, the rest 3.
 
+mod approve;
 mod controls;
 mod export;
 pub(crate) mod gaps;
@@ -24,6 +25,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Verify(a) => verify::run(g, a),
         Command::Gaps(a) => gaps::run(g, a),
         Command::Packet(a) => packet::run(g, a),
+        Command::Approve(a) => approve::run(g, a),
         Command::Export(crate::cli::ExportCommand::Gdrive(a)) => export::gdrive(g, a),
         Command::Controls(c) => controls::run(g, c),
     }

@@ -45,6 +45,50 @@ pub struct Config {
     pub out_of_scope: Vec<OutOfScope>,
     /// Severity overrides per check code.
     pub check_severity: std::collections::BTreeMap<String, crate::diag::Level>,
+    /// The approval policy and signing, when configured.
+    pub approvals: Option<ApprovalsConfig>,
+}
+
+/// Who approves evidence pull requests, and how their records are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalsConfig {
+    /// `owner/name`.
+    pub repository: String,
+    pub repository_id: u64,
+    pub default_branch: String,
+    /// Lower-case logins.
+    pub users: Vec<String>,
+    /// (organization, team slug).
+    pub teams: Vec<(String, String)>,
+    pub required: u32,
+    pub signing: Signing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// Sigstore keyless, from the approve workflow (its path).
+    Keyless { workflow: String },
+    /// A key of one's own; the public key file that verifies.
+    Key { public_key: PathBuf },
+}
+
+impl ApprovalsConfig {
+    /// The approvers as a reason names them.
+    pub fn described(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.users.is_empty() {
+            parts.push(format!("users {}", self.users.join(", ")));
+        }
+        if !self.teams.is_empty() {
+            let t: Vec<String> = self.teams.iter().map(|(o, s)| format!("{o}/{s}")).collect();
+            parts.push(format!("teams {}", t.join(", ")));
+        }
+        if parts.is_empty() {
+            "anyone but the author and bots".into()
+        } else {
+            parts.join("; ")
+        }
+    }
 }
 
 /// A value with the position it was written at, for problems found once

@@ -26,6 +26,34 @@ pub struct RawConfig {
     pub out_of_scope: Option<BTreeMap<String, BTreeMap<String, String>>>,
     /// check code -> settings.
     pub checks: Option<BTreeMap<String, RawCheck>>,
+    /// Who approves evidence pull requests, and how records are signed.
+    pub approvals: Option<RawApprovals>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawApprovals {
+    /// `owner/name` of the evidence repository on GitHub.
+    pub repository: Option<String>,
+    /// Its numeric id, pinned: records of another repository are refused.
+    pub repository_id: Option<u64>,
+    /// The branch pull requests merge into, where records are committed.
+    pub default_branch: Option<String>,
+    pub approvers: Option<RawApprovers>,
+    /// Approvals needed (default 1).
+    pub required: Option<u32>,
+    /// `keyless` (Sigstore, in GitHub Actions) or `key`.
+    pub signing: Option<String>,
+    /// key: the public key file (PEM) that verifies records.
+    pub public_key: Option<String>,
+    /// keyless: the approve workflow's path in the repository.
+    pub workflow: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawApprovers {
+    pub users: Option<Vec<String>>,
+    /// `org/team-slug`.
+    pub teams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +171,8 @@ pub fn structure_problems(file: &str, locs: &Locations) -> Vec<Problem> {
             [_] => fields_of::<RawConfig>(),
             [s, _, _] if s == "sources" => fields_of::<RawSource>(),
             [c, _, _] if c == "checks" => fields_of::<RawCheck>(),
+            [a, _] if a == "approvals" => fields_of::<RawApprovals>(),
+            [a, b, _] if a == "approvals" && b == "approvers" => fields_of::<RawApprovers>(),
             [s, _, k, _] if s == "sources" && k == "sla" => fields_of::<RawSla>(),
             [s, _, k, _] if s == "sources" && k == "approval" => fields_of::<RawApproval>(),
             [s, _, k, _] if s == "sources" && k == "incident_sla" => fields_of::<RawIncidentSla>(),

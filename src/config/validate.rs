@@ -213,6 +213,10 @@ pub fn validate(
         }
     }
 
+    let approvals = raw
+        .approvals
+        .and_then(|a| validate_approvals(&mut cx, dir, a));
+
     if cx.problems.is_empty() {
         Ok(Config {
             file: PathBuf::from(file),
@@ -223,6 +227,7 @@ pub fn validate(
             frameworks,
             out_of_scope,
             check_severity,
+            approvals,
         })
     } else {
         cx.problems.sort_by_key(|p| (p.line, p.col));
@@ -687,6 +692,121 @@ fn validate_jira(cx: &mut Ctx<'_>, at: &str, src: RawSource, before: usize) -> O
             incident_hours: hours,
         },
     }))
+}
+
+fn validate_approvals(
+    cx: &mut Ctx<'_>,
+    dir: &Path,
+    a: super::raw::RawApprovals,
+) -> Option<super::ApprovalsConfig> {
+    let before = cx.problems.len();
+    let repository = match a.repository {
+        Some(r) if r.split('/').count() == 2 && r.split('/').all(|p| !p.is_empty()) => Some(r),
+        Some(r) => {
+            cx.at_value(
+                "approvals.repository",
+                format!("`{r}` is not `owner/name`"),
+                None,
+            );
+            None
+        }
+        None => {
+            cx.at_key(
+                "approvals",
+                "`approvals` needs `repository`: the evidence repository on GitHub, `owner/name`",
+                None,
+            );
+            None
+        }
+    };
+    if a.repository_id.is_none() {
+        cx.at_key(
+            "approvals",
+            "`approvals` needs `repository_id`: the repository's numeric id, so that records of another repository (or one renamed into its name) are refused",
+            Some("`gh api repos/OWNER/NAME --jq .id` prints it".into()),
+        );
+    }
+    let default_branch = a.default_branch.unwrap_or_else(|| "main".into());
+    let approvers = a.approvers;
+    let users: Vec<String> = approvers
+        .as_ref()
+        .and_then(|p| p.users.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| u.to_ascii_lowercase())
+        .collect();
+    let mut teams = Vec::new();
+    for (i, t) in approvers
+        .and_then(|p| p.teams)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match t.split_once('/') {
+            Some((o, s)) if !o.is_empty() && !s.is_empty() && !s.contains('/') => {
+                teams.push((o.to_string(), s.to_string()))
+            }
+            _ => cx.at_value(
+                &format!("approvals.approvers.teams[{i}]"),
+                format!("`{t}` is not `org/team-slug`"),
+                None,
+            ),
+        }
+    }
+    let required = a.required.unwrap_or(1);
+    if required == 0 {
+        cx.at_value(
+            "approvals.required",
+            "`required: 0` would record evidence as approved by nobody",
+            None,
+        );
+    }
+    let signing = match a.signing.as_deref().unwrap_or("keyless") {
+        "keyless" => {
+            if a.public_key.is_some() {
+                cx.at_key(
+                    "approvals.public_key",
+                    "`public_key` is for `signing: key`",
+                    None,
+                );
+            }
+            Some(super::Signing::Keyless {
+                workflow: a
+                    .workflow
+                    .unwrap_or_else(|| ".github/workflows/cleartrail-approve.yml".into()),
+            })
+        }
+        "key" => match a.public_key {
+            Some(p) => Some(super::Signing::Key {
+                public_key: dir.join(p),
+            }),
+            None => {
+                cx.at_value(
+                    "approvals.signing",
+                    "`signing: key` needs `public_key`: the PEM public key that verifies records",
+                    None,
+                );
+                None
+            }
+        },
+        other => {
+            cx.at_value(
+                "approvals.signing",
+                format!("unknown signing `{other}`"),
+                Some("`keyless` (Sigstore, in GitHub Actions) or `key`".into()),
+            );
+            None
+        }
+    };
+    (cx.problems.len() == before).then(|| super::ApprovalsConfig {
+        repository: repository.unwrap_or_default(),
+        repository_id: a.repository_id.unwrap_or_default(),
+        default_branch,
+        users,
+        teams,
+        required,
+        signing: signing.expect("no problem means a signing mode"),
+    })
 }
 
 fn validate_gdrive(
@@ -1213,6 +1333,46 @@ mod tests {
                 .contains("`queries` does not apply to a `github` source"),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn the_approvals_section_is_validated_with_every_problem_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = "version: 1\nsources:\n  d:\n    type: gdrive\n    folders: [x]\n";
+        let ok = load_in(
+            dir.path(),
+            &format!("{src}approvals:\n  repository: acme/evidence\n  repository_id: 77\n  approvers:\n    users: [Bob]\n    teams: [acme/compliance]\n  required: 2\n  signing: key\n  public_key: keys/approve.pub\n"),
+        )
+        .unwrap();
+        let a = ok.approvals.unwrap();
+        assert_eq!(a.users, ["bob"]);
+        assert_eq!(a.teams, [("acme".to_string(), "compliance".to_string())]);
+        assert_eq!(a.default_branch, "main");
+        assert_eq!(
+            a.signing,
+            super::super::Signing::Key {
+                public_key: dir.path().join("keys/approve.pub")
+            }
+        );
+        assert_eq!(a.described(), "users bob; teams acme/compliance");
+        let err = load_in(
+            dir.path(),
+            &format!("{src}approvals:\n  repository: acme\n  approvers:\n    teams: [compliance]\n    groups: [x]\n  required: 0\n  signing: key\n"),
+        )
+        .unwrap_err();
+        let got: Vec<(usize, String)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect();
+        let lines: Vec<usize> = got.iter().map(|g| g.0).collect();
+        assert_eq!(lines, [6, 7, 9, 10, 11, 12], "{got:?}");
+        assert!(got[0].1.contains("needs `repository_id`"), "{got:?}");
+        assert!(got[1].1.contains("`acme` is not `owner/name`"), "{got:?}");
+        assert!(got[2].1.contains("`compliance` is not `org/team-slug`"), "{got:?}");
+        assert!(got[3].1.contains("unknown field `groups`"), "{got:?}");
+        assert!(got[4].1.contains("`required: 0`"), "{got:?}");
+        assert!(got[5].1.contains("needs `public_key`"), "{got:?}");
     }
 
     #[test]

@@ -1,0 +1,326 @@
+//! `cleartrail approve --pr N`: after an evidence pull request merged, its
+//! reviews are judged by the configured policy and each approving review
+//! becomes a signed record on the default branch: the in-toto statement
+//! over every file the pull request added or changed, and its Sigstore
+//! bundle. Too few approvals write nothing and exit 1 with each reason.
+
+use crate::approvals::bundle::KeySigner;
+use crate::approvals::policy::{self, Person, Policy, PullRequest, Review};
+use crate::approvals::record::{Digest, Repository, Statement, Subject};
+use crate::cli::{ApproveArgs, GlobalArgs};
+use crate::config::{ApprovalsConfig, Signing};
+use crate::connectors::ConnectorError;
+use crate::connectors::github::client::{GithubClient, GithubEnv};
+use crate::connectors::http::{Politeness, Secret};
+use crate::error::{Error, ExitStatus};
+use crate::store::{Author, ChangeSet, CommitOutcome};
+use anyhow::Context as _;
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// The signing key of key mode: a PKCS#8 P-256 key in PEM, from the
+/// environment only (a secret never lives in the repository).
+pub const KEY_VAR: &str = "CLEARTRAIL_SIGNING_KEY";
+
+pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
+    let config = super::load_config(g)?;
+    let ap = config.approvals.clone().ok_or_else(|| {
+        Error::usage(anyhow::anyhow!(
+            "{}: no `approvals:` section: who approves, how many, and how records are signed",
+            config.file.display()
+        ))
+    })?;
+    // Signing material first: nothing is fetched that could not be signed.
+    let signer = signer(&ap)?;
+    let store = super::open_store(g)?;
+    let env = GithubEnv::from_env().map_err(Error::usage)?;
+    let (pr, reviews, policy) = super::runtime()?
+        .block_on(fetch(&env, &ap, args.pr))
+        .map_err(|e| match e {
+            ConnectorError::Setup { .. } => Error::usage(e),
+            e => Error::runtime(anyhow::Error::new(e).context(format!(
+                "reading pull request #{} of {}",
+                args.pr, ap.repository
+            ))),
+        })?;
+    let judgement = policy::judge(&pr, &reviews, &policy);
+    if !judgement.approved() {
+        let mut s = format!(
+            "pull request #{} is not approved: {} of {} required approvals",
+            pr.number,
+            judgement.approving.len(),
+            judgement.required
+        );
+        for (r, why) in &judgement.refused {
+            let _ = write!(s, "\n  review {}: {why}", r.id);
+        }
+        s.push('\n');
+        super::emit(&s);
+        return Ok(ExitStatus::Findings);
+    }
+    let subjects = subjects(&store, &pr)?;
+    let repository = Repository {
+        name: ap.repository.clone(),
+        id: ap.repository_id,
+    };
+    let tip = store
+        .branch_tip(&ap.default_branch)
+        .map_err(Error::runtime)?
+        .ok_or_else(|| {
+            Error::usage(anyhow::anyhow!(
+                "the default branch `{}` does not exist here: records are committed to it (set `approvals.default_branch`)",
+                ap.default_branch
+            ))
+        })?;
+    let current = store.snapshot(Some(tip)).map_err(Error::runtime)?;
+    let mut cs = ChangeSet::new();
+    let mut written = Vec::new();
+    for review in &judgement.approving {
+        let statement = Statement::new(
+            &repository,
+            &pr,
+            review,
+            &judgement,
+            &policy.described,
+            subjects.clone(),
+        );
+        let bytes = statement.to_bytes();
+        let stem = statement.stem();
+        let record = format!("{stem}.intoto.json");
+        // A record already there is not signed again: signatures differ
+        // each time, and the first one stands.
+        if current.read(&record).map_err(Error::runtime)?.as_deref() == Some(&bytes[..]) {
+            continue;
+        }
+        let bundle = signer.sign_statement(&bytes).map_err(Error::runtime)?;
+        cs.put(record.clone(), bytes);
+        cs.put(
+            format!("{stem}.sigstore.json"),
+            format!("{bundle}\n").into_bytes(),
+        );
+        written.push(record);
+    }
+    if written.is_empty() {
+        super::emit(&format!(
+            "pull request #{}: its {} approving reviews are already recorded: no commit\n",
+            pr.number,
+            judgement.approving.len()
+        ));
+        return Ok(ExitStatus::Ok);
+    }
+    let message = format!(
+        "cleartrail approve: pull request #{} ({} approvals)\n\n{}\n",
+        pr.number,
+        written.len(),
+        written.join("\n")
+    );
+    let out = store
+        .commit(
+            &ap.default_branch,
+            Some(tip),
+            Some(tip),
+            &cs,
+            &message,
+            &Author::default(),
+        )
+        .map_err(Error::runtime)?;
+    let commit = match out {
+        CommitOutcome::Committed { commit, .. } => commit.to_string(),
+        CommitOutcome::Unchanged { .. } => String::from("(unchanged)"),
+    };
+    let mut s = format!(
+        "pull request #{}: {} approval records over {} files committed to {} ({})\n",
+        pr.number,
+        written.len(),
+        subjects.len(),
+        ap.default_branch,
+        &commit[..commit.len().min(12)]
+    );
+    for w in &written {
+        let _ = writeln!(s, "  {w}");
+    }
+    super::emit(&s);
+    Ok(ExitStatus::Ok)
+}
+
+/// What signs the records.
+fn signer(ap: &ApprovalsConfig) -> Result<KeySigner, Error> {
+    match &ap.signing {
+        Signing::Key { public_key } => {
+            let pem = Secret::from_env(KEY_VAR).ok_or_else(|| {
+                Error::usage(anyhow::anyhow!(
+                    "`signing: key` signs with the PKCS#8 P-256 key in {KEY_VAR} (PEM), which is not set"
+                ))
+            })?;
+            let signer = KeySigner::from_pem(pem.expose())
+                .context(KEY_VAR)
+                .map_err(Error::usage)?;
+            let configured = std::fs::read_to_string(public_key)
+                .with_context(|| format!("reading {}", public_key.display()))
+                .map_err(Error::usage)?;
+            let matches = signer
+                .is_pair_of(&configured)
+                .with_context(|| format!("{}", public_key.display()))
+                .map_err(Error::usage)?;
+            if !matches {
+                return Err(Error::usage(anyhow::anyhow!(
+                    "the key in {KEY_VAR} is not the one {} holds: records it signed would not verify",
+                    public_key.display()
+                )));
+            }
+            Ok(signer)
+        }
+        Signing::Keyless { .. } => Err(Error::usage(anyhow::anyhow!(
+            "keyless signing (Sigstore from GitHub Actions) is not in this build yet; use `signing: key` with a P-256 key"
+        ))),
+    }
+}
+
+/// The pull request, its reviews, and the policy with teams resolved to
+/// their members.
+async fn fetch(
+    env: &GithubEnv,
+    ap: &ApprovalsConfig,
+    number: u64,
+) -> Result<(PullRequest, Vec<Review>, Policy), ConnectorError> {
+    let client = GithubClient::connect(env, Politeness::default()).await?;
+    let repo = &ap.repository;
+    let url = client.url(&format!("/repos/{repo}/pulls/{number}"));
+    let pr: Value = serde_json::from_slice(&client.get(&url, None).await?.body).unwrap_or_default();
+    let bad = |what: &str| ConnectorError::Http {
+        endpoint: format!("GET {url}"),
+        status: 200,
+        message: format!("the pull request has no {what}"),
+    };
+    if pr["merged"].as_bool() != Some(true) {
+        return Err(ConnectorError::Setup {
+            message: format!(
+                "pull request #{number} of {repo} is not merged: approvals are recorded once the evidence is on the default branch"
+            ),
+        });
+    }
+    let person = |v: &Value| -> Option<Person> {
+        Some(Person {
+            login: v["login"].as_str()?.to_string(),
+            id: v["id"].as_u64()?,
+            kind: v["type"].as_str().unwrap_or("User").to_string(),
+        })
+    };
+    let pull = PullRequest {
+        number,
+        author: person(&pr["user"]).ok_or_else(|| bad("author"))?,
+        head_sha: pr["head"]["sha"]
+            .as_str()
+            .ok_or_else(|| bad("head"))?
+            .to_string(),
+        base_sha: pr["base"]["sha"]
+            .as_str()
+            .ok_or_else(|| bad("base"))?
+            .to_string(),
+    };
+    let mut reviews = Vec::new();
+    for r in pages(
+        &client,
+        client.url(&format!(
+            "/repos/{repo}/pulls/{number}/reviews?per_page=100"
+        )),
+    )
+    .await?
+    {
+        // A pending review has no submission and no state to count.
+        let (Some(id), Some(reviewer), Some(state)) =
+            (r["id"].as_u64(), person(&r["user"]), r["state"].as_str())
+        else {
+            continue;
+        };
+        reviews.push(Review {
+            id,
+            reviewer,
+            state: state.to_string(),
+            commit_id: r["commit_id"].as_str().unwrap_or_default().to_string(),
+            submitted_at: r["submitted_at"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    let approvers = if ap.users.is_empty() && ap.teams.is_empty() {
+        None
+    } else {
+        let mut all: std::collections::BTreeSet<String> = ap.users.iter().cloned().collect();
+        for (org, slug) in &ap.teams {
+            let url = client.url(&format!("/orgs/{org}/teams/{slug}/members?per_page=100"));
+            for m in pages(&client, url).await? {
+                if let Some(l) = m["login"].as_str() {
+                    all.insert(l.to_ascii_lowercase());
+                }
+            }
+        }
+        Some(all)
+    };
+    Ok((
+        pull,
+        reviews,
+        Policy {
+            approvers,
+            required: ap.required,
+            described: ap.described(),
+        },
+    ))
+}
+
+/// Every item of a list GitHub pages by `Link: rel="next"`.
+async fn pages(client: &GithubClient, first: String) -> Result<Vec<Value>, ConnectorError> {
+    let mut out = Vec::new();
+    let mut url = Some(first);
+    while let Some(u) = url {
+        let reply = client.get(&u, None).await?;
+        let page: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        out.extend(page.as_array().cloned().unwrap_or_default());
+        url = crate::connectors::http::next_link(&reply);
+    }
+    Ok(out)
+}
+
+/// Every file the pull request added or changed, with the SHA-256 of its
+/// bytes at the head the reviewers approved: read from the repository's
+/// own objects, so the digests are of exactly what was reviewed.
+fn subjects(store: &crate::store::Store, pr: &PullRequest) -> Result<Vec<Subject>, Error> {
+    let repo = store.repo();
+    let tree = |sha: &str, which: &str| -> Result<git2::Tree<'_>, Error> {
+        git2::Oid::from_str(sha)
+            .and_then(|id| repo.find_commit(id))
+            .and_then(|c| c.tree())
+            .map_err(|e| {
+                Error::usage(anyhow::anyhow!(
+                    "the pull request's {which} commit {sha} is not in this repository ({}): fetch it first (`git fetch origin pull/{}/head`)",
+                    e.message(),
+                    pr.number
+                ))
+            })
+    };
+    let (base, head) = (tree(&pr.base_sha, "base")?, tree(&pr.head_sha, "head")?);
+    let diff = repo
+        .diff_tree_to_tree(Some(&base), Some(&head), None)
+        .map_err(|e| Error::runtime(anyhow::Error::new(e).context("comparing base and head")))?;
+    let mut out = Vec::new();
+    for d in diff.deltas() {
+        if !matches!(
+            d.status(),
+            git2::Delta::Added | git2::Delta::Modified | git2::Delta::Renamed | git2::Delta::Copied
+        ) {
+            continue;
+        }
+        let file = d.new_file();
+        let Some(path) = file.path().and_then(|p| p.to_str()) else {
+            continue;
+        };
+        let blob = repo.find_blob(file.id()).map_err(|e| {
+            Error::runtime(anyhow::Error::new(e).context(format!("reading {path} at the head")))
+        })?;
+        out.push(Subject {
+            name: path.to_string(),
+            digest: Digest {
+                sha256: crate::artifact::canonical::sha256_hex(blob.content()),
+            },
+        });
+    }
+    Ok(out)
+}
