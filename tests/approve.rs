@@ -66,7 +66,15 @@ fn review(id: u64, login: &str, uid: u64, state: &str, commit: &str, at: &str) -
            "commit_id": commit, "submitted_at": at, "body": ""})
 }
 
+const KEY_MODE: &str = "  signing: key\n  public_key: signing.pub\n";
+
 async fn setup(reviews: Vec<Value>) -> Setup {
+    setup_with(reviews, KEY_MODE).await
+}
+
+/// The repository, keys and mock; `signing` is the configuration's
+/// signing lines.
+async fn setup_with(reviews: Vec<Value>, signing: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let ev = dir.path().join("evidence");
     let mut opts = git2::RepositoryInitOptions::new();
@@ -96,7 +104,7 @@ async fn setup(reviews: Vec<Value>) -> Setup {
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     std::fs::write(
         dir.path().join("cleartrail.yml"),
-        "version: 1\nsources:\n  policies:\n    type: files\n    path: policies\napprovals:\n  repository: acme/evidence\n  repository_id: 77\n  approvers:\n    users: [bob, cy]\n  required: 1\n  signing: key\n  public_key: signing.pub\n",
+        format!("version: 1\nsources:\n  policies:\n    type: files\n    path: policies\napprovals:\n  repository: acme/evidence\n  repository_id: 77\n  approvers:\n    users: [bob, cy]\n  required: 1\n{signing}"),
     )
     .unwrap();
     let server = MockServer::start().await;
@@ -146,8 +154,15 @@ async fn setup(reviews: Vec<Value>) -> Setup {
 
 impl Setup {
     fn approve(&self) -> std::process::Output {
+        self.approve_with(&[("CLEARTRAIL_SIGNING_KEY", &self.key_pem)])
+    }
+
+    fn approve_with(&self, env: &[(&str, &str)]) -> std::process::Output {
         let ev = self.dir.path().join("evidence");
         let cfg = self.dir.path().join("cleartrail.yml");
+        let uri = self.server.uri();
+        let mut all = vec![("GITHUB_API_URL", uri.as_str()), ("GITHUB_TOKEN", TOKEN)];
+        all.extend_from_slice(env);
         cleartrail_guarded(
             &[
                 "approve",
@@ -158,11 +173,7 @@ impl Setup {
                 "--repo",
                 ev.to_str().unwrap(),
             ],
-            &[
-                ("GITHUB_API_URL", &self.server.uri()),
-                ("GITHUB_TOKEN", TOKEN),
-                ("CLEARTRAIL_SIGNING_KEY", &self.key_pem),
-            ],
+            &all,
         )
     }
 
@@ -327,4 +338,212 @@ async fn a_policy_not_met_writes_nothing_and_says_why() {
     );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("is not the one"), "{}", stderr(&out));
+}
+
+/// A fakesigstore instance (a GitHub-Actions-shaped OIDC issuer, Fulcio,
+/// Rekor v1 and a timestamp authority on loopback), from the folder
+/// `CLEARTRAIL_FAKESIGSTORE` names, set up (`./setup.sh`) beforehand.
+struct FakeSigstore {
+    tool: std::path::PathBuf,
+    state: tempfile::TempDir,
+    child: std::process::Child,
+    instance: Value,
+}
+
+impl FakeSigstore {
+    fn start(tool: &std::path::Path) -> FakeSigstore {
+        let state = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("node")
+            .arg(tool.join("fakesigstore.mjs"))
+            .args(["serve", "--port-base", "0", "--quiet", "--state"])
+            .arg(state.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs fakesigstore");
+        let file = state.path().join("instance.json");
+        let started = std::time::Instant::now();
+        let instance: Value = loop {
+            // Written whole once every service listens; read until it parses.
+            if let Some(v) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+            {
+                break v;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "fakesigstore did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        FakeSigstore {
+            tool: tool.to_path_buf(),
+            state,
+            child,
+            instance,
+        }
+    }
+
+    fn mint(&self, workflow: &str) -> String {
+        let out = std::process::Command::new("node")
+            .arg(self.tool.join("fakesigstore.mjs"))
+            .args([
+                "mint",
+                "--repository",
+                "acme/evidence",
+                "--workflow-path",
+                workflow,
+                "--state",
+            ])
+            .arg(self.state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn url(&self, k: &str) -> String {
+        self.instance[k].as_str().unwrap().to_string()
+    }
+
+    /// sigstore-python's `verify identity --offline` of `bundle` over
+    /// `subject` for `identity`, with this instance's trust configuration.
+    fn python_verifies(
+        &self,
+        bundle: &std::path::Path,
+        subject: &std::path::Path,
+        identity: &str,
+    ) -> std::process::Output {
+        std::process::Command::new(self.tool.join(".venv/bin/sigstore"))
+            .arg("--trust-config")
+            .arg(self.state.path().join("trust_config.json"))
+            .args(["verify", "identity", "--offline", "--bundle"])
+            .arg(bundle)
+            .args([
+                "--cert-identity",
+                identity,
+                "--cert-oidc-issuer",
+                "https://token.actions.githubusercontent.com",
+            ])
+            .arg(subject)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for FakeSigstore {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Keyless records against a loopback Sigstore: a Fulcio certificate for
+/// the approve workflow's token, a Rekor entry, a timestamp; verified by
+/// our verifier and independently by sigstore-python, offline. A token of
+/// another workflow signs nothing that is committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_records_verify_here_and_with_sigstore_python() {
+    let Some(tool) = std::env::var_os("CLEARTRAIL_FAKESIGSTORE") else {
+        eprintln!("CLEARTRAIL_FAKESIGSTORE is not set: keyless signing was not exercised");
+        return;
+    };
+    let tool = std::path::PathBuf::from(tool);
+    assert!(
+        tool.join("node_modules").is_dir() && tool.join(".venv/bin/sigstore").exists(),
+        "CLEARTRAIL_FAKESIGSTORE={} is not a set-up fakesigstore (run its setup.sh)",
+        tool.display()
+    );
+    let fake = FakeSigstore::start(&tool);
+    let root = fake.state.path().join("trusted_root.json");
+    let signing = format!(
+        "  signing: keyless\n  fulcio_url: {}\n  rekor_url: {}\n  tsa_url: {}\n  trusted_root: {}\n",
+        fake.url("fulcio_url"),
+        fake.url("rekor_url"),
+        fake.url("tsa_timestamp_url"),
+        root.display()
+    );
+    let s0 = setup(vec![]).await;
+    let head = s0.head.to_string();
+    let s = setup_with(
+        vec![review(
+            701,
+            "bob",
+            2,
+            "APPROVED",
+            &head,
+            "2026-03-04T09:00:00Z",
+        )],
+        &signing,
+    )
+    .await;
+    let id =
+        "https://github.com/acme/evidence/.github/workflows/cleartrail-approve.yml@refs/heads/main";
+
+    // A token of another workflow: Fulcio certifies it, but the record
+    // would not verify as the approve workflow, so nothing is committed.
+    let before = s.main_files();
+    let wrong = fake.mint(".github/workflows/release.yml");
+    let out = s.approve_with(&[("SIGSTORE_ID_TOKEN", &wrong)]);
+    assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("does not verify as {id}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.main_files(), before);
+
+    let token = fake.mint(".github/workflows/cleartrail-approve.yml");
+    let out = s.approve_with(&[("SIGSTORE_ID_TOKEN", &token)]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let files = s.main_files();
+    let statement = &files["approvals/2026/7-701.intoto.json"];
+    let bundle = String::from_utf8(files["approvals/2026/7-701.sigstore.json"].clone()).unwrap();
+    assert_eq!(
+        files["approvals/trusted_root.json"],
+        std::fs::read(&root).unwrap()
+    );
+    for o in [stdout(&out), stderr(&out)] {
+        assert!(!o.contains(&token), "the OIDC token was printed");
+    }
+
+    // Our verifier, from the committed root.
+    let trust =
+        Trust::from_json(std::str::from_utf8(&files["approvals/trusted_root.json"]).unwrap())
+            .unwrap();
+    let readme = b"evidence, updated\n";
+    let v = trust
+        .verify(
+            &bundle,
+            Signed::Bytes(readme),
+            &Signer::Keyless {
+                issuer: cleartrail::approvals::bundle::ACTIONS_ISSUER.into(),
+                identity: id.into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(&v.payload.unwrap().1, statement);
+    assert_eq!(v.identity.as_deref(), Some(id));
+
+    // sigstore-python, offline: README.md as approved is a subject.
+    let subject = s.dir.path().join("README.md");
+    std::fs::write(&subject, readme).unwrap();
+    let b = s.dir.path().join("record.sigstore.json");
+    std::fs::write(&b, &bundle).unwrap();
+    let py = fake.python_verifies(&b, &subject, id);
+    assert!(
+        py.status.success(),
+        "sigstore-python refused: {}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+    // It refuses another identity, and a subject changed by a byte.
+    let other = "https://github.com/acme/evidence/.github/workflows/release.yml@refs/heads/main";
+    assert!(!fake.python_verifies(&b, &subject, other).status.success());
+    std::fs::write(&subject, b"evidence, updated!\n").unwrap();
+    assert!(!fake.python_verifies(&b, &subject, id).status.success());
 }

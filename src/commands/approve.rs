@@ -4,7 +4,7 @@
 //! over every file the pull request added or changed, and its Sigstore
 //! bundle. Too few approvals write nothing and exit 1 with each reason.
 
-use crate::approvals::bundle::KeySigner;
+use crate::approvals::bundle::{ACTIONS_ISSUER, KeySigner, Signed, Signer, Trust};
 use crate::approvals::policy::{self, Person, Policy, PullRequest, Review};
 use crate::approvals::record::{Digest, Repository, Statement, Subject};
 use crate::cli::{ApproveArgs, GlobalArgs};
@@ -30,11 +30,21 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
             config.file.display()
         ))
     })?;
+    // Never from a pull request's own jobs: their workflow file and ref
+    // are the author's to choose.
+    if let Ok(event) = std::env::var("GITHUB_EVENT_NAME")
+        && event.starts_with("pull_request")
+    {
+        return Err(Error::usage(anyhow::anyhow!(
+            "approve runs on the default branch after the merge (a `push` or `workflow_run` event), never from a `{event}` job, whose workflow the pull request's author controls"
+        )));
+    }
+    let rt = super::runtime()?;
     // Signing material first: nothing is fetched that could not be signed.
-    let signer = signer(&ap)?;
+    let signer = rt.block_on(signer(&ap))?;
     let store = super::open_store(g)?;
     let env = GithubEnv::from_env().map_err(Error::usage)?;
-    let (pr, reviews, policy) = super::runtime()?
+    let (pr, reviews, policy) = rt
         .block_on(fetch(&env, &ap, args.pr))
         .map_err(|e| match e {
             ConnectorError::Setup { .. } => Error::usage(e),
@@ -92,13 +102,34 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
         if current.read(&record).map_err(Error::runtime)?.as_deref() == Some(&bytes[..]) {
             continue;
         }
-        let bundle = signer.sign_statement(&bytes).map_err(Error::runtime)?;
+        let subject = statement
+            .subject
+            .first()
+            .and_then(|s| hex32(&s.digest.sha256))
+            .ok_or_else(|| {
+                Error::usage(anyhow::anyhow!(
+                    "pull request #{} added or changed no file: there is nothing to approve",
+                    pr.number
+                ))
+            })?;
+        let bundle = rt.block_on(signer.sign(&bytes, subject))?;
         cs.put(record.clone(), bytes);
         cs.put(
             format!("{stem}.sigstore.json"),
             format!("{bundle}\n").into_bytes(),
         );
         written.push(record);
+    }
+    if let RecordSigner::Keyless(k) = &signer
+        && !written.is_empty()
+    {
+        let root_json = &k.root_json;
+        // The root that verifies these records, kept with them: verify
+        // works offline years later, after the instance rotated its keys.
+        let at = format!("{}/trusted_root.json", crate::approvals::record::ROOT);
+        if current.read(&at).map_err(Error::runtime)?.as_deref() != Some(root_json.as_bytes()) {
+            cs.put(at, root_json.clone().into_bytes());
+        }
     }
     if written.is_empty() {
         super::emit(&format!(
@@ -144,7 +175,80 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
 }
 
 /// What signs the records.
-fn signer(ap: &ApprovalsConfig) -> Result<KeySigner, Error> {
+enum RecordSigner {
+    Key(KeySigner),
+    Keyless(Box<KeylessSigner>),
+}
+
+struct KeylessSigner {
+    config: crate::config::Keyless,
+    token: sigstore_oidc::IdentityToken,
+    trust: Trust,
+    /// The trusted root's JSON, committed beside the records.
+    root_json: String,
+    identity: String,
+}
+
+impl RecordSigner {
+    /// Signs a statement; a keyless bundle is verified at once against
+    /// the trusted root and the workflow identity, so a record that could
+    /// not verify is never committed.
+    async fn sign(&self, statement: &[u8], subject: [u8; 32]) -> Result<String, Error> {
+        match self {
+            RecordSigner::Key(k) => k.sign_statement(statement).map_err(Error::runtime),
+            RecordSigner::Keyless(k) => {
+                let KeylessSigner {
+                    config,
+                    token,
+                    trust,
+                    identity,
+                    ..
+                } = &**k;
+                use sigstore_sign::{SigningContext, SigningServices};
+                let mut services = SigningServices::new(&config.fulcio_url, &config.rekor_url);
+                if let Some(tsa) = &config.tsa_url {
+                    services = services.with_tsa_url(tsa);
+                }
+                let bundle = SigningContext::new(services)
+                    .signer(token.clone())
+                    .sign_raw_statement(statement)
+                    .await
+                    .map_err(|e| {
+                        Error::runtime(anyhow::anyhow!(
+                            "signing with Fulcio {} and Rekor {}: {e}",
+                            config.fulcio_url,
+                            config.rekor_url
+                        ))
+                    })?
+                    .to_json()
+                    .map_err(Error::runtime)?;
+                trust
+                    .verify(
+                        &bundle,
+                        Signed::Sha256(subject),
+                        &Signer::Keyless {
+                            issuer: ACTIONS_ISSUER.into(),
+                            identity: identity.clone(),
+                        },
+                    )
+                    .map_err(|e| {
+                        Error::usage(anyhow::anyhow!(
+                            "the signed record does not verify as {identity}: {e} (is this the approve workflow `{}` on `{}`, and `trusted_root` the instance's?)",
+                            config.workflow,
+                            identity.rsplit('@').next().unwrap_or_default()
+                        ))
+                    })?;
+                Ok(bundle)
+            }
+        }
+    }
+}
+
+/// The OIDC token of keyless signing: `SIGSTORE_ID_TOKEN`, else the
+/// workflow's own (GitHub Actions with `id-token: write`).
+pub const TOKEN_VAR: &str = "SIGSTORE_ID_TOKEN";
+
+async fn signer(ap: &ApprovalsConfig) -> Result<RecordSigner, Error> {
     match &ap.signing {
         Signing::Key { public_key } => {
             let pem = Secret::from_env(KEY_VAR).ok_or_else(|| {
@@ -168,11 +272,36 @@ fn signer(ap: &ApprovalsConfig) -> Result<KeySigner, Error> {
                     public_key.display()
                 )));
             }
-            Ok(signer)
+            Ok(RecordSigner::Key(signer))
         }
-        Signing::Keyless { .. } => Err(Error::usage(anyhow::anyhow!(
-            "keyless signing (Sigstore from GitHub Actions) is not in this build yet; use `signing: key` with a P-256 key"
-        ))),
+        Signing::Keyless(k) => {
+            let root_json = match &k.trusted_root {
+                Some(p) => crate::yaml::read_text(p)
+                    .with_context(|| format!("reading the trusted root {}", p.display()))
+                    .map_err(Error::usage)?,
+                None => sigstore_verify::trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_string(),
+            };
+            let trust = Trust::from_json(&root_json).map_err(Error::usage)?;
+            let token = match Secret::from_env(TOKEN_VAR) {
+                Some(t) => sigstore_oidc::IdentityToken::from_jwt(t.expose())
+                    .map_err(|e| Error::usage(anyhow::anyhow!("{TOKEN_VAR}: {e}")))?,
+                None => sigstore_oidc::IdentityToken::detect_ambient()
+                    .await
+                    .map_err(|e| Error::usage(anyhow::anyhow!("{e}")))?
+                    .ok_or_else(|| {
+                        Error::usage(anyhow::anyhow!(
+                            "keyless signing needs an OIDC token: run in GitHub Actions with `permissions: id-token: write`, or set {TOKEN_VAR}"
+                        ))
+                    })?,
+            };
+            Ok(RecordSigner::Keyless(Box::new(KeylessSigner {
+                config: k.clone(),
+                token,
+                trust,
+                root_json,
+                identity: ap.workflow_identity().unwrap_or_default(),
+            })))
+        }
     }
 }
 
@@ -323,4 +452,16 @@ fn subjects(store: &crate::store::Store, pr: &PullRequest) -> Result<Vec<Subject
         });
     }
     Ok(out)
+}
+
+/// A hex SHA-256 as bytes.
+fn hex32(h: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if h.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }

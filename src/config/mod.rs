@@ -67,12 +67,39 @@ pub struct ApprovalsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signing {
     /// Sigstore keyless, from the approve workflow (its path).
-    Keyless { workflow: String },
+    Keyless(Keyless),
     /// A key of one's own; the public key file that verifies.
     Key { public_key: PathBuf },
 }
 
+/// Where keyless signing gets its certificate and log entry, and what
+/// verifies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyless {
+    pub workflow: String,
+    pub fulcio_url: String,
+    pub rekor_url: String,
+    pub tsa_url: Option<String>,
+    /// `None`: the public good instance's root.
+    pub trusted_root: Option<PathBuf>,
+}
+
+pub const PUBLIC_FULCIO: &str = "https://fulcio.sigstore.dev";
+pub const PUBLIC_REKOR: &str = "https://rekor.sigstore.dev";
+
 impl ApprovalsConfig {
+    /// The certificate identity records must carry: the approve
+    /// workflow of this repository on its default branch.
+    pub fn workflow_identity(&self) -> Option<String> {
+        match &self.signing {
+            Signing::Keyless(k) => Some(format!(
+                "https://github.com/{}/{}@refs/heads/{}",
+                self.repository, k.workflow, self.default_branch
+            )),
+            Signing::Key { .. } => None,
+        }
+    }
+
     /// The approvers as a reason names them.
     pub fn described(&self) -> String {
         let mut parts = Vec::new();

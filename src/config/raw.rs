@@ -47,6 +47,13 @@ pub struct RawApprovals {
     pub public_key: Option<String>,
     /// keyless: the approve workflow's path in the repository.
     pub workflow: Option<String>,
+    /// keyless: a Sigstore instance other than the public good one.
+    pub fulcio_url: Option<String>,
+    pub rekor_url: Option<String>,
+    /// keyless: an RFC 3161 timestamp authority (its timestamp endpoint).
+    pub tsa_url: Option<String>,
+    /// keyless: the instance's trusted root (default: the public good one).
+    pub trusted_root: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

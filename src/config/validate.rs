@@ -761,6 +761,28 @@ fn validate_approvals(
             None,
         );
     }
+    let keyless_keys = [
+        ("fulcio_url", a.fulcio_url.is_some()),
+        ("rekor_url", a.rekor_url.is_some()),
+        ("tsa_url", a.tsa_url.is_some()),
+        ("trusted_root", a.trusted_root.is_some()),
+        ("workflow", a.workflow.is_some()),
+    ];
+    for (k, url) in [
+        ("fulcio_url", &a.fulcio_url),
+        ("rekor_url", &a.rekor_url),
+        ("tsa_url", &a.tsa_url),
+    ] {
+        if let Some(u) = url
+            && !(u.starts_with("https://") || crate::connectors::http::safe_for_credentials(u))
+        {
+            cx.at_value(
+                &format!("approvals.{k}"),
+                format!("`{u}` is not an https:// address"),
+                Some("plain http only to localhost (a test instance)".into()),
+            );
+        }
+    }
     let signing = match a.signing.as_deref().unwrap_or("keyless") {
         "keyless" => {
             if a.public_key.is_some() {
@@ -770,25 +792,48 @@ fn validate_approvals(
                     None,
                 );
             }
-            Some(super::Signing::Keyless {
+            let custom = a.fulcio_url.is_some() || a.rekor_url.is_some();
+            if custom && a.trusted_root.is_none() {
+                cx.at_key(
+                    "approvals",
+                    "a Sigstore instance of one's own (`fulcio_url`, `rekor_url`) needs its `trusted_root`: the public good root would refuse its certificates",
+                    None,
+                );
+            }
+            Some(super::Signing::Keyless(super::Keyless {
                 workflow: a
                     .workflow
                     .unwrap_or_else(|| ".github/workflows/cleartrail-approve.yml".into()),
-            })
+                fulcio_url: a.fulcio_url.unwrap_or_else(|| super::PUBLIC_FULCIO.into()),
+                rekor_url: a.rekor_url.unwrap_or_else(|| super::PUBLIC_REKOR.into()),
+                tsa_url: a.tsa_url,
+                trusted_root: a.trusted_root.map(|p| dir.join(p)),
+            }))
         }
-        "key" => match a.public_key {
-            Some(p) => Some(super::Signing::Key {
-                public_key: dir.join(p),
-            }),
-            None => {
-                cx.at_value(
+        "key" => {
+            for (k, set) in keyless_keys {
+                if set {
+                    cx.at_key(
+                        &format!("approvals.{k}"),
+                        format!("`{k}` is for `signing: keyless`"),
+                        None,
+                    );
+                }
+            }
+            match a.public_key {
+                Some(p) => Some(super::Signing::Key {
+                    public_key: dir.join(p),
+                }),
+                None => {
+                    cx.at_value(
                     "approvals.signing",
                     "`signing: key` needs `public_key`: the PEM public key that verifies records",
                     None,
                 );
-                None
+                    None
+                }
             }
-        },
+        }
         other => {
             cx.at_value(
                 "approvals.signing",
@@ -1369,7 +1414,10 @@ mod tests {
         assert_eq!(lines, [6, 7, 9, 10, 11, 12], "{got:?}");
         assert!(got[0].1.contains("needs `repository_id`"), "{got:?}");
         assert!(got[1].1.contains("`acme` is not `owner/name`"), "{got:?}");
-        assert!(got[2].1.contains("`compliance` is not `org/team-slug`"), "{got:?}");
+        assert!(
+            got[2].1.contains("`compliance` is not `org/team-slug`"),
+            "{got:?}"
+        );
         assert!(got[3].1.contains("unknown field `groups`"), "{got:?}");
         assert!(got[4].1.contains("`required: 0`"), "{got:?}");
         assert!(got[5].1.contains("needs `public_key`"), "{got:?}");
