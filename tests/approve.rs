@@ -547,3 +547,251 @@ async fn keyless_records_verify_here_and_with_sigstore_python() {
     std::fs::write(&subject, b"evidence, updated!\n").unwrap();
     assert!(!fake.python_verifies(&b, &subject, id).status.success());
 }
+
+/// An evidence branch whose second sync was approved (key mode), with the
+/// records committed on it: what `verify` checks and attacks target.
+struct Approved {
+    f: Fixture,
+    cfg: std::path::PathBuf,
+    key_pem: String,
+    _server: MockServer,
+}
+
+const BRANCH: &str = "cleartrail/evidence";
+
+async fn approved() -> Approved {
+    let f = Fixture::new();
+    let (key_pem, public) = openssl_key(f.root.path());
+    std::fs::write(f.root.path().join("signing.pub"), public).unwrap();
+    let cfg = f.config("version: 1\nsources:\n  app:\n    type: git\n    path: src\n  policies:\n    type: files\n    path: src/policies\napprovals:\n  repository: acme/evidence\n  repository_id: 77\n  default_branch: cleartrail/evidence\n  approvers:\n    users: [bob]\n  signing: key\n  public_key: signing.pub\n");
+    let out = sync_into(&f, &cfg, &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ev = Repository::open(f.evidence()).unwrap();
+    let base = ev.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
+    std::fs::write(
+        f.src().join("policies/vendor-policy.md"),
+        POLICY_OK.replace("Access Control", "Vendor"),
+    )
+    .unwrap();
+    let out = sync_into(&f, &cfg, &["--period", "2026"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let head = ev.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
+    assert_ne!(base, head);
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/evidence/pulls/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "number": 7, "merged": true,
+            "user": {"login": "ann", "id": 1, "type": "User"},
+            "head": {"sha": head.to_string()}, "base": {"sha": base.to_string()}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/evidence/pulls/7/reviews"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([review(
+            801,
+            "bob",
+            2,
+            "APPROVED",
+            &head.to_string(),
+            "2026-03-05T09:00:00Z"
+        )])))
+        .mount(&server)
+        .await;
+    let out = cleartrail_guarded(
+        &[
+            "approve",
+            "--pr",
+            "7",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--repo",
+            f.evidence().to_str().unwrap(),
+        ],
+        &[
+            ("GITHUB_API_URL", &server.uri()),
+            ("GITHUB_TOKEN", TOKEN),
+            ("CLEARTRAIL_SIGNING_KEY", &key_pem),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    Approved {
+        f,
+        cfg,
+        key_pem,
+        _server: server,
+    }
+}
+
+impl Approved {
+    /// (code, path) of every finding of `verify --config`.
+    fn verify(&self, with_config: bool) -> std::collections::BTreeSet<(String, String)> {
+        let ev = self.f.evidence();
+        let mut args = vec!["verify", "--repo", ev.to_str().unwrap(), "--format", "json"];
+        if with_config {
+            args.extend_from_slice(&["--config", self.cfg.to_str().unwrap()]);
+        }
+        let out = cleartrail(&args);
+        let report: Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|_| panic!("{}{}", stdout(&out), stderr(&out)));
+        let found: std::collections::BTreeSet<(String, String)> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["code"].as_str().unwrap().to_string(),
+                    d["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            code(&out),
+            if found.is_empty() { 0 } else { 1 },
+            "{found:?}"
+        );
+        found
+    }
+
+    fn file(&self, path: &str) -> Vec<u8> {
+        tree_files(&self.f.evidence(), BRANCH).remove(path).unwrap()
+    }
+
+    /// A record forged with the right key: `edit` changes the statement.
+    fn forge(&self, edit: impl FnOnce(&mut Value)) -> (String, String) {
+        let mut doc: Value = serde_json::from_slice(&self.file(RECORD)).unwrap();
+        edit(&mut doc);
+        let statement: cleartrail::approvals::record::Statement =
+            serde_json::from_value(doc).unwrap();
+        let bytes = statement.to_bytes();
+        let bundle = cleartrail::approvals::bundle::KeySigner::from_pem(&self.key_pem)
+            .unwrap()
+            .sign_statement(&bytes)
+            .unwrap();
+        let stem = statement.stem();
+        tamper(
+            &self.f.evidence(),
+            BRANCH,
+            &format!("{stem}.intoto.json"),
+            Some(&bytes),
+        );
+        tamper(
+            &self.f.evidence(),
+            BRANCH,
+            &format!("{stem}.sigstore.json"),
+            Some(bundle.as_bytes()),
+        );
+        (
+            format!("{stem}.intoto.json"),
+            format!("{stem}.sigstore.json"),
+        )
+    }
+}
+
+const RECORD: &str = "approvals/2026/7-801.intoto.json";
+const BUNDLE: &str = "approvals/2026/7-801.sigstore.json";
+
+/// Each attack on the records is named by verify, and every approval code
+/// is produced by one.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_checks_approval_records_and_names_every_attack() {
+    let mut produced = std::collections::BTreeSet::new();
+    let has = |found: &std::collections::BTreeSet<(String, String)>, code: &str, path: &str| {
+        found.contains(&(code.to_string(), path.to_string()))
+    };
+    {
+        let a = approved().await;
+        assert_eq!(
+            a.verify(true),
+            Default::default(),
+            "a faithful record verifies"
+        );
+        // Without the configuration, records cannot be vouched for.
+        let found = a.verify(false);
+        assert!(
+            has(&found, "approval-unverifiable", "approvals"),
+            "{found:?}"
+        );
+        produced.extend(found.into_iter().map(|(c, _)| c));
+        // A field of the record edited: no longer what was signed.
+        let mut doc: Value = serde_json::from_slice(&a.file(RECORD)).unwrap();
+        doc["predicate"]["policy"]["required"] = json!(0);
+        let edited = cleartrail::artifact::canonical::to_pretty(&doc);
+        tamper(&a.f.evidence(), BRANCH, RECORD, Some(&edited));
+        // A file under approvals/ that is nothing of ours.
+        tamper(
+            &a.f.evidence(),
+            BRANCH,
+            "approvals/notes.txt",
+            Some(b"trust me"),
+        );
+        let found = a.verify(true);
+        assert!(
+            has(&found, "approval-payload-mismatch", RECORD),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "approval-invalid", "approvals/notes.txt"),
+            "{found:?}"
+        );
+        produced.extend(found.into_iter().map(|(c, _)| c));
+    }
+    {
+        // A bundle signed by another key, and one missing.
+        let a = approved().await;
+        let elsewhere = tempfile::tempdir().unwrap();
+        let (other, _) = openssl_key(elsewhere.path());
+        let forged = cleartrail::approvals::bundle::KeySigner::from_pem(&other)
+            .unwrap()
+            .sign_statement(&a.file(RECORD))
+            .unwrap();
+        tamper(&a.f.evidence(), BRANCH, BUNDLE, Some(forged.as_bytes()));
+        let found = a.verify(true);
+        assert!(has(&found, "approval-signature", BUNDLE), "{found:?}");
+        produced.extend(found.into_iter().map(|(c, _)| c));
+        tamper(&a.f.evidence(), BRANCH, BUNDLE, None);
+        let found = a.verify(true);
+        assert!(has(&found, "approval-invalid", RECORD), "{found:?}");
+        produced.extend(found.into_iter().map(|(c, _)| c));
+    }
+    {
+        // Signed with the right key but saying what must not pass: the
+        // author approving, another repository, a digest never approved.
+        let a = approved().await;
+        let (self_rec, _) = a.forge(|d| {
+            d["predicate"]["review_id"] = json!(802);
+            d["predicate"]["reviewer"] = json!({"login": "ann", "id": 1});
+        });
+        let (other_repo, _) = a.forge(|d| {
+            d["predicate"]["review_id"] = json!(803);
+            d["predicate"]["repository"] = json!({"name": "mallory/evidence", "id": 666});
+        });
+        let victim = {
+            let doc: Value = serde_json::from_slice(&a.file(RECORD)).unwrap();
+            doc["subject"][0]["name"].as_str().unwrap().to_string()
+        };
+        let _ = a.forge(|d| {
+            d["predicate"]["review_id"] = json!(804);
+            d["subject"][0]["digest"]["sha256"] = json!("ab".repeat(32));
+        });
+        let found = a.verify(true);
+        assert!(has(&found, "approval-self", &self_rec), "{found:?}");
+        assert!(has(&found, "approval-repository", &other_repo), "{found:?}");
+        assert!(
+            has(&found, "approval-subject-mismatch", &victim),
+            "{found:?}"
+        );
+        produced.extend(found.into_iter().map(|(c, _)| c));
+    }
+    let registry: std::collections::BTreeSet<String> = cleartrail::diag::codes::VERIFY
+        .iter()
+        .map(|(c, _)| c.to_string())
+        .filter(|c| c.starts_with("approval-"))
+        .collect();
+    let never: Vec<&String> = registry.iter().filter(|c| !produced.contains(*c)).collect();
+    assert!(
+        never.is_empty(),
+        "approval codes no attack produces: {never:?}"
+    );
+}

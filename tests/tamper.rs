@@ -590,9 +590,12 @@ fn every_verify_code_is_produced_by_some_attack() {
     ] {
         produced.extend(codes);
     }
+    // Attacks on approval records are in tests/approve.rs, which needs
+    // signed records to attack.
     let registry: BTreeSet<String> = cleartrail::diag::codes::VERIFY
         .iter()
         .map(|(c, _)| c.to_string())
+        .filter(|c| !c.starts_with("approval-"))
         .collect();
     let never: Vec<&String> = registry.difference(&produced).collect();
     assert!(

@@ -54,6 +54,10 @@ pub struct Verified {
     pub identity: Option<String>,
     /// When the log integrated the entry (seconds since the epoch).
     pub integrated_time: Option<i64>,
+    /// The certificate's claims about the workflow run, when keyless:
+    /// the repository's immutable id, and the runner (`github-hosted`).
+    pub repository_id: Option<String>,
+    pub runner_environment: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,10 +137,13 @@ impl Trust {
             }
             _ => None,
         };
+        let claims = result.certificate().map(|c| &c.ci_claims);
         Ok(Verified {
             payload,
             identity: result.identity().map(|i| i.as_str().to_string()),
             integrated_time: result.integrated_time().map(|t| t.as_second()),
+            repository_id: claims.and_then(|c| c.source_repository_identifier.clone()),
+            runner_environment: claims.and_then(|c| c.runner_environment.clone()),
         })
     }
 }
@@ -166,6 +173,8 @@ fn dsse_with_key(bundle: &Bundle, pem: &str) -> Result<Verified, BundleError> {
         payload: Some((env.payload_type.clone(), env.payload.as_bytes().to_vec())),
         identity: None,
         integrated_time: None,
+        repository_id: None,
+        runner_environment: None,
     })
 }
 

@@ -4,3 +4,4 @@
 pub mod bundle;
 pub mod policy;
 pub mod record;
+pub mod verify;

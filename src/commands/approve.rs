@@ -105,7 +105,7 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
         let subject = statement
             .subject
             .first()
-            .and_then(|s| hex32(&s.digest.sha256))
+            .and_then(|s| crate::approvals::verify::hex32(&s.digest.sha256))
             .ok_or_else(|| {
                 Error::usage(anyhow::anyhow!(
                     "pull request #{} added or changed no file: there is nothing to approve",
@@ -452,16 +452,4 @@ fn subjects(store: &crate::store::Store, pr: &PullRequest) -> Result<Vec<Subject
         });
     }
     Ok(out)
-}
-
-/// A hex SHA-256 as bytes.
-fn hex32(h: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if h.len() != 64 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }

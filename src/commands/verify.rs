@@ -16,6 +16,8 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
             let mut report = crate::verify::verify(&snapshot, &commit.to_string())
                 .with_context(|| format!("verifying {rev}"))
                 .map_err(Error::runtime)?;
+            let approvals = approval_findings(&store, &snapshot, config.as_ref())?;
+            report.findings.extend(approvals);
             if let Some(p) = &args.period {
                 match against_export(args, config.as_ref(), &snapshot, p, &rev) {
                     Ok(findings) => report.findings.extend(findings),
@@ -140,4 +142,25 @@ fn against_export(
     })?;
     let at = |p: &str| format!("drive:{folder}/{label}/{p}");
     Ok(crate::export::compare(&expected, &commit, &copy, &at))
+}
+
+/// The approval records under `approvals/`, verified as the configuration
+/// says (who signs, the repository id); records with no configuration to
+/// verify them are a finding of their own.
+fn approval_findings(
+    store: &crate::store::Store,
+    snapshot: &crate::store::Snapshot<'_>,
+    config: Option<&crate::config::Config>,
+) -> Result<Vec<diag::Diagnostic>, Error> {
+    let expect = match config.and_then(|c| c.approvals.as_ref()) {
+        Some(a) => Some(
+            crate::approvals::verify::Expect::new(a)
+                .context("reading what verifies approval records")
+                .map_err(Error::usage)?,
+        ),
+        None => None,
+    };
+    crate::approvals::verify::records(snapshot, store.repo(), expect.as_ref())
+        .context("verifying approval records")
+        .map_err(Error::runtime)
 }

@@ -86,6 +86,34 @@ pub const VERIFY: &[(&str, &str)] = &[
         "a committed packet's file differs from, or is missing against, the digest its manifest lists",
     ),
     (
+        "approval-invalid",
+        "an approval record is unreadable, not an approval statement, at a path other than its own, without its bundle (or a bundle without its record), or a file under approvals/ is none of these",
+    ),
+    (
+        "approval-signature",
+        "an approval record's bundle does not verify: signature, certificate chain, log entry or timestamp, or a signer other than the configured one (workflow identity, repository id, GitHub-hosted runner, or key)",
+    ),
+    (
+        "approval-payload-mismatch",
+        "an approval record file is not exactly the statement its bundle signs",
+    ),
+    (
+        "approval-self",
+        "an approval record whose reviewer is the pull request's author",
+    ),
+    (
+        "approval-repository",
+        "an approval record names another repository (name or id) than the configured one",
+    ),
+    (
+        "approval-subject-mismatch",
+        "a file an approval record approved has neither now nor at the approved head the digest the record lists",
+    ),
+    (
+        "approval-unverifiable",
+        "approval records are on the branch but no `approvals:` configuration says how to verify them",
+    ),
+    (
         "export-missing",
         "a file of the committed packet is absent from its export (`verify --against-drive` / `--against-dir`)",
     ),

@@ -1,0 +1,300 @@
+//! `verify` of the approval records on a branch: each record's bundle
+//! verifies (certificate chain, SCT, log entry or timestamp, for the
+//! approve workflow of this repository on its default branch, from a
+//! GitHub-hosted runner, with the pinned repository id; or against the
+//! configured key), the record file is exactly the signed payload, the
+//! reviewer is not the author, the record names this repository, and each
+//! approved file is the one approved: its bytes now, or at the head the
+//! reviewers approved.
+
+use super::bundle::{ACTIONS_ISSUER, BundleError, Signed, Signer, Trust};
+use super::record::{PREDICATE_TYPE, ROOT, STATEMENT_TYPE, Statement};
+use crate::artifact::canonical;
+use crate::config::{ApprovalsConfig, Signing};
+use crate::diag::Diagnostic;
+use crate::store::Snapshot;
+use std::collections::BTreeMap;
+
+/// What records must satisfy, from the configuration.
+pub struct Expect {
+    pub config: ApprovalsConfig,
+    pub trust: Trust,
+    signer: Signer,
+}
+
+impl Expect {
+    /// The expectations of `config`, its trust read (the trusted root
+    /// file, or the public-good root; the public key file).
+    pub fn new(config: &ApprovalsConfig) -> Result<Expect, ExpectError> {
+        let (trust, signer) = match &config.signing {
+            Signing::Key { public_key } => (
+                Trust::public_good()?,
+                Signer::Key {
+                    pem: crate::yaml::read_text(public_key).map_err(|e| ExpectError::Read {
+                        path: public_key.display().to_string(),
+                        source: e,
+                    })?,
+                },
+            ),
+            Signing::Keyless(k) => {
+                let trust = match &k.trusted_root {
+                    Some(p) => Trust::from_json(&crate::yaml::read_text(p).map_err(|e| {
+                        ExpectError::Read {
+                            path: p.display().to_string(),
+                            source: e,
+                        }
+                    })?)?,
+                    None => Trust::public_good()?,
+                };
+                (
+                    trust,
+                    Signer::Keyless {
+                        issuer: ACTIONS_ISSUER.into(),
+                        identity: config.workflow_identity().unwrap_or_default(),
+                    },
+                )
+            }
+        };
+        Ok(Expect {
+            config: config.clone(),
+            trust,
+            signer,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+/// The findings of every record under `approvals/` in `snapshot`;
+/// `expect` is `None` when no configuration says how to verify them.
+pub fn records(
+    snapshot: &Snapshot<'_>,
+    repo: &git2::Repository,
+    expect: Option<&Expect>,
+) -> anyhow::Result<Vec<Diagnostic>> {
+    let mut out = Vec::new();
+    let files = snapshot.files_under(ROOT)?;
+    // stem -> (record, bundle)
+    let mut pairs: BTreeMap<String, (Option<git2::Oid>, Option<git2::Oid>)> = BTreeMap::new();
+    for (path, oid) in &files {
+        if let Some(stem) = path.strip_suffix(".intoto.json") {
+            pairs.entry(stem.to_string()).or_default().0 = Some(*oid);
+        } else if let Some(stem) = path.strip_suffix(".sigstore.json") {
+            pairs.entry(stem.to_string()).or_default().1 = Some(*oid);
+        } else if path != &format!("{ROOT}/trusted_root.json") {
+            out.push(Diagnostic::error(
+                "approval-invalid",
+                path,
+                "not an approval record, its bundle or the trusted root",
+            ));
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(out);
+    }
+    let Some(expect) = expect else {
+        out.push(Diagnostic::error(
+            "approval-unverifiable",
+            ROOT,
+            format!(
+                "{} approval records, and no `approvals:` configuration to verify them with (who signs, the repository id): pass --config",
+                pairs.len()
+            ),
+        ));
+        return Ok(out);
+    };
+    // Subjects already judged: (path, digest) -> fine; records of one
+    // pull request share them.
+    let mut judged: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for (stem, (record, bundle)) in pairs {
+        let record_path = format!("{stem}.intoto.json");
+        let bundle_path = format!("{stem}.sigstore.json");
+        let (Some(record), Some(bundle)) = (record, bundle) else {
+            let (have, missing) = match record {
+                Some(_) => (&record_path, &bundle_path),
+                None => (&bundle_path, &record_path),
+            };
+            out.push(Diagnostic::error(
+                "approval-invalid",
+                have,
+                format!("{missing} is missing: a record and its bundle go together"),
+            ));
+            continue;
+        };
+        let bytes = snapshot.read_blob(record)?;
+        let statement: Statement = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(Diagnostic::error(
+                    "approval-invalid",
+                    &record_path,
+                    format!("not an approval statement: {e}"),
+                ));
+                continue;
+            }
+        };
+        if statement.type_ != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE {
+            out.push(Diagnostic::error(
+                "approval-invalid",
+                &record_path,
+                format!(
+                    "a `{}` statement of `{}`, not an approval",
+                    statement.type_, statement.predicate_type
+                ),
+            ));
+            continue;
+        }
+        if statement.stem() != stem {
+            out.push(Diagnostic::error(
+                "approval-invalid",
+                &record_path,
+                format!(
+                    "records review {} of pull request #{}, which belongs at {}.intoto.json",
+                    statement.predicate.review_id,
+                    statement.predicate.pull_request,
+                    statement.stem()
+                ),
+            ));
+        }
+        let Some(first) = statement
+            .subject
+            .first()
+            .and_then(|s| hex32(&s.digest.sha256))
+        else {
+            out.push(Diagnostic::error(
+                "approval-invalid",
+                &record_path,
+                "approves no file",
+            ));
+            continue;
+        };
+        let bundle_text = String::from_utf8_lossy(&snapshot.read_blob(bundle)?).into_owned();
+        match expect
+            .trust
+            .verify(&bundle_text, Signed::Sha256(first), &expect.signer)
+        {
+            Err(e) => out.push(Diagnostic::error(
+                "approval-signature",
+                &bundle_path,
+                format!("does not verify: {e}"),
+            )),
+            Ok(v) => {
+                if v.payload.as_ref().map(|(_, p)| p.as_slice()) != Some(&bytes[..]) {
+                    out.push(Diagnostic::error(
+                        "approval-payload-mismatch",
+                        &record_path,
+                        format!("is not the statement {bundle_path} signs"),
+                    ));
+                }
+                if matches!(expect.config.signing, Signing::Keyless(_)) {
+                    let want = expect.config.repository_id.to_string();
+                    if v.repository_id.as_deref() != Some(want.as_str()) {
+                        out.push(Diagnostic::error(
+                            "approval-signature",
+                            &bundle_path,
+                            format!(
+                                "signed in repository id {}, not the configured {want}",
+                                v.repository_id.as_deref().unwrap_or("(none)")
+                            ),
+                        ));
+                    }
+                    if v.runner_environment.as_deref() != Some("github-hosted") {
+                        out.push(Diagnostic::error(
+                            "approval-signature",
+                            &bundle_path,
+                            format!(
+                                "signed on a `{}` runner, not a GitHub-hosted one: its environment is the repository owner's",
+                                v.runner_environment.as_deref().unwrap_or("unknown")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let p = &statement.predicate;
+        if p.reviewer.id == p.author.id || p.reviewer.login.eq_ignore_ascii_case(&p.author.login) {
+            out.push(Diagnostic::error(
+                "approval-self",
+                &record_path,
+                format!(
+                    "{} approved their own pull request #{}",
+                    p.reviewer.login, p.pull_request
+                ),
+            ));
+        }
+        if p.repository.id != expect.config.repository_id
+            || !p
+                .repository
+                .name
+                .eq_ignore_ascii_case(&expect.config.repository)
+        {
+            out.push(Diagnostic::error(
+                "approval-repository",
+                &record_path,
+                format!(
+                    "records an approval in {} (id {}), not {} (id {})",
+                    p.repository.name,
+                    p.repository.id,
+                    expect.config.repository,
+                    expect.config.repository_id
+                ),
+            ));
+        }
+        let head = git2::Oid::from_str(&p.head_commit)
+            .ok()
+            .and_then(|id| repo.find_commit(id).ok())
+            .and_then(|c| c.tree().ok());
+        for s in &statement.subject {
+            let key = (s.name.clone(), s.digest.sha256.clone());
+            let fine = match judged.get(&key) {
+                Some(f) => *f,
+                None => {
+                    let now = snapshot.read(&s.name)?.map(|b| canonical::sha256_hex(&b));
+                    let then = head
+                        .as_ref()
+                        .and_then(|t| t.get_path(std::path::Path::new(&s.name)).ok())
+                        .and_then(|e| repo.find_blob(e.id()).ok())
+                        .map(|b| canonical::sha256_hex(b.content()));
+                    let f = now.as_deref() == Some(&s.digest.sha256)
+                        || then.as_deref() == Some(&s.digest.sha256);
+                    judged.insert(key, f);
+                    f
+                }
+            };
+            if !fine {
+                out.push(Diagnostic::error(
+                    "approval-subject-mismatch",
+                    &s.name,
+                    format!(
+                        "{record_path} approved it with sha256 {}, which neither the file now nor at the approved head {} has",
+                        s.digest.sha256,
+                        &p.head_commit[..p.head_commit.len().min(12)]
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A hex SHA-256 as bytes.
+pub fn hex32(h: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if h.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
