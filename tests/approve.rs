@@ -384,20 +384,19 @@ impl FakeSigstore {
         }
     }
 
-    fn mint(&self, workflow: &str) -> String {
-        let out = std::process::Command::new("node")
-            .arg(self.tool.join("fakesigstore.mjs"))
-            .args([
-                "mint",
-                "--repository",
-                "acme/evidence",
-                "--workflow-path",
-                workflow,
-                "--state",
-            ])
-            .arg(self.state.path())
-            .output()
-            .unwrap();
+    fn mint(&self, workflow: &str, claims: &[&str]) -> String {
+        let mut cmd = std::process::Command::new("node");
+        cmd.arg(self.tool.join("fakesigstore.mjs")).args([
+            "mint",
+            "--repository",
+            "acme/evidence",
+            "--workflow-path",
+            workflow,
+        ]);
+        for c in claims {
+            cmd.args(["--claim", c]);
+        }
+        let out = cmd.arg("--state").arg(self.state.path()).output().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -484,10 +483,48 @@ async fn keyless_records_verify_here_and_with_sigstore_python() {
     let id =
         "https://github.com/acme/evidence/.github/workflows/cleartrail-approve.yml@refs/heads/main";
 
+    let before = s.main_files();
+    // The repository id the instance's tokens carry, pinned as a user
+    // pins theirs.
+    let token = fake.mint(".github/workflows/cleartrail-approve.yml", &[]);
+    let claims: Value = {
+        use base64::Engine as _;
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let repo_id = claims["repository_id"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| claims["repository_id"].to_string());
+    let cfg = s.dir.path().join("cleartrail.yml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("repository_id: 77", &format!("repository_id: {repo_id}"));
+    std::fs::write(&cfg, text).unwrap();
+
+    // A self-hosted runner: the identity is right, the environment is the
+    // repository owner's; nothing is committed.
+    let hosted = fake.mint(
+        ".github/workflows/cleartrail-approve.yml",
+        &["runner_environment=self-hosted"],
+    );
+    let out = s.approve_with(&[("SIGSTORE_ID_TOKEN", &hosted)]);
+    assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains("not a GitHub-hosted one"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.main_files(), before);
+
     // A token of another workflow: Fulcio certifies it, but the record
     // would not verify as the approve workflow, so nothing is committed.
-    let before = s.main_files();
-    let wrong = fake.mint(".github/workflows/release.yml");
+    let wrong = fake.mint(".github/workflows/release.yml", &[]);
     let out = s.approve_with(&[("SIGSTORE_ID_TOKEN", &wrong)]);
     assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
     assert!(
@@ -497,7 +534,6 @@ async fn keyless_records_verify_here_and_with_sigstore_python() {
     );
     assert_eq!(s.main_files(), before);
 
-    let token = fake.mint(".github/workflows/cleartrail-approve.yml");
     let out = s.approve_with(&[("SIGSTORE_ID_TOKEN", &token)]);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     let files = s.main_files();
@@ -528,6 +564,16 @@ async fn keyless_records_verify_here_and_with_sigstore_python() {
         .unwrap();
     assert_eq!(&v.payload.unwrap().1, statement);
     assert_eq!(v.identity.as_deref(), Some(id));
+    // And as `verify` checks the records on the branch: no finding.
+    let config = cleartrail::config::load_for_reading(&cfg).unwrap();
+    let expect =
+        cleartrail::approvals::verify::Expect::new(config.approvals.as_ref().unwrap()).unwrap();
+    let store = cleartrail::store::Store::open(&s.dir.path().join("evidence")).unwrap();
+    let tip = store.resolve("main").unwrap();
+    let snapshot = store.snapshot(Some(tip)).unwrap();
+    let found =
+        cleartrail::approvals::verify::records(&snapshot, store.repo(), Some(&expect)).unwrap();
+    assert!(found.is_empty(), "{found:?}");
 
     // sigstore-python, offline: README.md as approved is a subject.
     let subject = s.dir.path().join("README.md");

@@ -197,26 +197,8 @@ pub fn records(
                     ));
                 }
                 if matches!(expect.config.signing, Signing::Keyless(_)) {
-                    let want = expect.config.repository_id.to_string();
-                    if v.repository_id.as_deref() != Some(want.as_str()) {
-                        out.push(Diagnostic::error(
-                            "approval-signature",
-                            &bundle_path,
-                            format!(
-                                "signed in repository id {}, not the configured {want}",
-                                v.repository_id.as_deref().unwrap_or("(none)")
-                            ),
-                        ));
-                    }
-                    if v.runner_environment.as_deref() != Some("github-hosted") {
-                        out.push(Diagnostic::error(
-                            "approval-signature",
-                            &bundle_path,
-                            format!(
-                                "signed on a `{}` runner, not a GitHub-hosted one: its environment is the repository owner's",
-                                v.runner_environment.as_deref().unwrap_or("unknown")
-                            ),
-                        ));
+                    for why in claim_problems(&v, expect.config.repository_id) {
+                        out.push(Diagnostic::error("approval-signature", &bundle_path, why));
                     }
                 }
             }
@@ -285,6 +267,28 @@ pub fn records(
         }
     }
     Ok(out)
+}
+
+/// What a keyless certificate's workflow claims must say beyond its
+/// identity: the pinned repository id (a repository deleted and made
+/// again under the same name has another), and a GitHub-hosted runner
+/// (a self-hosted one is the repository owner's environment).
+pub fn claim_problems(v: &super::bundle::Verified, repository_id: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let want = repository_id.to_string();
+    if v.repository_id.as_deref() != Some(want.as_str()) {
+        out.push(format!(
+            "signed in repository id {}, not the configured {want}",
+            v.repository_id.as_deref().unwrap_or("(none)")
+        ));
+    }
+    if v.runner_environment.as_deref() != Some("github-hosted") {
+        out.push(format!(
+            "signed on a `{}` runner, not a GitHub-hosted one: its environment is the repository owner's",
+            v.runner_environment.as_deref().unwrap_or("unknown")
+        ));
+    }
+    out
 }
 
 /// A hex SHA-256 as bytes.

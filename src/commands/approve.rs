@@ -187,6 +187,7 @@ struct KeylessSigner {
     /// The trusted root's JSON, committed beside the records.
     root_json: String,
     identity: String,
+    repository_id: u64,
 }
 
 impl RecordSigner {
@@ -202,6 +203,7 @@ impl RecordSigner {
                     token,
                     trust,
                     identity,
+                    repository_id,
                     ..
                 } = &**k;
                 use sigstore_sign::{SigningContext, SigningServices};
@@ -222,7 +224,7 @@ impl RecordSigner {
                     })?
                     .to_json()
                     .map_err(Error::runtime)?;
-                trust
+                let verified = trust
                     .verify(
                         &bundle,
                         Signed::Sha256(subject),
@@ -238,6 +240,13 @@ impl RecordSigner {
                             identity.rsplit('@').next().unwrap_or_default()
                         ))
                     })?;
+                let problems = crate::approvals::verify::claim_problems(&verified, *repository_id);
+                if !problems.is_empty() {
+                    return Err(Error::usage(anyhow::anyhow!(
+                        "the signed record would not verify: {}",
+                        problems.join("; ")
+                    )));
+                }
                 Ok(bundle)
             }
         }
@@ -300,6 +309,7 @@ async fn signer(ap: &ApprovalsConfig) -> Result<RecordSigner, Error> {
                 trust,
                 root_json,
                 identity: ap.workflow_identity().unwrap_or_default(),
+                repository_id: ap.repository_id,
             })))
         }
     }
