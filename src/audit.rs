@@ -140,6 +140,9 @@ pub struct Settings<'a> {
     /// Take held artifacts parsed by an earlier run from the repository's
     /// cache (the writer only: see `evidence::cache`).
     pub held_cache: bool,
+    /// With approvals configured: the git blob ids approval records
+    /// approve. Counted evidence outside it leaves a control `unapproved`.
+    pub approved: Option<std::collections::HashSet<git2::Oid>>,
 }
 
 impl<'a> Settings<'a> {
@@ -188,6 +191,7 @@ impl<'a> Settings<'a> {
             manual_recorded: None,
             overrides: config.map(override_digests).unwrap_or_default(),
             held_cache: false,
+            approved: None,
         }
     }
 
@@ -214,6 +218,7 @@ impl<'a> Settings<'a> {
             manual_recorded: Some(rec.manual_mappings.clone()),
             overrides: rec.overrides.clone(),
             held_cache: false,
+            approved: None,
         }
     }
 
@@ -445,6 +450,7 @@ fn evaluate_held(
         as_of: s.as_of,
         sources: &sources,
         failing: &failing,
+        approved: s.approved.as_ref(),
     });
     Ok((manual, checks, statuses))
 }

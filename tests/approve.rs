@@ -821,7 +821,21 @@ async fn verify_checks_approval_records_and_names_every_attack() {
             d["predicate"]["review_id"] = json!(804);
             d["subject"][0]["digest"]["sha256"] = json!("ab".repeat(32));
         });
+        // The right digest, but a git blob id of other bytes beside it
+        // (what gaps would count as approved).
+        let second = {
+            let doc: Value = serde_json::from_slice(&a.file(RECORD)).unwrap();
+            doc["subject"][1]["name"].as_str().unwrap().to_string()
+        };
+        let _ = a.forge(|d| {
+            d["predicate"]["review_id"] = json!(805);
+            d["predicate"]["git_blobs"][second.as_str()] = json!("1".repeat(40));
+        });
         let found = a.verify(true);
+        assert!(
+            has(&found, "approval-subject-mismatch", &second),
+            "{found:?}"
+        );
         assert!(has(&found, "approval-self", &self_rec), "{found:?}");
         assert!(has(&found, "approval-repository", &other_repo), "{found:?}");
         assert!(
@@ -840,4 +854,137 @@ async fn verify_checks_approval_records_and_names_every_attack() {
         never.is_empty(),
         "approval codes no attack produces: {never:?}"
     );
+}
+
+/// `gaps` with approvals configured: evidence no record approves leaves
+/// its controls `unapproved`; once every counted file's version is
+/// approved (two pull requests: everything up to the first sync, then the
+/// second sync's changes), the statuses are those of a repository without
+/// approvals configured.
+#[tokio::test(flavor = "multi_thread")]
+async fn gaps_reports_evidence_no_record_approves() {
+    let f = Fixture::new();
+    let (key_pem, public) = openssl_key(f.root.path());
+    std::fs::write(f.root.path().join("signing.pub"), public).unwrap();
+    let sources = "version: 1\nsources:\n  app:\n    type: git\n    path: src\n  policies:\n    type: files\n    path: src/policies\n";
+    let plain = f.root.path().join("plain.yml");
+    std::fs::write(&plain, sources).unwrap();
+    let cfg = f.config(&format!("{sources}approvals:\n  repository: acme/evidence\n  repository_id: 77\n  default_branch: cleartrail/evidence\n  approvers:\n    users: [bob]\n  signing: key\n  public_key: signing.pub\n"));
+    assert_eq!(code(&sync_into(&f, &cfg, &["--period", "2026"])), 0);
+    let ev = Repository::open(f.evidence()).unwrap();
+    let tip = || ev.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
+    let first = tip();
+    std::fs::write(
+        f.src().join("policies/vendor-policy.md"),
+        POLICY_OK.replace("Access Control", "Vendor"),
+    )
+    .unwrap();
+    assert_eq!(code(&sync_into(&f, &cfg, &["--period", "2026"])), 0);
+    let second = tip();
+    // The first pull request brings everything: its base is an empty tree.
+    let empty = {
+        let tree = ev
+            .find_tree(ev.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let s = git2::Signature::new("Ann", "ann@example.com", &git2::Time::new(T0, 0)).unwrap();
+        ev.commit(None, &s, &s, "empty", &tree, &[]).unwrap()
+    };
+    let statuses = |cfg: &std::path::Path| -> Vec<(String, String)> {
+        let out = command_with(
+            "gaps",
+            cfg,
+            &f.evidence(),
+            &["--period", "2026", "--format", "json"],
+        );
+        let rows: Value =
+            serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    format!(
+                        "{}:{}",
+                        r["framework"].as_str().unwrap(),
+                        r["id"].as_str().unwrap()
+                    ),
+                    r["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let without = statuses(&plain);
+    let covered: Vec<&(String, String)> = without.iter().filter(|(_, s)| s == "covered").collect();
+    assert!(!covered.is_empty(), "the fixture covers some controls");
+    assert!(without.iter().all(|(_, s)| s != "unapproved"));
+    // Nothing approved yet: every covered control is unapproved.
+    let before = statuses(&cfg);
+    for (c, s) in &without {
+        let now = &before.iter().find(|(d, _)| d == c).unwrap().1;
+        if s == "covered" {
+            assert_eq!(now, "unapproved", "{c}");
+        } else {
+            assert_eq!(now, s, "{c}");
+        }
+    }
+    let server = MockServer::start().await;
+    for (n, base, head) in [(6u64, empty, first), (7, first, second)] {
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/acme/evidence/pulls/{n}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "number": n, "merged": true,
+                "user": {"login": "ann", "id": 1, "type": "User"},
+                "head": {"sha": head.to_string()}, "base": {"sha": base.to_string()}
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/acme/evidence/pulls/{n}/reviews")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([review(
+                900 + n,
+                "bob",
+                2,
+                "APPROVED",
+                &head.to_string(),
+                "2026-03-05T09:00:00Z"
+            )])))
+            .mount(&server)
+            .await;
+    }
+    let approve = |n: &str| {
+        cleartrail_guarded(
+            &[
+                "approve",
+                "--pr",
+                n,
+                "--config",
+                cfg.to_str().unwrap(),
+                "--repo",
+                f.evidence().to_str().unwrap(),
+            ],
+            &[
+                ("GITHUB_API_URL", &server.uri()),
+                ("GITHUB_TOKEN", TOKEN),
+                ("CLEARTRAIL_SIGNING_KEY", &key_pem),
+            ],
+        )
+    };
+    // Only the second pull request approved: what the first sync brought
+    // and the second left alone is still unapproved somewhere.
+    let out = approve("7");
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let half = statuses(&cfg);
+    assert!(half.iter().any(|(_, s)| s == "unapproved"), "{half:?}");
+    let out = approve("6");
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(statuses(&cfg), without, "every counted version approved");
+    // And the records themselves verify.
+    let out = cleartrail(&[
+        "verify",
+        "--repo",
+        f.evidence().to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
 }

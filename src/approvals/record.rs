@@ -27,6 +27,9 @@ pub struct Subject {
     pub digest: Digest,
 }
 
+/// An in-toto digest set: the SHA-256 of the bytes. (The git blob ids go
+/// in the predicate: sigstore-python refuses a subject digest it does not
+/// know, such as in-toto's `gitBlob`.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
     pub sha256: String,
@@ -60,6 +63,11 @@ pub struct Predicate {
     pub commit_reviewed: String,
     pub submitted_at: String,
     pub policy: PolicyApplied,
+    /// Each subject's git blob id, by path: how `gaps` finds approved
+    /// files without reading them; `verify` checks each is of the bytes
+    /// the subject's SHA-256 names.
+    #[serde(default)]
+    pub git_blobs: std::collections::BTreeMap<String, String>,
     pub tool: String,
 }
 
@@ -83,6 +91,7 @@ impl Statement {
         judgement: &Judgement,
         approvers: &str,
         mut subjects: Vec<Subject>,
+        git_blobs: std::collections::BTreeMap<String, String>,
     ) -> Statement {
         subjects.sort_by(|a, b| a.name.cmp(&b.name));
         Statement {
@@ -111,6 +120,7 @@ impl Statement {
                     required: judgement.required,
                     approving_reviews: judgement.approving.iter().map(|r| r.id).collect(),
                 },
+                git_blobs,
                 tool: format!("cleartrail {}", env!("CARGO_PKG_VERSION")),
             },
         }
@@ -179,7 +189,15 @@ mod tests {
                 },
             },
         ];
-        let s = Statement::new(&repo, &pr, &review, &j, "anyone", subjects);
+        let s = Statement::new(
+            &repo,
+            &pr,
+            &review,
+            &j,
+            "anyone",
+            subjects,
+            Default::default(),
+        );
         assert_eq!(s.stem(), "approvals/2026/42-900");
         assert_eq!(s.subject[0].name, "evidence/a.json");
         let bytes = s.to_bytes();
@@ -193,7 +211,16 @@ mod tests {
         // Canonical: the same record gives the same bytes.
         assert_eq!(
             bytes,
-            Statement::new(&repo, &pr, &review, &j, "anyone", back.subject.clone()).to_bytes()
+            Statement::new(
+                &repo,
+                &pr,
+                &review,
+                &j,
+                "anyone",
+                back.subject.clone(),
+                Default::default()
+            )
+            .to_bytes()
         );
     }
 }

@@ -115,7 +115,7 @@ pub fn records(
     };
     // Subjects already judged: (path, digest) -> fine; records of one
     // pull request share them.
-    let mut judged: BTreeMap<(String, String), bool> = BTreeMap::new();
+    let mut judged: BTreeMap<(String, String, Option<String>), bool> = BTreeMap::new();
     for (stem, (record, bundle)) in pairs {
         let record_path = format!("{stem}.intoto.json");
         let bundle_path = format!("{stem}.sigstore.json");
@@ -237,18 +237,42 @@ pub fn records(
             .and_then(|id| repo.find_commit(id).ok())
             .and_then(|c| c.tree().ok());
         for s in &statement.subject {
-            let key = (s.name.clone(), s.digest.sha256.clone());
+            let key = (
+                s.name.clone(),
+                s.digest.sha256.clone(),
+                statement.predicate.git_blobs.get(&s.name).cloned(),
+            );
             let fine = match judged.get(&key) {
                 Some(f) => *f,
                 None => {
-                    let now = snapshot.read(&s.name)?.map(|b| canonical::sha256_hex(&b));
+                    // (sha256, git blob id) of the bytes now and at the head.
+                    let digests = |b: &[u8]| {
+                        (
+                            canonical::sha256_hex(b),
+                            git2::Oid::hash_object(git2::ObjectType::Blob, b)
+                                .map(|o| o.to_string())
+                                .unwrap_or_default(),
+                        )
+                    };
+                    let now = snapshot.read(&s.name)?.map(|b| digests(&b));
                     let then = head
                         .as_ref()
                         .and_then(|t| t.get_path(std::path::Path::new(&s.name)).ok())
                         .and_then(|e| repo.find_blob(e.id()).ok())
-                        .map(|b| canonical::sha256_hex(b.content()));
-                    let f = now.as_deref() == Some(&s.digest.sha256)
-                        || then.as_deref() == Some(&s.digest.sha256);
+                        .map(|b| digests(b.content()));
+                    // The sha256 must match, and a gitBlob listed beside it
+                    // must be of the same bytes.
+                    let agrees = |d: &Option<(String, String)>| {
+                        d.as_ref().is_some_and(|(sha, blob)| {
+                            *sha == s.digest.sha256
+                                && statement
+                                    .predicate
+                                    .git_blobs
+                                    .get(&s.name)
+                                    .is_none_or(|g| g == blob)
+                        })
+                    };
+                    let f = agrees(&now) || agrees(&then);
                     judged.insert(key, f);
                     f
                 }
@@ -301,4 +325,33 @@ pub fn hex32(h: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// The git blob ids the records under `approvals/` approve (read, not
+/// verified: `verify` is what vouches for the records themselves).
+pub fn approved_blobs(
+    snapshot: &Snapshot<'_>,
+) -> anyhow::Result<std::collections::HashSet<git2::Oid>> {
+    let mut out = std::collections::HashSet::new();
+    for (path, oid) in snapshot.files_under(ROOT)? {
+        if !path.ends_with(".intoto.json") {
+            continue;
+        }
+        let Ok(statement) = serde_json::from_slice::<Statement>(&snapshot.read_blob(oid)?) else {
+            continue;
+        };
+        // Only blobs of approved subjects: a path the record lists no
+        // digest for approves nothing.
+        for s in &statement.subject {
+            if let Some(id) = statement
+                .predicate
+                .git_blobs
+                .get(&s.name)
+                .and_then(|g| git2::Oid::from_str(g).ok())
+            {
+                out.insert(id);
+            }
+        }
+    }
+    Ok(out)
 }

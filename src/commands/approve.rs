@@ -92,7 +92,11 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
             review,
             &judgement,
             &policy.described,
-            subjects.clone(),
+            subjects.iter().map(|(s, _)| s.clone()).collect(),
+            subjects
+                .iter()
+                .map(|(s, blob)| (s.name.clone(), blob.clone()))
+                .collect(),
         );
         let bytes = statement.to_bytes();
         let stem = statement.stem();
@@ -419,9 +423,13 @@ async fn pages(client: &GithubClient, first: String) -> Result<Vec<Value>, Conne
 }
 
 /// Every file the pull request added or changed, with the SHA-256 of its
-/// bytes at the head the reviewers approved: read from the repository's
-/// own objects, so the digests are of exactly what was reviewed.
-fn subjects(store: &crate::store::Store, pr: &PullRequest) -> Result<Vec<Subject>, Error> {
+/// bytes at the head the reviewers approved (and its git blob id): read
+/// from the repository's own objects, so the digests are of exactly what
+/// was reviewed.
+fn subjects(
+    store: &crate::store::Store,
+    pr: &PullRequest,
+) -> Result<Vec<(Subject, String)>, Error> {
     let repo = store.repo();
     let tree = |sha: &str, which: &str| -> Result<git2::Tree<'_>, Error> {
         git2::Oid::from_str(sha)
@@ -454,12 +462,15 @@ fn subjects(store: &crate::store::Store, pr: &PullRequest) -> Result<Vec<Subject
         let blob = repo.find_blob(file.id()).map_err(|e| {
             Error::runtime(anyhow::Error::new(e).context(format!("reading {path} at the head")))
         })?;
-        out.push(Subject {
-            name: path.to_string(),
-            digest: Digest {
-                sha256: crate::artifact::canonical::sha256_hex(blob.content()),
+        out.push((
+            Subject {
+                name: path.to_string(),
+                digest: Digest {
+                    sha256: crate::artifact::canonical::sha256_hex(blob.content()),
+                },
             },
-        });
+            file.id().to_string(),
+        ));
     }
     Ok(out)
 }

@@ -256,9 +256,18 @@ pub(crate) fn evaluate_branch(
         .as_ref()
         .map(|r| restricted(r.scope(), catalogs, framework))
         .transpose()?;
-    let settings = match (&recorded, &rec_scope) {
+    let mut settings = match (&recorded, &rec_scope) {
         (Some(r), Some(sc)) => Settings::recorded(catalogs, sc, r, period, as_of),
         _ => Settings::new(catalogs, scope, config, period, as_of),
     };
+    // With approvals configured, evidence no record approves leaves its
+    // controls `unapproved` (gaps and packets; sync's own pages judge the
+    // evidence before anyone could have approved it).
+    if config.is_some_and(|c| c.approvals.is_some()) {
+        settings.approved = Some(
+            crate::approvals::verify::approved_blobs(snapshot)
+                .map_err(|e| Error::runtime(e.context("reading the approval records")))?,
+        );
+    }
     crate::audit::evaluate(snapshot, None, &settings).map_err(audit_error)
 }

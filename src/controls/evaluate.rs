@@ -321,6 +321,10 @@ pub struct RequirementStatus {
     pub fresh: usize,
     /// Counted evidence that an error-level check lists as an exception.
     pub failing: usize,
+    /// Counted evidence no approval record covers (with approvals
+    /// configured).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unapproved: usize,
     /// The newest [`SHOWN`] items, newest first.
     pub evidence: Vec<EvidenceRef>,
     /// The newest [`SHOWN`] failing items, newest first.
@@ -483,6 +487,8 @@ pub struct Inputs<'a> {
     pub sources: &'a BTreeSet<String>,
     /// Artifact id -> codes of error-level checks that list it.
     pub failing: &'a HashMap<&'a str, Vec<&'static str>>,
+    /// With approvals configured: the approved git blob ids.
+    pub approved: Option<&'a std::collections::HashSet<git2::Oid>>,
 }
 
 /// Artifact id -> codes of the error-level checks whose exceptions name it.
@@ -544,6 +550,12 @@ fn evaluate_requirement(
         .filter(|(h, _)| !fails(h).is_empty())
         .collect();
     let (n_counted, n_failing) = (counted.len(), failing_items.len());
+    let n_unapproved = inp.approved.map_or(0, |ok| {
+        counted
+            .iter()
+            .filter(|(h, _)| !ok.contains(&h.blob))
+            .count()
+    });
     let min = req.min_count as usize;
     let status = if matched.len() < min {
         Status::Missing
@@ -551,6 +563,8 @@ fn evaluate_requirement(
         Status::Stale
     } else if n_failing > 0 {
         Status::Failing
+    } else if n_unapproved > 0 {
+        Status::Unapproved
     } else {
         Status::Covered
     };
@@ -593,6 +607,7 @@ fn evaluate_requirement(
         matched: matched.len(),
         fresh: n_counted,
         failing: n_failing,
+        unapproved: n_unapproved,
         exceptions: failing_items
             .iter()
             .map(|(h, o)| evidence_ref(h, true, o, fails(h)))
@@ -681,6 +696,10 @@ fn evaluate_control(
                 "`{}`: newest evidence older than {} days",
                 r.id,
                 r.freshness_days.unwrap_or_default()
+            )),
+            Status::Unapproved => reasons.push(format!(
+                "`{}`: {} of {} not approved in a signed record",
+                r.id, r.unapproved, r.fresh
             )),
             Status::Failing => {
                 let mut codes: BTreeSet<&str> = BTreeSet::new();
@@ -830,4 +849,8 @@ pub fn mapping_bytes(fs: &FrameworkStatus, manual: Option<&MappingFile>) -> Vec<
         }
     }
     s.into_bytes()
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
