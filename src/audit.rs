@@ -142,7 +142,7 @@ pub struct Settings<'a> {
     pub held_cache: bool,
     /// With approvals configured: the git blob ids approval records
     /// approve. Counted evidence outside it leaves a control `unapproved`.
-    pub approved: Option<std::collections::HashSet<git2::Oid>>,
+    pub approved: Option<crate::approvals::verify::Approved>,
 }
 
 impl<'a> Settings<'a> {

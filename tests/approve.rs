@@ -448,6 +448,11 @@ impl Drop for FakeSigstore {
 #[tokio::test(flavor = "multi_thread")]
 async fn keyless_records_verify_here_and_with_sigstore_python() {
     let Some(tool) = std::env::var_os("CLEARTRAIL_FAKESIGSTORE") else {
+        // CI always provides it (.ci/run); elsewhere it is optional.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but CLEARTRAIL_FAKESIGSTORE is not: keyless signing must be exercised in CI"
+        );
         eprintln!("CLEARTRAIL_FAKESIGSTORE is not set: keyless signing was not exercised");
         return;
     };
@@ -917,6 +922,48 @@ async fn gaps_reports_evidence_no_record_approves() {
     let covered: Vec<&(String, String)> = without.iter().filter(|(_, s)| s == "covered").collect();
     assert!(!covered.is_empty(), "the fixture covers some controls");
     assert!(without.iter().all(|(_, s)| s != "unapproved"));
+    // A record nobody signed, claiming every file: it counts for nothing.
+    {
+        let files = tree_files(&f.evidence(), BRANCH);
+        let blobs: serde_json::Map<String, Value> = files
+            .iter()
+            .map(|(p, b)| {
+                (
+                    p.clone(),
+                    json!(
+                        git2::Oid::hash_object(git2::ObjectType::Blob, b)
+                            .unwrap()
+                            .to_string()
+                    ),
+                )
+            })
+            .collect();
+        let mut forged: Value = json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "predicateType": "https://cleartrail.dev/approval/v1",
+            "subject": [{"name": "README.md", "digest": {"sha256": cleartrail::artifact::canonical::sha256_hex(&files["README.md"])}}],
+            "predicate": {"repository": {"name": "acme/evidence", "id": 77}, "pull_request": 5,
+                "base_commit": first.to_string(), "head_commit": second.to_string(),
+                "author": {"login": "ann", "id": 1}, "reviewer": {"login": "bob", "id": 2},
+                "review_id": 999, "state": "APPROVED", "commit_reviewed": second.to_string(),
+                "submitted_at": "2026-03-05T09:00:00Z",
+                "policy": {"approvers": "x", "required": 1, "approving_reviews": [999]},
+                "git_blobs": blobs, "tool": "mallory"}
+        });
+        forged["subject"] = json!(files.iter().map(|(p, b)| json!({"name": p, "digest": {"sha256": cleartrail::artifact::canonical::sha256_hex(b)}})).collect::<Vec<_>>());
+        tamper(
+            &f.evidence(),
+            BRANCH,
+            "approvals/2026/5-999.intoto.json",
+            Some(&cleartrail::artifact::canonical::to_pretty(&forged)),
+        );
+        tamper(
+            &f.evidence(),
+            BRANCH,
+            "approvals/2026/5-999.sigstore.json",
+            Some(b"{}"),
+        );
+    }
     // Nothing approved yet: every covered control is unapproved.
     let before = statuses(&cfg);
     for (c, s) in &without {
@@ -978,7 +1025,7 @@ async fn gaps_reports_evidence_no_record_approves() {
     let out = approve("6");
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     assert_eq!(statuses(&cfg), without, "every counted version approved");
-    // And the records themselves verify.
+    // The records verify; the forged one is named, and only it.
     let out = cleartrail(&[
         "verify",
         "--repo",
@@ -986,5 +1033,16 @@ async fn gaps_reports_evidence_no_record_approves() {
         "--config",
         cfg.to_str().unwrap(),
     ]);
-    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("error[approval-signature]: approvals/2026/5-999.sigstore.json"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stdout(&out).matches("error[").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
 }

@@ -58,6 +58,11 @@ pub struct Verified {
     /// the repository's immutable id, and the runner (`github-hosted`).
     pub repository_id: Option<String>,
     pub runner_environment: Option<String>,
+    /// The ref the run was on, the workflow that ran (which differs from
+    /// the identity's when it called a reusable workflow), and its event.
+    pub source_ref: Option<String>,
+    pub build_config: Option<String>,
+    pub trigger: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +122,7 @@ impl Trust {
                 .rfc3161_timestamps
                 .is_empty();
         if let (Signer::Key { pem }, false) = (signer, logged) {
-            return dsse_with_key(&bundle, pem);
+            return dsse_with_key(&bundle, pem, signed);
         }
         let result = match signer {
             Signer::Keyless { issuer, identity } => {
@@ -144,13 +149,16 @@ impl Trust {
             integrated_time: result.integrated_time().map(|t| t.as_second()),
             repository_id: claims.and_then(|c| c.source_repository_identifier.clone()),
             runner_environment: claims.and_then(|c| c.runner_environment.clone()),
+            source_ref: claims.and_then(|c| c.source_repository_ref.clone()),
+            build_config: claims.and_then(|c| c.build_config_uri.clone()),
+            trigger: claims.and_then(|c| c.build_trigger.clone()),
         })
     }
 }
 
 /// The DSSE envelope's one signature checked against `pem` over its PAE;
 /// the envelope must be an in-toto statement.
-fn dsse_with_key(bundle: &Bundle, pem: &str) -> Result<Verified, BundleError> {
+fn dsse_with_key(bundle: &Bundle, pem: &str, signed: Signed<'_>) -> Result<Verified, BundleError> {
     use sigstore_verify::crypto::VerificationKey;
     let SignatureContent::DsseEnvelope(env) = &bundle.content else {
         return Err(BundleError::Refused(
@@ -169,12 +177,32 @@ fn dsse_with_key(bundle: &Bundle, pem: &str) -> Result<Verified, BundleError> {
     VerificationKey::from_spki(&key)
         .and_then(|k| k.verify(env.pae(), &sig.sig))
         .map_err(|e| BundleError::Refused(format!("DSSE signature: {e}")))?;
+    // As the full verifier does: what was asked about must be a subject.
+    let digest = match signed {
+        Signed::Bytes(b) => crate::artifact::canonical::sha256_hex(b),
+        Signed::Sha256(d) => d.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let statement: serde_json::Value = serde_json::from_slice(env.payload.as_bytes())
+        .map_err(|e| BundleError::Refused(format!("the payload is not JSON: {e}")))?;
+    let bound = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["digest"]["sha256"] == digest.as_str());
+    if !bound {
+        return Err(BundleError::Refused(format!(
+            "no subject of the statement has sha256 {digest}"
+        )));
+    }
     Ok(Verified {
         payload: Some((env.payload_type.clone(), env.payload.as_bytes().to_vec())),
         identity: None,
         integrated_time: None,
         repository_id: None,
         runner_environment: None,
+        source_ref: None,
+        build_config: None,
+        trigger: None,
     })
 }
 
@@ -296,7 +324,7 @@ mod tests {
     fn a_key_signed_statement_verifies_with_its_key_only_and_untouched() {
         let (pem, _, _dir) = key_pem();
         let signer = KeySigner::from_pem(&pem).unwrap();
-        let statement = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"00"}}],"predicateType":"https://cleartrail.dev/approval/v1","predicate":{}}"#;
+        let statement = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"0000000000000000000000000000000000000000000000000000000000000000"}}],"predicateType":"https://cleartrail.dev/approval/v1","predicate":{}}"#;
         let bundle = signer.sign_statement(statement).unwrap();
         let trust = Trust::public_good().unwrap();
         let mine = Signer::Key {

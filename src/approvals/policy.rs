@@ -151,7 +151,7 @@ pub fn judge(pr: &PullRequest, reviews: &[Review], policy: &Policy) -> Judgement
 }
 
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    sha.get(..12).unwrap_or(sha)
 }
 
 #[cfg(test)]

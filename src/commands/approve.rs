@@ -101,9 +101,10 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
         let bytes = statement.to_bytes();
         let stem = statement.stem();
         let record = format!("{stem}.intoto.json");
-        // A record already there is not signed again: signatures differ
-        // each time, and the first one stands.
-        if current.read(&record).map_err(Error::runtime)?.as_deref() == Some(&bytes[..]) {
+        // A record already there stands: it is never signed again nor
+        // replaced (a later run may judge with other settings or a newer
+        // tool, which must not rewrite what was signed then).
+        if current.read(&record).map_err(Error::runtime)?.is_some() {
             continue;
         }
         let subject = statement
@@ -191,7 +192,7 @@ struct KeylessSigner {
     /// The trusted root's JSON, committed beside the records.
     root_json: String,
     identity: String,
-    repository_id: u64,
+    approvals: ApprovalsConfig,
 }
 
 impl RecordSigner {
@@ -207,7 +208,7 @@ impl RecordSigner {
                     token,
                     trust,
                     identity,
-                    repository_id,
+                    approvals,
                     ..
                 } = &**k;
                 use sigstore_sign::{SigningContext, SigningServices};
@@ -244,7 +245,7 @@ impl RecordSigner {
                             identity.rsplit('@').next().unwrap_or_default()
                         ))
                     })?;
-                let problems = crate::approvals::verify::claim_problems(&verified, *repository_id);
+                let problems = crate::approvals::verify::claim_problems(&verified, approvals);
                 if !problems.is_empty() {
                     return Err(Error::usage(anyhow::anyhow!(
                         "the signed record would not verify: {}",
@@ -313,7 +314,7 @@ async fn signer(ap: &ApprovalsConfig) -> Result<RecordSigner, Error> {
                 trust,
                 root_json,
                 identity: ap.workflow_identity().unwrap_or_default(),
-                repository_id: ap.repository_id,
+                approvals: ap.clone(),
             })))
         }
     }
@@ -361,6 +362,18 @@ async fn fetch(
             .ok_or_else(|| bad("base"))?
             .to_string(),
     };
+    // Evidence reaches the default branch through the pull request; one
+    // into another branch approves nothing there.
+    if let Some(base_ref) = pr["base"]["ref"].as_str()
+        && base_ref != ap.default_branch
+    {
+        return Err(ConnectorError::Setup {
+            message: format!(
+                "pull request #{number} merged into `{base_ref}`, not the default branch `{}`",
+                ap.default_branch
+            ),
+        });
+    }
     let mut reviews = Vec::new();
     for r in pages(
         &client,
@@ -443,7 +456,14 @@ fn subjects(
                 ))
             })
     };
-    let (base, head) = (tree(&pr.base_sha, "base")?, tree(&pr.head_sha, "head")?);
+    // From where the pull request branched: GitHub's base sha may have
+    // moved on since, and a plain diff would then "approve" the default
+    // branch's later changes in reverse.
+    let fork = git2::Oid::from_str(&pr.base_sha)
+        .and_then(|b| git2::Oid::from_str(&pr.head_sha).and_then(|h| repo.merge_base(b, h)))
+        .map(|o| o.to_string())
+        .unwrap_or_else(|_| pr.base_sha.clone());
+    let (base, head) = (tree(&fork, "base")?, tree(&pr.head_sha, "head")?);
     let diff = repo
         .diff_tree_to_tree(Some(&base), Some(&head), None)
         .map_err(|e| Error::runtime(anyhow::Error::new(e).context("comparing base and head")))?;

@@ -141,6 +141,7 @@ pub fn run(g: &GlobalArgs, args: &GapsArgs) -> Result<ExitStatus, Error> {
     };
     let as_of = audit::as_of(&period, now.date_naive());
     let result = super::evaluate_branch(
+        &store,
         &snapshot,
         config.as_ref(),
         &catalogs,

@@ -242,6 +242,7 @@ fn restricted(
 /// branch (so a plain clone judges as the branch's README does).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_branch(
+    store: &crate::store::Store,
     snapshot: &crate::store::Snapshot<'_>,
     config: Option<&Config>,
     catalogs: &crate::controls::Catalogs,
@@ -260,12 +261,16 @@ pub(crate) fn evaluate_branch(
         (Some(r), Some(sc)) => Settings::recorded(catalogs, sc, r, period, as_of),
         _ => Settings::new(catalogs, scope, config, period, as_of),
     };
-    // With approvals configured, evidence no record approves leaves its
-    // controls `unapproved` (gaps and packets; sync's own pages judge the
-    // evidence before anyone could have approved it).
-    if config.is_some_and(|c| c.approvals.is_some()) {
+    // With approvals configured, evidence no verified record approves
+    // leaves its controls `unapproved` (gaps and packets; sync's own pages
+    // judge the evidence before anyone could have approved it). Records
+    // live on the default branch, which the evidence merges into.
+    if let Some(a) = config.and_then(|c| c.approvals.as_ref()) {
+        let expect = crate::approvals::verify::Expect::new(a).map_err(|e| {
+            Error::usage(anyhow::Error::new(e).context("reading what verifies approval records"))
+        })?;
         settings.approved = Some(
-            crate::approvals::verify::approved_blobs(snapshot)
+            crate::approvals::verify::approved_at(store, &a.default_branch, &expect)
                 .map_err(|e| Error::runtime(e.context("reading the approval records")))?,
         );
     }

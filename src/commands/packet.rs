@@ -106,6 +106,7 @@ pub(crate) fn render(g: &GlobalArgs, sel: &Selection<'_>) -> Result<Rendered, Er
     let as_of = audit::as_of(&period, commit_day);
     let snapshot = store.snapshot(Some(commit)).map_err(Error::runtime)?;
     let result = super::evaluate_branch(
+        &store,
         &snapshot,
         config.as_ref(),
         &catalogs,

@@ -487,8 +487,8 @@ pub struct Inputs<'a> {
     pub sources: &'a BTreeSet<String>,
     /// Artifact id -> codes of error-level checks that list it.
     pub failing: &'a HashMap<&'a str, Vec<&'static str>>,
-    /// With approvals configured: the approved git blob ids.
-    pub approved: Option<&'a std::collections::HashSet<git2::Oid>>,
+    /// With approvals configured: the approved file versions.
+    pub approved: Option<&'a crate::approvals::verify::Approved>,
 }
 
 /// Artifact id -> codes of the error-level checks whose exceptions name it.
@@ -553,7 +553,7 @@ fn evaluate_requirement(
     let n_unapproved = inp.approved.map_or(0, |ok| {
         counted
             .iter()
-            .filter(|(h, _)| !ok.contains(&h.blob))
+            .filter(|(h, _)| !ok.get(&h.blob).is_some_and(|at| at.contains(&*h.path)))
             .count()
     });
     let min = req.min_count as usize;
