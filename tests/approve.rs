@@ -66,6 +66,51 @@ fn review(id: u64, login: &str, uid: u64, state: &str, commit: &str, at: &str) -
            "commit_id": commit, "submitted_at": at, "body": ""})
 }
 
+/// `cleartrail approve --pr N` on `repo` with `cfg`, GitHub at `api`, in
+/// key mode with `key`.
+fn approve_pr(
+    repo: &std::path::Path,
+    cfg: &std::path::Path,
+    api: &str,
+    n: &str,
+    key: &str,
+) -> std::process::Output {
+    cleartrail_guarded(
+        &[
+            "approve",
+            "--pr",
+            n,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+        ],
+        &[
+            ("GITHUB_API_URL", api),
+            ("GITHUB_TOKEN", TOKEN),
+            ("CLEARTRAIL_SIGNING_KEY", key),
+        ],
+    )
+}
+
+/// A merged pull request `n` from `base` to `head` by ann, and its reviews.
+async fn mount_pr(server: &MockServer, n: u64, base: git2::Oid, head: git2::Oid, reviews: Value) {
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/evidence/pulls/{n}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "number": n, "merged": true,
+            "user": {"login": "ann", "id": 1, "type": "User"},
+            "head": {"sha": head.to_string()}, "base": {"sha": base.to_string()}
+        })))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/evidence/pulls/{n}/reviews")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(reviews))
+        .mount(server)
+        .await;
+}
+
 const KEY_MODE: &str = "  signing: key\n  public_key: signing.pub\n";
 
 async fn setup(reviews: Vec<Value>) -> Setup {
@@ -629,43 +674,16 @@ async fn approved() -> Approved {
     let head = ev.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
     assert_ne!(base, head);
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/evidence/pulls/7"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "number": 7, "merged": true,
-            "user": {"login": "ann", "id": 1, "type": "User"},
-            "head": {"sha": head.to_string()}, "base": {"sha": base.to_string()}
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/evidence/pulls/7/reviews"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([review(
-            801,
-            "bob",
-            2,
-            "APPROVED",
-            &head.to_string(),
-            "2026-03-05T09:00:00Z"
-        )])))
-        .mount(&server)
-        .await;
-    let out = cleartrail_guarded(
-        &[
-            "approve",
-            "--pr",
-            "7",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--repo",
-            f.evidence().to_str().unwrap(),
-        ],
-        &[
-            ("GITHUB_API_URL", &server.uri()),
-            ("GITHUB_TOKEN", TOKEN),
-            ("CLEARTRAIL_SIGNING_KEY", &key_pem),
-        ],
-    );
+    let reviews = json!([review(
+        801,
+        "bob",
+        2,
+        "APPROVED",
+        &head.to_string(),
+        "2026-03-05T09:00:00Z"
+    )]);
+    mount_pr(&server, 7, base, head, reviews).await;
+    let out = approve_pr(&f.evidence(), &cfg, &server.uri(), "7", &key_pem);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     Approved {
         f,
@@ -676,33 +694,14 @@ async fn approved() -> Approved {
 }
 
 impl Approved {
-    /// (code, path) of every finding of `verify --config`.
+    /// (code, path) of every finding of `verify` (with `--config`).
     fn verify(&self, with_config: bool) -> std::collections::BTreeSet<(String, String)> {
         let ev = self.f.evidence();
-        let mut args = vec!["verify", "--repo", ev.to_str().unwrap(), "--format", "json"];
+        let mut args = vec!["--repo", ev.to_str().unwrap()];
         if with_config {
             args.extend_from_slice(&["--config", self.cfg.to_str().unwrap()]);
         }
-        let out = cleartrail(&args);
-        let report: Value = serde_json::from_str(&stdout(&out))
-            .unwrap_or_else(|_| panic!("{}{}", stdout(&out), stderr(&out)));
-        let found: std::collections::BTreeSet<(String, String)> = report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                (
-                    d["code"].as_str().unwrap().to_string(),
-                    d["path"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            code(&out),
-            if found.is_empty() { 0 } else { 1 },
-            "{found:?}"
-        );
-        found
+        verify_findings(&args)
     }
 
     fn file(&self, path: &str) -> Vec<u8> {
@@ -976,46 +975,17 @@ async fn gaps_reports_evidence_no_record_approves() {
     }
     let server = MockServer::start().await;
     for (n, base, head) in [(6u64, empty, first), (7, first, second)] {
-        Mock::given(method("GET"))
-            .and(path(format!("/repos/acme/evidence/pulls/{n}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "number": n, "merged": true,
-                "user": {"login": "ann", "id": 1, "type": "User"},
-                "head": {"sha": head.to_string()}, "base": {"sha": base.to_string()}
-            })))
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path(format!("/repos/acme/evidence/pulls/{n}/reviews")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([review(
-                900 + n,
-                "bob",
-                2,
-                "APPROVED",
-                &head.to_string(),
-                "2026-03-05T09:00:00Z"
-            )])))
-            .mount(&server)
-            .await;
+        let reviews = json!([review(
+            900 + n,
+            "bob",
+            2,
+            "APPROVED",
+            &head.to_string(),
+            "2026-03-05T09:00:00Z"
+        )]);
+        mount_pr(&server, n, base, head, reviews).await;
     }
-    let approve = |n: &str| {
-        cleartrail_guarded(
-            &[
-                "approve",
-                "--pr",
-                n,
-                "--config",
-                cfg.to_str().unwrap(),
-                "--repo",
-                f.evidence().to_str().unwrap(),
-            ],
-            &[
-                ("GITHUB_API_URL", &server.uri()),
-                ("GITHUB_TOKEN", TOKEN),
-                ("CLEARTRAIL_SIGNING_KEY", &key_pem),
-            ],
-        )
-    };
+    let approve = |n: &str| approve_pr(&f.evidence(), &cfg, &server.uri(), n, &key_pem);
     // Only the second pull request approved: what the first sync brought
     // and the second left alone is still unapproved somewhere.
     let out = approve("7");

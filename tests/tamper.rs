@@ -33,29 +33,9 @@ fn verify(repo: &Path) -> BTreeSet<(String, String)> {
 /// `verify --format json` with extra arguments: the findings as (code,
 /// path), the exit code checked against them.
 fn verify_with(repo: &Path, extra: &[&str]) -> BTreeSet<(String, String)> {
-    let mut args = vec![
-        "verify",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+    let mut args = vec!["--repo", repo.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let out = cleartrail(&args);
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let found: BTreeSet<(String, String)> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["code"].as_str().unwrap().to_string(),
-                d["path"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(code(&out), if found.is_empty() { 0 } else { 1 });
-    found
+    verify_findings(&args)
 }
 
 fn has(found: &BTreeSet<(String, String)>, code: &str, path: &str) -> bool {

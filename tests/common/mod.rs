@@ -428,3 +428,30 @@ pub fn key_file(dir: &std::path::Path, uri: &str) -> std::path::PathBuf {
     std::fs::write(&p, serde_json::to_vec(&key).unwrap()).unwrap();
     p
 }
+
+/// `cleartrail verify ARGS --format json`: the findings as (code, path),
+/// the exit code checked against them (1 with findings, else 0).
+pub fn verify_findings(args: &[&str]) -> std::collections::BTreeSet<(String, String)> {
+    let mut all = vec!["verify", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = cleartrail(&all);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|_| panic!("{}{}", stdout(&out), stderr(&out)));
+    let found: std::collections::BTreeSet<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_string(),
+                d["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        code(&out),
+        if found.is_empty() { 0 } else { 1 },
+        "{found:?}"
+    );
+    found
+}
