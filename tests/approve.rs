@@ -1016,3 +1016,74 @@ async fn gaps_reports_evidence_no_record_approves() {
         stdout(&out)
     );
 }
+
+/// A pull request merged into another branch than the default one, or
+/// one not merged, records nothing and says why (exit 2); so does a run
+/// from a pull request's own job.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_merged_pull_requests_into_the_default_branch_from_a_safe_event() {
+    let s = setup(vec![]).await;
+    let before = s.main_files();
+    let other = MockServer::start().await;
+    let pr = |merged: bool, base_ref: &str| {
+        json!({"number": 7, "merged": merged,
+               "user": {"login": "ann", "id": 1, "type": "User"},
+               "head": {"sha": s.head.to_string()}, "base": {"sha": s.base.to_string(), "ref": base_ref}})
+    };
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/evidence/pulls/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pr(true, "release/1.x")))
+        .mount(&other)
+        .await;
+    let cfg = s.dir.path().join("cleartrail.yml");
+    let ev = s.dir.path().join("evidence");
+    let run = |api: &str, extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("GITHUB_API_URL", api),
+            ("GITHUB_TOKEN", TOKEN),
+            ("CLEARTRAIL_SIGNING_KEY", s.key_pem.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        cleartrail_guarded(
+            &[
+                "approve",
+                "--pr",
+                "7",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--repo",
+                ev.to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
+    let out = run(&other.uri(), &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("merged into `release/1.x`, not the default branch `main`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let unmerged = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/evidence/pulls/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pr(false, "main")))
+        .mount(&unmerged)
+        .await;
+    let out = run(&unmerged.uri(), &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not merged"), "{}", stderr(&out));
+
+    let out = run(
+        &s.server.uri(),
+        &[("GITHUB_EVENT_NAME", "pull_request_review")],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("never from a `pull_request_review` job"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.main_files(), before);
+}
