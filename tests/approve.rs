@@ -75,6 +75,23 @@ fn approve_pr(
     n: &str,
     key: &str,
 ) -> std::process::Output {
+    approve_cmd(
+        repo,
+        cfg,
+        n,
+        &[("GITHUB_API_URL", api), ("CLEARTRAIL_SIGNING_KEY", key)],
+    )
+}
+
+/// `cleartrail approve --pr N` with a GitHub token and `env` beside it.
+fn approve_cmd(
+    repo: &std::path::Path,
+    cfg: &std::path::Path,
+    n: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut all = vec![("GITHUB_TOKEN", TOKEN)];
+    all.extend_from_slice(env);
     cleartrail_guarded(
         &[
             "approve",
@@ -85,11 +102,7 @@ fn approve_pr(
             "--repo",
             repo.to_str().unwrap(),
         ],
-        &[
-            ("GITHUB_API_URL", api),
-            ("GITHUB_TOKEN", TOKEN),
-            ("CLEARTRAIL_SIGNING_KEY", key),
-        ],
+        &all,
     )
 }
 
@@ -203,21 +216,13 @@ impl Setup {
     }
 
     fn approve_with(&self, env: &[(&str, &str)]) -> std::process::Output {
-        let ev = self.dir.path().join("evidence");
-        let cfg = self.dir.path().join("cleartrail.yml");
         let uri = self.server.uri();
-        let mut all = vec![("GITHUB_API_URL", uri.as_str()), ("GITHUB_TOKEN", TOKEN)];
+        let mut all = vec![("GITHUB_API_URL", uri.as_str())];
         all.extend_from_slice(env);
-        cleartrail_guarded(
-            &[
-                "approve",
-                "--pr",
-                "7",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--repo",
-                ev.to_str().unwrap(),
-            ],
+        approve_cmd(
+            &self.dir.path().join("evidence"),
+            &self.dir.path().join("cleartrail.yml"),
+            "7",
             &all,
         )
     }
@@ -1040,23 +1045,12 @@ async fn only_merged_pull_requests_into_the_default_branch_from_a_safe_event() {
     let run = |api: &str, extra: &[(&str, &str)]| {
         let mut env = vec![
             ("GITHUB_API_URL", api),
-            ("GITHUB_TOKEN", TOKEN),
             ("CLEARTRAIL_SIGNING_KEY", s.key_pem.as_str()),
         ];
         env.extend_from_slice(extra);
-        cleartrail_guarded(
-            &[
-                "approve",
-                "--pr",
-                "7",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--repo",
-                ev.to_str().unwrap(),
-            ],
-            &env,
-        )
+        approve_cmd(&ev, &cfg, "7", &env)
     };
+
     let out = run(&other.uri(), &[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(

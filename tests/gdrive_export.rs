@@ -934,18 +934,24 @@ fn quick() -> Politeness {
     }
 }
 
+/// A Drive client of the fake, with a key file in a folder kept alive by
+/// the second value.
+async fn client_of(server: &MockServer) -> (GdriveClient, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = GdriveEnv {
+        credentials: key_file(dir.path(), &server.uri()),
+        api: format!("{}/", server.uri()),
+    };
+    (GdriveClient::connect(&env, quick()).await.unwrap(), dir)
+}
+
 /// Large files go by resumable upload in 256 KiB chunks, each answered
 /// 308 until the last; a rate-limited upload is retried; a changed large
 /// file becomes a resumable new revision.
 #[tokio::test(flavor = "multi_thread")]
 async fn large_files_go_by_resumable_upload_in_chunks() {
     let (server, fake) = Fake::start("top").await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = GdriveEnv {
-        credentials: key_file(dir.path(), &server.uri()),
-        api: format!("{}/", server.uri()),
-    };
-    let client = GdriveClient::connect(&env, quick()).await.unwrap();
+    let (client, _dir) = client_of(&server).await;
     let drive = Drive::new(
         &client,
         client::FILE,
@@ -1037,12 +1043,7 @@ async fn large_files_go_by_resumable_upload_in_chunks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_create_retried_after_a_lost_answer_makes_one_file() {
     let (server, fake) = Fake::start("top").await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = GdriveEnv {
-        credentials: key_file(dir.path(), &server.uri()),
-        api: format!("{}/", server.uri()),
-    };
-    let client = GdriveClient::connect(&env, quick()).await.unwrap();
+    let (client, _dir) = client_of(&server).await;
     let drive = Drive::new(&client, client::FILE, Options::default());
     let files = vec![
         PacketFile {

@@ -385,12 +385,7 @@ async fn tickets_of_every_page_with_their_whole_changelog_and_the_checks() {
         .iter()
         .find(|a| a.object_id == "tickets/CHG-3")
         .unwrap();
-    let moves: Vec<&str> = chg3.content["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["to"].as_str().unwrap())
-        .collect();
+    let moves = moves_of(chg3);
     assert_eq!(moves, ["In Progress", "Review", "Done"]);
     assert_eq!(chg3.url, format!("{}/browse/CHG-3", server.uri()));
     assert_eq!(chg3.content["assignee"]["account_id"], "ann");
@@ -805,12 +800,7 @@ async fn data_center_searches_by_start_at_with_a_bearer_token() {
         .iter()
         .find(|a| a.object_id == "tickets/CHG-3")
         .unwrap();
-    let moves: Vec<&str> = chg3.content["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["to"].as_str().unwrap())
-        .collect();
+    let moves = moves_of(chg3);
     assert_eq!(moves, ["Approved", "Done"]);
     assert_eq!(chg3.content["assignee"]["account_id"], "ann");
     let starts: Vec<u64> = bodies
@@ -838,4 +828,14 @@ async fn data_center_searches_by_start_at_with_a_bearer_token() {
         cleartrail::connectors::jira::client::Deployment::detect(&cloud),
         cleartrail::connectors::jira::client::Deployment::Cloud
     );
+}
+
+/// The statuses a ticket artifact moved to, oldest first.
+fn moves_of(a: &cleartrail::artifact::Artifact) -> Vec<&str> {
+    a.content["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect()
 }

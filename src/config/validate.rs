@@ -992,6 +992,14 @@ mod tests {
         assert!(!valid_source_name(""));
     }
 
+    /// (line, message) of every problem a load reported.
+    fn problems(err: &ConfigError) -> Vec<(usize, String)> {
+        err.problems()
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect()
+    }
+
     fn load_in(dir: &Path, text: &str) -> Result<super::Config, ConfigError> {
         load_str(&dir.join("cleartrail.yml"), text)
     }
@@ -1341,11 +1349,7 @@ mod tests {
             "version: 1\nsources:\n  tickets:\n    type: jira\n    url: acme.atlassian.net\n    path: x\n    deployment: server\n    queries:\n      Change: project = CHG\n    approval:\n      kinds: [incident]\n      approvers: [x]\n  gh:\n    type: github\n    org: acme\n    queries: {a: b}\n",
         )
         .unwrap_err();
-        let mut got: Vec<(usize, String)> = err
-            .problems()
-            .iter()
-            .map(|p| (p.line, p.message.clone()))
-            .collect();
+        let mut got: Vec<(usize, String)> = problems(&err);
         let lines: Vec<usize> = got.iter().map(|g| g.0).collect();
         assert_eq!(lines, [5, 6, 7, 9, 11, 12, 16], "{got:?}");
         assert!(got[0].1.contains("is not a Jira site address"), "{got:?}");
@@ -1405,11 +1409,7 @@ mod tests {
             &format!("{src}approvals:\n  repository: acme\n  approvers:\n    teams: [compliance]\n    groups: [x]\n  required: 0\n  signing: key\n"),
         )
         .unwrap_err();
-        let got: Vec<(usize, String)> = err
-            .problems()
-            .iter()
-            .map(|p| (p.line, p.message.clone()))
-            .collect();
+        let got: Vec<(usize, String)> = problems(&err);
         let lines: Vec<usize> = got.iter().map(|g| g.0).collect();
         assert_eq!(lines, [6, 7, 9, 10, 11, 12], "{got:?}");
         assert!(got[0].1.contains("needs `repository_id`"), "{got:?}");
@@ -1441,11 +1441,7 @@ mod tests {
             "version: 1\nsources:\n  d:\n    type: gdrive\n    folders: [\"a b\"]\n    export_as: image/png\n    org: acme\n",
         )
         .unwrap_err();
-        let got: Vec<(usize, String)> = err
-            .problems()
-            .iter()
-            .map(|p| (p.line, p.message.clone()))
-            .collect();
+        let got: Vec<(usize, String)> = problems(&err);
         assert_eq!(
             got.iter().map(|g| g.0).collect::<Vec<_>>(),
             [5, 6, 7],
@@ -1490,11 +1486,7 @@ mod tests {
             "version: 1\nsources:\n  gh:\n    type: github\n    org: acme-corp\n    optional: [repositories, audit_log]\n    sla:\n      critical: 0\n      urgent: 1\n  docs:\n    type: files\n    path: .\n    sla: { low: 1 }\n",
         )
         .unwrap_err();
-        let got: Vec<(usize, String)> = err
-            .problems()
-            .iter()
-            .map(|p| (p.line, p.message.clone()))
-            .collect();
+        let got: Vec<(usize, String)> = problems(&err);
         let lines: Vec<usize> = got.iter().map(|g| g.0).collect();
         assert_eq!(lines, [6, 6, 8, 9, 13], "{got:?}");
         assert!(

@@ -16,7 +16,7 @@
 use super::{Copy, ExportRecord, ExportedFile, Held, RECORD_FILE, RECORD_SCHEMA, SUPERSEDED};
 use crate::artifact::canonical;
 use crate::connectors::ConnectorError;
-use crate::connectors::gdrive::client::{GdriveClient, json_reply, quoted, read_body};
+use crate::connectors::gdrive::client::{GdriveClient, json_reply, quoted};
 use crate::packet::PacketFile;
 use google_drive3::api::File;
 use serde_json::{Value, json};
@@ -441,6 +441,17 @@ impl<'a> Drive<'a> {
                     let reader = std::io::Cursor::new(bytes.to_vec());
                     let mut chunks = Chunks(self.opts.chunk_size);
                     let files = self.client.hub.files();
+                    // Create and update are two call types with the same
+                    // two ways to send the bytes.
+                    macro_rules! send {
+                        ($call:expr) => {
+                            if resumable {
+                                $call.delegate(&mut chunks).upload_resumable(reader, media).await?
+                            } else {
+                                $call.upload(reader, media).await?
+                            }
+                        };
+                    }
                     let (_, file) = match existing {
                         None => {
                             let meta = File {
@@ -450,36 +461,22 @@ impl<'a> Drive<'a> {
                                 app_properties: Some(props),
                                 ..File::default()
                             };
-                            let call = files
+                            send!(files
                                 .create(meta)
                                 .supports_all_drives(true)
                                 .param("fields", FILE_FIELDS)
-                                .add_scope(self.scope);
-                            if resumable {
-                                call.delegate(&mut chunks)
-                                    .upload_resumable(reader, media)
-                                    .await?
-                            } else {
-                                call.upload(reader, media).await?
-                            }
+                                .add_scope(self.scope))
                         }
                         Some(id) => {
                             let meta = File {
                                 app_properties: Some(props),
                                 ..File::default()
                             };
-                            let call = files
+                            send!(files
                                 .update(meta, id)
                                 .supports_all_drives(true)
                                 .param("fields", FILE_FIELDS)
-                                .add_scope(self.scope);
-                            if resumable {
-                                call.delegate(&mut chunks)
-                                    .upload_resumable(reader, media)
-                                    .await?
-                            } else {
-                                call.upload(reader, media).await?
-                            }
+                                .add_scope(self.scope))
                         }
                     };
                     Ok(json_reply(&file))
@@ -551,24 +548,7 @@ impl<'a> Drive<'a> {
 
     /// A file's content.
     pub async fn download(&self, id: &str) -> Result<Vec<u8>, ConnectorError> {
-        let endpoint = self.endpoint("GET", &format!("files/{id}?alt=media"));
-        let reply = self
-            .client
-            .call(&endpoint, || async {
-                let (resp, _) = self
-                    .client
-                    .hub
-                    .files()
-                    .get(id)
-                    .param("alt", "media")
-                    .supports_all_drives(true)
-                    .add_scope(self.scope)
-                    .doit()
-                    .await?;
-                read_body(resp).await
-            })
-            .await?;
-        Ok(reply.body)
+        self.client.download(id, self.scope).await
     }
 
     /// The folder at `path` under the period folder, made as needed.

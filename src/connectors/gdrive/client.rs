@@ -215,6 +215,27 @@ impl GdriveClient {
         Ok((found, incomplete.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
+    /// A file's content (`files.get` with `alt=media`), asked for with
+    /// `scope`.
+    pub async fn download(&self, id: &str, scope: &str) -> Result<Vec<u8>, ConnectorError> {
+        let endpoint = format!("GET {}drive/v3/files/{id}?alt=media", self.api);
+        let reply = self
+            .call(&endpoint, || async {
+                let (resp, _) = self
+                    .hub
+                    .files()
+                    .get(id)
+                    .param("alt", "media")
+                    .supports_all_drives(true)
+                    .add_scope(scope)
+                    .doit()
+                    .await?;
+                read_body(resp).await
+            })
+            .await?;
+        Ok(reply.body)
+    }
+
     /// `files.create` without content (a folder): google-drive3 only
     /// creates through its upload endpoints, so this one request is made
     /// with the hub's own client and token.

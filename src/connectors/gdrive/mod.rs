@@ -213,24 +213,8 @@ impl GdriveSource {
                 self.spec.max_bytes
             )));
         }
-        let endpoint = self.endpoint(&format!("files/{id}?alt=media"));
-        let reply = self
-            .client
-            .call(&endpoint, || async {
-                let (resp, _) = self
-                    .client
-                    .hub
-                    .files()
-                    .get(id)
-                    .param("alt", "media")
-                    .supports_all_drives(true)
-                    .add_scope(READONLY)
-                    .doit()
-                    .await?;
-                read_body(resp).await
-            })
-            .await?;
-        Ok(Ok((reply.body, mime.to_string())))
+        let bytes = self.client.download(id, READONLY).await?;
+        Ok(Ok((bytes, mime.to_string())))
     }
 
     /// Who can open the file, one entry per permission.
