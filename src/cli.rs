@@ -63,6 +63,11 @@ pub enum Command {
     /// Publish a period's packet outside the repository.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Push the evidence branch and open (or update) its pull request into
+    /// the default branch, with a body that says what a reviewer approves:
+    /// the artifacts added, changed and removed by control, what changed in
+    /// each, the checks that fail and the gaps after the merge.
+    Propose(ProposeArgs),
     /// Record the approvals of a merged evidence pull request as signed
     /// records on the default branch (run after the merge, from the
     /// default branch: never from a job the pull request's author
@@ -108,6 +113,26 @@ pub struct PacketArgs {
     /// Evidence revision to render from [default: the evidence branch].
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    /// The git remote the branch is pushed to.
+    #[arg(long, value_name = "NAME", default_value = "origin")]
+    pub remote: String,
+    /// The branch the pull request merges into [default:
+    /// `approvals.default_branch`, else the remote's default branch, else
+    /// main].
+    #[arg(long, value_name = "BRANCH")]
+    pub base: Option<String>,
+    /// The repository on GitHub, `owner/name` [default:
+    /// `approvals.repository`, else GITHUB_REPOSITORY, else the remote's
+    /// URL].
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repository: Option<String>,
+    /// Print the title and body only: no commit, no push, no API call.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

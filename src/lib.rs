@@ -31,6 +31,7 @@ pub mod memory;
 pub mod packet;
 pub mod period;
 pub mod progress;
+pub mod propose;
 pub mod store;
 pub mod sync;
 pub mod verify;

@@ -25,42 +25,6 @@ struct Setup {
     server: MockServer,
 }
 
-fn openssl_key(dir: &std::path::Path) -> (String, String) {
-    let k = dir.join("signing.key");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        k.to_str().unwrap(),
-    ]);
-    let p = dir.join("signing.pub");
-    run(&[
-        "pkey",
-        "-in",
-        k.to_str().unwrap(),
-        "-pubout",
-        "-out",
-        p.to_str().unwrap(),
-    ]);
-    let private = std::fs::read_to_string(&k).unwrap();
-    std::fs::remove_file(&k).unwrap();
-    (private, std::fs::read_to_string(&p).unwrap())
-}
-
 fn review(id: u64, login: &str, uid: u64, state: &str, commit: &str, at: &str) -> Value {
     json!({"id": id, "user": {"login": login, "id": uid, "type": "User"}, "state": state,
            "commit_id": commit, "submitted_at": at, "body": ""})

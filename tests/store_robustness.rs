@@ -3,13 +3,12 @@
 //! checked by git's own `git fsck --full --strict`, not only by libgit2.
 
 mod common;
-use common::fsck;
+use common::{fsck, git};
 
 use cleartrail::store::{Author, ChangeSet, CommitOutcome, CommitSpec, Store, StoreError};
 use git2::Oid;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
@@ -19,29 +18,6 @@ fn author() -> Author {
         email: "t@example.com".into(),
         time: chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
     }
-}
-
-/// Runs git with a fixed identity and dates and no user configuration.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "T")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "T")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn committed(out: CommitOutcome) -> Oid {

@@ -8,6 +8,7 @@ mod export;
 pub(crate) mod gaps;
 mod init;
 mod packet;
+mod propose;
 mod sync;
 mod verify;
 
@@ -25,6 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Verify(a) => verify::run(g, a),
         Command::Gaps(a) => gaps::run(g, a),
         Command::Packet(a) => packet::run(g, a),
+        Command::Propose(a) => propose::run(g, a),
         Command::Approve(a) => approve::run(g, a),
         Command::Export(crate::cli::ExportCommand::Gdrive(a)) => export::gdrive(g, a),
         Command::Controls(c) => controls::run(g, c),

@@ -96,8 +96,22 @@ impl Reply {
         let from_json = doc.as_ref().and_then(|d| {
             d["message"]
                 .as_str()
-                .or_else(|| d["error"]["message"].as_str())
-                .map(str::to_string)
+                .map(|m| {
+                    // GitHub's validation failures say what failed in
+                    // `errors` ("A pull request already exists for ...").
+                    let details: Vec<&str> = d["errors"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e["message"].as_str().or_else(|| e["code"].as_str()))
+                        .collect();
+                    if details.is_empty() {
+                        m.to_string()
+                    } else {
+                        format!("{m}: {}", details.join("; "))
+                    }
+                })
+                .or_else(|| d["error"]["message"].as_str().map(str::to_string))
                 .or_else(|| {
                     // Jira's ErrorCollection: messages, and per field.
                     let mut parts: Vec<String> = d["errorMessages"]

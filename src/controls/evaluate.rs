@@ -390,7 +390,7 @@ impl FrameworkStatus {
     }
 }
 
-fn matches_conditions(sel: &Selector, h: &Held) -> bool {
+pub fn matches_conditions(sel: &Selector, h: &Held) -> bool {
     sel.conditions
         .iter()
         .all(|(path, want)| match h.field(path) {

@@ -35,9 +35,11 @@
 pub mod pack;
 mod packed;
 pub mod recover;
+mod remote;
 mod snapshot;
 mod tree;
 
+pub use remote::{Delta, PushError};
 pub use snapshot::{BlobReader, Chunks, ReadBlob, Snapshot, file_position, folder_range};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};

@@ -350,7 +350,12 @@ pub fn verify(snapshot: &Snapshot<'_>, commit: &str) -> Result<VerifyReport, Sto
     // Whatever else sits in a folder ClearTrail owns was put there by hand.
     for (i, (p, _)) in files.0.iter().enumerate() {
         let top = p.split('/').next().unwrap_or_default();
-        if OWNED_FOLDERS.contains(&top) && !accounted.has(i) && &**p != crate::artifact::STATE_PATH
+        // Listing pages are a reviewer's aid `propose` commits when a pull
+        // request's body cannot hold the change; they state no evidence.
+        if OWNED_FOLDERS.contains(&top)
+            && !accounted.has(i)
+            && &**p != crate::artifact::STATE_PATH
+            && !crate::propose::is_listing_page(p)
         {
             report.finding(
                 "stray-file",

@@ -455,3 +455,64 @@ pub fn verify_findings(args: &[&str]) -> std::collections::BTreeSet<(String, Str
     );
     found
 }
+
+/// Runs git with a fixed identity and dates and no user configuration.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "T")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "T")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A fresh P-256 key pair made by openssl: the PKCS#8 private key in PEM
+/// (its file removed) and the public key in PEM.
+pub fn openssl_key(dir: &std::path::Path) -> (String, String) {
+    let k = dir.join("signing.key");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        k.to_str().unwrap(),
+    ]);
+    let p = dir.join("signing.pub");
+    run(&[
+        "pkey",
+        "-in",
+        k.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        p.to_str().unwrap(),
+    ]);
+    let private = std::fs::read_to_string(&k).unwrap();
+    std::fs::remove_file(&k).unwrap();
+    (private, std::fs::read_to_string(&p).unwrap())
+}

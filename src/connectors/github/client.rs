@@ -385,6 +385,47 @@ impl GithubClient {
     }
 }
 
+impl GithubClient {
+    /// A write (`POST`, `PATCH`) with a JSON body; the answer's JSON. A
+    /// client error comes back as [`ConnectorError::Http`] with GitHub's
+    /// message, for the caller to tell "already exists" from the rest.
+    /// Retried like a read on a broken connection or a 5xx: callers make
+    /// their writes safe to repeat (a pull request is created for a branch
+    /// at most once, GitHub refuses a second with a 422).
+    pub async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ConnectorError> {
+        let endpoint = format!("{method} {url}");
+        let reply = self
+            .polite
+            .call(&endpoint, || async {
+                let (octo, since) = self.octo().await.map_err(|e| Broken(format!("{e}")))?;
+                let req = http::Request::builder()
+                    .method(method.clone())
+                    .uri(url)
+                    .header(http::header::ACCEPT, "application/vnd.github+json")
+                    .header("x-github-api-version", "2022-11-28");
+                let req = octo
+                    .build_request(req, Some(body))
+                    .map_err(|e| Broken(format!("building the request: {e}")))?;
+                let resp = octo
+                    .execute(req)
+                    .await
+                    .map_err(|e| Broken(format!("request failed: {e}")))?;
+                self.renewed_on_401(read(resp).await?, since).await
+            })
+            .await?;
+        serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
+            endpoint,
+            status: reply.status,
+            message: format!("unexpected body: {e}"),
+        })
+    }
+}
+
 /// The whole answer; a body that breaks off is a broken attempt.
 async fn read(
     resp: http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>,

@@ -1,0 +1,555 @@
+//! `cleartrail propose`: the evidence branch pushed, and its pull request
+//! into the default branch opened or brought up to date, never a second
+//! one. The body says what a reviewer approves (see `crate::propose`);
+//! listing pages, when the body would not fit, are committed to the branch
+//! first. A run with nothing new pushes nothing and edits nothing.
+//!
+//! Order matters for "nothing is lost": the listing commit is withdrawn
+//! when the push fails, and the pull request is touched only once the
+//! branch it shows is on the remote.
+
+use crate::cli::{GlobalArgs, ProposeArgs};
+use crate::config::Config;
+use crate::connectors::ConnectorError;
+use crate::connectors::github::client::{Auth, GithubClient, GithubEnv};
+use crate::connectors::http::Politeness;
+use crate::error::{Error, ExitStatus};
+use crate::propose::{self, ControlIndex, Links, Proposal};
+use crate::store::{Author, ChangeSet, CommitOutcome, CommitSpec, Store};
+use serde_json::{Value, json};
+
+/// What happened to the pull request.
+#[derive(Debug, serde::Serialize)]
+struct Outcome {
+    /// `created`, `updated`, `unchanged`, `nothing-to-propose` or
+    /// `dry-run`.
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    branch: String,
+    base: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    head: Option<String>,
+    pushed: bool,
+    added: usize,
+    changed: usize,
+    removed: usize,
+    failing_checks: usize,
+    gaps: usize,
+}
+
+pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
+    let config = super::optional_config(g)?;
+    let store = super::open_store(g)?;
+    let branch = super::evidence_branch(config.as_ref());
+    let tip = store
+        .branch_tip(&branch)
+        .map_err(Error::runtime)?
+        .ok_or_else(|| {
+            Error::usage(anyhow::anyhow!(
+                "the evidence branch `{branch}` does not exist in {}: run `cleartrail run` first",
+                store.path().display()
+            ))
+        })?;
+    let base_branch = base_branch(&store, args, config.as_ref())?;
+    let base_tip = match store
+        .remote_tip(&args.remote, &base_branch)
+        .map_err(Error::runtime)?
+    {
+        Some(t) => t,
+        None => store
+            .branch_tip(&base_branch)
+            .map_err(Error::runtime)?
+            .ok_or_else(|| {
+                Error::usage(anyhow::anyhow!(
+                    "the base branch `{base_branch}` is not here, as `{}/{base_branch}` or locally: fetch it (`git fetch {} {base_branch}`)",
+                    args.remote,
+                    args.remote
+                ))
+            })?,
+    };
+    let slug = repository(&store, args, config.as_ref())?;
+    let links = Links {
+        web: format!("{}/{slug}", server_url()),
+        branch: branch.clone(),
+        base_branch: base_branch.clone(),
+    };
+
+    // What the pull request would show: GitHub compares the head with its
+    // merge base with the base branch.
+    if store.contains(base_tip, tip).map_err(Error::runtime)? {
+        return finish(
+            g,
+            Outcome::empty("nothing-to-propose", &branch, &base_branch),
+            &format!("nothing to propose: `{base_branch}` already holds `{branch}`\n"),
+        );
+    }
+    let merge_base = store
+        .merge_base(base_tip, tip)
+        .map_err(Error::runtime)?
+        .ok_or_else(|| {
+            Error::usage(anyhow::anyhow!(
+                "`{branch}` and `{base_branch}` share no history, so no pull request can join them: run `cleartrail run` on a clone that has `{base_branch}`, which the evidence branch then starts from"
+            ))
+        })?;
+    let (catalogs, scope) = super::catalogs_and_scope(config.as_ref())?;
+    let index = ControlIndex::new(&catalogs, &scope);
+    let mut proposal = build(
+        &store,
+        config.as_ref(),
+        &catalogs,
+        &scope,
+        &index,
+        merge_base,
+        tip,
+    )?;
+    if proposal.is_empty() {
+        return finish(
+            g,
+            Outcome::empty("nothing-to-propose", &branch, &base_branch),
+            &format!("nothing to propose: `{branch}` adds nothing to `{base_branch}`\n"),
+        );
+    }
+
+    // Credentials before anything is written: a run that cannot reach
+    // GitHub leaves the repository as it was.
+    let env = if args.dry_run {
+        None
+    } else {
+        Some(GithubEnv::from_env().map_err(Error::usage)?)
+    };
+    // Listing pages first, so the body can link to them on the branch.
+    let pages = propose::pages(&proposal, &links, &index);
+    let head = if args.dry_run {
+        tip
+    } else {
+        commit_pages(&store, &branch, tip, &pages)?
+    };
+    proposal.head = head;
+    let title = proposal.title();
+    let body = propose::body(&proposal, &links, &index);
+    let c = proposal.counts();
+    let mut outcome = Outcome {
+        action: "dry-run",
+        number: None,
+        url: None,
+        branch: branch.clone(),
+        base: base_branch.clone(),
+        head: Some(head.to_string()),
+        pushed: false,
+        added: c.added,
+        changed: c.changed,
+        removed: c.removed,
+        failing_checks: proposal.failing.len(),
+        gaps: proposal.gaps.len(),
+    };
+    let Some(env) = env else {
+        let text = format!("{title}\n\n{body}");
+        return finish(g, outcome, &text);
+    };
+    // The branch first: a pull request never shows a head that is not
+    // on the remote.
+    let remote_tip = store
+        .remote_tip(&args.remote, &branch)
+        .map_err(Error::runtime)?;
+    if remote_tip != Some(head) {
+        let token = match &env.auth {
+            Auth::Token(t) => Some(t),
+            Auth::App { .. } => None,
+        };
+        let host = server_url();
+        let auth = token
+            .filter(|_| {
+                store
+                    .remote_url(&args.remote)
+                    .is_some_and(|u| u.starts_with(&format!("{host}/")))
+            })
+            .map(|t| (host.as_str(), t));
+        if let Err(e) = store.push(&args.remote, head, &branch, auth) {
+            if head != tip {
+                // The listing commit goes with the push that failed.
+                if let Err(r) = store.rewind(&branch, head, tip) {
+                    tracing::warn!("could not withdraw the listing commit {head}: {r}");
+                }
+            }
+            return Err(Error::runtime(anyhow::Error::new(e)));
+        }
+        outcome.pushed = true;
+    }
+
+    let rt = super::runtime()?;
+    let (action, number, url) = rt
+        .block_on(open_or_update(
+            &env,
+            &slug,
+            &branch,
+            &base_branch,
+            &title,
+            &body,
+        ))
+        .map_err(|e| match e {
+            ConnectorError::Setup { .. } => Error::usage(e),
+            e => Error::runtime(
+                anyhow::Error::new(e)
+                    .context(format!("opening the pull request of `{branch}` in {slug}")),
+            ),
+        })?;
+    outcome.action = action;
+    outcome.number = Some(number);
+    outcome.url = Some(url.clone());
+    let text = format!(
+        "pull request #{number} {action}: {url}\n{title}\n{} failing checks, {} gaps after the merge\n",
+        proposal.failing.len(),
+        proposal.gaps.len()
+    );
+    finish(g, outcome, &text)
+}
+
+impl Outcome {
+    fn empty(action: &'static str, branch: &str, base: &str) -> Outcome {
+        Outcome {
+            action,
+            number: None,
+            url: None,
+            branch: branch.to_string(),
+            base: base.to_string(),
+            head: None,
+            pushed: false,
+            added: 0,
+            changed: 0,
+            removed: 0,
+            failing_checks: 0,
+            gaps: 0,
+        }
+    }
+}
+
+/// Prints the outcome (text or JSON) and, in GitHub Actions, sets the
+/// step's outputs and adds a line to the job summary.
+fn finish(g: &GlobalArgs, o: Outcome, text: &str) -> Result<ExitStatus, Error> {
+    let out = match g.format {
+        crate::diag::Format::Json => {
+            serde_json::to_string_pretty(&o).map_err(Error::runtime)? + "\n"
+        }
+        _ => text.to_string(),
+    };
+    super::emit(&out);
+    if crate::actions::in_actions() {
+        let url = o.url.clone().unwrap_or_default();
+        crate::actions::set_outputs(&[
+            ("pull-request-url", url.clone()),
+            (
+                "pull-request-number",
+                o.number.map(|n| n.to_string()).unwrap_or_default(),
+            ),
+            ("proposal", o.action.to_string()),
+            ("artifacts-added", o.added.to_string()),
+            ("artifacts-changed", o.changed.to_string()),
+            ("artifacts-removed", o.removed.to_string()),
+        ])
+        .map_err(Error::runtime)?;
+        let line = match &o.number {
+            Some(n) => format!(
+                "### Evidence pull request\n\n[#{n}]({url}) {}: {} added, {} changed, {} removed; {} failing checks, {} gaps after the merge.\n",
+                o.action, o.added, o.changed, o.removed, o.failing_checks, o.gaps
+            ),
+            None => format!("### Evidence pull request\n\n{}\n", text.trim()),
+        };
+        crate::actions::append_summary(&line).map_err(Error::runtime)?;
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `--base`, else the approvals' default branch, else the remote's (or
+/// the repository's) default branch, else `main`.
+fn base_branch(
+    store: &Store,
+    args: &ProposeArgs,
+    config: Option<&Config>,
+) -> Result<String, Error> {
+    if let Some(b) = &args.base {
+        return Ok(b.clone());
+    }
+    if let Some(a) = config.and_then(|c| c.approvals.as_ref()) {
+        return Ok(a.default_branch.clone());
+    }
+    let found = store.default_branch_tip().map_err(Error::runtime)?;
+    Ok(found
+        .and_then(|(name, _)| {
+            name.strip_prefix("refs/heads/")
+                .map(str::to_string)
+                .or_else(|| {
+                    name.strip_prefix("refs/remotes/")
+                        .and_then(|r| r.split_once('/'))
+                        .map(|(_, b)| b.to_string())
+                })
+        })
+        .unwrap_or_else(|| "main".into()))
+}
+
+/// `owner/name` on GitHub.
+fn repository(store: &Store, args: &ProposeArgs, config: Option<&Config>) -> Result<String, Error> {
+    let found = args
+        .github_repository
+        .clone()
+        .or_else(|| {
+            config
+                .and_then(|c| c.approvals.as_ref())
+                .map(|a| a.repository.clone())
+        })
+        .or_else(|| {
+            std::env::var("GITHUB_REPOSITORY")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .or_else(|| {
+            store
+                .remote_url(&args.remote)
+                .and_then(|u| crate::audit::remote_repository(&u))
+        });
+    match found {
+        Some(s) if s.split('/').count() == 2 && !s.starts_with('/') && !s.ends_with('/') => Ok(s),
+        Some(s) => Err(Error::usage(anyhow::anyhow!(
+            "`{s}` is not a GitHub repository as `owner/name`"
+        ))),
+        None => Err(Error::usage(anyhow::anyhow!(
+            "which GitHub repository? Pass --github-repository owner/name (or set `approvals.repository`, or GITHUB_REPOSITORY, or a remote `{}` with a GitHub URL)",
+            args.remote
+        ))),
+    }
+}
+
+/// The web root of the GitHub server (`GITHUB_SERVER_URL`, as Actions
+/// sets it on GitHub Enterprise Server).
+fn server_url() -> String {
+    std::env::var("GITHUB_SERVER_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "https://github.com".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Reads the pull request's diff and evaluates the branch as it would be
+/// after the merge. Approvals are left out of the evaluation: approving
+/// is what the pull request is for, so "unapproved" would say nothing.
+fn build(
+    store: &Store,
+    config: Option<&Config>,
+    catalogs: &crate::controls::Catalogs,
+    scope: &crate::controls::evaluate::Scope,
+    index: &ControlIndex<'_>,
+    base: git2::Oid,
+    head: git2::Oid,
+) -> Result<Proposal, Error> {
+    let deltas = store
+        .diff_under(Some(base), Some(head), "")
+        .map_err(Error::runtime)?;
+    let snapshot = store.snapshot(Some(head)).map_err(Error::runtime)?;
+    let old = store.snapshot(Some(base)).map_err(Error::runtime)?;
+    let now = crate::clock::now();
+    let period = match config.and_then(|c| c.period.clone()) {
+        Some(p) => p,
+        None => match crate::audit::EffectiveConfig::read(&snapshot)
+            .map_err(Error::runtime)?
+            .and_then(|r| r.period.parse::<crate::period::Period>().ok())
+        {
+            Some(p) => p,
+            None => super::resolve_period(None, config, now)?,
+        },
+    };
+    let as_of = crate::audit::as_of(&period, now.date_naive());
+    let unapproved = config.cloned().map(|mut c| {
+        c.approvals = None;
+        c
+    });
+    let audit = super::evaluate_branch(
+        store,
+        &snapshot,
+        unapproved.as_ref(),
+        catalogs,
+        scope,
+        None,
+        &period,
+        as_of,
+    )?;
+    let failing = crate::controls::evaluate::failing_index(&audit.checks);
+    let evidence: Vec<_> = deltas
+        .iter()
+        .filter(|d| {
+            d.path
+                .starts_with(&format!("{}/", crate::artifact::EVIDENCE_DIR))
+        })
+        .cloned()
+        .collect();
+    let artifacts = propose::artifact_changes(&evidence, &old, &snapshot, index, &failing)
+        .map_err(Error::runtime)?;
+    let (failing_checks, gaps) = propose::findings(&audit.checks, &audit.statuses);
+    let proposal = Proposal {
+        period: period.to_string(),
+        base,
+        head,
+        artifacts,
+        other: propose::other_counts(&deltas),
+        failing: failing_checks,
+        gaps,
+    };
+    // The process ends soon: freeing every parsed artifact one by one is
+    // time for nothing.
+    std::mem::forget(audit);
+    Ok(proposal)
+}
+
+/// Commits the listing pages (and removes stale ones) on the branch; the
+/// new tip, or `tip` when they are as they should be.
+fn commit_pages(
+    store: &Store,
+    branch: &str,
+    tip: git2::Oid,
+    pages: &[(String, String)],
+) -> Result<git2::Oid, Error> {
+    let snapshot = store.snapshot(Some(tip)).map_err(Error::runtime)?;
+    let mut cs = ChangeSet::new();
+    let wanted: std::collections::BTreeSet<&str> = pages.iter().map(|(p, _)| p.as_str()).collect();
+    for (path, _) in snapshot
+        .files_under(propose::LISTING_DIR)
+        .map_err(Error::runtime)?
+    {
+        if !wanted.contains(&*path) {
+            cs.delete(path.to_string());
+        }
+    }
+    for (path, text) in pages {
+        let bytes = text.as_bytes();
+        if snapshot.try_blob_id(path).map_err(Error::runtime)? != Some(crate::store::blob_id(bytes))
+        {
+            cs.put(path.clone(), bytes.to_vec());
+        }
+    }
+    if cs.is_empty() {
+        return Ok(tip);
+    }
+    let message = format!(
+        "cleartrail propose: listing pages for the pull request ({} pages)\n\nThe change is too large for a pull request body; its body links to\n{}/index.md.\n",
+        pages.len(),
+        propose::LISTING_DIR
+    );
+    let base_tree = Some(store.commit_tree(tip).map_err(Error::runtime)?);
+    match store
+        .commit_with(&CommitSpec {
+            branch,
+            expected: Some(tip),
+            parents: vec![tip],
+            base_tree,
+            changes: &cs,
+            message: &message,
+            author: &Author::default(),
+        })
+        .map_err(Error::runtime)?
+    {
+        CommitOutcome::Committed { commit, .. } => Ok(commit),
+        CommitOutcome::Unchanged { .. } => Ok(tip),
+    }
+}
+
+/// Opens the pull request of `branch` into `base`, or updates the open
+/// one when its title or body differ. GitHub allows one open pull request
+/// per head and base: a create that meets one (another run, a retried
+/// request whose answer was lost) updates it instead.
+async fn open_or_update(
+    env: &GithubEnv,
+    slug: &str,
+    branch: &str,
+    base: &str,
+    title: &str,
+    body: &str,
+) -> Result<(&'static str, u64, String), ConnectorError> {
+    let client = GithubClient::connect(env, Politeness::default()).await?;
+    let owner = slug.split('/').next().unwrap_or_default();
+    let list = client.url(&format!(
+        "/repos/{slug}/pulls?state=open&head={}&base={}&per_page=100",
+        query(&format!("{owner}:{branch}")),
+        query(base)
+    ));
+    let find = || async {
+        let reply = client.get(&list, None).await?;
+        let prs: Vec<Value> =
+            serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
+                endpoint: format!("GET {list}"),
+                status: reply.status,
+                message: format!("unexpected body: {e}"),
+            })?;
+        // The oldest first: if two ever existed, the one reviewers know.
+        Ok::<Option<Value>, ConnectorError>(
+            prs.into_iter()
+                .filter(|p| p["head"]["ref"] == branch && p["base"]["ref"] == base)
+                .min_by_key(|p| p["number"].as_u64().unwrap_or(u64::MAX)),
+        )
+    };
+    let existing = match find().await? {
+        Some(pr) => Some(pr),
+        None => {
+            let created = client
+                .send(
+                    http::Method::POST,
+                    &client.url(&format!("/repos/{slug}/pulls")),
+                    &json!({"title": title, "head": branch, "base": base, "body": body,
+                            "maintainer_can_modify": false}),
+                )
+                .await;
+            match created {
+                Ok(pr) => return Ok(("created", number(&pr)?, html_url(&pr))),
+                Err(ConnectorError::Http {
+                    status: 422,
+                    message,
+                    ..
+                }) if message.contains("already exists") => find().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let pr = existing.ok_or_else(|| ConnectorError::Http {
+        endpoint: format!("GET {list}"),
+        status: 200,
+        message: "GitHub said a pull request exists for the branch but lists none".into(),
+    })?;
+    let n = number(&pr)?;
+    if pr["title"] == title && pr["body"].as_str().unwrap_or_default() == body {
+        return Ok(("unchanged", n, html_url(&pr)));
+    }
+    let updated = client
+        .send(
+            http::Method::PATCH,
+            &client.url(&format!("/repos/{slug}/pulls/{n}")),
+            &json!({"title": title, "body": body}),
+        )
+        .await?;
+    Ok(("updated", n, html_url(&updated)))
+}
+
+fn number(pr: &Value) -> Result<u64, ConnectorError> {
+    pr["number"].as_u64().ok_or_else(|| ConnectorError::Http {
+        endpoint: "pull request".into(),
+        status: 200,
+        message: "a pull request without a number".into(),
+    })
+}
+
+fn html_url(pr: &Value) -> String {
+    pr["html_url"].as_str().unwrap_or_default().to_string()
+}
+
+/// Percent-encodes a query value.
+fn query(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,983 @@
+//! What an evidence pull request asks a reviewer to approve, and its body:
+//! the artifacts it adds, changes and removes, grouped by the controls the
+//! catalogs map them to, with a field-by-field diff of each change
+//! ("`content.required_approving_review_count`: 2 → 0"), the checks that
+//! fail, and the gaps that would remain after the merge.
+//!
+//! A body stays within GitHub's limit at any size of change: when the full
+//! listing would not fit, the body summarizes (counts per control and per
+//! kind) and links to listing pages committed on the branch under
+//! [`LISTING_DIR`], [`PART_ROWS`] rows each. Everything is sorted and
+//! nothing depends on the time, so the same diff gives the same body and
+//! pages, and a run with nothing new changes neither.
+
+use crate::artifact::EVIDENCE_DIR;
+use crate::controls::evaluate::{ControlStatus, FrameworkStatus, Scope, matches_conditions};
+use crate::controls::{Catalogs, Selector};
+use crate::evidence::{Held, Keep};
+use crate::store::{Delta, Snapshot, StoreError};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+/// GitHub refuses a pull request body longer than this (characters).
+pub const BODY_LIMIT: usize = 65_536;
+/// Where the listing pages of a change too large for its body live.
+pub const LISTING_DIR: &str = ".cleartrail/proposal";
+/// Rows per listing page: a page GitHub renders quickly.
+pub const PART_ROWS: usize = 1000;
+/// Field changes shown per artifact before "and N more".
+const FIELDS_SHOWN: usize = 6;
+/// A value is cut to this many characters in a field change.
+const VALUE_CHARS: usize = 60;
+
+/// Added, changed or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Added,
+    Changed,
+    Removed,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Added => "added",
+            Op::Changed => "changed",
+            Op::Removed => "removed",
+        }
+    }
+}
+
+/// One field that changed, as shown: its path and both values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// One artifact of the pull request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArtifactChange {
+    pub op: Op,
+    pub path: String,
+    pub source: String,
+    pub kind: String,
+    pub object_id: String,
+    pub title: String,
+    pub url: String,
+    /// `framework:control`, sorted.
+    pub controls: Vec<String>,
+    /// For a change: what differs, at most [`FIELDS_SHOWN`].
+    pub fields: Vec<FieldChange>,
+    /// How many more fields differ than are shown.
+    pub more_fields: usize,
+    /// Codes of error-level checks that list it as an exception.
+    pub failing: Vec<String>,
+}
+
+/// Counts of one kind of file outside `evidence/` (derived files,
+/// collection records, tombstones).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+impl Counts {
+    fn add(&mut self, op: Op) {
+        match op {
+            Op::Added => self.added += 1,
+            Op::Changed => self.changed += 1,
+            Op::Removed => self.removed += 1,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.added + self.changed + self.removed
+    }
+}
+
+/// A check that fails on the proposed branch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailingCheck {
+    pub code: String,
+    pub severity: String,
+    pub description: String,
+    pub exceptions: usize,
+    pub population: u64,
+}
+
+/// A control that would not be covered after the merge.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Gap {
+    pub framework: String,
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub reason: String,
+}
+
+/// Where the body's links point.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// `https://github.com/owner/name` (the web root of the repository).
+    pub web: String,
+    /// The branch the pull request comes from.
+    pub branch: String,
+    /// The branch it goes into.
+    pub base_branch: String,
+}
+
+impl Links {
+    /// The web address of a file on the branch.
+    pub fn file(&self, path: &str) -> String {
+        format!("{}/blob/{}/{path}", self.web, self.branch)
+    }
+}
+
+/// Everything the body and the listing say.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub period: String,
+    pub base: git2::Oid,
+    pub head: git2::Oid,
+    pub artifacts: Vec<ArtifactChange>,
+    /// Other files by top-level folder (or file).
+    pub other: BTreeMap<String, Counts>,
+    pub failing: Vec<FailingCheck>,
+    pub gaps: Vec<Gap>,
+}
+
+impl Proposal {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for a in &self.artifacts {
+            c.add(a.op);
+        }
+        c
+    }
+
+    /// Whether the pull request would change anything at all.
+    pub fn is_empty(&self) -> bool {
+        self.artifacts.is_empty() && self.other.values().all(|c| c.total() == 0)
+    }
+
+    /// The pull request's title.
+    pub fn title(&self) -> String {
+        let c = self.counts();
+        format!(
+            "Evidence for {}: {} added, {} changed, {} removed",
+            self.period, c.added, c.changed, c.removed
+        )
+    }
+}
+
+/// Catalog selectors by (source, kind), each with the control it serves.
+pub struct ControlIndex<'a> {
+    by_kind: HashMap<(&'a str, &'a str), Vec<(&'a Selector, String)>>,
+    titles: BTreeMap<String, &'a str>,
+    /// Frameworks in catalog order, which groups follow.
+    frameworks: Vec<&'a str>,
+}
+
+impl<'a> ControlIndex<'a> {
+    /// The selectors of every in-scope control of the frameworks in scope.
+    pub fn new(catalogs: &'a Catalogs, scope: &Scope) -> Self {
+        let mut by_kind: HashMap<(&str, &str), Vec<(&Selector, String)>> = HashMap::new();
+        let mut titles = BTreeMap::new();
+        for f in &catalogs.frameworks {
+            if !scope.frameworks.contains(&f.id) {
+                continue;
+            }
+            for c in &f.controls {
+                if scope.out.contains_key(&(f.id.clone(), c.id.clone())) {
+                    continue;
+                }
+                let key = format!("{}:{}", f.id, c.id);
+                titles.insert(key.clone(), c.title.as_str());
+                for r in &c.requirements {
+                    for s in &r.any_of {
+                        by_kind
+                            .entry((s.source.as_str(), s.kind.as_str()))
+                            .or_default()
+                            .push((s, key.clone()));
+                    }
+                }
+            }
+        }
+        let frameworks = catalogs.frameworks.iter().map(|f| f.id.as_str()).collect();
+        ControlIndex {
+            by_kind,
+            titles,
+            frameworks,
+        }
+    }
+
+    /// `framework:control` of every control a selector of which matches.
+    fn controls_of(&self, h: &Held) -> Vec<String> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for (sel, key) in self
+            .by_kind
+            .get(&(h.source(), h.kind()))
+            .into_iter()
+            .flatten()
+        {
+            if matches_conditions(sel, h) {
+                out.insert(key.clone());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    fn framework_rank(&self, f: &str) -> usize {
+        self.frameworks
+            .iter()
+            .position(|x| *x == f)
+            .unwrap_or(usize::MAX)
+    }
+
+    fn title(&self, key: &str) -> &str {
+        self.titles.get(key).copied().unwrap_or("")
+    }
+}
+
+/// The artifacts of a diff of `evidence/`, read from both snapshots.
+/// `failing` maps artifact ids to the error-level checks listing them.
+pub fn artifact_changes(
+    deltas: &[Delta],
+    old: &Snapshot<'_>,
+    new: &Snapshot<'_>,
+    index: &ControlIndex<'_>,
+    failing: &HashMap<&str, Vec<&'static str>>,
+) -> Result<Vec<ArtifactChange>, StoreError> {
+    let mut out = Vec::new();
+    for d in deltas {
+        // Captured documents beside an artifact are part of it: its
+        // digest covers theirs.
+        if !d.path.ends_with(".json") {
+            continue;
+        }
+        let read =
+            |snap: &Snapshot<'_>, id: Option<git2::Oid>| -> Result<Option<Value>, StoreError> {
+                match id {
+                    Some(id) => Ok(serde_json::from_slice(&snap.read_blob(id)?).ok()),
+                    None => Ok(None),
+                }
+            };
+        let (before, after) = (read(old, d.old)?, read(new, d.new)?);
+        let op = match (&before, &after) {
+            (None, Some(_)) => Op::Added,
+            (Some(_), Some(_)) => Op::Changed,
+            (Some(_), None) => Op::Removed,
+            (None, None) => continue,
+        };
+        let doc = after
+            .as_ref()
+            .or(before.as_ref())
+            .expect("one side is there");
+        let Some(held) = Held::from_document(d.path.clone(), doc.clone(), &Keep::All) else {
+            continue;
+        };
+        let (fields, more_fields) = match (&before, &after) {
+            (Some(a), Some(b)) => field_changes(a, b),
+            _ => (Vec::new(), 0),
+        };
+        let mut fail: Vec<String> = if op == Op::Removed {
+            Vec::new()
+        } else {
+            failing
+                .get(&*held.id)
+                .map(|v| v.iter().map(|c| c.to_string()).collect())
+                .unwrap_or_default()
+        };
+        fail.sort();
+        fail.dedup();
+        out.push(ArtifactChange {
+            op,
+            path: d.path.clone(),
+            source: held.source().to_string(),
+            kind: held.kind().to_string(),
+            object_id: doc["object_id"].as_str().unwrap_or_default().to_string(),
+            title: held.title().to_string(),
+            url: held.url().to_string(),
+            controls: index.controls_of(&held),
+            fields,
+            more_fields,
+            failing: fail,
+        });
+    }
+    Ok(out)
+}
+
+/// Counts of the files of a diff outside `evidence/`, by top-level name;
+/// the listing pages themselves are left out.
+pub fn other_counts(deltas: &[Delta]) -> BTreeMap<String, Counts> {
+    let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+    for d in deltas {
+        if d.path.starts_with(&format!("{LISTING_DIR}/"))
+            || d.path.starts_with(&format!("{EVIDENCE_DIR}/"))
+        {
+            continue;
+        }
+        let top = d.path.split('/').next().unwrap_or_default().to_string();
+        let op = match (d.old, d.new) {
+            (None, _) => Op::Added,
+            (_, None) => Op::Removed,
+            _ => Op::Changed,
+        };
+        out.entry(top).or_default().add(op);
+    }
+    out
+}
+
+/// The fields that differ between two artifact documents: `title`,
+/// `url`, `period` and every leaf of `content`, in path order; the first
+/// [`FIELDS_SHOWN`] and how many more.
+pub fn field_changes(old: &Value, new: &Value) -> (Vec<FieldChange>, usize) {
+    let mut all = Vec::new();
+    for top in ["title", "url", "period"] {
+        if old[top] != new[top] {
+            all.push(FieldChange {
+                field: top.into(),
+                old: shown(&old[top]),
+                new: shown(&new[top]),
+            });
+        }
+    }
+    leaf_changes("content", &old["content"], &new["content"], &mut all);
+    // What a reviewer judges first (a setting, a version); digests, links
+    // and commit ids that follow from it last.
+    all.sort_by_key(|f| identifier_like(&f.field));
+    let more = all.len().saturating_sub(FIELDS_SHOWN);
+    all.truncate(FIELDS_SHOWN);
+    (all, more)
+}
+
+/// Whether a field names a digest, link or id rather than a setting.
+fn identifier_like(field: &str) -> bool {
+    let last = field
+        .rsplit('.')
+        .next()
+        .unwrap_or(field)
+        .split('[')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    last == "url"
+        || last == "id"
+        || last.ends_with("_id")
+        || last.ends_with("_url")
+        || last.contains("sha")
+        || last.contains("commit")
+        || last.contains("etag")
+        || last.contains("digest")
+}
+
+fn leaf_changes(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
+    if a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = Value::Null;
+                leaf_changes(
+                    &format!("{path}.{k}"),
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                leaf_changes(&format!("{path}[{i}]"), p, q, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            // Lists that grew or shrank: what came and went, not every
+            // shifted index.
+            let gone: Vec<String> = x.iter().filter(|v| !y.contains(v)).map(shown).collect();
+            let came: Vec<String> = y.iter().filter(|v| !x.contains(v)).map(shown).collect();
+            out.push(FieldChange {
+                field: path.to_string(),
+                old: format!("{} items{}", x.len(), listed("−", &gone)),
+                new: format!("{} items{}", y.len(), listed("+", &came)),
+            });
+        }
+        _ => out.push(FieldChange {
+            field: path.to_string(),
+            old: shown(a),
+            new: shown(b),
+        }),
+    }
+}
+
+fn listed(sign: &str, items: &[String]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut s: Vec<String> = items.iter().take(3).map(|i| format!("{sign}{i}")).collect();
+    if items.len() > 3 {
+        s.push(format!("{sign}{} more", items.len() - 3));
+    }
+    format!(" ({})", s.join(", "))
+}
+
+/// A value as one short line: absent is `∅`, strings unquoted.
+fn shown(v: &Value) -> String {
+    let s = match v {
+        Value::Null => "∅".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Object(m) => format!("{{{} fields}}", m.len()),
+        Value::Array(a) => format!("[{} items]", a.len()),
+        other => other.to_string(),
+    };
+    cut(&s.replace(['\n', '\r'], " "), VALUE_CHARS)
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+/// Failing checks and gaps from an evaluation of the proposed branch.
+pub fn findings(
+    checks: &[crate::checks::CheckResult],
+    statuses: &[FrameworkStatus],
+) -> (Vec<FailingCheck>, Vec<Gap>) {
+    let mut failing: Vec<FailingCheck> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| FailingCheck {
+            code: c.code.to_string(),
+            severity: c.severity.as_str().to_string(),
+            description: c.description.to_string(),
+            exceptions: c.exceptions.len(),
+            population: c.population,
+        })
+        .collect();
+    failing.sort_by(|a, b| (&a.severity, &a.code).cmp(&(&b.severity, &b.code)));
+    let gaps = crate::audit::gaps(statuses)
+        .into_iter()
+        .map(|c: &ControlStatus| Gap {
+            framework: c.framework.clone(),
+            id: c.id.clone(),
+            title: c.title.clone(),
+            status: c.status.map(|s| s.as_str()).unwrap_or_default().to_string(),
+            reason: c.reason.clone(),
+        })
+        .collect();
+    (failing, gaps)
+}
+
+/// Text made safe for a Markdown table cell: no line breaks, no column
+/// separators, no HTML, and no `@mention` that would notify someone.
+pub fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\n' | '\r' | '\t' => out.push(' '),
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            // A zero-width space keeps `@name` from mentioning.
+            '@' => out.push_str("@\u{200b}"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Inline code that survives backticks in the text.
+fn code(s: &str) -> String {
+    let s = cell(s);
+    if s.contains('`') {
+        format!("`` {s} ``")
+    } else {
+        format!("`{s}`")
+    }
+}
+
+fn link(text: &str, url: &str) -> String {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        format!(
+            "[{}]({})",
+            cell(text).replace(['[', ']'], ""),
+            url.replace([' ', ')', '|'], "")
+        )
+    } else {
+        cell(text)
+    }
+}
+
+fn short(id: git2::Oid) -> String {
+    id.to_string()[..12].to_string()
+}
+
+/// The artifacts by control (`framework:control`, then "not mapped"), each
+/// group in (op, path) order.
+fn by_control<'p>(
+    p: &'p Proposal,
+    index: &ControlIndex<'_>,
+) -> Vec<(String, Vec<&'p ArtifactChange>)> {
+    let mut groups: BTreeMap<String, Vec<&ArtifactChange>> = BTreeMap::new();
+    let mut unmapped = Vec::new();
+    for a in &p.artifacts {
+        if a.controls.is_empty() {
+            unmapped.push(a);
+        }
+        for c in &a.controls {
+            groups.entry(c.clone()).or_default().push(a);
+        }
+    }
+    let mut out: Vec<(String, Vec<&ArtifactChange>)> = groups.into_iter().collect();
+    // Catalog order of frameworks, natural order of control ids (CC2.1
+    // before CC10.1).
+    out.sort_by_key(|(k, _)| {
+        let (f, c) = k.split_once(':').unwrap_or((k, ""));
+        (index.framework_rank(f), crate::controls::natural_key(c))
+    });
+    if !unmapped.is_empty() {
+        out.push((String::new(), unmapped));
+    }
+    for (_, v) in &mut out {
+        v.sort_by(|a, b| (a.op, &a.path).cmp(&(b.op, &b.path)));
+    }
+    out
+}
+
+fn group_heading(key: &str, index: &ControlIndex<'_>) -> String {
+    if key.is_empty() {
+        return "Not mapped to any control".into();
+    }
+    let (f, c) = key.split_once(':').unwrap_or((key, ""));
+    format!("{f} {c} · {}", cell(index.title(key)))
+}
+
+const TABLE_HEAD: &str = "| | artifact | kind | notes |\n|---|---|---|---|\n";
+
+fn row(a: &ArtifactChange, links: &Links) -> String {
+    let mut notes: Vec<String> = Vec::new();
+    if !a.failing.is_empty() {
+        let f: Vec<String> = a.failing.iter().map(|c| code(c)).collect();
+        notes.push(format!("⚠ fails {}", f.join(", ")));
+    }
+    match a.op {
+        Op::Added => {}
+        Op::Removed => notes.push("no longer returned by its source".into()),
+        // The values are in "What changed", once per artifact.
+        Op::Changed if a.fields.is_empty() => notes.push("bytes only".into()),
+        Op::Changed => {
+            let mut f: Vec<String> = a.fields.iter().map(|f| code(&f.field)).collect();
+            if a.more_fields > 0 {
+                f.push(format!("{} more", a.more_fields));
+            }
+            notes.push(f.join(", "));
+        }
+    }
+    format!(
+        "| {} | {} | {}/{} | {} |\n",
+        a.op.as_str(),
+        artifact_cell(a, links),
+        cell(&a.source),
+        cell(&a.kind),
+        notes.join("<br>")
+    )
+}
+
+/// The artifact's title linked to its source object, and its file.
+fn artifact_cell(a: &ArtifactChange, links: &Links) -> String {
+    let title = if a.title.is_empty() {
+        &a.object_id
+    } else {
+        &a.title
+    };
+    let file = match a.op {
+        Op::Removed => code(&a.object_id),
+        _ => format!("[file]({})", links.file(&a.path)),
+    };
+    format!("{} · {file}", link(title, &a.url))
+}
+
+/// Each changed artifact once, with every shown field's old and new value.
+fn changes_section(p: &Proposal, links: &Links, max: usize) -> String {
+    let changed: Vec<&ArtifactChange> =
+        p.artifacts.iter().filter(|a| a.op == Op::Changed).collect();
+    if changed.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("### What changed\n\n");
+    for a in changed.iter().take(max) {
+        let _ = writeln!(
+            s,
+            "- {} ({}/{})",
+            artifact_cell(a, links),
+            cell(&a.source),
+            cell(&a.kind)
+        );
+        for f in &a.fields {
+            let _ = writeln!(
+                s,
+                "  - {}: {} → {}",
+                code(&f.field),
+                cell(&f.old),
+                cell(&f.new)
+            );
+        }
+        if a.more_fields > 0 {
+            let _ = writeln!(s, "  - and {} more fields", a.more_fields);
+        }
+    }
+    if changed.len() > max {
+        let _ = writeln!(s, "- and {} more changed artifacts", changed.len() - max);
+    }
+    s.push('\n');
+    s
+}
+
+/// The opening lines. Listing pages leave out the commits: they are
+/// committed on the branch, so naming its head would change them again.
+fn header(p: &Proposal, links: &Links, commits: bool) -> String {
+    let c = p.counts();
+    let mut s = String::from("<!-- cleartrail:propose -->\n## Evidence to review\n\n");
+    let (at_head, at_base) = if commits {
+        (
+            format!(" at `{}`", short(p.head)),
+            format!(" at `{}`", short(p.base)),
+        )
+    } else {
+        Default::default()
+    };
+    let _ = writeln!(
+        s,
+        "**{} added, {} changed, {} removed** artifacts for period **{}**: `{}`{at_head} into `{}`{at_base}.\n",
+        c.added,
+        c.changed,
+        c.removed,
+        cell(&p.period),
+        cell(&links.branch),
+        cell(&links.base_branch),
+    );
+    s.push_str(
+        "Approving this pull request approves exactly the files it adds or changes. After the merge, `cleartrail approve` records each approval that meets the policy, signed over their SHA-256.\n\n",
+    );
+    s
+}
+
+fn failing_section(p: &Proposal, links: &Links, max: usize) -> String {
+    let mut s = String::from("### Checks that fail\n\n");
+    if p.failing.is_empty() {
+        s.push_str("None.\n\n");
+        return s;
+    }
+    for f in p.failing.iter().take(max) {
+        let _ = writeln!(
+            s,
+            "- [{}]({}) ({}): {}: {} of {}",
+            code(&f.code),
+            links.file(&crate::checks::CheckResult::path(&f.code)),
+            f.severity,
+            cell(&f.description),
+            f.exceptions,
+            f.population
+        );
+    }
+    if p.failing.len() > max {
+        let _ = writeln!(s, "- and {} more", p.failing.len() - max);
+    }
+    s.push('\n');
+    s
+}
+
+fn gaps_section(p: &Proposal, max: usize, more: &str) -> String {
+    let mut s = String::from("### Gaps after the merge\n\n");
+    if p.gaps.is_empty() {
+        s.push_str("None: every in-scope control is covered.\n\n");
+        return s;
+    }
+    s.push_str("| control | title | status | why |\n|---|---|---|---|\n");
+    for g in p.gaps.iter().take(max) {
+        let _ = writeln!(
+            s,
+            "| {} {} | {} | {} | {} |",
+            g.framework,
+            cell(&g.id),
+            cell(&g.title),
+            g.status,
+            cell(&g.reason)
+        );
+    }
+    if p.gaps.len() > max {
+        let _ = writeln!(s, "\nAnd {} more{more}.", p.gaps.len() - max);
+    }
+    s.push('\n');
+    s
+}
+
+fn other_section(p: &Proposal) -> String {
+    let others: Vec<(&String, &Counts)> = p.other.iter().filter(|(_, c)| c.total() > 0).collect();
+    if others.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "### Other files\n\nCollection records, tombstones and the files derived from the evidence (check results, mappings, listings, pages):\n\n",
+    );
+    for (name, c) in others {
+        let _ = writeln!(
+            s,
+            "- {}: {} added, {} changed, {} removed",
+            code(name),
+            c.added,
+            c.changed,
+            c.removed
+        );
+    }
+    s.push('\n');
+    s
+}
+
+fn footer(p: &Proposal) -> String {
+    format!(
+        "<sub>cleartrail {} · base {} · head {}</sub>\n",
+        env!("CARGO_PKG_VERSION"),
+        p.base,
+        p.head
+    )
+}
+
+/// The full body: every artifact by control. May exceed [`BODY_LIMIT`].
+fn full_body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
+    let mut s = header(p, links, true);
+    if !p.artifacts.is_empty() {
+        s.push_str("### Artifacts by control\n\n");
+        for (key, items) in by_control(p, index) {
+            let _ = write!(
+                s,
+                "#### {} ({})\n\n{TABLE_HEAD}",
+                group_heading(&key, index),
+                items.len()
+            );
+            for a in items {
+                s.push_str(&row(a, links));
+            }
+            s.push('\n');
+        }
+    }
+    s.push_str(&changes_section(p, links, usize::MAX));
+    s.push_str(&failing_section(p, links, usize::MAX));
+    s.push_str(&gaps_section(p, usize::MAX, ""));
+    s.push_str(&other_section(p));
+    s.push_str(&footer(p));
+    s
+}
+
+/// Counts per control, as a table (the summary body and the index page).
+fn control_counts(p: &Proposal, index: &ControlIndex<'_>, max: usize) -> String {
+    let groups = by_control(p, index);
+    let mut s = String::from("| control | added | changed | removed |\n|---|---|---|---|\n");
+    for (key, items) in groups.iter().take(max) {
+        let mut c = Counts::default();
+        for a in items {
+            c.add(a.op);
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            group_heading(key, index),
+            c.added,
+            c.changed,
+            c.removed
+        );
+    }
+    if groups.len() > max {
+        let _ = writeln!(s, "\nAnd {} more controls.", groups.len() - max);
+    }
+    s.push('\n');
+    s
+}
+
+fn kind_counts(p: &Proposal) -> String {
+    let mut by: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
+    for a in &p.artifacts {
+        by.entry((&a.source, &a.kind)).or_default().add(a.op);
+    }
+    let mut s = String::from("| kind | added | changed | removed |\n|---|---|---|---|\n");
+    for ((src, kind), c) in by {
+        let _ = writeln!(
+            s,
+            "| {}/{} | {} | {} | {} |",
+            cell(src),
+            cell(kind),
+            c.added,
+            c.changed,
+            c.removed
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// Whether the full body would not fit, so that listing pages carry it.
+pub fn needs_listing(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> bool {
+    full_body(p, links, index).chars().count() > BODY_LIMIT
+}
+
+/// The listing pages to commit with the pull request: none when the full
+/// body fits (stale pages are then removed).
+pub fn pages(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Vec<(String, String)> {
+    if needs_listing(p, links, index) {
+        listing(p, links, index)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The pull request body: every artifact by control when that fits in
+/// [`BODY_LIMIT`], else a summary that links to the listing pages.
+pub fn body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
+    let full = full_body(p, links, index);
+    if full.chars().count() <= BODY_LIMIT {
+        return full;
+    }
+    let at = links.file(&format!("{LISTING_DIR}/index.md"));
+    let mut s = header(p, links, true);
+    let _ = writeln!(
+        s,
+        "This change is too large to list here ({} artifacts). **[The full listing]({at})**, committed with it, names every artifact with its source link and what changed.\n",
+        p.artifacts.len()
+    );
+    s.push_str("### By control\n\n");
+    s.push_str(&control_counts(p, index, 150));
+    s.push_str("### By kind\n\n");
+    s.push_str(&kind_counts(p));
+    s.push_str(&changes_section(p, links, 30));
+    s.push_str(&failing_section(p, links, 40));
+    s.push_str(&gaps_section(p, 120, " in the listing"));
+    s.push_str(&other_section(p));
+    s.push_str(&footer(p));
+    if s.chars().count() > BODY_LIMIT {
+        // Only pathological names get here: cut, and say so.
+        let note = format!("\n\n…cut to fit; see [the full listing]({at}).\n");
+        let keep = BODY_LIMIT - note.chars().count();
+        s = s.chars().take(keep).collect::<String>() + &note;
+    }
+    s
+}
+
+/// The listing pages: an index (the summary, every control's counts, every
+/// gap and failing check) and parts of [`PART_ROWS`] rows by control.
+fn listing(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Vec<(String, String)> {
+    let mut rows: Vec<String> = Vec::new();
+    for (key, items) in by_control(p, index) {
+        let heading = group_heading(&key, index);
+        for a in items {
+            rows.push(format!("| {heading} {}", row(a, links)));
+        }
+    }
+    let parts: Vec<&[String]> = rows.chunks(PART_ROWS).collect();
+    let mut out = Vec::new();
+    let mut idx = header(p, links, false);
+    idx.push_str("### Pages\n\n");
+    for (i, chunk) in parts.iter().enumerate() {
+        let _ = writeln!(
+            idx,
+            "- [part {}](part-{:04}.md): {} rows",
+            i + 1,
+            i + 1,
+            chunk.len()
+        );
+    }
+    idx.push_str("\n### By control\n\n");
+    idx.push_str(&control_counts(p, index, usize::MAX));
+    idx.push_str("### By kind\n\n");
+    idx.push_str(&kind_counts(p));
+    idx.push_str(&changes_section(p, links, usize::MAX));
+    idx.push_str(&failing_section(p, links, usize::MAX));
+    idx.push_str(&gaps_section(p, usize::MAX, ""));
+    idx.push_str(&other_section(p));
+    out.push((format!("{LISTING_DIR}/index.md"), idx));
+    for (i, chunk) in parts.iter().enumerate() {
+        let mut s = format!(
+            "# Evidence to review: part {} of {}\n\n[All pages](index.md)\n\n| control | | artifact | kind | notes |\n|---|---|---|---|---|\n",
+            i + 1,
+            parts.len()
+        );
+        for r in *chunk {
+            s.push_str(r);
+        }
+        out.push((format!("{LISTING_DIR}/part-{:04}.md", i + 1), s));
+    }
+    out
+}
+
+/// Whether `path` is a listing page name `propose` writes.
+pub fn is_listing_page(path: &str) -> bool {
+    let Some(name) = path.strip_prefix(&format!("{LISTING_DIR}/")) else {
+        return false;
+    };
+    name == "index.md"
+        || name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".md"))
+            .is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_changed_setting_reads_as_old_to_new() {
+        let old = json!({"title": "main", "content": {"required_approving_review_count": 2, "checks": ["a", "b"], "x": {"y": true}}});
+        let new = json!({"title": "main", "content": {"required_approving_review_count": 0, "checks": ["a"], "x": {"y": true}, "z": "new"}});
+        let (f, more) = field_changes(&old, &new);
+        assert_eq!(more, 0);
+        let shown: Vec<String> = f
+            .iter()
+            .map(|c| format!("{}: {} -> {}", c.field, c.old, c.new))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "content.checks: 2 items (−b) -> 1 items",
+                "content.required_approving_review_count: 2 -> 0",
+                "content.z: ∅ -> new",
+            ]
+        );
+    }
+
+    #[test]
+    fn many_changed_fields_are_capped() {
+        let old =
+            json!({"content": {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1, "f": 1, "g": 1, "h": 1}});
+        let new =
+            json!({"content": {"a": 2, "b": 2, "c": 2, "d": 2, "e": 2, "f": 2, "g": 2, "h": 2}});
+        let (f, more) = field_changes(&old, &new);
+        assert_eq!((f.len(), more), (FIELDS_SHOWN, 8 - FIELDS_SHOWN));
+    }
+
+    #[test]
+    fn cells_cannot_break_tables_or_mention() {
+        assert_eq!(cell("a|b\n@bob <x>"), "a\\|b @\u{200b}bob &lt;x&gt;");
+    }
+
+    #[test]
+    fn only_listing_page_names_are_pages() {
+        assert!(is_listing_page(".cleartrail/proposal/index.md"));
+        assert!(is_listing_page(".cleartrail/proposal/part-0012.md"));
+        assert!(!is_listing_page(".cleartrail/proposal/part-12.md"));
+        assert!(!is_listing_page(".cleartrail/proposal/x.md"));
+        assert!(!is_listing_page(".cleartrail/state.json"));
+    }
+}

@@ -1,0 +1,242 @@
+//! What `propose` needs of git beyond reading and committing: the files
+//! that differ between two commits under one folder (the pull request's
+//! diff), merge bases, and pushing a commit to a remote branch.
+//!
+//! Pushing goes through the `git` program rather than libgit2: it speaks
+//! every transport and credential helper the runner has set up (the token
+//! `actions/checkout` leaves behind, an SSH agent), which libgit2 would
+//! each need wiring for. A token ClearTrail was given reaches git through
+//! `GIT_CONFIG_*` variables, never the command line, where other processes
+//! could read it.
+
+use super::{Store, StoreError};
+use crate::connectors::http::Secret;
+use git2::Oid;
+
+/// One file that differs under a folder: its path from the root, and its
+/// blob before and after (`None`: absent on that side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub path: String,
+    pub old: Option<Oid>,
+    pub new: Option<Oid>,
+}
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("`git` could not be started: {0}")]
+    Spawn(std::io::Error),
+    #[error(
+        "the remote branch `{branch}` has commits this repository lacks (someone pushed to it since it was fetched): fetch it (`git fetch {remote} {branch}:{branch}`), run `cleartrail run` again, then propose"
+    )]
+    Behind { remote: String, branch: String },
+    #[error("git push to {remote} ({branch}) failed: {message}")]
+    Failed {
+        remote: String,
+        branch: String,
+        message: String,
+    },
+}
+
+impl Store {
+    /// Every file that differs between the trees of `old` and `new` under
+    /// the top-level folder `folder` (`""`: everywhere; `None` on a side:
+    /// no files), in path
+    /// order. Unchanged subtrees are skipped by id, so the cost follows
+    /// the size of the change, not of the repository.
+    pub fn diff_under(
+        &self,
+        old: Option<Oid>,
+        new: Option<Oid>,
+        folder: &str,
+    ) -> Result<Vec<Delta>, StoreError> {
+        let sub = |c: Option<Oid>| -> Result<Option<git2::Tree<'_>>, StoreError> {
+            let Some(c) = c else { return Ok(None) };
+            let root = self.commit_tree(c)?;
+            let root = self
+                .repo
+                .find_tree(root)
+                .map_err(|e| StoreError::git(format!("reading the tree of {c}"), e))?;
+            if folder.is_empty() {
+                return Ok(Some(root));
+            }
+            match root.get_name(folder) {
+                Some(e) if e.kind() == Some(git2::ObjectType::Tree) => self
+                    .repo
+                    .find_tree(e.id())
+                    .map(Some)
+                    .map_err(|e| StoreError::git(format!("reading {folder}/ of {c}"), e)),
+                _ => Ok(None),
+            }
+        };
+        let (a, b) = (sub(old)?, sub(new)?);
+        if a.as_ref().map(|t| t.id()) == b.as_ref().map(|t| t.id()) {
+            return Ok(Vec::new());
+        }
+        let mut opts = git2::DiffOptions::new();
+        // Type changes (a file becoming a link) are a removal and an
+        // addition; nothing here follows renames.
+        opts.include_typechange(false);
+        let diff = self
+            .repo
+            .diff_tree_to_tree(a.as_ref(), b.as_ref(), Some(&mut opts))
+            .map_err(|e| StoreError::git(format!("comparing {folder}/"), e))?;
+        let id = |f: git2::DiffFile<'_>| (!f.id().is_zero()).then(|| f.id());
+        let mut out: Vec<Delta> = diff
+            .deltas()
+            .filter_map(|d| {
+                let file = d.new_file().path().or_else(|| d.old_file().path())?;
+                let file = file.to_string_lossy();
+                Some(Delta {
+                    path: if folder.is_empty() {
+                        file.into_owned()
+                    } else {
+                        format!("{folder}/{file}")
+                    },
+                    old: id(d.old_file()),
+                    new: id(d.new_file()),
+                })
+            })
+            .collect();
+        out.sort_by(|x, y| x.path.cmp(&y.path));
+        Ok(out)
+    }
+
+    /// Moves `branch` back from `from` to `to` (a commit made by this
+    /// process that could not be published), if nobody moved it since.
+    pub fn rewind(&self, branch: &str, from: Oid, to: Oid) -> Result<(), StoreError> {
+        let sig = git2::Signature::now("ClearTrail", "cleartrail@users.noreply.github.com")
+            .map_err(|e| StoreError::git("building the reflog signature", e))?;
+        self.move_branch(branch, Some(from), to, &sig, "withdrawn: not published")
+    }
+
+    /// The best common ancestor of two commits, if they share history.
+    pub fn merge_base(&self, a: Oid, b: Oid) -> Result<Option<Oid>, StoreError> {
+        match self.repo.merge_base(a, b) {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(StoreError::git(
+                format!("finding the merge base of {a} and {b}"),
+                e,
+            )),
+        }
+    }
+
+    /// Whether `a` is `b` or descends from it.
+    pub fn contains(&self, a: Oid, b: Oid) -> Result<bool, StoreError> {
+        if a == b {
+            return Ok(true);
+        }
+        self.repo
+            .graph_descendant_of(a, b)
+            .map_err(|e| StoreError::git(format!("comparing {a} with {b}"), e))
+    }
+
+    /// The URL of a configured remote.
+    pub fn remote_url(&self, remote: &str) -> Option<String> {
+        self.repo
+            .find_remote(remote)
+            .ok()
+            .and_then(|r| r.url().ok().map(str::to_string))
+    }
+
+    /// The tip of `refs/remotes/<remote>/<branch>`, if fetched.
+    pub fn remote_tip(&self, remote: &str, branch: &str) -> Result<Option<Oid>, StoreError> {
+        self.ref_tip(&format!("refs/remotes/{remote}/{branch}"))
+    }
+
+    /// Pushes `commit` to `refs/heads/<branch>` of `remote`, as a fast
+    /// forward only: a remote branch that moved on is never overwritten.
+    /// With `auth` (`host`, token), HTTPS requests to that host carry the
+    /// token, unless git is already configured with an authorization
+    /// header of its own (two would be refused).
+    pub fn push(
+        &self,
+        remote: &str,
+        commit: Oid,
+        branch: &str,
+        auth: Option<(&str, &Secret)>,
+    ) -> Result<(), PushError> {
+        let mut cmd = std::process::Command::new("git");
+        // From the work tree when there is one: git resolves a relative
+        // remote URL against it.
+        cmd.arg("-C")
+            .arg(self.repo.workdir().unwrap_or(self.repo.path()))
+            .args(["push", "--porcelain", "--quiet", remote])
+            .arg(format!("{commit}:refs/heads/{branch}"))
+            // Never wait for a password on a terminal nobody watches.
+            .env("GIT_TERMINAL_PROMPT", "0");
+        if let Some((host, token)) = auth
+            && !self.has_auth_header()
+        {
+            use base64::Engine as _;
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("x-access-token:{}", token.expose()));
+            let n: usize = std::env::var("GIT_CONFIG_COUNT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            cmd.env("GIT_CONFIG_COUNT", (n + 1).to_string())
+                .env(
+                    format!("GIT_CONFIG_KEY_{n}"),
+                    format!("http.{host}/.extraheader"),
+                )
+                .env(
+                    format!("GIT_CONFIG_VALUE_{n}"),
+                    format!("AUTHORIZATION: basic {basic}"),
+                );
+        }
+        let out = cmd.output().map_err(PushError::Spawn)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("non-fast-forward") || text.contains("[rejected]") {
+            return Err(PushError::Behind {
+                remote: remote.to_string(),
+                branch: branch.to_string(),
+            });
+        }
+        let mut message: String = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "Done")
+            .collect::<Vec<_>>()
+            .join("; ");
+        if let Some((_, token)) = auth {
+            // git does not print headers, but a token in a remote URL
+            // would show in its messages.
+            message = message.replace(token.expose(), "***");
+        }
+        Err(PushError::Failed {
+            remote: remote.to_string(),
+            branch: branch.to_string(),
+            message,
+        })
+    }
+
+    /// Whether git's configuration already sends an authorization header
+    /// (`actions/checkout` leaves one unless told not to).
+    fn has_auth_header(&self) -> bool {
+        let Ok(cfg) = self.repo.config() else {
+            return false;
+        };
+        let Ok(mut entries) = cfg.entries(Some(r"^http\..*extraheader$")) else {
+            return false;
+        };
+        let mut found = false;
+        while let Some(Ok(e)) = entries.next() {
+            if e.value()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("authorization"))
+            {
+                found = true;
+            }
+        }
+        found
+    }
+}
