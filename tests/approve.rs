@@ -1045,3 +1045,88 @@ async fn only_merged_pull_requests_into_the_default_branch_from_a_safe_event() {
     );
     assert_eq!(s.main_files(), before);
 }
+
+/// A pull request that lowers the bar in the configuration it merges is
+/// judged by the configuration before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_request_is_judged_by_the_policy_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("evidence");
+    let mut opts = git2::RepositoryInitOptions::new();
+    opts.initial_head("main");
+    let repo = git2::Repository::init_opts(&ev, &opts).unwrap();
+    let (key_pem, public) = openssl_key(dir.path());
+    let cfg = |required: u32| {
+        format!(
+            "version: 1\nsources:\n  policies:\n    type: files\n    path: policies\napprovals:\n  repository: acme/evidence\n  repository_id: 77\n  approvers:\n    users: [bob, cy]\n  required: {required}\n{KEY_MODE}"
+        )
+    };
+    let base = commit(
+        &repo,
+        &[("cleartrail.yml", &cfg(2)), ("signing.pub", &public)],
+        "start",
+        T0,
+        &[],
+    );
+    let head = commit(
+        &repo,
+        &[
+            ("cleartrail.yml", &cfg(1)),
+            ("evidence/git/commit/a.json", "{\"a\":1}\n"),
+        ],
+        "cleartrail sync, and one approval is enough",
+        T0 + DAY,
+        &[base],
+    );
+    commit(
+        &repo,
+        &[],
+        "Merge pull request #7",
+        T0 + 2 * DAY,
+        &[base, head],
+    );
+    std::fs::create_dir_all(ev.join("policies")).unwrap();
+    let server = MockServer::start().await;
+    let h = head.to_string();
+    mount_pr(
+        &server,
+        7,
+        base,
+        head,
+        json!([review(
+            501,
+            "bob",
+            2,
+            "APPROVED",
+            &h,
+            "2026-03-04T09:00:00Z"
+        )]),
+    )
+    .await;
+    let uri = server.uri();
+    let out = approve_cmd(
+        &ev,
+        &ev.join("cleartrail.yml"),
+        "7",
+        &[
+            ("GITHUB_API_URL", &uri),
+            ("CLEARTRAIL_SIGNING_KEY", &key_pem),
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("1 of 2 required approvals"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("changed the approval policy in cleartrail.yml"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !tree_files(&ev, "main")
+            .keys()
+            .any(|k| k.starts_with("approvals/"))
+    );
+}

@@ -1,6 +1,6 @@
 //! Where the evidence branch is built: forked from the default branch the
-//! first time, never forked again when it exists elsewhere (a remote, or a
-//! shallow clone that did not fetch it), rebuilt on the default branch's
+//! first time, continued from a remote that has it, never forked when a
+//! shallow clone may simply not have fetched it, rebuilt on the default branch's
 //! current files when both moved on, and continued from the default branch
 //! once its pull request was merged.
 
@@ -90,13 +90,23 @@ fn unreviewed_work_checked_out_is_never_merged_into_the_evidence() {
 }
 
 #[test]
-fn a_branch_that_exists_only_on_a_remote_is_never_forked() {
+fn a_branch_that_exists_only_on_a_remote_is_continued_never_forked() {
     let f = Fixture::new();
     let r = evidence_repo_with_main(&f);
     let main = r.refname_to_id("refs/heads/main").unwrap();
+    // The remote's branch: one commit on main, as a runner that checked
+    // out main with full history sees a pull request's branch.
+    let theirs = commit(
+        &r,
+        &[("notes.md", "from the remote\n")],
+        "remote work",
+        T0 + DAY,
+        &[main],
+    );
+    r.reference("refs/heads/main", main, true, "back").unwrap();
     r.reference(
         &format!("refs/remotes/origin/{BRANCH}"),
-        main,
+        theirs,
         false,
         "as if fetched",
     )
@@ -104,17 +114,21 @@ fn a_branch_that_exists_only_on_a_remote_is_never_forked() {
     r.remote("origin", "https://example.com/acme/evidence.git")
         .unwrap();
     let out = run(&f);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
-        err.contains("refs/remotes/origin/cleartrail/evidence"),
-        "{err}"
+        stderr(&out).contains("continues refs/remotes/origin/cleartrail/evidence"),
+        "{}",
+        stderr(&out)
     );
+    let tip = r.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
     assert!(
-        err.contains("git fetch origin cleartrail/evidence:cleartrail/evidence"),
-        "{err}"
+        r.graph_descendant_of(tip, theirs).unwrap(),
+        "forked instead of continued"
     );
-    assert!(r.find_reference(&format!("refs/heads/{BRANCH}")).is_err());
+    assert_eq!(
+        tree_files(&f.evidence(), BRANCH)["notes.md"],
+        b"from the remote\n"
+    );
 }
 
 #[test]

@@ -44,8 +44,11 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
     let signer = rt.block_on(signer(&ap))?;
     let store = super::open_store(g)?;
     let env = GithubEnv::from_env().map_err(Error::usage)?;
+    let in_repo = config_in_repository(g, &store);
     let (pr, reviews, policy) = rt
-        .block_on(fetch(&env, &ap, args.pr))
+        .block_on(fetch(&env, &ap, args.pr, |base| {
+            policy_before(&store, in_repo.as_deref(), base, &ap)
+        }))
         .map_err(|e| match e {
             ConnectorError::Setup { .. } => Error::usage(e),
             e => Error::runtime(anyhow::Error::new(e).context(format!(
@@ -322,10 +325,73 @@ async fn signer(ap: &ApprovalsConfig) -> Result<RecordSigner, Error> {
 
 /// The pull request, its reviews, and the policy with teams resolved to
 /// their members.
+/// The configuration file's path inside the evidence repository, when
+/// it lives there (the usual `cleartrail.yml` at its root).
+fn config_in_repository(g: &GlobalArgs, store: &crate::store::Store) -> Option<String> {
+    let file = std::fs::canonicalize(super::config_path(g)).ok()?;
+    let root = std::fs::canonicalize(store.repo().workdir()?).ok()?;
+    let rel = file.strip_prefix(&root).ok()?;
+    Some(rel.to_str()?.replace('\\', "/"))
+}
+
+/// The approval policy a pull request is judged by: the one its base
+/// commit held, so that a pull request cannot lower the bar it must pass
+/// (fewer approvals, other approvers) by editing the configuration it
+/// merges. A configuration kept outside the repository is taken as is.
+fn policy_before(
+    store: &crate::store::Store,
+    in_repo: Option<&str>,
+    base: &str,
+    current: &ApprovalsConfig,
+) -> Result<ApprovalsConfig, ConnectorError> {
+    let Some(rel) = in_repo else {
+        return Ok(current.clone());
+    };
+    let setup = |message: String| ConnectorError::Setup { message };
+    let oid = git2::Oid::from_str(base).map_err(|_| {
+        setup(format!(
+            "the pull request's base `{base}` is not a commit id"
+        ))
+    })?;
+    let snapshot = store.snapshot(Some(oid)).map_err(|e| {
+        setup(format!(
+            "the pull request's base commit {base} is not in this repository ({e}): fetch the default branch's full history"
+        ))
+    })?;
+    let text = snapshot
+        .read(rel)
+        .map_err(|e| setup(format!("reading {rel} at {base}: {e}")))?
+        .ok_or_else(|| {
+            setup(format!(
+                "{rel} did not exist at the pull request's base {base}: the approval policy must be on the default branch before the pull request it judges"
+            ))
+        })?;
+    let text =
+        String::from_utf8(text).map_err(|_| setup(format!("{rel} at {base} is not UTF-8")))?;
+    let before = crate::config::load_str_for_reading(std::path::Path::new(rel), &text)
+        .map_err(|e| setup(format!("{rel} at the pull request's base {base}: {e}")))?;
+    let Some(before) = before.approvals else {
+        return Err(setup(format!(
+            "{rel} had no `approvals:` section at the pull request's base {base}: the approval policy must be on the default branch before the pull request it judges"
+        )));
+    };
+    if (&before.users, &before.teams, before.required)
+        != (&current.users, &current.teams, current.required)
+    {
+        tracing::warn!(
+            "pull request changed the approval policy in {rel}: it is judged by the policy before it ({}, {} required)",
+            before.described(),
+            before.required
+        );
+    }
+    Ok(before)
+}
+
 async fn fetch(
     env: &GithubEnv,
     ap: &ApprovalsConfig,
     number: u64,
+    policy_of: impl FnOnce(&str) -> Result<ApprovalsConfig, ConnectorError>,
 ) -> Result<(PullRequest, Vec<Review>, Policy), ConnectorError> {
     let client = GithubClient::connect(env, Politeness::default()).await?;
     let repo = &ap.repository;
@@ -374,6 +440,8 @@ async fn fetch(
             ),
         });
     }
+    // Who may approve, and how many, as the base commit said.
+    let ap = &policy_of(&pull.base_sha)?;
     let mut reviews = Vec::new();
     for r in pages(
         &client,

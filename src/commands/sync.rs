@@ -151,6 +151,12 @@ pub fn run(g: &GlobalArgs, args: &SyncArgs, scheduled: bool) -> Result<ExitStatu
         other => Error::runtime(other),
     })?;
     refuse_checked_out(&store, &config.branch)?;
+    if let Some(from) = store.adopt_remote(&config.branch).map_err(Error::runtime)? {
+        tracing::info!(
+            "the evidence branch `{}` continues {from} (its pull request's branch)",
+            config.branch
+        );
+    }
     let report = crate::sync::commit_prepared(
         &store,
         &config.branch,
@@ -190,7 +196,12 @@ fn saved_states(
         Err(_) => return Ok(Default::default()),
     };
     let read = || -> Result<_, crate::sync::SyncError> {
-        match store.branch_tip(branch)? {
+        // A branch only on a remote is the one this run continues.
+        let tip = match store.branch_tip(branch)? {
+            Some(t) => Some(t),
+            None => store.tracking_tip(branch)?.map(|(_, t)| t),
+        };
+        match tip {
             Some(tip) => crate::sync::read_states(&store.snapshot(Some(tip))?),
             None => Ok(Default::default()),
         }

@@ -319,6 +319,11 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
     load_text(path, text, true)
 }
 
+/// Like [`load_str`] for reading only: source paths need not exist.
+pub fn load_str_for_reading(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    load_text(path, text, false)
+}
+
 fn load_text(path: &Path, text: &str, check_paths: bool) -> Result<Config, ConfigError> {
     let display = path.display().to_string();
     let raw = match raw::parse(&display, text) {

@@ -111,6 +111,31 @@ impl Store {
         self.move_branch(branch, Some(from), to, &sig, "withdrawn: not published")
     }
 
+    /// The remote-tracking branch a missing local `branch` continues:
+    /// `origin`'s first, then the other remotes' in name order.
+    pub fn tracking_tip(&self, branch: &str) -> Result<Option<(String, Oid)>, StoreError> {
+        let mut tips = self.remote_tips(branch)?;
+        tips.sort_by_key(|(name, _)| !name.starts_with("refs/remotes/origin/"));
+        Ok(tips.into_iter().next())
+    }
+
+    /// When `branch` does not exist here but a remote has it (a runner
+    /// that checked out the default branch with full history), creates it
+    /// at the remote-tracking tip, so that the run continues that history
+    /// instead of starting another. The name it came from, if it did.
+    pub fn adopt_remote(&self, branch: &str) -> Result<Option<String>, StoreError> {
+        if self.branch_tip(branch)?.is_some() {
+            return Ok(None);
+        }
+        let Some((name, tip)) = self.tracking_tip(branch)? else {
+            return Ok(None);
+        };
+        let sig = git2::Signature::now("ClearTrail", "cleartrail@users.noreply.github.com")
+            .map_err(|e| StoreError::git("building the reflog signature", e))?;
+        self.move_branch(branch, None, tip, &sig, &format!("continued from {name}"))?;
+        Ok(Some(name))
+    }
+
     /// The best common ancestor of two commits, if they share history.
     pub fn merge_base(&self, a: Oid, b: Oid) -> Result<Option<Oid>, StoreError> {
         match self.repo.merge_base(a, b) {
