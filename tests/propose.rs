@@ -529,3 +529,24 @@ async fn nothing_is_written_when_the_proposal_cannot_be_published() {
     assert!(stdout(&dry).contains("### Artifacts by control"));
     assert_eq!(w.local_tip(), before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_squash_merged_branch_with_nothing_new_proposes_nothing() {
+    let w = world("").await;
+    w.run();
+    w.propose();
+    // Squashed into one commit on main; the branch's history is not in it.
+    let ev = w.ev();
+    git(&ev, &["merge", "-q", "--squash", BRANCH]);
+    git(&ev, &["commit", "-q", "-m", "Evidence (#12)"]);
+    git(&ev, &["push", "-q", "origin", "main"]);
+    w.prs.lock().unwrap().open.clear();
+    w.run();
+    let out = w.propose();
+    assert!(
+        stdout(&out).starts_with("nothing to propose"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.counts(), (1, 0));
+}

@@ -86,6 +86,15 @@ pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
             &format!("nothing to propose: `{base_branch}` already holds `{branch}`\n"),
         );
     }
+    // After a squash or rebase merge the branch's history is not in the
+    // base, but its files are: nothing would change.
+    if !brings_anything(&store, base_tip, tip)? {
+        return finish(
+            g,
+            Outcome::empty("nothing-to-propose", &branch, &base_branch),
+            &format!("nothing to propose: `{base_branch}` already has every file of `{branch}`\n"),
+        );
+    }
     let merge_base = store
         .merge_base(base_tip, tip)
         .map_err(Error::runtime)?
@@ -260,6 +269,19 @@ fn finish(g: &GlobalArgs, o: Outcome, text: &str) -> Result<ExitStatus, Error> {
         crate::actions::append_summary(&line).map_err(Error::runtime)?;
     }
     Ok(ExitStatus::Ok)
+}
+
+/// Whether merging `tip` into `base` would change any file ClearTrail
+/// owns (listing pages aside). Files only the default branch has, such as
+/// approval records, do not count.
+fn brings_anything(store: &Store, base: git2::Oid, tip: git2::Oid) -> Result<bool, Error> {
+    let deltas = store
+        .diff_under(Some(base), Some(tip), "")
+        .map_err(Error::runtime)?;
+    Ok(deltas.iter().any(|d| {
+        let top = d.path.split('/').next().unwrap_or_default();
+        crate::sync::OWNED.contains(&top) && !propose::is_listing_page(&d.path)
+    }))
 }
 
 /// `--base`, else the approvals' default branch, else the remote's (or
