@@ -137,9 +137,11 @@ pub struct ProposeArgs {
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// The pull request's number.
+    /// The pull request's number [default in GitHub Actions: the one the
+    /// event merged: a `push`'s or `workflow_run`'s commit, a
+    /// `workflow_dispatch`'s `pr` input].
     #[arg(long, value_name = "N")]
-    pub pr: u64,
+    pub pr: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -302,12 +302,26 @@ async fn propose_approve_verify_end_to_end() {
         ])))
         .mount(&w.server)
         .await;
+    // The approve workflow runs on the push of the merge: the event names
+    // the commit, GitHub the pull request it merged.
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/evidence/commits/{main_before}/pulls")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"number": 9, "merge_commit_sha": "1".repeat(40), "merged_at": "2026-03-01T09:00:00Z"},
+            {"number": 12, "merge_commit_sha": main_before.to_string(), "merged_at": "2026-03-20T10:00:00Z"}
+        ])))
+        .mount(&w.server)
+        .await;
+    let event = w.f.root.path().join("event.json");
+    std::fs::write(
+        &event,
+        json!({"after": main_before.to_string()}).to_string(),
+    )
+    .unwrap();
     let uri = w.server.uri();
     let approved = cleartrail_guarded(
         &[
             "approve",
-            "--pr",
-            "12",
             "--config",
             w.cfg.to_str().unwrap(),
             "--repo",
@@ -317,6 +331,8 @@ async fn propose_approve_verify_end_to_end() {
             ("GITHUB_TOKEN", TOKEN),
             ("GITHUB_API_URL", &uri),
             ("CLEARTRAIL_SIGNING_KEY", &w.key_pem),
+            ("GITHUB_EVENT_NAME", "push"),
+            ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
         ],
     );
     assert_eq!(

@@ -45,15 +45,33 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
     let store = super::open_store(g)?;
     let env = GithubEnv::from_env().map_err(Error::usage)?;
     let in_repo = config_in_repository(g, &store);
+    let number = match args.pr {
+        Some(n) => n,
+        None => match rt
+            .block_on(pr_of_event(&env, &ap.repository))
+            .map_err(|e| match e {
+                ConnectorError::Setup { .. } => Error::usage(e),
+                e => Error::runtime(anyhow::Error::new(e).context(format!(
+                    "finding the pull request this event merged in {}",
+                    ap.repository
+                ))),
+            })? {
+            Some(n) => n,
+            None => {
+                super::emit("this event merged no pull request: nothing to approve\n");
+                return Ok(ExitStatus::Ok);
+            }
+        },
+    };
     let (pr, reviews, policy) = rt
-        .block_on(fetch(&env, &ap, args.pr, |base| {
+        .block_on(fetch(&env, &ap, number, |base| {
             policy_before(&store, in_repo.as_deref(), base, &ap)
         }))
         .map_err(|e| match e {
             ConnectorError::Setup { .. } => Error::usage(e),
             e => Error::runtime(anyhow::Error::new(e).context(format!(
                 "reading pull request #{} of {}",
-                args.pr, ap.repository
+                number, ap.repository
             ))),
         })?;
     let judgement = policy::judge(&pr, &reviews, &policy);
@@ -325,6 +343,63 @@ async fn signer(ap: &ApprovalsConfig) -> Result<RecordSigner, Error> {
 
 /// The pull request, its reviews, and the policy with teams resolved to
 /// their members.
+/// The pull request the workflow's event merged, for `approve` without
+/// `--pr` in GitHub Actions (`GITHUB_EVENT_NAME`, `GITHUB_EVENT_PATH`):
+/// - `push`: the pull request whose merge commit the push brought
+///   (`payload.after`);
+/// - `workflow_run`: the same for the commit the finished run was for;
+/// - `workflow_dispatch`: its `pr` input.
+///
+/// `None` when the commit merged no pull request (a direct push).
+async fn pr_of_event(env: &GithubEnv, repo: &str) -> Result<Option<u64>, ConnectorError> {
+    let setup = |message: String| ConnectorError::Setup { message };
+    let (Ok(name), Ok(path)) = (
+        std::env::var("GITHUB_EVENT_NAME"),
+        std::env::var("GITHUB_EVENT_PATH"),
+    ) else {
+        return Err(setup(
+            "which pull request? Pass --pr N (or run in GitHub Actions, where the event names it)"
+                .into(),
+        ));
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| setup(format!("reading the event payload {path}: {e}")))?;
+    let event: Value = serde_json::from_str(&text)
+        .map_err(|e| setup(format!("the event payload {path} is not JSON: {e}")))?;
+    let sha = match name.as_str() {
+        "push" => event["after"].as_str(),
+        "workflow_run" => event["workflow_run"]["head_sha"].as_str(),
+        "workflow_dispatch" => {
+            let input = &event["inputs"]["pr"];
+            let n = input
+                .as_u64()
+                .or_else(|| input.as_str().and_then(|s| s.trim().parse().ok()));
+            return n.map(Some).ok_or_else(|| {
+                setup(format!(
+                    "a workflow_dispatch of approve needs a numeric `pr` input (payload {path})"
+                ))
+            });
+        }
+        other => {
+            return Err(setup(format!(
+                "approve cannot tell the pull request from a `{other}` event: pass --pr N, or run it on `push` to the default branch or `workflow_run`"
+            )));
+        }
+    }
+    .filter(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    .ok_or_else(|| setup(format!("the `{name}` payload {path} names no commit")))?;
+    let client = GithubClient::connect(env, Politeness::default()).await?;
+    let url = client.url(&format!("/repos/{repo}/commits/{sha}/pulls?per_page=100"));
+    let reply = client.get(&url, None).await?;
+    let prs: Vec<Value> = serde_json::from_slice(&reply.body).unwrap_or_default();
+    // The pull request this commit merged, not one that merely contains it.
+    Ok(prs
+        .iter()
+        .filter(|p| p["merge_commit_sha"].as_str() == Some(sha) && !p["merged_at"].is_null())
+        .filter_map(|p| p["number"].as_u64())
+        .min())
+}
+
 /// The configuration file's path inside the evidence repository, when
 /// it lives there (the usual `cleartrail.yml` at its root).
 fn config_in_repository(g: &GlobalArgs, store: &crate::store::Store) -> Option<String> {

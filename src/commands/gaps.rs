@@ -165,6 +165,21 @@ pub fn run(g: &GlobalArgs, args: &GapsArgs) -> Result<ExitStatus, Error> {
         }
     };
     super::emit(&out);
+    if crate::actions::in_actions() {
+        let all = rows(&result.statuses);
+        let count = |st: Status| all.iter().filter(|r| r.status == st).count();
+        let gaps = all.iter().filter(|r| r.status != Status::Covered).count();
+        crate::actions::append_summary(&format!(
+            "### ClearTrail gaps: period {period}\n\n{gaps} in-scope controls not covered.\n\n{}\n",
+            render_gaps_markdown(&result.statuses)
+        ))
+        .map_err(Error::runtime)?;
+        let mut outs = vec![("gaps", gaps.to_string())];
+        for st in Status::ALL {
+            outs.push((st.as_str(), count(st).to_string()));
+        }
+        crate::actions::set_outputs(&outs).map_err(Error::runtime)?;
+    }
     let failing = rows(&result.statuses)
         .iter()
         .any(|r| fail_on.contains(&r.status));

@@ -423,7 +423,12 @@ fn live_statuses(g: &GlobalArgs, r: &SyncReport) -> anyhow::Result<Vec<Framework
 fn github_outputs(r: &SyncReport, statuses: &[audit::Coverage]) -> anyhow::Result<()> {
     crate::actions::append_summary(&render_markdown(r, statuses))?;
     let (a, c, d) = r.totals();
+    let gaps: usize = statuses
+        .iter()
+        .map(|f| f.in_scope - f.count(crate::controls::evaluate::Status::Covered))
+        .sum();
     crate::actions::set_outputs(&[
+        ("gaps", gaps.to_string()),
         ("changed", r.commit.is_some().to_string()),
         ("commit", r.commit.clone().unwrap_or_default()),
         ("added", a.to_string()),

@@ -57,19 +57,7 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
             s
         }
         Format::Github => diag::render_github(&report.findings),
-        Format::Markdown => {
-            let mut s = format!(
-                "### ClearTrail verify `{rev}` ({})\n\n{} artifacts, {} captured documents, {} collections: ",
-                short, report.artifacts, report.captured, report.collections
-            );
-            if report.findings.is_empty() {
-                s.push_str("all verified.\n");
-            } else {
-                let _ = writeln!(s, "{} findings.\n", report.findings.len());
-                s.push_str(&diag::render_markdown(&report.findings));
-            }
-            s
-        }
+        Format::Markdown => markdown(&rev, short, &report),
         Format::Text => {
             let mut s = diag::render_text(&report.findings);
             let _ = writeln!(
@@ -85,11 +73,47 @@ pub fn run(g: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus, Error> {
         }
     };
     super::emit(&out);
+    if crate::actions::in_actions() {
+        // Annotations on the files (unless printed already), a summary
+        // and the result as outputs.
+        if g.format != Format::Github {
+            eprint!("{}", diag::render_github(&report.findings));
+        }
+        crate::actions::append_summary(&markdown(&rev, short, &report)).map_err(Error::runtime)?;
+        crate::actions::set_outputs(&[
+            (
+                "verify",
+                if report.findings.is_empty() {
+                    "passed"
+                } else {
+                    "failed"
+                }
+                .to_string(),
+            ),
+            ("findings", report.findings.len().to_string()),
+        ])
+        .map_err(Error::runtime)?;
+    }
     Ok(if report.findings.is_empty() {
         ExitStatus::Ok
     } else {
         ExitStatus::Findings
     })
+}
+
+/// The report as Markdown (`--format markdown`, the job summary).
+fn markdown(rev: &str, short: &str, report: &crate::verify::VerifyReport) -> String {
+    let mut s = format!(
+        "### ClearTrail verify `{rev}` ({short})\n\n{} artifacts, {} captured documents, {} collections: ",
+        report.artifacts, report.captured, report.collections
+    );
+    if report.findings.is_empty() {
+        s.push_str("all verified.\n");
+    } else {
+        let _ = writeln!(s, "{} findings.\n", report.findings.len());
+        s.push_str(&diag::render_markdown(&report.findings));
+    }
+    s
 }
 
 /// Compares the export named by `--against-drive` or `--against-dir`
