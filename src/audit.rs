@@ -545,7 +545,14 @@ struct ReadmeContext<'a> {
     gaps: Vec<Gap<'a>>,
     checks: Vec<CheckRow<'a>>,
     collections: Vec<Value>,
+    /// How the repository is run and should be protected (shared with the
+    /// README `cleartrail init` writes).
+    protection: &'static str,
 }
+
+/// The section on workflows and branch protection of every evidence
+/// repository's README.
+pub const PROTECTION: &str = include_str!("../templates/init/protection.md");
 
 #[derive(Serialize)]
 struct ControlContext<'a> {
@@ -824,6 +831,7 @@ pub fn derived_files(
                 })
                 .collect(),
             collections,
+            protection: PROTECTION,
         },
     )?;
     files.push("README.md".to_string(), readme.into_bytes());

@@ -142,6 +142,10 @@ pub struct ApproveArgs {
     /// `workflow_dispatch`'s `pr` input].
     #[arg(long, value_name = "N")]
     pub pr: Option<u64>,
+    /// Push the default branch with the new records to this remote (fast
+    /// forward only); a push that fails withdraws the records' commit.
+    #[arg(long, value_name = "REMOTE")]
+    pub push: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,9 +213,20 @@ pub enum ControlsCommand {
 pub struct InitArgs {
     /// Folder of the evidence repository [default: --repo].
     pub dir: Option<PathBuf>,
-    /// Overwrite an existing cleartrail.yml.
+    /// Overwrite an existing cleartrail.yml and workflows.
     #[arg(long)]
     pub force: bool,
+    /// Write no GitHub Actions workflows.
+    #[arg(long)]
+    pub no_workflows: bool,
+    /// The commit of the ClearTrail action the workflows pin (40 hex
+    /// digits) [default: the commit this release was built from].
+    #[arg(long, value_name = "SHA")]
+    pub action_ref: Option<String>,
+    /// The evidence repository's default branch, where approvals are
+    /// recorded.
+    #[arg(long, value_name = "BRANCH", default_value = "main")]
+    pub default_branch: String,
 }
 
 #[derive(Debug, Args)]

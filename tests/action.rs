@@ -271,3 +271,66 @@ fn run_in_actions_writes_a_summary_and_outputs_and_never_a_secret() {
     insta::assert_snapshot!("actions_run_summary", pin(&summary));
     insta::assert_snapshot!("actions_run_outputs", pin(&outputs));
 }
+
+/// What `init` scaffolds: the configuration, the three workflows pinned to
+/// a commit of the action, a README on protecting the repository; and
+/// without a commit to pin, no workflows rather than unpinned ones.
+#[test]
+fn init_writes_pinned_workflows_and_the_protection_readme() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("ev");
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let out = cleartrail(&[
+        "init",
+        ev.to_str().unwrap(),
+        "--action-ref",
+        sha,
+        "--default-branch",
+        "trunk",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let wf = |n: &str| std::fs::read_to_string(ev.join(".github/workflows").join(n)).unwrap();
+    for name in [
+        "cleartrail-sync.yml",
+        "cleartrail-approve.yml",
+        "cleartrail-packet.yml",
+    ] {
+        let text = wf(name);
+        assert!(
+            text.contains(&format!("uses: cleartrail/cleartrail@{sha} # v{VERSION}")),
+            "{name}"
+        );
+        assert!(
+            !text.contains("{{ action") && !text.contains("{{ default_branch"),
+            "{name} has a hole"
+        );
+        assert!(text.contains("persist-credentials: false"), "{name}");
+    }
+    assert!(wf("cleartrail-approve.yml").contains("branches: [trunk]"));
+    assert!(wf("cleartrail-approve.yml").contains("id-token: write"));
+    assert!(wf("cleartrail-sync.yml").contains("pull-requests: write"));
+    let readme = std::fs::read_to_string(ev.join("README.md")).unwrap();
+    assert!(readme.contains("Require a pull request before merging"));
+
+    // A tag is not a pin; a second init keeps what is there.
+    let bad = cleartrail(&[
+        "init",
+        ev.to_str().unwrap(),
+        "--force",
+        "--action-ref",
+        "v1",
+    ]);
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("40-digit commit"), "{}", stderr(&bad));
+    let other = dir.path().join("other");
+    let unpinned = cleartrail(&["init", other.to_str().unwrap()]);
+    assert_eq!(code(&unpinned), 0, "{}", stderr(&unpinned));
+    if option_env!("CLEARTRAIL_ACTION_SHA").is_none() {
+        assert!(
+            stdout(&unpinned).contains("workflows not written"),
+            "{}",
+            stdout(&unpinned)
+        );
+        assert!(!other.join(".github").exists());
+    }
+}

@@ -322,6 +322,8 @@ async fn propose_approve_verify_end_to_end() {
     let approved = cleartrail_guarded(
         &[
             "approve",
+            "--push",
+            "origin",
             "--config",
             w.cfg.to_str().unwrap(),
             "--repo",
@@ -342,7 +344,17 @@ async fn propose_approve_verify_end_to_end() {
         stdout(&approved),
         stderr(&approved)
     );
+    // Committed and pushed: the remote's default branch holds the records.
     let files = tree_files(&ev, "main");
+    assert_eq!(
+        w.tip(&ev, "refs/heads/main"),
+        w.tip(&w.f.root.path().join("remote.git"), "refs/heads/main")
+    );
+    assert!(
+        stdout(&approved).contains("pushed main to origin"),
+        "{}",
+        stdout(&approved)
+    );
     let record = files
         .get("approvals/2026/12-901.intoto.json")
         .unwrap_or_else(|| panic!("{:?}", files.keys().filter(|k| k.starts_with("approvals"))));

@@ -75,6 +75,12 @@ fi
 from_source() {
   echo "$1: building cleartrail from $source_dir with cargo install --locked" >&2
   [ -f "$source_dir/Cargo.toml" ] || fail "no Cargo.toml in $source_dir to build from"
+  # The action's own commit, which `cleartrail init` pins workflows to.
+  case "${GITHUB_ACTION_REF:-}" in
+    [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]*)
+      if [ ${#GITHUB_ACTION_REF} -eq 40 ]; then export CLEARTRAIL_ACTION_SHA="$GITHUB_ACTION_REF"; fi
+      ;;
+  esac
   "${CARGO:-cargo}" install --locked --path "$source_dir" --root "$dir" ||
     fail "cargo install --locked --path $source_dir failed"
   [ -x "$bin" ] || fail "cargo install left no $bin"

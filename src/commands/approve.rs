@@ -181,9 +181,20 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
             &Author::default(),
         )
         .map_err(Error::runtime)?;
-    let commit = match out {
-        CommitOutcome::Committed { commit, .. } => commit.to_string(),
-        CommitOutcome::Unchanged { .. } => String::from("(unchanged)"),
+    let (commit, pushed) = match out {
+        CommitOutcome::Committed { commit: c, .. } => {
+            if let Some(remote) = &args.push {
+                if let Err(e) = super::push_branch(&store, remote, c, &ap.default_branch, &env) {
+                    // Unpublished records would be signed again next time.
+                    if let Err(r) = store.rewind(&ap.default_branch, c, tip) {
+                        tracing::warn!("could not withdraw the records' commit {c}: {r}");
+                    }
+                    return Err(Error::runtime(anyhow::Error::new(e)));
+                }
+            }
+            (c.to_string(), args.push.as_deref())
+        }
+        CommitOutcome::Unchanged { .. } => (String::from("(unchanged)"), None),
     };
     let mut s = format!(
         "pull request #{}: {} approval records over {} files committed to {} ({})\n",
@@ -195,6 +206,9 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
     );
     for w in &written {
         let _ = writeln!(s, "  {w}");
+    }
+    if let Some(remote) = pushed {
+        let _ = writeln!(s, "pushed {} to {remote}", ap.default_branch);
     }
     super::emit(&s);
     Ok(ExitStatus::Ok)

@@ -180,6 +180,33 @@ pub(crate) fn open_store(g: &crate::cli::GlobalArgs) -> Result<crate::store::Sto
     })
 }
 
+/// Pushes `commit` to `branch` of `remote` (fast forward only). For an
+/// HTTPS remote on the GitHub server, a token from `env` goes with it
+/// when git has none configured (`persist-credentials: false`).
+pub(crate) fn push_branch(
+    store: &crate::store::Store,
+    remote: &str,
+    commit: git2::Oid,
+    branch: &str,
+    env: &crate::connectors::github::client::GithubEnv,
+) -> Result<(), crate::store::PushError> {
+    use crate::connectors::github::client::Auth;
+    let host = propose::server_url();
+    let token = match &env.auth {
+        Auth::Token(t) => Some(t),
+        // An App's installation token lives inside the API client.
+        Auth::App { .. } => None,
+    };
+    let auth = token
+        .filter(|_| {
+            store
+                .remote_url(remote)
+                .is_some_and(|u| u.starts_with(&format!("{host}/")))
+        })
+        .map(|t| (host.as_str(), t));
+    store.push(remote, commit, branch, auth)
+}
+
 /// Writes data to stdout. A closed pipe (`cleartrail gaps | head`) ends
 /// the output quietly instead of panicking; other failures are logged.
 pub(crate) fn emit(text: &str) {

@@ -11,7 +11,7 @@
 use crate::cli::{GlobalArgs, ProposeArgs};
 use crate::config::Config;
 use crate::connectors::ConnectorError;
-use crate::connectors::github::client::{Auth, GithubClient, GithubEnv};
+use crate::connectors::github::client::{GithubClient, GithubEnv};
 use crate::connectors::http::Politeness;
 use crate::error::{Error, ExitStatus};
 use crate::propose::{self, ControlIndex, Links, Proposal};
@@ -164,19 +164,7 @@ pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
         .remote_tip(&args.remote, &branch)
         .map_err(Error::runtime)?;
     if remote_tip != Some(head) {
-        let token = match &env.auth {
-            Auth::Token(t) => Some(t),
-            Auth::App { .. } => None,
-        };
-        let host = server_url();
-        let auth = token
-            .filter(|_| {
-                store
-                    .remote_url(&args.remote)
-                    .is_some_and(|u| u.starts_with(&format!("{host}/")))
-            })
-            .map(|t| (host.as_str(), t));
-        if let Err(e) = store.push(&args.remote, head, &branch, auth) {
+        if let Err(e) = super::push_branch(&store, &args.remote, head, &branch, &env) {
             if head != tip {
                 // The listing commit goes with the push that failed.
                 if let Err(r) = store.rewind(&branch, head, tip) {
@@ -345,7 +333,7 @@ fn repository(store: &Store, args: &ProposeArgs, config: Option<&Config>) -> Res
 
 /// The web root of the GitHub server (`GITHUB_SERVER_URL`, as Actions
 /// sets it on GitHub Enterprise Server).
-fn server_url() -> String {
+pub(crate) fn server_url() -> String {
     std::env::var("GITHUB_SERVER_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
