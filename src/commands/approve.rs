@@ -183,14 +183,14 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
         .map_err(Error::runtime)?;
     let (commit, pushed) = match out {
         CommitOutcome::Committed { commit: c, .. } => {
-            if let Some(remote) = &args.push {
-                if let Err(e) = super::push_branch(&store, remote, c, &ap.default_branch, &env) {
-                    // Unpublished records would be signed again next time.
-                    if let Err(r) = store.rewind(&ap.default_branch, c, tip) {
-                        tracing::warn!("could not withdraw the records' commit {c}: {r}");
-                    }
-                    return Err(Error::runtime(anyhow::Error::new(e)));
+            if let Some(remote) = &args.push
+                && let Err(e) = super::push_branch(&store, remote, c, &ap.default_branch, &env)
+            {
+                // Unpublished records would be signed again next time.
+                if let Err(r) = store.rewind(&ap.default_branch, c, tip) {
+                    tracing::warn!("could not withdraw the records' commit {c}: {r}");
                 }
+                return Err(Error::runtime(anyhow::Error::new(e)));
             }
             (c.to_string(), args.push.as_deref())
         }
