@@ -6,7 +6,8 @@
 //! then the `cleartrail` binary itself:
 //!
 //! 1. rounds of: a cold `run` into a new evidence repository, a `run` with
-//!    nothing new (must make no commit), `gaps`, `packet --out`, `verify`;
+//!    nothing new (must make no commit), `gaps`, `packet --out`, `verify`,
+//!    `propose --dry-run` (the pull request of every artifact);
 //! 2. 100 new commits in the source, then rounds of: a cold `run` of the
 //!    grown source into a scratch repository, and a `run` after the 100
 //!    new commits (each from a copy of the same repository);
@@ -245,6 +246,24 @@ fn main() {
     .unwrap();
     let ev = work.join("evidence");
     let branch = "refs/heads/cleartrail/evidence";
+    // The evidence repository has a default branch, as on GitHub: the
+    // evidence branch forks from it and `propose` compares with it.
+    std::fs::create_dir_all(&ev).unwrap();
+    git(&ev, &["init", "-q", "-b", "main"]);
+    git(
+        &ev,
+        &[
+            "-c",
+            "user.name=B",
+            "-c",
+            "user.email=b@example.com",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "Start the evidence repository",
+        ],
+    );
 
     let runs: usize = args
         .iter()
@@ -261,7 +280,7 @@ fn main() {
     // taken within a round: a cold run, then the measures compared with
     // it, back to back. The table gives the median of the rounds' ratios.
     let packet_dir = work.join("packet");
-    let readers = |ev: &Path| -> [Measured; 3] {
+    let readers = |ev: &Path| -> [Measured; 4] {
         let gaps = measure(&mut cleartrail(&cfg, ev, &["gaps", "--format", "json"]));
         if packet_dir.exists() {
             std::fs::remove_dir_all(&packet_dir).unwrap();
@@ -285,12 +304,30 @@ fn main() {
             verify.stdout,
             verify.stderr
         );
-        [gaps, packet, verify]
+        // The pull request of every artifact: its diff, the evaluation,
+        // the body and the listing pages (no push, no API: --dry-run).
+        let propose = measure(&mut cleartrail(
+            &cfg,
+            ev,
+            &[
+                "propose",
+                "--dry-run",
+                "--github-repository",
+                "acme/evidence",
+            ],
+        ));
+        assert!(
+            propose.stdout.contains("The full listing"),
+            "propose: {}\n{}",
+            propose.stdout,
+            propose.stderr
+        );
+        [gaps, packet, verify, propose]
     };
     eprintln!("{runs} rounds of: cold run, run with nothing new, gaps, packet, verify...");
     let mut colds = Vec::new();
-    let (mut agains, mut gapss, mut packets, mut verifies) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut agains, mut gapss, mut packets, mut verifies, mut proposes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut tip1 = String::new();
     for k in 0..runs {
         let into = if k == 0 {
@@ -308,10 +345,11 @@ fn main() {
         agains.push(measure(&mut cleartrail(&cfg, &ev, &["run"])));
         let tip = git(&ev, &["rev-parse", branch]);
         assert_eq!(tip1, tip, "a run with nothing new made a commit");
-        let [g, p, v] = readers(&ev);
+        let [g, p, v, pr] = readers(&ev);
         gapss.push(g);
         packets.push(p);
         verifies.push(v);
+        proposes.push(pr);
     }
 
     eprintln!(
@@ -433,6 +471,11 @@ fn main() {
         ("gaps", &gapss, "<= 15%"),
         ("packet", &packets, "<= 15%"),
         ("verify", &verifies, "<= 15%"),
+        (
+            "propose --dry-run, every artifact new",
+            &proposes,
+            "body <= 65,536 chars",
+        ),
     ] {
         row(name, m, Base::Cold(&colds), target);
     }

@@ -425,42 +425,96 @@ async fn propose_approve_verify_end_to_end() {
     insta::assert_snapshot!("propose_changed_body", pinned(&body));
 }
 
+/// Writes procedures `range` into the handbook folder.
+fn procedures(dir: &Path, range: std::ops::Range<usize>, title: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in range {
+        std::fs::write(
+            dir.join(format!("procedure-{i:04}.md")),
+            format!("---\ntitle: {title} {i} | with a pipe and @someone\nowner: Ops\nlast_reviewed: 2026-02-01\n---\n\nStep one.\n"),
+        )
+        .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_too_large_for_a_body_links_to_listing_pages() {
     let w = world("  handbook:\n    type: files\n    path: handbook\n").await;
     let dir = w.f.root.path().join("handbook");
-    std::fs::create_dir_all(&dir).unwrap();
-    for i in 0..700 {
-        std::fs::write(
-            dir.join(format!("procedure-{i:04}.md")),
-            format!("---\ntitle: Procedure {i} | with a pipe and @someone\nowner: Ops\nlast_reviewed: 2026-02-01\n---\n\nStep one.\n"),
-        )
-        .unwrap();
-    }
+    let at =
+        "https://github.com/acme/evidence/blob/cleartrail/evidence/.cleartrail/proposal/index.md";
+
+    // A first proposal: every artifact is new, so the index links to each
+    // kind's own listing on the branch instead of paging it again.
+    procedures(&dir, 0..700, "Procedure");
     w.run();
     w.propose();
     let body = w.body();
     assert!(body.chars().count() <= 65_536, "{}", body.chars().count());
-    let at =
-        "https://github.com/acme/evidence/blob/cleartrail/evidence/.cleartrail/proposal/index.md";
     assert!(
         body.contains(&format!("**[The full listing]({at})**")),
         "{body}"
     );
-    // No mention escapes into the body or the pages.
     assert!(!body.contains("@someone"));
-    // The pages are on the branch that was pushed, and name every artifact.
+    let files = tree_files(&w.ev(), &w.remote_tip().unwrap().to_string());
+    let index = String::from_utf8(files[".cleartrail/proposal/index.md"].clone()).unwrap();
+    assert!(
+        index.contains("| files/document: all new, [listed here](../../listings/files/document/index.md) | 703 | 0 | 0 |"),
+        "{index}"
+    );
+    assert!(files.contains_key("listings/files/document/index.md"));
+    assert!(
+        !files
+            .keys()
+            .any(|p| p.starts_with(".cleartrail/proposal/part-"))
+    );
+
+    // Merged; then 700 more and one retitled: paged, one row each.
+    let ev = w.ev();
+    git(
+        &ev,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-m",
+            "Merge pull request #12",
+            BRANCH,
+        ],
+    );
+    git(&ev, &["push", "-q", "origin", "main"]);
+    w.prs.lock().unwrap().open.clear();
+    procedures(&dir, 700..1400, "Procedure");
+    procedures(&dir, 0..1, "Retitled procedure");
+    w.run();
+    w.propose();
+    let body = w.body();
+    assert!(body.chars().count() <= 65_536, "{}", body.chars().count());
+    assert!(
+        body.contains("**700 added, 1 changed, 0 removed**"),
+        "{body}"
+    );
+    assert!(!body.contains("@someone"));
     let tip = w.remote_tip().unwrap();
     assert_eq!(Some(tip), w.local_tip());
-    let files = tree_files(&w.ev(), &tip.to_string());
+    let files = tree_files(&ev, &tip.to_string());
     let index = String::from_utf8(files[".cleartrail/proposal/index.md"].clone()).unwrap();
-    assert!(index.contains("[part 1](part-0001.md)"), "{index}");
+    assert!(
+        index.contains("[part 1](part-0001.md): 701 rows"),
+        "{index}"
+    );
+    assert!(
+        index.contains(
+            "`title`: Procedure 0 \\| with a pipe and @\u{200b}someone → Retitled procedure 0"
+        ),
+        "{index}"
+    );
     let pages: String = files
         .iter()
         .filter(|(p, _)| p.starts_with(".cleartrail/proposal/part-"))
         .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
         .collect();
-    for i in [0, 357, 699] {
+    for i in [700, 1057, 1399] {
         assert!(
             pages.contains(&format!(
                 "Procedure {i} \\| with a pipe and @\u{200b}someone"
@@ -468,9 +522,13 @@ async fn a_change_too_large_for_a_body_links_to_listing_pages() {
             "procedure {i} missing from the pages"
         );
     }
+    assert!(
+        pages.contains("../../evidence/files/document/"),
+        "relative file links"
+    );
     assert!(!pages.contains("@someone"));
     // Verify takes the pages for what they are.
-    let verified = command_with("verify", &w.cfg, &w.ev(), &[]);
+    let verified = command_with("verify", &w.cfg, &ev, &[]);
     assert_eq!(
         code(&verified),
         0,
@@ -483,7 +541,7 @@ async fn a_change_too_large_for_a_body_links_to_listing_pages() {
     let again = w.propose();
     assert!(stdout(&again).contains("unchanged"), "{}", stdout(&again));
     assert_eq!(w.local_tip(), Some(tip));
-    assert_eq!(w.counts(), (1, 0));
+    assert_eq!(w.counts(), (2, 0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -394,9 +394,16 @@ fn build(
         })
         .cloned()
         .collect();
-    let artifacts = propose::artifact_changes(&evidence, &old, &snapshot, index, &failing)
-        .map_err(Error::runtime)?;
+    let artifacts =
+        propose::artifact_changes(&evidence, &old, &snapshot, &audit.held, index, &failing)
+            .map_err(Error::runtime)?;
     let (failing_checks, gaps) = propose::findings(&audit.checks, &audit.statuses);
+    let mut held_by_kind = std::collections::BTreeMap::new();
+    for h in audit.held.iter() {
+        *held_by_kind
+            .entry((h.source().to_string(), h.kind().to_string()))
+            .or_insert(0usize) += 1;
+    }
     let proposal = Proposal {
         period: period.to_string(),
         base,
@@ -405,6 +412,7 @@ fn build(
         other: propose::other_counts(&deltas),
         failing: failing_checks,
         gaps,
+        held_by_kind,
     };
     // The process ends soon: freeing every parsed artifact one by one is
     // time for nothing.

@@ -65,6 +65,9 @@ pub struct ArtifactChange {
     pub path: String,
     pub source: String,
     pub kind: String,
+    /// The source object's id (for an added artifact, described from the
+    /// evaluation, its artifact id): shown when it has no title, and for
+    /// a removed artifact, which has no file to link to.
     pub object_id: String,
     pub title: String,
     pub url: String,
@@ -150,6 +153,8 @@ pub struct Proposal {
     pub other: BTreeMap<String, Counts>,
     pub failing: Vec<FailingCheck>,
     pub gaps: Vec<Gap>,
+    /// How many artifacts of each (source, kind) the new side holds.
+    pub held_by_kind: BTreeMap<(String, String), usize>,
 }
 
 impl Proposal {
@@ -245,69 +250,122 @@ impl<'a> ControlIndex<'a> {
     }
 }
 
+/// The fields of an artifact file a row shows; `content` is skipped
+/// unread.
+#[derive(serde::Deserialize)]
+struct Meta {
+    id: String,
+    source: String,
+    kind: String,
+    #[serde(default)]
+    object_id: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    url: String,
+}
+
 /// The artifacts of a diff of `evidence/`, read from both snapshots.
-/// `failing` maps artifact ids to the error-level checks listing them.
+/// `held` is the evidence of the new side as evaluated (its selectors'
+/// fields kept), which maps an added or changed artifact to controls
+/// without parsing it again; `failing` maps artifact ids to the
+/// error-level checks listing them. Only a changed artifact is parsed
+/// whole, on both sides, for its field changes.
 pub fn artifact_changes(
     deltas: &[Delta],
     old: &Snapshot<'_>,
     new: &Snapshot<'_>,
+    held: &crate::evidence::Evidence,
     index: &ControlIndex<'_>,
     failing: &HashMap<&str, Vec<&'static str>>,
 ) -> Result<Vec<ArtifactChange>, StoreError> {
-    let mut out = Vec::new();
+    // An added artifact is described from the evaluation alone: at a
+    // first proposal of 100,000 artifacts, reading each file again (and
+    // having git hash it again) was most of the time.
+    let by_path: HashMap<&str, &Held> = held.iter().map(|h| (&*h.path, h)).collect();
+    let mut out = Vec::with_capacity(deltas.len());
     for d in deltas {
         // Captured documents beside an artifact are part of it: its
         // digest covers theirs.
         if !d.path.ends_with(".json") {
             continue;
         }
-        let read =
-            |snap: &Snapshot<'_>, id: Option<git2::Oid>| -> Result<Option<Value>, StoreError> {
-                match id {
-                    Some(id) => Ok(serde_json::from_slice(&snap.read_blob(id)?).ok()),
-                    None => Ok(None),
-                }
+        let fails = |id: &str| -> Vec<String> {
+            let mut f: Vec<String> = failing
+                .get(id)
+                .map(|v| v.iter().map(|c| c.to_string()).collect())
+                .unwrap_or_default();
+            f.sort();
+            f.dedup();
+            f
+        };
+        let now = by_path.get(d.path.as_str()).filter(|_| d.new.is_some());
+        if let (None, Some(h)) = (d.old, now) {
+            out.push(ArtifactChange {
+                op: Op::Added,
+                path: d.path.clone(),
+                source: h.source().to_string(),
+                kind: h.kind().to_string(),
+                object_id: h.id.to_string(),
+                title: h.title().to_string(),
+                url: h.url().to_string(),
+                controls: index.controls_of(h),
+                fields: Vec::new(),
+                more_fields: 0,
+                failing: fails(&h.id),
+            });
+            continue;
+        }
+        let bytes =
+            |snap: &Snapshot<'_>, id: Option<git2::Oid>| -> Result<Option<Vec<u8>>, StoreError> {
+                id.map(|id| snap.read_blob(id)).transpose()
             };
-        let (before, after) = (read(old, d.old)?, read(new, d.new)?);
-        let op = match (&before, &after) {
-            (None, Some(_)) => Op::Added,
-            (Some(_), Some(_)) => Op::Changed,
-            (Some(_), None) => Op::Removed,
+        let (before, after) = (bytes(old, d.old)?, bytes(new, d.new)?);
+        let (op, side) = match (&before, &after) {
+            (None, Some(b)) => (Op::Added, b),
+            (Some(_), Some(b)) => (Op::Changed, b),
+            (Some(a), None) => (Op::Removed, a),
             (None, None) => continue,
         };
-        let doc = after
-            .as_ref()
-            .or(before.as_ref())
-            .expect("one side is there");
-        let Some(held) = Held::from_document(d.path.clone(), doc.clone(), &Keep::All) else {
+        // Not an artifact (a stray file verify reports): not listed.
+        let Ok(meta) = serde_json::from_slice::<Meta>(side) else {
             continue;
         };
+        let controls = match (op, now) {
+            (Op::Added | Op::Changed, Some(h)) => index.controls_of(h),
+            _ => serde_json::from_slice::<Value>(side)
+                .ok()
+                .and_then(|doc| Held::from_document(d.path.clone(), doc, &Keep::All))
+                .map(|h| index.controls_of(&h))
+                .unwrap_or_default(),
+        };
         let (fields, more_fields) = match (&before, &after) {
-            (Some(a), Some(b)) => field_changes(a, b),
+            (Some(a), Some(b)) => match (
+                serde_json::from_slice::<Value>(a),
+                serde_json::from_slice::<Value>(b),
+            ) {
+                (Ok(a), Ok(b)) => field_changes(&a, &b),
+                _ => (Vec::new(), 0),
+            },
             _ => (Vec::new(), 0),
         };
-        let mut fail: Vec<String> = if op == Op::Removed {
+        let failing = if op == Op::Removed {
             Vec::new()
         } else {
-            failing
-                .get(&*held.id)
-                .map(|v| v.iter().map(|c| c.to_string()).collect())
-                .unwrap_or_default()
+            fails(&meta.id)
         };
-        fail.sort();
-        fail.dedup();
         out.push(ArtifactChange {
             op,
             path: d.path.clone(),
-            source: held.source().to_string(),
-            kind: held.kind().to_string(),
-            object_id: doc["object_id"].as_str().unwrap_or_default().to_string(),
-            title: held.title().to_string(),
-            url: held.url().to_string(),
-            controls: index.controls_of(&held),
+            source: meta.source,
+            kind: meta.kind,
+            object_id: meta.object_id,
+            title: meta.title,
+            url: meta.url,
+            controls,
             fields,
             more_fields,
-            failing: fail,
+            failing,
         });
     }
     Ok(out)
@@ -566,7 +624,8 @@ fn group_heading(key: &str, index: &ControlIndex<'_>) -> String {
 
 const TABLE_HEAD: &str = "| | artifact | kind | notes |\n|---|---|---|---|\n";
 
-fn row(a: &ArtifactChange, links: &Links) -> String {
+/// One artifact as a table row; `file` is the address of its file.
+fn row(a: &ArtifactChange, file: &str) -> String {
     let mut notes: Vec<String> = Vec::new();
     if !a.failing.is_empty() {
         let f: Vec<String> = a.failing.iter().map(|c| code(c)).collect();
@@ -588,7 +647,7 @@ fn row(a: &ArtifactChange, links: &Links) -> String {
     format!(
         "| {} | {} | {}/{} | {} |\n",
         a.op.as_str(),
-        artifact_cell(a, links),
+        artifact_cell(a, file),
         cell(&a.source),
         cell(&a.kind),
         notes.join("<br>")
@@ -596,7 +655,7 @@ fn row(a: &ArtifactChange, links: &Links) -> String {
 }
 
 /// The artifact's title linked to its source object, and its file.
-fn artifact_cell(a: &ArtifactChange, links: &Links) -> String {
+fn artifact_cell(a: &ArtifactChange, file: &str) -> String {
     let title = if a.title.is_empty() {
         &a.object_id
     } else {
@@ -604,13 +663,13 @@ fn artifact_cell(a: &ArtifactChange, links: &Links) -> String {
     };
     let file = match a.op {
         Op::Removed => code(&a.object_id),
-        _ => format!("[file]({})", links.file(&a.path)),
+        _ => format!("[file]({file})"),
     };
     format!("{} · {file}", link(title, &a.url))
 }
 
 /// Each changed artifact once, with every shown field's old and new value.
-fn changes_section(p: &Proposal, links: &Links, max: usize) -> String {
+fn changes_section(p: &Proposal, file: &dyn Fn(&str) -> String, max: usize) -> String {
     let changed: Vec<&ArtifactChange> =
         p.artifacts.iter().filter(|a| a.op == Op::Changed).collect();
     if changed.is_empty() {
@@ -621,7 +680,7 @@ fn changes_section(p: &Proposal, links: &Links, max: usize) -> String {
         let _ = writeln!(
             s,
             "- {} ({}/{})",
-            artifact_cell(a, links),
+            artifact_cell(a, &file(&a.path)),
             cell(&a.source),
             cell(&a.kind)
         );
@@ -755,8 +814,18 @@ fn footer(p: &Proposal) -> String {
     )
 }
 
-/// The full body: every artifact by control. May exceed [`BODY_LIMIT`].
-fn full_body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
+/// Rows a full body could hold at best: beyond this many, it is not
+/// rendered only to be found too long.
+const BODY_ROWS: usize = 400;
+
+/// The full body, every artifact by control, when it fits in
+/// [`BODY_LIMIT`].
+fn full_body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Option<String> {
+    let rows: usize = p.artifacts.iter().map(|a| a.controls.len().max(1)).sum();
+    if rows > BODY_ROWS {
+        return None;
+    }
+    let file = |path: &str| links.file(path);
     let mut s = header(p, links, true);
     if !p.artifacts.is_empty() {
         s.push_str("### Artifacts by control\n\n");
@@ -768,17 +837,17 @@ fn full_body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
                 items.len()
             );
             for a in items {
-                s.push_str(&row(a, links));
+                s.push_str(&row(a, &file(&a.path)));
             }
             s.push('\n');
         }
     }
-    s.push_str(&changes_section(p, links, usize::MAX));
+    s.push_str(&changes_section(p, &file, usize::MAX));
     s.push_str(&failing_section(p, links, usize::MAX));
     s.push_str(&gaps_section(p, usize::MAX, ""));
     s.push_str(&other_section(p));
     s.push_str(&footer(p));
-    s
+    (s.chars().count() <= BODY_LIMIT).then_some(s)
 }
 
 /// Counts per control, as a table (the summary body and the index page).
@@ -806,49 +875,63 @@ fn control_counts(p: &Proposal, index: &ControlIndex<'_>, max: usize) -> String 
     s
 }
 
-fn kind_counts(p: &Proposal) -> String {
+/// Counts per (source, kind).
+fn by_kind(p: &Proposal) -> BTreeMap<(&str, &str), Counts> {
     let mut by: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
     for a in &p.artifacts {
         by.entry((&a.source, &a.kind)).or_default().add(a.op);
     }
+    by
+}
+
+/// Whether every artifact of a kind is new (the kind's listing on the
+/// branch is then the list of what it adds).
+fn wholly_new(p: &Proposal, kind: (&str, &str), c: &Counts) -> bool {
+    c.changed == 0
+        && c.removed == 0
+        && p.held_by_kind
+            .get(&(kind.0.to_string(), kind.1.to_string()))
+            .is_some_and(|n| *n == c.added)
+}
+
+/// Counts per kind; with `listing` (relative to the pages), a kind whose
+/// artifacts are all new links to its listing instead of being paged.
+fn kind_counts(p: &Proposal, listing: Option<&dyn Fn(&str, &str) -> String>) -> String {
     let mut s = String::from("| kind | added | changed | removed |\n|---|---|---|---|\n");
-    for ((src, kind), c) in by {
+    for ((src, kind), c) in by_kind(p) {
+        let name = format!("{}/{}", cell(src), cell(kind));
+        let name = match listing {
+            Some(l) if wholly_new(p, (src, kind), &c) => {
+                format!("{name}: all new, [listed here]({})", l(src, kind))
+            }
+            _ => name,
+        };
         let _ = writeln!(
             s,
-            "| {}/{} | {} | {} | {} |",
-            cell(src),
-            cell(kind),
-            c.added,
-            c.changed,
-            c.removed
+            "| {name} | {} | {} | {} |",
+            c.added, c.changed, c.removed
         );
     }
     s.push('\n');
     s
 }
 
-/// Whether the full body would not fit, so that listing pages carry it.
-pub fn needs_listing(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> bool {
-    full_body(p, links, index).chars().count() > BODY_LIMIT
-}
-
 /// The listing pages to commit with the pull request: none when the full
 /// body fits (stale pages are then removed).
 pub fn pages(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Vec<(String, String)> {
-    if needs_listing(p, links, index) {
-        listing(p, links, index)
-    } else {
-        Vec::new()
+    match full_body(p, links, index) {
+        Some(_) => Vec::new(),
+        None => listing(p, links, index),
     }
 }
 
 /// The pull request body: every artifact by control when that fits in
 /// [`BODY_LIMIT`], else a summary that links to the listing pages.
 pub fn body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
-    let full = full_body(p, links, index);
-    if full.chars().count() <= BODY_LIMIT {
+    if let Some(full) = full_body(p, links, index) {
         return full;
     }
+    let file = |path: &str| links.file(path);
     let at = links.file(&format!("{LISTING_DIR}/index.md"));
     let mut s = header(p, links, true);
     let _ = writeln!(
@@ -859,8 +942,8 @@ pub fn body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
     s.push_str("### By control\n\n");
     s.push_str(&control_counts(p, index, 150));
     s.push_str("### By kind\n\n");
-    s.push_str(&kind_counts(p));
-    s.push_str(&changes_section(p, links, 30));
+    s.push_str(&kind_counts(p, None));
+    s.push_str(&changes_section(p, &file, 30));
     s.push_str(&failing_section(p, links, 40));
     s.push_str(&gaps_section(p, 120, " in the listing"));
     s.push_str(&other_section(p));
@@ -874,41 +957,65 @@ pub fn body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
     s
 }
 
+/// Changed artifacts whose values the index shows; the pages name the
+/// fields of every one.
+const INDEX_CHANGES: usize = 500;
+
 /// The listing pages: an index (the summary, every control's counts, every
-/// gap and failing check) and parts of [`PART_ROWS`] rows by control.
+/// gap and failing check) and parts of [`PART_ROWS`] rows, one per
+/// artifact, by kind. A kind whose artifacts are all new (a first
+/// proposal) is not paged: the index links to the kind's own listing on
+/// the branch, which names every one of them.
 fn listing(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Vec<(String, String)> {
-    let mut rows: Vec<String> = Vec::new();
-    for (key, items) in by_control(p, index) {
-        let heading = group_heading(&key, index);
-        for a in items {
-            rows.push(format!("| {heading} {}", row(a, links)));
-        }
-    }
+    // Pages sit two folders below the root.
+    let file = |path: &str| format!("../../{path}");
+    let kinds = by_kind(p);
+    let mut items: Vec<&ArtifactChange> = p
+        .artifacts
+        .iter()
+        .filter(|a| {
+            let k = (a.source.as_str(), a.kind.as_str());
+            !wholly_new(p, k, &kinds[&k])
+        })
+        .collect();
+    items.sort_by(|a, b| {
+        (&a.source, &a.kind, a.op, &a.path).cmp(&(&b.source, &b.kind, b.op, &b.path))
+    });
+    let rows: Vec<String> = items.iter().map(|a| row(a, &file(&a.path))).collect();
     let parts: Vec<&[String]> = rows.chunks(PART_ROWS).collect();
     let mut out = Vec::new();
     let mut idx = header(p, links, false);
-    idx.push_str("### Pages\n\n");
-    for (i, chunk) in parts.iter().enumerate() {
-        let _ = writeln!(
-            idx,
-            "- [part {}](part-{:04}.md): {} rows",
-            i + 1,
-            i + 1,
-            chunk.len()
-        );
+    if !parts.is_empty() {
+        idx.push_str("### Pages\n\n");
+        for (i, chunk) in parts.iter().enumerate() {
+            let _ = writeln!(
+                idx,
+                "- [part {}](part-{:04}.md): {} rows",
+                i + 1,
+                i + 1,
+                chunk.len()
+            );
+        }
+        idx.push('\n');
     }
-    idx.push_str("\n### By control\n\n");
+    idx.push_str("### By control\n\n");
     idx.push_str(&control_counts(p, index, usize::MAX));
     idx.push_str("### By kind\n\n");
-    idx.push_str(&kind_counts(p));
-    idx.push_str(&changes_section(p, links, usize::MAX));
+    let kind_listing = |src: &str, kind: &str| {
+        format!(
+            "../../{}",
+            crate::controls::evaluate::listing_index(src, kind)
+        )
+    };
+    idx.push_str(&kind_counts(p, Some(&kind_listing)));
+    idx.push_str(&changes_section(p, &file, INDEX_CHANGES));
     idx.push_str(&failing_section(p, links, usize::MAX));
     idx.push_str(&gaps_section(p, usize::MAX, ""));
     idx.push_str(&other_section(p));
     out.push((format!("{LISTING_DIR}/index.md"), idx));
     for (i, chunk) in parts.iter().enumerate() {
         let mut s = format!(
-            "# Evidence to review: part {} of {}\n\n[All pages](index.md)\n\n| control | | artifact | kind | notes |\n|---|---|---|---|---|\n",
+            "# Evidence to review: part {} of {}\n\n[All pages](index.md)\n\n{TABLE_HEAD}",
             i + 1,
             parts.len()
         );
