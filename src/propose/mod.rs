@@ -896,7 +896,10 @@ fn wholly_new(p: &Proposal, kind: (&str, &str), c: &Counts) -> bool {
 
 /// Counts per kind; with `listing` (relative to the pages), a kind whose
 /// artifacts are all new links to its listing instead of being paged.
-fn kind_counts(p: &Proposal, listing: Option<&dyn Fn(&str, &str) -> String>) -> String {
+/// The address of a (source, kind)'s listing.
+type KindListing<'a> = &'a dyn Fn(&str, &str) -> String;
+
+fn kind_counts(p: &Proposal, listing: Option<KindListing<'_>>) -> String {
     let mut s = String::from("| kind | added | changed | removed |\n|---|---|---|---|\n");
     for ((src, kind), c) in by_kind(p) {
         let name = format!("{}/{}", cell(src), cell(kind));
