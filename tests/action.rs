@@ -111,7 +111,8 @@ fn a_release_binary_is_installed_once_its_digest_matches() {
     assert_eq!(outputs.trim(), format!("path={}", bin.display()));
 
     // Again (a cache hit): nothing downloaded, the binary checked.
-    std::fs::remove_dir_all(&rel).unwrap();
+    let kept = root.path().join("kept-release");
+    std::fs::rename(&rel, &kept).unwrap();
     let again = install(
         root.path(),
         &[("CLEARTRAIL_RELEASE_URL", rel.to_str().unwrap())],
@@ -122,6 +123,24 @@ fn a_release_binary_is_installed_once_its_digest_matches() {
         "{}",
         stderr(&again)
     );
+
+    // A cached binary that is not the one installed is installed again.
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&bin, bytes).unwrap();
+    std::fs::rename(&kept, &rel).unwrap();
+    let fresh = install(
+        root.path(),
+        &[("CLEARTRAIL_RELEASE_URL", rel.to_str().unwrap())],
+    );
+    assert_eq!(code(&fresh), 0, "{}", stderr(&fresh));
+    assert!(
+        stderr(&fresh).contains("installed cleartrail"),
+        "{}",
+        stderr(&fresh)
+    );
+    assert_eq!(runs(&bin).trim(), format!("cleartrail {VERSION}"));
 }
 
 #[test]
@@ -188,7 +207,7 @@ fn without_a_binary_for_the_platform_it_builds_from_the_action_source() {
         assert_eq!(
             args.trim(),
             format!(
-                "install --locked --path {} --root {}",
+                "install --locked --force --path {} --root {}",
                 env!("CARGO_MANIFEST_DIR"),
                 root.path().join("tool").display()
             )

@@ -191,6 +191,31 @@ impl World {
         )
     }
 
+    /// Merges the evidence branch into main as GitHub would (a merge
+    /// commit, or one squashed commit), pushes main and closes the pull
+    /// request.
+    fn merge(&self, squash: bool) {
+        let ev = self.ev();
+        if squash {
+            git(&ev, &["merge", "-q", "--squash", BRANCH]);
+            git(&ev, &["commit", "-q", "-m", "Evidence (#12)"]);
+        } else {
+            git(
+                &ev,
+                &[
+                    "merge",
+                    "-q",
+                    "--no-ff",
+                    "-m",
+                    "Merge pull request #12",
+                    BRANCH,
+                ],
+            );
+        }
+        git(&ev, &["push", "-q", "origin", "main"]);
+        self.prs.lock().unwrap().open.clear();
+    }
+
     fn local_tip(&self) -> Option<git2::Oid> {
         self.tip(&self.ev(), &format!("refs/heads/{BRANCH}"))
     }
@@ -262,19 +287,7 @@ async fn propose_approve_verify_end_to_end() {
     // Merged with a merge commit; the reviews approve its final head.
     let ev = w.ev();
     let pr_head = w.local_tip().unwrap();
-    git(
-        &ev,
-        &[
-            "merge",
-            "-q",
-            "--no-ff",
-            "-m",
-            "Merge pull request #12",
-            BRANCH,
-        ],
-    );
-    git(&ev, &["push", "-q", "origin", "main"]);
-    w.prs.lock().unwrap().open.clear();
+    w.merge(false);
     let main_before = w.tip(&ev, "refs/heads/main").unwrap();
     let repo = git2::Repository::open(&ev).unwrap();
     let merge_base = repo
@@ -312,6 +325,16 @@ async fn propose_approve_verify_end_to_end() {
         ])))
         .mount(&w.server)
         .await;
+    // Another merge lands before the approve run pushes: the checkout is
+    // of the older commit, and the records must go on top of the newer.
+    let root = w.f.root.path();
+    git(root, &["clone", "-q", "remote.git", "other"]);
+    git(
+        &root.join("other"),
+        &["commit", "-q", "--allow-empty", "-m", "Another merge"],
+    );
+    git(&root.join("other"), &["push", "-q", "origin", "main"]);
+    let theirs = w.tip(&root.join("remote.git"), "refs/heads/main").unwrap();
     let event = w.f.root.path().join("event.json");
     std::fs::write(
         &event,
@@ -344,8 +367,15 @@ async fn propose_approve_verify_end_to_end() {
         stdout(&approved),
         stderr(&approved)
     );
-    // Committed and pushed: the remote's default branch holds the records.
+    // Committed on the newer tip and pushed: the remote's default branch
+    // holds the other merge and the records.
     let files = tree_files(&ev, "main");
+    let local = git2::Repository::open(&ev).unwrap();
+    let records = local.refname_to_id("refs/heads/main").unwrap();
+    assert_eq!(
+        local.find_commit(records).unwrap().parent_id(0).unwrap(),
+        theirs
+    );
     assert_eq!(
         w.tip(&ev, "refs/heads/main"),
         w.tip(&w.f.root.path().join("remote.git"), "refs/heads/main")
@@ -441,8 +471,14 @@ fn procedures(dir: &Path, range: std::ops::Range<usize>, title: &str) {
 async fn a_change_too_large_for_a_body_links_to_listing_pages() {
     let w = world("  handbook:\n    type: files\n    path: handbook\n").await;
     let dir = w.f.root.path().join("handbook");
-    let at =
-        "https://github.com/acme/evidence/blob/cleartrail/evidence/.cleartrail/proposal/index.md";
+    // The body links into the head it describes, which stays reachable
+    // after the branch is deleted on merge.
+    let at = |w: &World| {
+        format!(
+            "https://github.com/acme/evidence/blob/{}/.cleartrail/proposal/index.md",
+            w.local_tip().unwrap()
+        )
+    };
 
     // A first proposal: every artifact is new, so the index links to each
     // kind's own listing on the branch instead of paging it again.
@@ -452,7 +488,7 @@ async fn a_change_too_large_for_a_body_links_to_listing_pages() {
     let body = w.body();
     assert!(body.chars().count() <= 65_536, "{}", body.chars().count());
     assert!(
-        body.contains(&format!("**[The full listing]({at})**")),
+        body.contains(&format!("**[The full listing]({})**", at(&w))),
         "{body}"
     );
     assert!(!body.contains("@someone"));
@@ -471,19 +507,7 @@ async fn a_change_too_large_for_a_body_links_to_listing_pages() {
 
     // Merged; then 700 more and one retitled: paged, one row each.
     let ev = w.ev();
-    git(
-        &ev,
-        &[
-            "merge",
-            "-q",
-            "--no-ff",
-            "-m",
-            "Merge pull request #12",
-            BRANCH,
-        ],
-    );
-    git(&ev, &["push", "-q", "origin", "main"]);
-    w.prs.lock().unwrap().open.clear();
+    w.merge(false);
     procedures(&dir, 700..1400, "Procedure");
     procedures(&dir, 0..1, "Retitled procedure");
     w.run();
@@ -622,11 +646,7 @@ async fn a_squash_merged_branch_with_nothing_new_proposes_nothing() {
     w.run();
     w.propose();
     // Squashed into one commit on main; the branch's history is not in it.
-    let ev = w.ev();
-    git(&ev, &["merge", "-q", "--squash", BRANCH]);
-    git(&ev, &["commit", "-q", "-m", "Evidence (#12)"]);
-    git(&ev, &["push", "-q", "origin", "main"]);
-    w.prs.lock().unwrap().open.clear();
+    w.merge(true);
     w.run();
     let out = w.propose();
     assert!(

@@ -7,13 +7,15 @@
 # not a release) is built from the action's own source with
 # `cargo install --locked`. A digest that does not match is never
 # installed and never falls back: it means the download is not what was
-# released.
+# released. (SHA256SUMS comes with the release, so this catches a damaged
+# or swapped download, not a release replaced as a whole; `version:
+# source` builds the pinned commit itself.)
 #
 # Environment (all optional but the version):
 #   CLEARTRAIL_VERSION      the release, e.g. 0.1.0 ("source": build from source)
 #   CLEARTRAIL_RELEASE_URL  where the release's files are: an https:// base URL
 #                           or a local folder [default: the action repository's
-#                           GitHub release v<version>]
+#                           release v<version> on $GITHUB_SERVER_URL]
 #   CLEARTRAIL_INSTALL_DIR  where to install [default: $RUNNER_TOOL_CACHE or
 #                           ~/.cache, then cleartrail/<version>/<target>]
 #   CLEARTRAIL_SOURCE_DIR   the source for the cargo fallback [default: the
@@ -33,6 +35,25 @@ version="${CLEARTRAIL_VERSION:?CLEARTRAIL_VERSION is not set}"
 version="${version#v}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source_dir="${CLEARTRAIL_SOURCE_DIR:-$(cd "$here/../.." && pwd)}"
+
+# The action's repository and ref. GITHUB_ACTION_REPOSITORY and
+# GITHUB_ACTION_REF are empty in a composite action's steps
+# (actions/runner#2473); the runner keeps actions in
+# .../_actions/<owner>/<repo>/<ref>, which says the same.
+action_repo="${GITHUB_ACTION_REPOSITORY:-}"
+action_ref="${GITHUB_ACTION_REF:-}"
+case "$source_dir" in
+  */_actions/*/*/*)
+    rest="${source_dir##*/_actions/}"
+    owner="${rest%%/*}"
+    rest="${rest#*/}"
+    repo="${rest%%/*}"
+    rest="${rest#*/}"
+    action_repo="${action_repo:-$owner/$repo}"
+    action_ref="${action_ref:-${rest%%/*}}"
+    ;;
+esac
+action_repo="${action_repo:-cleartrail/cleartrail}"
 
 platform="${CLEARTRAIL_PLATFORM:-}"
 if [ -z "$platform" ]; then
@@ -65,8 +86,19 @@ announce() {
   if [ -n "${GITHUB_OUTPUT:-}" ]; then echo "path=$bin" >>"$GITHUB_OUTPUT"; fi
 }
 
-# Already installed (a cache hit): it must still run.
-if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+digest() {
+  if command -v sha256sum >/dev/null; then
+    sha256sum "$1" | awk '{ print $1 }'
+  else
+    shasum -a 256 "$1" | awk '{ print $1 }'
+  fi
+}
+
+# Already installed (a cache hit): the binary must be the one installed
+# (its digest was recorded then) and still run. A build from source is
+# never reused: the same version may be another commit.
+if [ "$version" != "source" ] && [ -x "$bin" ] && [ -f "$bin.sha256" ] &&
+  [ "$(digest "$bin")" = "$(cat "$bin.sha256")" ] && "$bin" --version >/dev/null 2>&1; then
   echo "cleartrail $version already installed in $dir" >&2
   announce
   exit 0
@@ -76,12 +108,10 @@ from_source() {
   echo "$1: building cleartrail from $source_dir with cargo install --locked" >&2
   [ -f "$source_dir/Cargo.toml" ] || fail "no Cargo.toml in $source_dir to build from"
   # The action's own commit, which `cleartrail init` pins workflows to.
-  case "${GITHUB_ACTION_REF:-}" in
-    [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]*)
-      if [ ${#GITHUB_ACTION_REF} -eq 40 ]; then export CLEARTRAIL_ACTION_SHA="$GITHUB_ACTION_REF"; fi
-      ;;
-  esac
-  "${CARGO:-cargo}" install --locked --path "$source_dir" --root "$dir" ||
+  if printf '%s' "$action_ref" | grep -Eq '^[0-9a-f]{40}$'; then
+    export CLEARTRAIL_ACTION_SHA="$action_ref"
+  fi
+  "${CARGO:-cargo}" install --locked --force --path "$source_dir" --root "$dir" ||
     fail "cargo install --locked --path $source_dir failed"
   [ -x "$bin" ] || fail "cargo install left no $bin"
   "$bin" --version >/dev/null || fail "the built $bin does not run"
@@ -97,14 +127,15 @@ if [ -z "$target" ]; then
 fi
 
 archive="cleartrail-$version-$target.tar.gz"
-base="${CLEARTRAIL_RELEASE_URL:-https://github.com/${GITHUB_ACTION_REPOSITORY:-cleartrail/cleartrail}/releases/download/v$version}"
+server="${GITHUB_SERVER_URL:-https://github.com}"
+base="${CLEARTRAIL_RELEASE_URL:-$server/$action_repo/releases/download/v$version}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 fetch() {
   case "$base" in
     http://* | https://*)
-      curl --proto '=https,http' --fail --silent --show-error --location --retry 3 \
+      curl --proto '=https,http' --proto-redir '=https' --fail --silent --show-error --location --retry 3 \
         --output "$tmp/$1" "$base/$1"
       ;;
     *) cp "$base/$1" "$tmp/$1" ;;
@@ -117,11 +148,7 @@ if [ -z "$expected" ]; then
   from_source "release $version has no $archive"
 fi
 fetch "$archive" 2>"$tmp/err" || fail "cannot download $archive from $base: $(cat "$tmp/err")"
-if command -v sha256sum >/dev/null; then
-  actual="$(sha256sum "$tmp/$archive" | awk '{ print $1 }')"
-else
-  actual="$(shasum -a 256 "$tmp/$archive" | awk '{ print $1 }')"
-fi
+actual="$(digest "$tmp/$archive")"
 if [ "$actual" != "$expected" ]; then
   fail "checksum mismatch for $archive: SHA256SUMS says $expected, the download is $actual; refusing to install it"
 fi
@@ -130,6 +157,7 @@ tar -xzf "$tmp/$archive" -C "$tmp/unpacked" || fail "$archive is not a gzip tar 
 [ -f "$tmp/unpacked/cleartrail" ] || fail "$archive holds no cleartrail binary"
 mkdir -p "$dir/bin"
 install -m 0755 "$tmp/unpacked/cleartrail" "$bin"
+digest "$bin" >"$bin.sha256"
 "$bin" --version >/dev/null || fail "the installed $bin does not run on $platform"
 echo "installed cleartrail $version ($target) in $dir" >&2
 announce

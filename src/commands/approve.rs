@@ -65,7 +65,13 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
     };
     let (pr, reviews, policy) = rt
         .block_on(fetch(&env, &ap, number, |base| {
-            policy_before(&store, in_repo.as_deref(), base, &ap)
+            policy_before(
+                &store,
+                in_repo.as_deref(),
+                &super::config_path(g),
+                base,
+                &ap,
+            )
         }))
         .map_err(|e| match e {
             ConnectorError::Setup { .. } => Error::usage(e),
@@ -94,18 +100,41 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
         name: ap.repository.clone(),
         id: ap.repository_id,
     };
-    let tip = store
-        .branch_tip(&ap.default_branch)
-        .map_err(Error::runtime)?
-        .ok_or_else(|| {
-            Error::usage(anyhow::anyhow!(
-                "the default branch `{}` does not exist here: records are committed to it (set `approvals.default_branch`)",
-                ap.default_branch
-            ))
-        })?;
+    // With --push the records go on the remote's newest tip: the checkout
+    // may be of an older commit (another merge landed since).
+    let sync_with_remote = || -> Result<(), Error> {
+        if let Some(remote) = &args.push {
+            let theirs = super::fetch_branch(&store, remote, &ap.default_branch, &env)
+                .map_err(|e| Error::runtime(anyhow::Error::new(e)))?;
+            if !store
+                .fast_forward(&ap.default_branch, theirs)
+                .map_err(Error::runtime)?
+            {
+                return Err(Error::runtime(anyhow::anyhow!(
+                    "the local `{}` has commits `{remote}/{}` lacks: records are pushed only on top of the remote's branch",
+                    ap.default_branch,
+                    ap.default_branch
+                )));
+            }
+        }
+        Ok(())
+    };
+    let tip_now = || -> Result<git2::Oid, Error> {
+        store
+            .branch_tip(&ap.default_branch)
+            .map_err(Error::runtime)?
+            .ok_or_else(|| {
+                Error::usage(anyhow::anyhow!(
+                    "the default branch `{}` does not exist here: records are committed to it (set `approvals.default_branch`)",
+                    ap.default_branch
+                ))
+            })
+    };
+    sync_with_remote()?;
+    let tip = tip_now()?;
     let current = store.snapshot(Some(tip)).map_err(Error::runtime)?;
-    let mut cs = ChangeSet::new();
-    let mut written = Vec::new();
+    // (record path, statement, bundle path, bundle), signed once.
+    let mut signed: Vec<(String, Vec<u8>, String, Vec<u8>)> = Vec::new();
     for review in &judgement.approving {
         let statement = Statement::new(
             &repository,
@@ -139,63 +168,92 @@ pub fn run(g: &GlobalArgs, args: &ApproveArgs) -> Result<ExitStatus, Error> {
                 ))
             })?;
         let bundle = rt.block_on(signer.sign(&bytes, subject))?;
-        cs.put(record.clone(), bytes);
-        cs.put(
+        signed.push((
+            record,
+            bytes,
             format!("{stem}.sigstore.json"),
             format!("{bundle}\n").into_bytes(),
-        );
-        written.push(record);
-    }
-    if let RecordSigner::Keyless(k) = &signer
-        && !written.is_empty()
-    {
-        let root_json = &k.root_json;
-        // The root that verifies these records, kept with them: verify
-        // works offline years later, after the instance rotated its keys.
-        let at = format!("{}/trusted_root.json", crate::approvals::record::ROOT);
-        if current.read(&at).map_err(Error::runtime)?.as_deref() != Some(root_json.as_bytes()) {
-            cs.put(at, root_json.clone().into_bytes());
-        }
-    }
-    if written.is_empty() {
-        super::emit(&format!(
-            "pull request #{}: its {} approving reviews are already recorded: no commit\n",
-            pr.number,
-            judgement.approving.len()
         ));
-        return Ok(ExitStatus::Ok);
     }
-    let message = format!(
-        "cleartrail approve: pull request #{} ({} approvals)\n\n{}\n",
-        pr.number,
-        written.len(),
-        written.join("\n")
-    );
-    let out = store
-        .commit(
-            &ap.default_branch,
-            Some(tip),
-            Some(tip),
-            &cs,
-            &message,
-            &Author::default(),
-        )
-        .map_err(Error::runtime)?;
-    let (commit, pushed) = match out {
-        CommitOutcome::Committed { commit: c, .. } => {
-            if let Some(remote) = &args.push
-                && let Err(e) = super::push_branch(&store, remote, c, &ap.default_branch, &env)
-            {
-                // Unpublished records would be signed again next time.
+    // A push that loses a race with another merge is tried again on the
+    // tip that won, with the same signed records.
+    const ATTEMPTS: usize = 3;
+    let mut tip = tip;
+    let mut attempt = 0;
+    let (written, commit) = loop {
+        attempt += 1;
+        let current = store.snapshot(Some(tip)).map_err(Error::runtime)?;
+        let mut cs = ChangeSet::new();
+        let mut written = Vec::new();
+        for (record, bytes, bundle_at, bundle) in &signed {
+            if current.read(record).map_err(Error::runtime)?.is_some() {
+                continue;
+            }
+            cs.put(record.clone(), bytes.clone());
+            cs.put(bundle_at.clone(), bundle.clone());
+            written.push(record.clone());
+        }
+        if let RecordSigner::Keyless(k) = &signer
+            && !written.is_empty()
+        {
+            let root_json = &k.root_json;
+            // The root that verifies these records, kept with them: verify
+            // works offline years later, after the instance rotated its
+            // keys.
+            let at = format!("{}/trusted_root.json", crate::approvals::record::ROOT);
+            if current.read(&at).map_err(Error::runtime)?.as_deref() != Some(root_json.as_bytes()) {
+                cs.put(at, root_json.clone().into_bytes());
+            }
+        }
+        if written.is_empty() {
+            super::emit(&format!(
+                "pull request #{}: its {} approving reviews are already recorded: no commit\n",
+                pr.number,
+                judgement.approving.len()
+            ));
+            return Ok(ExitStatus::Ok);
+        }
+        let message = format!(
+            "cleartrail approve: pull request #{} ({} approvals)\n\n{}\n",
+            pr.number,
+            written.len(),
+            written.join("\n")
+        );
+        let out = store
+            .commit(
+                &ap.default_branch,
+                Some(tip),
+                Some(tip),
+                &cs,
+                &message,
+                &Author::default(),
+            )
+            .map_err(Error::runtime)?;
+        let CommitOutcome::Committed { commit: c, .. } = out else {
+            break (written, String::from("(unchanged)"));
+        };
+        let Some(remote) = &args.push else {
+            break (written, c.to_string());
+        };
+        match super::push_branch(&store, remote, c, &ap.default_branch, &env) {
+            Ok(()) => break (written, c.to_string()),
+            Err(e) => {
+                // Unpublished records are withdrawn (they are pushed from
+                // the next tip, or the next run signs them again).
                 if let Err(r) = store.rewind(&ap.default_branch, c, tip) {
                     tracing::warn!("could not withdraw the records' commit {c}: {r}");
                 }
+                if matches!(e, crate::store::PushError::Behind { .. }) && attempt < ATTEMPTS {
+                    tracing::warn!("{e}; committing the records again on the new tip");
+                    sync_with_remote()?;
+                    tip = tip_now()?;
+                    continue;
+                }
                 return Err(Error::runtime(anyhow::Error::new(e)));
             }
-            (c.to_string(), args.push.as_deref())
         }
-        CommitOutcome::Unchanged { .. } => (String::from("(unchanged)"), None),
     };
+    let pushed = args.push.as_deref().filter(|_| commit != "(unchanged)");
     let mut s = format!(
         "pull request #{}: {} approval records over {} files committed to {} ({})\n",
         pr.number,
@@ -405,7 +463,12 @@ async fn pr_of_event(env: &GithubEnv, repo: &str) -> Result<Option<u64>, Connect
     let client = GithubClient::connect(env, Politeness::default()).await?;
     let url = client.url(&format!("/repos/{repo}/commits/{sha}/pulls?per_page=100"));
     let reply = client.get(&url, None).await?;
-    let prs: Vec<Value> = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let prs: Vec<Value> =
+        serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
+            endpoint: format!("GET {url}"),
+            status: reply.status,
+            message: format!("not a list of pull requests: {e}"),
+        })?;
     // The pull request this commit merged, not one that merely contains it.
     Ok(prs
         .iter()
@@ -430,6 +493,7 @@ fn config_in_repository(g: &GlobalArgs, store: &crate::store::Store) -> Option<S
 fn policy_before(
     store: &crate::store::Store,
     in_repo: Option<&str>,
+    file: &std::path::Path,
     base: &str,
     current: &ApprovalsConfig,
 ) -> Result<ApprovalsConfig, ConnectorError> {
@@ -457,13 +521,33 @@ fn policy_before(
         })?;
     let text =
         String::from_utf8(text).map_err(|_| setup(format!("{rel} at {base} is not UTF-8")))?;
-    let before = crate::config::load_str_for_reading(std::path::Path::new(rel), &text)
+    // Read as if from the file itself, so relative paths (a public key,
+    // a trusted root) resolve as the current configuration's do.
+    let before = crate::config::load_str_for_reading(file, &text)
         .map_err(|e| setup(format!("{rel} at the pull request's base {base}: {e}")))?;
     let Some(before) = before.approvals else {
         return Err(setup(format!(
             "{rel} had no `approvals:` section at the pull request's base {base}: the approval policy must be on the default branch before the pull request it judges"
         )));
     };
+    // What the records are about and how they are signed cannot change
+    // in the pull request they judge: its reviews would be read from
+    // another repository, or records signed by other means.
+    if (
+        &before.repository,
+        before.repository_id,
+        &before.default_branch,
+        &before.signing,
+    ) != (
+        &current.repository,
+        current.repository_id,
+        &current.default_branch,
+        &current.signing,
+    ) {
+        return Err(setup(format!(
+            "the pull request changed `repository`, `repository_id`, `default_branch` or the signing settings of `approvals:` in {rel}: approve it with the configuration before it (`--config` a copy of {rel} at {base})"
+        )));
+    }
     if (&before.users, &before.teams, before.required)
         != (&current.users, &current.teams, current.required)
     {

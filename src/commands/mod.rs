@@ -190,6 +190,34 @@ pub(crate) fn push_branch(
     branch: &str,
     env: &crate::connectors::github::client::GithubEnv,
 ) -> Result<(), crate::store::PushError> {
+    let auth = git_auth(store, remote, env);
+    store.push(
+        remote,
+        commit,
+        branch,
+        auth.as_ref().map(|(h, t)| (h.as_str(), *t)),
+    )
+}
+
+/// Fetches `branch` of `remote` with the same credentials as
+/// [`push_branch`]; its tip.
+pub(crate) fn fetch_branch(
+    store: &crate::store::Store,
+    remote: &str,
+    branch: &str,
+    env: &crate::connectors::github::client::GithubEnv,
+) -> Result<git2::Oid, crate::store::PushError> {
+    let auth = git_auth(store, remote, env);
+    store.fetch(remote, branch, auth.as_ref().map(|(h, t)| (h.as_str(), *t)))
+}
+
+/// The token git may send, and to which host: only for an HTTPS remote
+/// on the GitHub server.
+fn git_auth<'e>(
+    store: &crate::store::Store,
+    remote: &str,
+    env: &'e crate::connectors::github::client::GithubEnv,
+) -> Option<(String, &'e crate::connectors::http::Secret)> {
     use crate::connectors::github::client::Auth;
     let host = propose::server_url();
     let token = match &env.auth {
@@ -197,14 +225,13 @@ pub(crate) fn push_branch(
         // An App's installation token lives inside the API client.
         Auth::App { .. } => None,
     };
-    let auth = token
+    token
         .filter(|_| {
             store
                 .remote_url(remote)
                 .is_some_and(|u| u.starts_with(&format!("{host}/")))
         })
-        .map(|t| (host.as_str(), t));
-    store.push(remote, commit, branch, auth)
+        .map(|t| (host, t))
 }
 
 /// Writes data to stdout. A closed pipe (`cleartrail gaps | head`) ends

@@ -143,6 +143,11 @@ pub(crate) fn render(g: &GlobalArgs, sel: &Selection<'_>) -> Result<Rendered, Er
 pub(crate) fn commit(r: &Rendered) -> Result<(String, String, CommitOutcome), Error> {
     let branch = super::evidence_branch(r.config.as_ref());
     let store = &r.store;
+    // On a runner that has the branch only as `origin/<branch>`, the
+    // packet goes on top of it, not beside it.
+    if let Some(from) = store.adopt_remote(&branch).map_err(Error::runtime)? {
+        tracing::info!("the evidence branch `{branch}` continues {from}");
+    }
     let tip = store.branch_tip(&branch).map_err(Error::runtime)?;
     let mut cs = ChangeSet::new();
     let root = packet_root(&r.period);

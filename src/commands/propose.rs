@@ -44,15 +44,27 @@ pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
     let config = super::optional_config(g)?;
     let store = super::open_store(g)?;
     let branch = super::evidence_branch(config.as_ref());
-    let tip = store
-        .branch_tip(&branch)
-        .map_err(Error::runtime)?
-        .ok_or_else(|| {
-            Error::usage(anyhow::anyhow!(
-                "the evidence branch `{branch}` does not exist in {}: run `cleartrail run` first",
-                store.path().display()
-            ))
-        })?;
+    if !args.dry_run
+        && let Some(from) = store.adopt_remote(&branch).map_err(Error::runtime)?
+    {
+        tracing::info!("the evidence branch `{branch}` continues {from}");
+    }
+    let tip = match store.branch_tip(&branch).map_err(Error::runtime)? {
+        Some(t) => Some(t),
+        // A dry run writes nothing, not even a branch: it reads the
+        // remote's.
+        None if args.dry_run => store
+            .tracking_tip(&branch)
+            .map_err(Error::runtime)?
+            .map(|(_, t)| t),
+        None => None,
+    };
+    let tip = tip.ok_or_else(|| {
+        Error::usage(anyhow::anyhow!(
+            "the evidence branch `{branch}` does not exist in {}: run `cleartrail run` first",
+            store.path().display()
+        ))
+    })?;
     let base_branch = base_branch(&store, args, config.as_ref())?;
     let base_tip = match store
         .remote_tip(&args.remote, &base_branch)
@@ -71,10 +83,11 @@ pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
             })?,
     };
     let slug = repository(&store, args, config.as_ref())?;
-    let links = Links {
+    let mut links = Links {
         web: format!("{}/{slug}", server_url()),
         branch: branch.clone(),
         base_branch: base_branch.clone(),
+        rev: tip.to_string(),
     };
 
     // What the pull request would show: GitHub compares the head with its
@@ -137,6 +150,7 @@ pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
         commit_pages(&store, &branch, tip, &pages)?
     };
     proposal.head = head;
+    links.rev = head.to_string();
     let title = proposal.title();
     let body = propose::body(&proposal, &links, &index);
     let c = proposal.counts();
@@ -159,22 +173,18 @@ pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
         return finish(g, outcome, &text);
     };
     // The branch first: a pull request never shows a head that is not
-    // on the remote.
-    let remote_tip = store
-        .remote_tip(&args.remote, &branch)
-        .map_err(Error::runtime)?;
-    if remote_tip != Some(head) {
-        if let Err(e) = super::push_branch(&store, &args.remote, head, &branch, &env) {
-            if head != tip {
-                // The listing commit goes with the push that failed.
-                if let Err(r) = store.rewind(&branch, head, tip) {
-                    tracing::warn!("could not withdraw the listing commit {head}: {r}");
-                }
+    // on the remote. Always pushed (a remote-tracking ref may be stale;
+    // git sends nothing when the remote has it already).
+    if let Err(e) = super::push_branch(&store, &args.remote, head, &branch, &env) {
+        if head != tip {
+            // The listing commit goes with the push that failed.
+            if let Err(r) = store.rewind(&branch, head, tip) {
+                tracing::warn!("could not withdraw the listing commit {head}: {r}");
             }
-            return Err(Error::runtime(anyhow::Error::new(e)));
         }
-        outcome.pushed = true;
+        return Err(Error::runtime(anyhow::Error::new(e)));
     }
+    outcome.pushed = true;
 
     let rt = super::runtime()?;
     let (action, number, url) = rt
@@ -301,24 +311,40 @@ fn base_branch(
 
 /// `owner/name` on GitHub.
 fn repository(store: &Store, args: &ProposeArgs, config: Option<&Config>) -> Result<String, Error> {
-    let found = args
-        .github_repository
-        .clone()
-        .or_else(|| {
-            config
-                .and_then(|c| c.approvals.as_ref())
-                .map(|a| a.repository.clone())
-        })
-        .or_else(|| {
-            std::env::var("GITHUB_REPOSITORY")
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
-        .or_else(|| {
-            store
-                .remote_url(&args.remote)
-                .and_then(|u| crate::audit::remote_repository(&u))
-        });
+    // The repository the branch is pushed to, when the remote is on the
+    // GitHub server: the pull request must be opened where the branch is.
+    let server = server_url();
+    let host = server
+        .split_once("://")
+        .map(|(_, h)| h)
+        .unwrap_or(&server)
+        .to_string();
+    let pushed_to = store.remote_url(&args.remote).and_then(|u| {
+        let on_server = u.starts_with(&format!("https://{host}/"))
+            || u.starts_with(&format!("ssh://git@{host}/"))
+            || u.starts_with(&format!("git@{host}:"));
+        on_server
+            .then(|| crate::audit::remote_repository(&u))
+            .flatten()
+    });
+    let named = args.github_repository.clone().or_else(|| {
+        config
+            .and_then(|c| c.approvals.as_ref())
+            .map(|a| a.repository.clone())
+    });
+    if let (Some(n), Some(p)) = (&named, &pushed_to)
+        && !n.eq_ignore_ascii_case(p)
+    {
+        return Err(Error::usage(anyhow::anyhow!(
+            "the pull request would be opened in {n} but the branch is pushed to {p} (remote `{}`): they must be the same repository",
+            args.remote
+        )));
+    }
+    let found = named.or(pushed_to).or_else(|| {
+        std::env::var("GITHUB_REPOSITORY")
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
     match found {
         Some(s) if s.split('/').count() == 2 && !s.starts_with('/') && !s.ends_with('/') => Ok(s),
         Some(s) => Err(Error::usage(anyhow::anyhow!(
@@ -370,7 +396,16 @@ fn build(
             None => super::resolve_period(None, config, now)?,
         },
     };
-    let as_of = crate::audit::as_of(&period, now.date_naive());
+    // Judged as of the day the head was committed, not today: the body
+    // then depends on the branches alone, and a re-run with nothing new
+    // edits nothing.
+    let committed = store
+        .repo()
+        .find_commit(head)
+        .ok()
+        .and_then(|c| chrono::DateTime::from_timestamp(c.time().seconds(), 0))
+        .map_or(now.date_naive(), |t| t.date_naive());
+    let as_of = crate::audit::as_of(&period, committed);
     let unapproved = config.cloned().map(|mut c| {
         c.approvals = None;
         c

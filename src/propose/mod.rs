@@ -133,12 +133,15 @@ pub struct Links {
     pub branch: String,
     /// The branch it goes into.
     pub base_branch: String,
+    /// The commit file links point into: the head the body describes, so
+    /// links keep working after the branch is deleted on merge.
+    pub rev: String,
 }
 
 impl Links {
-    /// The web address of a file on the branch.
+    /// The web address of a file at [`Links::rev`].
     pub fn file(&self, path: &str) -> String {
-        format!("{}/blob/{}/{path}", self.web, self.branch)
+        format!("{}/blob/{}/{path}", self.web, self.rev)
     }
 }
 
@@ -542,14 +545,20 @@ pub fn findings(
 /// separators, no HTML, and no `@mention` that would notify someone.
 pub fn cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
+    let mut chars = s.chars().peekable();
+    while let Some(ch) = chars.next() {
         match ch {
             '\n' | '\r' | '\t' => out.push(' '),
             '|' => out.push_str("\\|"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            // A zero-width space keeps `@name` from mentioning.
+            // An entity (`&#64;`) would render as the character it names.
+            '&' => out.push_str("&amp;"),
+            // A zero-width space keeps `@name` from mentioning, and
+            // `#12` (or `org/repo#12`) from linking an issue, notifying
+            // its repository, or closing it on merge ("fixes #12").
             '@' => out.push_str("@\u{200b}"),
+            '#' if chars.peek().is_some_and(char::is_ascii_digit) => out.push_str("#\u{200b}"),
             c => out.push(c),
         }
     }
@@ -566,16 +575,22 @@ fn code(s: &str) -> String {
     }
 }
 
+/// A link to a source object: only an `http(s)` URL becomes one, every
+/// byte that could end the link, break the table or start markup
+/// percent-encoded; anything else stays text.
 fn link(text: &str, url: &str) -> String {
-    if url.starts_with("https://") || url.starts_with("http://") {
-        format!(
-            "[{}]({})",
-            cell(text).replace(['[', ']'], ""),
-            url.replace([' ', ')', '|'], "")
-        )
-    } else {
-        cell(text)
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return cell(text);
     }
+    let mut href = String::with_capacity(url.len());
+    for b in url.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'*+,;=%".contains(&b) {
+            href.push(b as char);
+        } else {
+            href.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("[{}]({href})", cell(text).replace(['[', ']'], ""))
 }
 
 fn short(id: git2::Oid) -> String {
@@ -733,7 +748,7 @@ fn header(p: &Proposal, links: &Links, commits: bool) -> String {
     s
 }
 
-fn failing_section(p: &Proposal, links: &Links, max: usize) -> String {
+fn failing_section(p: &Proposal, file: &dyn Fn(&str) -> String, max: usize) -> String {
     let mut s = String::from("### Checks that fail\n\n");
     if p.failing.is_empty() {
         s.push_str("None.\n\n");
@@ -744,7 +759,7 @@ fn failing_section(p: &Proposal, links: &Links, max: usize) -> String {
             s,
             "- [{}]({}) ({}): {}: {} of {}",
             code(&f.code),
-            links.file(&crate::checks::CheckResult::path(&f.code)),
+            file(&crate::checks::CheckResult::path(&f.code)),
             f.severity,
             cell(&f.description),
             f.exceptions,
@@ -843,7 +858,7 @@ fn full_body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Option<St
         }
     }
     s.push_str(&changes_section(p, &file, usize::MAX));
-    s.push_str(&failing_section(p, links, usize::MAX));
+    s.push_str(&failing_section(p, &file, usize::MAX));
     s.push_str(&gaps_section(p, usize::MAX, ""));
     s.push_str(&other_section(p));
     s.push_str(&footer(p));
@@ -947,7 +962,7 @@ pub fn body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> String {
     s.push_str("### By kind\n\n");
     s.push_str(&kind_counts(p, None));
     s.push_str(&changes_section(p, &file, 30));
-    s.push_str(&failing_section(p, links, 40));
+    s.push_str(&failing_section(p, &file, 40));
     s.push_str(&gaps_section(p, 120, " in the listing"));
     s.push_str(&other_section(p));
     s.push_str(&footer(p));
@@ -1012,7 +1027,7 @@ fn listing(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Vec<(String
     };
     idx.push_str(&kind_counts(p, Some(&kind_listing)));
     idx.push_str(&changes_section(p, &file, INDEX_CHANGES));
-    idx.push_str(&failing_section(p, links, usize::MAX));
+    idx.push_str(&failing_section(p, &file, usize::MAX));
     idx.push_str(&gaps_section(p, usize::MAX, ""));
     idx.push_str(&other_section(p));
     out.push((format!("{LISTING_DIR}/index.md"), idx));
@@ -1079,7 +1094,19 @@ mod tests {
 
     #[test]
     fn cells_cannot_break_tables_or_mention() {
-        assert_eq!(cell("a|b\n@bob <x>"), "a\\|b @\u{200b}bob &lt;x&gt;");
+        assert_eq!(
+            cell("a|b\n@bob <x> &#64;org fixes #12"),
+            "a\\|b @\u{200b}bob &lt;x&gt; &amp;#64;org fixes #\u{200b}12"
+        );
+    }
+
+    #[test]
+    fn links_cannot_leave_their_parentheses() {
+        assert_eq!(
+            link("t", "https://x.test/a b)\n|<c>\\"),
+            "[t](https://x.test/a%20b%29%0A%7C%3Cc%3E%5C)"
+        );
+        assert_eq!(link("t", "javascript:alert(1)"), "t");
     }
 
     #[test]

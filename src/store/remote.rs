@@ -28,10 +28,10 @@ pub enum PushError {
     #[error("`git` could not be started: {0}")]
     Spawn(std::io::Error),
     #[error(
-        "the remote branch `{branch}` has commits this repository lacks (someone pushed to it since it was fetched): fetch it (`git fetch {remote} {branch}:{branch}`), run `cleartrail run` again, then propose"
+        "the remote branch `{branch}` has commits this repository lacks (someone pushed to it since it was fetched), so nothing was overwritten: fetch it (`git fetch {remote} {branch}`) and run again"
     )]
     Behind { remote: String, branch: String },
-    #[error("git push to {remote} ({branch}) failed: {message}")]
+    #[error("git push or fetch with {remote} ({branch}) failed: {message}")]
     Failed {
         remote: String,
         branch: String,
@@ -183,13 +183,63 @@ impl Store {
         branch: &str,
         auth: Option<(&str, &Secret)>,
     ) -> Result<(), PushError> {
+        let mut cmd = self.git_remote_command(auth);
+        cmd.args(["push", "--porcelain", remote])
+            .arg(format!("{commit}:refs/heads/{branch}"));
+        self.run_remote(cmd, remote, branch, auth)
+    }
+
+    /// Fetches `branch` of `remote` into `refs/remotes/<remote>/<branch>`
+    /// and returns its tip.
+    pub fn fetch(
+        &self,
+        remote: &str,
+        branch: &str,
+        auth: Option<(&str, &Secret)>,
+    ) -> Result<Oid, PushError> {
+        let mut cmd = self.git_remote_command(auth);
+        cmd.args(["fetch", "--quiet", remote]).arg(format!(
+            "+refs/heads/{branch}:refs/remotes/{remote}/{branch}"
+        ));
+        self.run_remote(cmd, remote, branch, auth)?;
+        self.remote_tip(remote, branch)
+            .ok()
+            .flatten()
+            .ok_or_else(|| PushError::Failed {
+                remote: remote.to_string(),
+                branch: branch.to_string(),
+                message: "fetched, but no remote-tracking branch was written".into(),
+            })
+    }
+
+    /// Moves `branch` forward to `to` when it is an ancestor of it (a
+    /// checkout of an older commit catching up with its remote); `false`
+    /// when the branch has commits `to` lacks.
+    pub fn fast_forward(&self, branch: &str, to: Oid) -> Result<bool, StoreError> {
+        let Some(tip) = self.branch_tip(branch)? else {
+            return Ok(false);
+        };
+        if tip == to {
+            return Ok(true);
+        }
+        if !self.contains(to, tip)? {
+            return Ok(false);
+        }
+        let sig = git2::Signature::now("ClearTrail", "cleartrail@users.noreply.github.com")
+            .map_err(|e| StoreError::git("building the reflog signature", e))?;
+        self.move_branch(branch, Some(tip), to, &sig, "fast-forward to the remote")?;
+        Ok(true)
+    }
+
+    /// `git` with the token for HTTPS requests to `auth`'s host, unless
+    /// git is configured with an authorization header of its own (two
+    /// would be refused).
+    fn git_remote_command(&self, auth: Option<(&str, &Secret)>) -> std::process::Command {
         let mut cmd = std::process::Command::new("git");
         // From the work tree when there is one: git resolves a relative
         // remote URL against it.
         cmd.arg("-C")
             .arg(self.repo.workdir().unwrap_or(self.repo.path()))
-            .args(["push", "--porcelain", "--quiet", remote])
-            .arg(format!("{commit}:refs/heads/{branch}"))
             // Never wait for a password on a terminal nobody watches.
             .env("GIT_TERMINAL_PROMPT", "0");
         if let Some((host, token)) = auth
@@ -212,6 +262,16 @@ impl Store {
                     format!("AUTHORIZATION: basic {basic}"),
                 );
         }
+        cmd
+    }
+
+    fn run_remote(
+        &self,
+        mut cmd: std::process::Command,
+        remote: &str,
+        branch: &str,
+        auth: Option<(&str, &Secret)>,
+    ) -> Result<(), PushError> {
         let out = cmd.output().map_err(PushError::Spawn)?;
         if out.status.success() {
             return Ok(());
