@@ -421,33 +421,68 @@ fn build(
         as_of,
     )?;
     let failing = crate::controls::evaluate::failing_index(&audit.checks);
-    let evidence: Vec<_> = deltas
-        .iter()
-        .filter(|d| {
-            d.path
-                .starts_with(&format!("{}/", crate::artifact::EVIDENCE_DIR))
-        })
-        .cloned()
-        .collect();
-    let artifacts =
-        propose::artifact_changes(&evidence, &old, &snapshot, &audit.held, index, &failing)
-            .map_err(Error::runtime)?;
-    let (failing_checks, gaps) = propose::findings(&audit.checks, &audit.statuses);
     let mut held_by_kind = std::collections::BTreeMap::new();
-    for h in audit.held.iter() {
-        *held_by_kind
-            .entry((h.source().to_string(), h.kind().to_string()))
-            .or_insert(0usize) += 1;
+    {
+        let mut counts: std::collections::HashMap<(&str, &str), usize> = Default::default();
+        for h in audit.held.iter() {
+            *counts.entry((h.source(), h.kind())).or_insert(0) += 1;
+        }
+        for ((s, k), n) in counts {
+            held_by_kind.insert((s.to_string(), k.to_string()), n);
+        }
     }
+    let other = propose::other_counts(&deltas);
+    let prefix = format!("{}/", crate::artifact::EVIDENCE_DIR);
+    let evidence: Vec<_> = deltas
+        .into_iter()
+        .filter(|d| d.path.starts_with(&prefix))
+        .collect();
+    // Too large for a full body: kinds whose artifacts are all new are
+    // counted, not kept one by one.
+    let mut bulk_kinds = std::collections::BTreeSet::new();
+    if evidence.len() > propose::BODY_ROWS {
+        let mut per_kind: std::collections::BTreeMap<(String, String), (usize, bool)> =
+            Default::default();
+        for d in evidence.iter().filter(|d| d.path.ends_with(".json")) {
+            let mut parts = d.path[prefix.len()..].splitn(3, '/');
+            let (Some(s), Some(k)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let e = per_kind
+                .entry((s.to_string(), k.to_string()))
+                .or_insert((0, true));
+            e.0 += 1;
+            e.1 &= d.old.is_none();
+        }
+        for (kind, (added, only_added)) in per_kind {
+            if only_added && held_by_kind.get(&kind) == Some(&added) {
+                bulk_kinds.insert(kind);
+            }
+        }
+    }
+    let mut bulk = std::collections::BTreeMap::new();
+    let artifacts = propose::artifact_changes(
+        evidence,
+        &old,
+        &snapshot,
+        &audit.held,
+        index,
+        &failing,
+        &bulk_kinds,
+        &mut bulk,
+    )
+    .map_err(Error::runtime)?;
+    let (failing_checks, gaps) = propose::findings(&audit.checks, &audit.statuses);
     let proposal = Proposal {
         period: period.to_string(),
         base,
         head,
         artifacts,
-        other: propose::other_counts(&deltas),
+        other,
         failing: failing_checks,
         gaps,
         held_by_kind,
+        bulk,
     };
     // The process ends soon: freeing every parsed artifact one by one is
     // time for nothing.

@@ -158,6 +158,22 @@ pub struct Proposal {
     pub gaps: Vec<Gap>,
     /// How many artifacts of each (source, kind) the new side holds.
     pub held_by_kind: BTreeMap<(String, String), usize>,
+    /// Added artifacts of kinds that are all new, counted rather than
+    /// kept one by one (see [`Bulk`]).
+    pub bulk: BTreeMap<(String, String), Bulk>,
+}
+
+/// The added artifacts of a kind whose artifacts are all new, when the
+/// change is too large for a full body anyway (a first proposal of
+/// 100,000 artifacts): no row would name them (the listing links to the
+/// kind's own), so only their counts are kept, by control.
+#[derive(Debug, Clone, Default)]
+pub struct Bulk {
+    pub added: usize,
+    /// `framework:control` -> how many map to it.
+    pub controls: BTreeMap<String, usize>,
+    /// How many map to no control.
+    pub unmapped: usize,
 }
 
 impl Proposal {
@@ -166,12 +182,15 @@ impl Proposal {
         for a in &self.artifacts {
             c.add(a.op);
         }
+        c.added += self.bulk.values().map(|b| b.added).sum::<usize>();
         c
     }
 
     /// Whether the pull request would change anything at all.
     pub fn is_empty(&self) -> bool {
-        self.artifacts.is_empty() && self.other.values().all(|c| c.total() == 0)
+        self.artifacts.is_empty()
+            && self.bulk.is_empty()
+            && self.other.values().all(|c| c.total() == 0)
     }
 
     /// The pull request's title.
@@ -274,20 +293,23 @@ struct Meta {
 /// without parsing it again; `failing` maps artifact ids to the
 /// error-level checks listing them. Only a changed artifact is parsed
 /// whole, on both sides, for its field changes.
+#[allow(clippy::too_many_arguments)]
 pub fn artifact_changes(
-    deltas: &[Delta],
+    deltas: Vec<Delta>,
     old: &Snapshot<'_>,
     new: &Snapshot<'_>,
     held: &crate::evidence::Evidence,
     index: &ControlIndex<'_>,
     failing: &HashMap<&str, Vec<&'static str>>,
+    bulk_kinds: &BTreeSet<(String, String)>,
+    bulk: &mut BTreeMap<(String, String), Bulk>,
 ) -> Result<Vec<ArtifactChange>, StoreError> {
     // An added artifact is described from the evaluation alone: at a
     // first proposal of 100,000 artifacts, reading each file again (and
     // having git hash it again) was most of the time.
     let by_path: HashMap<&str, &Held> = held.iter().map(|h| (&*h.path, h)).collect();
     let mut out = Vec::with_capacity(deltas.len());
-    for d in deltas {
+    for d in &deltas {
         // Captured documents beside an artifact are part of it: its
         // digest covers theirs.
         if !d.path.ends_with(".json") {
@@ -304,6 +326,19 @@ pub fn artifact_changes(
         };
         let now = by_path.get(d.path.as_str()).filter(|_| d.new.is_some());
         if let (None, Some(h)) = (d.old, now) {
+            let kind = (h.source().to_string(), h.kind().to_string());
+            if bulk_kinds.contains(&kind) {
+                let b = bulk.entry(kind).or_default();
+                b.added += 1;
+                let controls = index.controls_of(h);
+                if controls.is_empty() {
+                    b.unmapped += 1;
+                }
+                for c in controls {
+                    *b.controls.entry(c).or_insert(0) += 1;
+                }
+                continue;
+            }
             out.push(ArtifactChange {
                 op: Op::Added,
                 path: d.path.clone(),
@@ -614,12 +649,7 @@ fn by_control<'p>(
         }
     }
     let mut out: Vec<(String, Vec<&ArtifactChange>)> = groups.into_iter().collect();
-    // Catalog order of frameworks, natural order of control ids (CC2.1
-    // before CC10.1).
-    out.sort_by_key(|(k, _)| {
-        let (f, c) = k.split_once(':').unwrap_or((k, ""));
-        (index.framework_rank(f), crate::controls::natural_key(c))
-    });
+    sort_controls(&mut out, index);
     if !unmapped.is_empty() {
         out.push((String::new(), unmapped));
     }
@@ -831,13 +861,13 @@ fn footer(p: &Proposal) -> String {
 
 /// Rows a full body could hold at best: beyond this many, it is not
 /// rendered only to be found too long.
-const BODY_ROWS: usize = 400;
+pub const BODY_ROWS: usize = 400;
 
 /// The full body, every artifact by control, when it fits in
 /// [`BODY_LIMIT`].
 fn full_body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Option<String> {
     let rows: usize = p.artifacts.iter().map(|a| a.controls.len().max(1)).sum();
-    if rows > BODY_ROWS {
+    if rows > BODY_ROWS || !p.bulk.is_empty() {
         return None;
     }
     let file = |path: &str| links.file(path);
@@ -865,15 +895,28 @@ fn full_body(p: &Proposal, links: &Links, index: &ControlIndex<'_>) -> Option<St
     (s.chars().count() <= BODY_LIMIT).then_some(s)
 }
 
-/// Counts per control, as a table (the summary body and the index page).
+/// Counts per control, as a table (the summary body and the index page),
+/// artifacts counted one by one and in bulk alike.
 fn control_counts(p: &Proposal, index: &ControlIndex<'_>, max: usize) -> String {
-    let groups = by_control(p, index);
-    let mut s = String::from("| control | added | changed | removed |\n|---|---|---|---|\n");
-    for (key, items) in groups.iter().take(max) {
-        let mut c = Counts::default();
+    let mut by: BTreeMap<String, Counts> = BTreeMap::new();
+    for (key, items) in by_control(p, index) {
+        let c = by.entry(key).or_default();
         for a in items {
             c.add(a.op);
         }
+    }
+    for b in p.bulk.values() {
+        for (key, n) in &b.controls {
+            by.entry(key.clone()).or_default().added += n;
+        }
+        if b.unmapped > 0 {
+            by.entry(String::new()).or_default().added += b.unmapped;
+        }
+    }
+    let mut groups: Vec<(String, Counts)> = by.into_iter().collect();
+    sort_controls(&mut groups, index);
+    let mut s = String::from("| control | added | changed | removed |\n|---|---|---|---|\n");
+    for (key, c) in groups.iter().take(max) {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} |",
@@ -890,11 +933,27 @@ fn control_counts(p: &Proposal, index: &ControlIndex<'_>, max: usize) -> String 
     s
 }
 
+/// Catalog order of frameworks, natural order of control ids (CC2.1
+/// before CC10.1), "not mapped" (the empty key) last.
+fn sort_controls<T>(groups: &mut [(String, T)], index: &ControlIndex<'_>) {
+    groups.sort_by_key(|(k, _)| {
+        let (f, c) = k.split_once(':').unwrap_or((k, ""));
+        (
+            k.is_empty(),
+            index.framework_rank(f),
+            crate::controls::natural_key(c),
+        )
+    });
+}
+
 /// Counts per (source, kind).
 fn by_kind(p: &Proposal) -> BTreeMap<(&str, &str), Counts> {
     let mut by: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
     for a in &p.artifacts {
         by.entry((&a.source, &a.kind)).or_default().add(a.op);
+    }
+    for ((src, kind), b) in &p.bulk {
+        by.entry((src, kind)).or_default().added += b.added;
     }
     by
 }
@@ -902,6 +961,11 @@ fn by_kind(p: &Proposal) -> BTreeMap<(&str, &str), Counts> {
 /// Whether every artifact of a kind is new (the kind's listing on the
 /// branch is then the list of what it adds).
 fn wholly_new(p: &Proposal, kind: (&str, &str), c: &Counts) -> bool {
+    if p.bulk
+        .contains_key(&(kind.0.to_string(), kind.1.to_string()))
+    {
+        return true;
+    }
     c.changed == 0
         && c.removed == 0
         && p.held_by_kind
