@@ -1160,7 +1160,7 @@ mod tests {
     fn cells_cannot_break_tables_or_mention() {
         assert_eq!(
             cell("a|b\n@bob <x> &#64;org fixes #12"),
-            "a\\|b @\u{200b}bob &lt;x&gt; &amp;#64;org fixes #\u{200b}12"
+            "a\\|b @\u{200b}bob &lt;x&gt; &amp;#\u{200b}64;org fixes #\u{200b}12"
         );
     }
 
