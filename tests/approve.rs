@@ -88,6 +88,25 @@ async fn mount_pr(server: &MockServer, n: u64, base: git2::Oid, head: git2::Oid,
         .await;
 }
 
+/// A start commit of `base_files`, pull request #7's commit of
+/// `head_files` on it, and the merge commit main moves to; (base, head).
+fn merged(
+    repo: &git2::Repository,
+    base_files: &[(&str, &str)],
+    head_files: &[(&str, &str)],
+) -> (git2::Oid, git2::Oid) {
+    let base = commit(repo, base_files, "start", T0, &[]);
+    let head = commit(repo, head_files, "cleartrail sync", T0 + DAY, &[base]);
+    commit(
+        repo,
+        &[],
+        "Merge pull request #7",
+        T0 + 2 * DAY,
+        &[base, head],
+    );
+    (base, head)
+}
+
 const KEY_MODE: &str = "  signing: key\n  public_key: signing.pub\n";
 
 async fn setup(reviews: Vec<Value>) -> Setup {
@@ -102,24 +121,13 @@ async fn setup_with(reviews: Vec<Value>, signing: &str) -> Setup {
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
     let repo = Repository::init_opts(&ev, &opts).unwrap();
-    let base = commit(&repo, &[("README.md", "evidence\n")], "start", T0, &[]);
-    let head = commit(
+    let (base, head) = merged(
         &repo,
+        &[("README.md", "evidence\n")],
         &[
             ("evidence/git/commit/a.json", "{\"a\":1}\n"),
             ("README.md", "evidence, updated\n"),
         ],
-        "cleartrail sync",
-        T0 + DAY,
-        &[base],
-    );
-    // Merged with a merge commit; main moves to it.
-    commit(
-        &repo,
-        &[],
-        "Merge pull request #7",
-        T0 + 2 * DAY,
-        &[base, head],
     );
     let (key_pem, public) = openssl_key(dir.path());
     std::fs::write(dir.path().join("signing.pub"), public).unwrap();
@@ -1061,29 +1069,13 @@ async fn a_pull_request_is_judged_by_the_policy_before_it() {
             "version: 1\nsources:\n  policies:\n    type: files\n    path: policies\napprovals:\n  repository: acme/evidence\n  repository_id: 77\n  approvers:\n    users: [bob, cy]\n  required: {required}\n{KEY_MODE}"
         )
     };
-    let base = commit(
+    let (base, head) = merged(
         &repo,
         &[("cleartrail.yml", &cfg(2)), ("signing.pub", &public)],
-        "start",
-        T0,
-        &[],
-    );
-    let head = commit(
-        &repo,
         &[
             ("cleartrail.yml", &cfg(1)),
             ("evidence/git/commit/a.json", "{\"a\":1}\n"),
         ],
-        "cleartrail sync, and one approval is enough",
-        T0 + DAY,
-        &[base],
-    );
-    commit(
-        &repo,
-        &[],
-        "Merge pull request #7",
-        T0 + 2 * DAY,
-        &[base, head],
     );
     std::fs::create_dir_all(ev.join("policies")).unwrap();
     let server = MockServer::start().await;

@@ -462,13 +462,7 @@ async fn pr_of_event(env: &GithubEnv, repo: &str) -> Result<Option<u64>, Connect
     .ok_or_else(|| setup(format!("the `{name}` payload {path} names no commit")))?;
     let client = GithubClient::connect(env, Politeness::default()).await?;
     let url = client.url(&format!("/repos/{repo}/commits/{sha}/pulls?per_page=100"));
-    let reply = client.get(&url, None).await?;
-    let prs: Vec<Value> =
-        serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
-            endpoint: format!("GET {url}"),
-            status: reply.status,
-            message: format!("not a list of pull requests: {e}"),
-        })?;
+    let prs: Vec<Value> = client.get_json(&url).await?;
     // The pull request this commit merged, not one that merely contains it.
     Ok(prs
         .iter()

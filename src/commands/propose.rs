@@ -562,13 +562,7 @@ async fn open_or_update(
         query(base)
     ));
     let find = || async {
-        let reply = client.get(&list, None).await?;
-        let prs: Vec<Value> =
-            serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
-                endpoint: format!("GET {list}"),
-                status: reply.status,
-                message: format!("unexpected body: {e}"),
-            })?;
+        let prs: Vec<Value> = client.get_json(&list).await?;
         // The oldest first: if two ever existed, the one reviewers know.
         Ok::<Option<Value>, ConnectorError>(
             prs.into_iter()

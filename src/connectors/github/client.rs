@@ -386,6 +386,20 @@ impl GithubClient {
 }
 
 impl GithubClient {
+    /// A GET whose answer must be JSON of type `T`: anything else fails
+    /// naming the endpoint and status.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<T, ConnectorError> {
+        let reply = self.get(url, None).await?;
+        serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Http {
+            endpoint: format!("GET {url}"),
+            status: reply.status,
+            message: format!("unexpected body: {e}"),
+        })
+    }
+
     /// A write (`POST`, `PATCH`) with a JSON body; the answer's JSON. A
     /// client error comes back as [`ConnectorError::Http`] with GitHub's
     /// message, for the caller to tell "already exists" from the rest.
