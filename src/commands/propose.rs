@@ -41,6 +41,10 @@ struct Outcome {
 }
 
 pub fn run(g: &GlobalArgs, args: &ProposeArgs) -> Result<ExitStatus, Error> {
+    // The diff walks every tree of a first proposal once; libgit2 would
+    // keep each in its object cache for the rest of the run, beside the
+    // evaluation's artifacts. Nothing here reads a tree twice.
+    git2::opts::enable_caching(false);
     let config = super::optional_config(g)?;
     let store = super::open_store(g)?;
     let branch = super::evidence_branch(config.as_ref());
@@ -273,13 +277,32 @@ fn finish(g: &GlobalArgs, o: Outcome, text: &str) -> Result<ExitStatus, Error> {
 /// owns (listing pages aside). Files only the default branch has, such as
 /// approval records, do not count.
 fn brings_anything(store: &Store, base: git2::Oid, tip: git2::Oid) -> Result<bool, Error> {
-    let deltas = store
-        .diff_under(Some(base), Some(tip), "")
-        .map_err(Error::runtime)?;
-    Ok(deltas.iter().any(|d| {
-        let top = d.path.split('/').next().unwrap_or_default();
-        crate::sync::OWNED.contains(&top) && !propose::is_listing_page(&d.path)
-    }))
+    // By top-level entry: the same id on both sides is the same content.
+    // Only `.cleartrail/` is looked into, for the listing pages, which
+    // bring nothing.
+    let entry = |c: git2::Oid, name: &str| -> Result<Option<git2::Oid>, Error> {
+        let tree = store
+            .repo()
+            .find_commit(c)
+            .and_then(|c| c.tree())
+            .map_err(|e| Error::runtime(anyhow::anyhow!("reading commit {c}: {e}")))?;
+        Ok(tree.get_name(name).map(|e| e.id()))
+    };
+    for name in crate::sync::OWNED {
+        if entry(base, name)? == entry(tip, name)? {
+            continue;
+        }
+        if *name != ".cleartrail" {
+            return Ok(true);
+        }
+        let deltas = store
+            .diff_under(Some(base), Some(tip), name)
+            .map_err(Error::runtime)?;
+        if deltas.iter().any(|d| !propose::is_listing_page(&d.path)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `--base`, else the approvals' default branch, else the remote's (or
@@ -383,6 +406,16 @@ fn build(
     let deltas = store
         .diff_under(Some(base), Some(head), "")
         .map_err(Error::runtime)?;
+    // Only the artifact files are kept through the evaluation: at a first
+    // proposal that is 200,000 paths beside every parsed artifact.
+    let other = propose::other_counts(&deltas);
+    let prefix = format!("{}/", crate::artifact::EVIDENCE_DIR);
+    let mut evidence: Vec<_> = deltas
+        .into_iter()
+        .filter(|d| d.path.starts_with(&prefix) && d.path.ends_with(".json"))
+        .collect();
+    evidence.shrink_to_fit();
+    crate::memory::release_freed();
     let snapshot = store.snapshot(Some(head)).map_err(Error::runtime)?;
     let old = store.snapshot(Some(base)).map_err(Error::runtime)?;
     let now = crate::clock::now();
@@ -431,19 +464,13 @@ fn build(
             held_by_kind.insert((s.to_string(), k.to_string()), n);
         }
     }
-    let other = propose::other_counts(&deltas);
-    let prefix = format!("{}/", crate::artifact::EVIDENCE_DIR);
-    let evidence: Vec<_> = deltas
-        .into_iter()
-        .filter(|d| d.path.starts_with(&prefix))
-        .collect();
     // Too large for a full body: kinds whose artifacts are all new are
     // counted, not kept one by one.
     let mut bulk_kinds = std::collections::BTreeSet::new();
     if evidence.len() > propose::BODY_ROWS {
         let mut per_kind: std::collections::BTreeMap<(String, String), (usize, bool)> =
             Default::default();
-        for d in evidence.iter().filter(|d| d.path.ends_with(".json")) {
+        for d in &evidence {
             let mut parts = d.path[prefix.len()..].splitn(3, '/');
             let (Some(s), Some(k)) = (parts.next(), parts.next()) else {
                 continue;
