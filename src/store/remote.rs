@@ -70,34 +70,19 @@ impl Store {
                 _ => Ok(None),
             }
         };
-        let (a, b) = (sub(old)?, sub(new)?);
-        if a.as_ref().map(|t| t.id()) == b.as_ref().map(|t| t.id()) {
+        let (a, b) = (sub(old)?.map(|t| t.id()), sub(new)?.map(|t| t.id()));
+        if a == b {
             return Ok(Vec::new());
         }
-        let mut opts = git2::DiffOptions::new();
-        // Type changes (a file becoming a link) are a removal and an
-        // addition; nothing here follows renames.
-        opts.include_typechange(false);
-        let diff = self
+        let odb = self
             .repo
-            .diff_tree_to_tree(a.as_ref(), b.as_ref(), Some(&mut opts))
-            .map_err(|e| StoreError::git(format!("comparing {folder}/"), e))?;
-        let id = |f: git2::DiffFile<'_>| (!f.id().is_zero()).then(|| f.id());
-        let mut out: Vec<Delta> = diff
-            .deltas()
-            .filter_map(|d| {
-                let file = d.new_file().path().or_else(|| d.old_file().path())?;
-                let file = file.to_string_lossy();
-                Some(Delta {
-                    path: if folder.is_empty() {
-                        file.into_owned()
-                    } else {
-                        format!("{folder}/{file}")
-                    },
-                    old: id(d.old_file()),
-                    new: id(d.new_file()),
-                })
-            })
+            .odb()
+            .map_err(|e| StoreError::git("opening the object database", e))?;
+        let mut found = Vec::new();
+        super::snapshot::diff_trees(&odb, folder, a, b, &mut found, 1)?;
+        let mut out: Vec<Delta> = found
+            .into_iter()
+            .map(|(path, old, new)| Delta { path, old, new })
             .collect();
         out.sort_by(|x, y| x.path.cmp(&y.path));
         Ok(out)
@@ -323,5 +308,101 @@ impl Store {
             }
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Author, ChangeSet, CommitOutcome, Store};
+
+    fn commit(store: &Store, parent: Option<git2::Oid>, cs: &ChangeSet) -> git2::Oid {
+        let author = Author {
+            name: "T".into(),
+            email: "t@example.com".into(),
+            time: chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        };
+        match store.commit("b", parent, parent, cs, "m", &author).unwrap() {
+            CommitOutcome::Committed { commit, .. } => commit,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The files `diff_under` finds are exactly those git's own
+    /// `diff-tree -r` lists, with the same ids: additions, changes,
+    /// removals, whole new and removed folders, and a name that turned
+    /// from a file into a folder.
+    #[test]
+    fn differences_are_exactly_gits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_init(dir.path()).unwrap();
+        let mut cs = ChangeSet::new();
+        for (p, b) in [
+            ("e/a/1.json", "1"),
+            ("e/a/2.json", "2"),
+            ("e/b/3.json", "3"),
+            ("e/gone/4.json", "4"),
+            ("e/kind", "a file"),
+            ("top.md", "t"),
+        ] {
+            cs.put(p, b.as_bytes().to_vec());
+        }
+        let one = commit(&store, None, &cs);
+        let mut cs = ChangeSet::new();
+        cs.put("e/a/2.json", b"2, changed".to_vec());
+        cs.put("e/a/5.json", b"5".to_vec());
+        cs.put("e/new/6.json", b"6".to_vec());
+        cs.delete("e/gone/4.json");
+        cs.delete("e/b/3.json");
+        cs.delete("e/kind");
+        cs.put("e/kind/7.json", b"7".to_vec());
+        let two = commit(&store, Some(one), &cs);
+        let out = std::process::Command::new("git")
+            .args(["diff-tree", "-r", "--no-renames", "--raw", "--abbrev=40"])
+            .arg(one.to_string())
+            .arg(two.to_string())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let zero = |s: &str| (s.chars().any(|c| c != '0')).then(|| s.to_string());
+        let mut git: Vec<(String, Option<String>, Option<String>)> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (meta, path) = l.split_once('\t').unwrap();
+                let f: Vec<&str> = meta.split(' ').collect();
+                (path.to_string(), zero(f[2]), zero(f[3]))
+            })
+            .collect();
+        git.sort();
+        let ours: Vec<(String, Option<String>, Option<String>)> = store
+            .diff_under(Some(one), Some(two), "")
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                (
+                    d.path,
+                    d.old.map(|o| o.to_string()),
+                    d.new.map(|o| o.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(ours.len(), 7, "{ours:?}");
+        assert_eq!(ours, git);
+        // Under one folder, and nothing when both sides are the same.
+        let under_e = store.diff_under(Some(one), Some(two), "e").unwrap();
+        assert_eq!(under_e.len(), 7);
+        assert!(
+            store
+                .diff_under(Some(two), Some(two), "")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .diff_under(Some(one), Some(two), "top.md")
+                .unwrap()
+                .is_empty()
+        );
     }
 }
