@@ -377,7 +377,6 @@ impl Base {
             .default_branch_tip()?
             .filter(|(name, _)| *name != own_ref)
             .map(|(_, oid)| oid);
-        let repo = store.repo();
         let tree_of = |c: git2::Oid| store.commit_tree(c).map(Some);
         match tip {
             None => {
@@ -411,13 +410,8 @@ impl Base {
                 })
             }
             Some(b) => {
-                let descends = |a: git2::Oid, of: git2::Oid| {
-                    repo.graph_descendant_of(a, of)
-                        .map_err(|e| StoreError::Git {
-                            context: format!("comparing {a} with {of}"),
-                            source: e,
-                        })
-                };
+                // Only ever asked of two different commits (`d != b`).
+                let descends = |a: git2::Oid, of: git2::Oid| store.contains(a, of);
                 match default {
                     Some(d) if d != b && descends(d, b)? => Ok(Base {
                         tree: tree_of(d)?,

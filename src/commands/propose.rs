@@ -15,7 +15,7 @@ use crate::connectors::github::client::{GithubClient, GithubEnv};
 use crate::connectors::http::Politeness;
 use crate::error::{Error, ExitStatus};
 use crate::propose::{self, ControlIndex, Links, Proposal};
-use crate::store::{Author, ChangeSet, CommitOutcome, CommitSpec, Store};
+use crate::store::{Author, ChangeSet, CommitOutcome, Store};
 use serde_json::{Value, json};
 
 /// What happened to the pull request.
@@ -551,17 +551,15 @@ fn commit_pages(
         pages.len(),
         propose::LISTING_DIR
     );
-    let base_tree = Some(store.commit_tree(tip).map_err(Error::runtime)?);
     match store
-        .commit_with(&CommitSpec {
+        .commit(
             branch,
-            expected: Some(tip),
-            parents: vec![tip],
-            base_tree,
-            changes: &cs,
-            message: &message,
-            author: &Author::default(),
-        })
+            Some(tip),
+            Some(tip),
+            &cs,
+            &message,
+            &Author::default(),
+        )
         .map_err(Error::runtime)?
     {
         CommitOutcome::Committed { commit, .. } => Ok(commit),

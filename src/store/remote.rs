@@ -39,6 +39,13 @@ pub enum PushError {
     },
 }
 
+/// Who moves a branch without committing (adopting, rewinding, fast
+/// forwarding), as the reflog records it.
+fn reflog_signature() -> Result<git2::Signature<'static>, StoreError> {
+    git2::Signature::now("ClearTrail", "cleartrail@users.noreply.github.com")
+        .map_err(|e| StoreError::git("building the reflog signature", e))
+}
+
 impl Store {
     /// Every file that differs between the trees of `old` and `new` under
     /// the top-level folder `folder` (`""`: everywhere; `None` on a side:
@@ -91,8 +98,7 @@ impl Store {
     /// Moves `branch` back from `from` to `to` (a commit made by this
     /// process that could not be published), if nobody moved it since.
     pub fn rewind(&self, branch: &str, from: Oid, to: Oid) -> Result<(), StoreError> {
-        let sig = git2::Signature::now("ClearTrail", "cleartrail@users.noreply.github.com")
-            .map_err(|e| StoreError::git("building the reflog signature", e))?;
+        let sig = reflog_signature()?;
         self.move_branch(branch, Some(from), to, &sig, "withdrawn: not published")
     }
 
@@ -115,8 +121,7 @@ impl Store {
         let Some((name, tip)) = self.tracking_tip(branch)? else {
             return Ok(None);
         };
-        let sig = git2::Signature::now("ClearTrail", "cleartrail@users.noreply.github.com")
-            .map_err(|e| StoreError::git("building the reflog signature", e))?;
+        let sig = reflog_signature()?;
         self.move_branch(branch, None, tip, &sig, &format!("continued from {name}"))?;
         Ok(Some(name))
     }
@@ -210,8 +215,7 @@ impl Store {
         if !self.contains(to, tip)? {
             return Ok(false);
         }
-        let sig = git2::Signature::now("ClearTrail", "cleartrail@users.noreply.github.com")
-            .map_err(|e| StoreError::git("building the reflog signature", e))?;
+        let sig = reflog_signature()?;
         self.move_branch(branch, Some(tip), to, &sig, "fast-forward to the remote")?;
         Ok(true)
     }
